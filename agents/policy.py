@@ -1,0 +1,239 @@
+"""Actor and critic for every agent group: a parameter-sharing scheme (agents/sharing.py) plus a head.
+
+`ActorCritic.act(td)` is the policy the collector calls: it reads `(group, "observation")` and writes
+`(group, "action")` (what the env receives), `(group, "sample")` (what the distribution produced, e.g. the
+pre-tanh Gaussian sample) and `(group, "log_prob")`. Anything with that signature can drive a collector, so
+a different policy per seat (a frozen partner beside a learner) is just another callable.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from tensordict import TensorDictBase
+from torch import nn
+
+from agents.sharing import MultiAgentMLP
+from envs.factory import EnvInfo, GroupInfo
+from marl.errors import ConfigError
+
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+MIN_STD = 1e-4
+
+
+def _gaussian_log_prob(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return (-0.5 * ((x - loc) / scale) ** 2 - scale.log() - LOG_SQRT_2PI).sum(-1)
+
+
+def _gaussian_entropy(scale: torch.Tensor) -> torch.Tensor:
+    return (0.5 + LOG_SQRT_2PI + scale.log()).sum(-1)
+
+
+def _log_one_minus_tanh_sq(u: torch.Tensor) -> torch.Tensor:
+    """log(1 - tanh(u)^2), computed stably (no tanh saturation)."""
+    return 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
+
+
+class Actor(nn.Module):
+    """Policy of one group: categorical for discrete actions, (tanh-)Gaussian for continuous ones.
+
+    Continuous policies output a state-dependent mean and scale per agent; the scale is
+    softplus(raw + b) with b chosen so that it starts at `initial_std`. `tanh_gaussian` squashes the
+    sample into the action bounds (log-prob with the change-of-variables term; the entropy bonus uses the
+    base Gaussian's entropy, which has a closed form). `gaussian` clips the sample to the bounds when it is
+    sent to the env and scores the unclipped sample.
+    """
+
+    def __init__(self, group: GroupInfo, distribution: str, initial_std: float, **net_kwargs):
+        super().__init__()
+        self.discrete = group.discrete
+        self.distribution = "categorical" if group.discrete else distribution
+        out_dim = group.action_dim if group.discrete else 2 * group.action_dim
+        self.net = MultiAgentMLP(group.obs_dim, out_dim, group.n_agents, output_gain=0.01, **net_kwargs)
+        if not group.discrete:
+            self.register_buffer("low", group.action_low.clone().float())
+            self.register_buffer("high", group.action_high.clone().float())
+            self.scale_bias = math.log(math.expm1(initial_std))
+
+    def _params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        out = self.net(obs)
+        if self.discrete:
+            return out, None
+        loc, raw_scale = out.chunk(2, dim=-1)
+        return loc, F.softplus(raw_scale + self.scale_bias) + MIN_STD
+
+    def _squash(self, u: torch.Tensor) -> torch.Tensor:
+        return self.low + (torch.tanh(u) + 1.0) * 0.5 * (self.high - self.low)
+
+    def _to_env_action(self, sample: torch.Tensor) -> torch.Tensor:
+        if self.distribution == "tanh_gaussian":
+            return self._squash(sample)
+        return torch.maximum(torch.minimum(sample, self.high), self.low)
+
+    def sample(
+        self, obs: torch.Tensor, deterministic: bool = False, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> (env action, raw sample, log-prob of the sample [..., n_agents])."""
+        loc, scale = self._params(obs)
+        if self.discrete:
+            logits = loc if mask is None else loc.masked_fill(~mask, float("-inf"))
+            log_p = logits.log_softmax(-1)
+            if deterministic:
+                sample = log_p.argmax(-1)
+            else:  # Gumbel-max: one vectorised draw for every env and agent
+                gumbel = -torch.empty_like(log_p).exponential_().log()
+                sample = (log_p + gumbel).argmax(-1)
+            return sample, sample, log_p.gather(-1, sample.unsqueeze(-1)).squeeze(-1)
+        sample = loc if deterministic else loc + scale * torch.randn_like(loc)
+        return self._to_env_action(sample), sample, self._log_prob(sample, loc, scale)
+
+    def _log_prob(self, sample: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        log_prob = _gaussian_log_prob(sample, loc, scale)
+        if self.distribution == "tanh_gaussian":
+            half_range = 0.5 * (self.high - self.low)
+            log_prob = log_prob - (_log_one_minus_tanh_sq(sample) + half_range.log()).sum(-1)
+        return log_prob
+
+    def evaluate(
+        self, obs: torch.Tensor, sample: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """-> (log-prob of `sample`, entropy, distribution stats) under the current parameters."""
+        loc, scale = self._params(obs)
+        if self.discrete:
+            logits = loc if mask is None else loc.masked_fill(~mask, float("-inf"))
+            log_p = logits.log_softmax(-1)
+            probs = log_p.exp()
+            entropy = -(probs * log_p.clamp_min(torch.finfo(log_p.dtype).min)).sum(-1)
+            return log_p.gather(-1, sample.long().unsqueeze(-1)).squeeze(-1), entropy, {}
+        return self._log_prob(sample, loc, scale), _gaussian_entropy(scale), {"std": scale.detach().mean()}
+
+
+class Critic(nn.Module):
+    """Value function of one group: per-agent observations (IPPO) or one global input (MAPPO)."""
+
+    def __init__(self, group: GroupInfo, input_dim: int, centralised: bool, **net_kwargs):
+        super().__init__()
+        self.centralised = centralised
+        self.net = MultiAgentMLP(input_dim, 1, group.n_agents, output_gain=1.0, **net_kwargs)
+
+    def forward(self, critic_input: torch.Tensor) -> torch.Tensor:
+        """critic_input [..., n_agents, obs] (IPPO) or [..., global] (MAPPO) -> values [..., n_agents]."""
+        return self.net(critic_input, shared_input=self.centralised).squeeze(-1)
+
+
+def role_indices(env_info: EnvInfo, roles: dict[str, list[int]] | None) -> dict[str, list[int] | None]:
+    """Map the config's roles ({role: [global agent indices]}) to a role id per agent of each group."""
+    if roles is None:
+        return {g.name: None for g in env_info.groups}
+    n = env_info.n_agents
+    role_of = [-1] * n
+    for role_id, (role, members) in enumerate(roles.items()):
+        for agent in members:
+            if not 0 <= agent < n:
+                raise ConfigError(
+                    f"sharing.roles.{role} lists agent {agent}, but the env has {n} agents "
+                    f"(indices 0..{n - 1}: "
+                    f"{', '.join(env_info.agent_names)}). Fix the role's agent indices."
+                )
+            role_of[agent] = role_id
+    missing = [i for i, r in enumerate(role_of) if r < 0]
+    if missing:
+        raise ConfigError(
+            f"sharing.roles does not assign agents {missing} to any role; every one of the env's {n} agents "
+            f"needs exactly one role (for example roles: {{a: [0, 1], b: [2, 3]}})."
+        )
+    result, start = {}, 0
+    for g in env_info.groups:
+        ids = role_of[start : start + g.n_agents]
+        start += g.n_agents
+        used = sorted(set(ids))  # the grouped scheme expects contiguous role ids 0..R-1 within the group
+        result[g.name] = [used.index(r) for r in ids]
+    return result
+
+
+class ActorCritic(nn.Module):
+    """Actors and critics of every group, built from the config; the single object the learner trains."""
+
+    def __init__(self, env_info: EnvInfo, cfg):
+        super().__init__()
+        algo, sharing = cfg.algorithm, cfg.sharing
+        self.group_names = [g.name for g in env_info.groups]
+        self.centralised = algo.name == "mappo"
+        self.use_state = self.centralised and algo.critic_input == "state"
+        if self.use_state and env_info.state_dim is None:
+            raise ConfigError(
+                f"algorithm.critic_input=state, but {env_info.name} provides no global state. "
+                f"Use algorithm.critic_input=observations (the MAPPO critic then sees all agents' "
+                f"observations)."
+            )
+        global_dim = (
+            env_info.state_dim if self.use_state else sum(g.n_agents * g.obs_dim for g in env_info.groups)
+        )
+        roles = role_indices(env_info, sharing.roles)
+        common = dict(
+            hidden_sizes=list(cfg.model.hidden_sizes),
+            activation=cfg.model.activation,
+            hyper_variant=sharing.hyper.variant,
+            hyper_embedding_dim=sharing.hyper.embedding_dim,
+            hyper_hidden=sharing.hyper.hidden_size,
+        )
+        self.actors = nn.ModuleDict()
+        self.critics = nn.ModuleDict()
+        for g in env_info.groups:
+            for which, net_sharing in (("actor", sharing.actor), ("critic", sharing.critic)):
+                if net_sharing.scheme == "grouped" and roles[g.name] is None:
+                    raise ConfigError(
+                        f"sharing.{which}.scheme=grouped needs sharing.roles, for example "
+                        f"sharing.roles='{{a: [0, 1], b: [2, 3]}}' (agent indices per role)."
+                    )
+            actor_kwargs = dict(
+                common,
+                scheme=sharing.actor.scheme,
+                agent_id=sharing.actor.agent_id,
+                roles=roles[g.name] if sharing.actor.scheme == "grouped" else None,
+            )
+            critic_kwargs = dict(
+                common,
+                scheme=sharing.critic.scheme,
+                agent_id=sharing.critic.agent_id,
+                roles=roles[g.name] if sharing.critic.scheme == "grouped" else None,
+            )
+            self.actors[g.name] = Actor(g, algo.action_distribution, algo.initial_std, **actor_kwargs)
+            critic_dim = global_dim if self.centralised else g.obs_dim
+            self.critics[g.name] = Critic(g, critic_dim, self.centralised, **critic_kwargs)
+
+    @torch.no_grad()
+    def act(self, td: TensorDictBase, deterministic: bool = False) -> TensorDictBase:
+        """Write every group's actions (and raw samples and log-probs) into `td`."""
+        for name, actor in self.actors.items():
+            mask = td.get((name, "action_mask"), None)
+            action, sample, log_prob = actor.sample(td[name, "observation"], deterministic, mask)
+            td.set((name, "action"), action)
+            td.set((name, "sample"), sample)
+            td.set((name, "log_prob"), log_prob)
+        return td
+
+    def critic_inputs(self, td: TensorDictBase) -> dict[str, torch.Tensor]:
+        """Per-group critic input: the group's observations (IPPO), or one global vector (MAPPO)."""
+        if not self.centralised:
+            return {name: td[name, "observation"] for name in self.group_names}
+        if self.use_state:
+            shared = td["state"]
+        else:
+            parts = [td[name, "observation"].flatten(-2) for name in self.group_names]
+            shared = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+        return {name: shared for name in self.group_names}
+
+    def values(self, td: TensorDictBase) -> dict[str, torch.Tensor]:
+        """Values [..., n_agents] of every group for the observations in `td`."""
+        inputs = self.critic_inputs(td)
+        return {name: self.critics[name](inputs[name]) for name in self.group_names}
+
+    def parameter_counts(self) -> dict[str, int]:
+        counts = {}
+        for name in self.group_names:
+            counts[f"{name}/actor"] = sum(p.numel() for p in self.actors[name].parameters())
+            counts[f"{name}/critic"] = sum(p.numel() for p in self.critics[name].parameters())
+        return counts

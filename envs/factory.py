@@ -1,0 +1,149 @@
+"""Environment factory: config -> batched TorchRL env, plus a plain description of its agent groups.
+
+The engine (`marl/`) never looks inside an environment: it reads the `EnvInfo` built here (groups, agent
+counts, observation sizes, action spaces) and exchanges TensorDicts with TorchRL's multi-agent key layout,
+`(group, "observation")`, `(group, "action")`, `(group, "reward")`, with `done`/`terminated` at the root.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+from torchrl.envs import EnvBase
+
+from marl.errors import ConfigError
+
+VMAS_PREFIX = "vmas/"
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """One group of agents that share observation and action spaces (TorchRL's notion of a group)."""
+
+    name: str
+    agent_names: tuple[str, ...]
+    obs_dim: int
+    discrete: bool
+    action_dim: int  # continuous: action dimensions; discrete: number of choices
+    action_low: torch.Tensor | None = None  # continuous bounds, [action_dim]
+    action_high: torch.Tensor | None = None
+
+    @property
+    def n_agents(self) -> int:
+        return len(self.agent_names)
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    """What the learner needs to know about an environment, independent of where it came from."""
+
+    name: str
+    num_envs: int
+    max_steps: int
+    groups: tuple[GroupInfo, ...]
+    state_dim: int | None = None  # size of a global state, if the env provides one
+    kwargs: dict = field(default_factory=dict)
+
+    @property
+    def n_agents(self) -> int:
+        return sum(g.n_agents for g in self.groups)
+
+    @property
+    def agent_names(self) -> list[str]:
+        return [name for g in self.groups for name in g.agent_names]
+
+
+def make_env(env_cfg, device: torch.device | str, seed: int, num_envs: int | None = None) -> EnvBase:
+    """Build the batched TorchRL env described by `env_cfg` (an `EnvConfig`).
+
+    `num_envs` overrides the configured batch size (evaluation uses its own).
+    """
+    if not env_cfg.name.startswith(VMAS_PREFIX):
+        raise ConfigError(
+            f"Unknown environment family in env.name={env_cfg.name!r}. Environments are named "
+            f"'vmas/<scenario>' (for example env=vmas/navigation). Fix env.name or pick a preset "
+            f"(marl config show lists the resolved config)."
+        )
+    return _make_vmas(env_cfg, device, seed, num_envs or env_cfg.num_envs)
+
+
+def _make_vmas(env_cfg, device, seed: int, num_envs: int) -> EnvBase:
+    import vmas
+    from torchrl.envs.libs.vmas import VmasEnv
+
+    scenario = env_cfg.name[len(VMAS_PREFIX) :]
+    if scenario not in vmas.scenarios:
+        close = difflib.get_close_matches(scenario, vmas.scenarios, n=1)
+        hint = f" Did you mean 'vmas/{close[0]}'?" if close else ""
+        raise ConfigError(
+            f"VMAS has no scenario {scenario!r} (from env.name={env_cfg.name!r}).{hint} "
+            f"Available scenarios: {', '.join(vmas.scenarios)}."
+        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env = VmasEnv(
+            scenario,
+            num_envs=num_envs,
+            continuous_actions=env_cfg.continuous_actions,
+            categorical_actions=True,
+            max_steps=env_cfg.max_steps,
+            device=str(device),
+            seed=seed,
+            **env_cfg.kwargs,
+        )
+    for warning in caught:
+        if "passed but not used by the scenario" in str(warning.message):
+            env.close()
+            raise ConfigError(
+                f"VMAS scenario {scenario!r} does not use these env keys: "
+                f"{str(warning.message).split(':', 1)[1]}"
+                f" They were taken as scenario arguments because they are not env settings "
+                f"(env settings are: name, num_envs, max_steps, continuous_actions, device). Check the "
+                f"spelling against the scenario's make_world arguments in vmas/scenarios/{scenario}.py."
+            )
+    return env
+
+
+def describe_env(env: EnvBase, name: str, max_steps: int, kwargs: dict | None = None) -> EnvInfo:
+    """Read groups, observation sizes and action spaces off a TorchRL multi-agent env's specs."""
+    groups = []
+    for group, agent_names in env.group_map.items():
+        obs_spec = env.full_observation_spec[group, "observation"]
+        if len(obs_spec.shape) != len(env.batch_size) + 2:
+            raise ConfigError(
+                f"Group {group!r} has observation shape {tuple(obs_spec.shape)}; the platform expects flat "
+                f"vector observations [envs, agents, features]. Flatten the observation in the scenario."
+            )
+        action_spec = env.full_action_spec[group, "action"]
+        discrete = action_spec.domain == "discrete"
+        if discrete:
+            action_dim, low, high = int(action_spec.space.n), None, None
+        else:
+            action_dim = int(action_spec.shape[-1])
+            low = action_spec.space.low.reshape(-1, action_dim)[0].clone()
+            high = action_spec.space.high.reshape(-1, action_dim)[0].clone()
+        groups.append(
+            GroupInfo(
+                name=group,
+                agent_names=tuple(agent_names),
+                obs_dim=int(obs_spec.shape[-1]),
+                discrete=discrete,
+                action_dim=action_dim,
+                action_low=low,
+                action_high=high,
+            )
+        )
+    state_dim = None
+    if "state" in env.full_observation_spec:
+        state_dim = int(env.full_observation_spec["state"].shape[-1])
+    return EnvInfo(
+        name=name,
+        num_envs=int(env.batch_size[0]),
+        max_steps=max_steps,
+        groups=tuple(groups),
+        state_dim=state_dim,
+        kwargs=dict(kwargs or {}),
+    )

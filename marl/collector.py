@@ -1,0 +1,123 @@
+"""In-process rollout collection: step a batched env with a policy, return a [envs, time] TensorDict.
+
+A policy is any callable `td -> td` that writes each group's `(group, "action")` (and, for the learner's
+own policy, `"sample"` and `"log_prob"`). The collector never looks inside it, so a policy that serves
+different seats from different networks (a frozen partner beside a learner) plugs in unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from tensordict import TensorDictBase
+from torchrl.envs import EnvBase
+
+from envs.factory import EnvInfo
+
+Policy = Callable[[TensorDictBase], TensorDictBase]
+
+
+class LocalCollector:
+    """Collects `frames_per_batch` env steps per call, carrying env state across calls.
+
+    Episodes run across batch boundaries (the env is reset only when an episode ends), and the return
+    and length of every episode that ends inside a batch are reported with it.
+    """
+
+    def __init__(self, env: EnvBase, env_info: EnvInfo, frames_per_batch: int):
+        self.env = env
+        self.info = env_info
+        self.steps_per_batch = frames_per_batch // env_info.num_envs
+        self._td = env.reset()
+        n_envs, device = env_info.num_envs, env.device
+        self._episode_return = {
+            g.name: torch.zeros(n_envs, g.n_agents, device=device) for g in env_info.groups
+        }
+        self._episode_length = torch.zeros(n_envs, dtype=torch.long, device=device)
+
+    @property
+    def frames_per_batch(self) -> int:
+        return self.steps_per_batch * self.info.num_envs
+
+    @torch.no_grad()
+    def collect(self, policy: Policy) -> tuple[TensorDictBase, dict[str, torch.Tensor]]:
+        """-> (batch [envs, time], finished episodes: per-group returns [episodes, agents] and lengths)."""
+        steps = []
+        for _ in range(self.steps_per_batch):
+            td = policy(self._td)
+            td, self._td = self.env.step_and_maybe_reset(td)
+            steps.append(td)
+        batch = torch.stack(steps, dim=1)
+        return batch, self._finished_episodes(batch)
+
+    def _finished_episodes(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
+        """Returns and lengths of the episodes that ended in `batch`, continuing the running sums."""
+        done = batch["next", "done"].squeeze(-1)  # [E, T]
+        rewards = {name: batch["next", name, "reward"].squeeze(-1) for name in self._episode_return}
+        ended_returns = {name: torch.zeros_like(r) for name, r in rewards.items()}
+        ended_lengths = torch.zeros_like(done, dtype=torch.long)
+        for t in range(done.shape[1]):  # a loop over time only; every op covers all envs and agents
+            self._episode_length += 1
+            ended = done[:, t]
+            ended_lengths[:, t] = self._episode_length * ended
+            self._episode_length *= ~ended
+            for name, running in self._episode_return.items():
+                running += rewards[name][:, t]
+                ended_returns[name][:, t] = running * ended.unsqueeze(-1)
+                running *= ~ended.unsqueeze(-1)
+        result = {f"{name}/return": ended_returns[name][done] for name in ended_returns}
+        result["length"] = ended_lengths[done]
+        return result
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly where this collector is (env state included)."""
+        from envs.vmas_state import get_env_state
+
+        return {
+            "td": {key: value.clone() for key, value in self._td.flatten_keys(".").items()},
+            "episode_return": {k: v.clone() for k, v in self._episode_return.items()},
+            "episode_length": self._episode_length.clone(),
+            "env": get_env_state(self.env),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        from envs.vmas_state import set_env_state
+
+        set_env_state(self.env, state["env"])
+        td = self._td.clone()
+        for key, value in state["td"].items():
+            td.set(tuple(key.split(".")), value.to(td.device))
+        self._td = td
+        for name, value in state["episode_return"].items():
+            self._episode_return[name] = value.to(self.env.device).clone()
+        self._episode_length = state["episode_length"].to(self.env.device).clone()
+
+
+@torch.no_grad()
+def run_episodes(env: EnvBase, env_info: EnvInfo, policy: Policy, record: Callable | None = None) -> dict:
+    """Run one episode in every env of the batch (from a fresh reset); -> per-group returns and lengths.
+
+    Envs that finish early stop accumulating (their auto-reset continuation is ignored). `record`, if
+    given, is called after the reset and after every step of env 0's episode (to render frames).
+    """
+    td = env.reset()
+    n_envs = env.batch_size[0]  # may differ from the training env's batch
+    returns = {g.name: torch.zeros(n_envs, g.n_agents, device=env.device) for g in env_info.groups}
+    lengths = torch.zeros(n_envs, dtype=torch.long, device=env.device)
+    running = torch.ones(n_envs, dtype=torch.bool, device=env.device)
+    if record is not None:
+        record()
+    for _ in range(env_info.max_steps):
+        td = policy(td)
+        td, next_td = env.step_and_maybe_reset(td)
+        if record is not None and running[0] and not td["next", "done"][0]:
+            record()  # env 0's world, unless it just ended (then it already shows the next episode)
+        for name in returns:
+            returns[name] += td["next", name, "reward"].squeeze(-1) * running.unsqueeze(-1)
+        lengths += running
+        running &= ~td["next", "done"].squeeze(-1)
+        td = next_td
+        if not running.any():
+            break
+    return {**{f"{name}/return": r for name, r in returns.items()}, "length": lengths}

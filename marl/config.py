@@ -1,0 +1,783 @@
+"""Typed, composable YAML configuration.
+
+A run's configuration is built in three steps, all before anything starts:
+
+1. Group choices pick one preset file per group (`algorithm=ippo`, `env=vmas/dispersion`, `sharing=hyper`).
+   A group is named after the config section it fills: `configs/<group>/<choice>.yaml` holds that section's
+   body. Choices come from `configs/default.yaml`'s `defaults:`, then an experiment file's `defaults:`, then
+   the command line, each beating the one before.
+2. Section values are layered on top of the schema defaults: preset files < `default.yaml` bodies < the
+   experiment file's bodies < command-line dotted overrides (`algorithm.lr=3e-4`).
+3. The merged tree is type-checked against the dataclasses below and sanity-checked as a whole.
+
+Every mistake raises `ConfigError` with a message that names the key, what was expected and, where it can,
+the closest valid spelling. In the `env` section, keys that are not `EnvConfig` fields are scenario kwargs.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import math
+import os
+import re
+import types
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from marl.errors import ConfigError
+
+CONFIG_DIR: Path = Path(os.environ.get("MARL_CONFIG_DIR") or Path(__file__).resolve().parents[1] / "configs")
+"""Where presets live: `<repo>/configs`, or `$MARL_CONFIG_DIR` when set."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# Schema
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExperimentConfig:
+    """What to run, for how long, and where to put the results."""
+
+    name: str = "default"  # run-name prefix
+    seed: int = 0
+    device: str = "auto"  # learner device: auto | cpu | cuda | cuda:N
+    total_frames: int = 300_000  # env steps to train for; one frame = one step of one env
+    frames_per_batch: int = 6_000  # frames collected per training iteration
+    eval_every: int = 10  # iterations between deterministic evaluations; 0 = off
+    eval_episodes: int = 16
+    checkpoint_every: int = 10  # iterations; the last iteration and Ctrl-C always checkpoint
+    keep_checkpoints: int = 3  # most recent checkpoints kept on disk
+    runs_dir: str = "results/runs"
+    progress: bool = True  # show a progress bar
+
+
+@dataclass
+class EnvConfig:
+    """The environment. Keys that are not fields here (e.g. `n_agents`) go to `kwargs`."""
+
+    name: str = "vmas/navigation"  # "vmas/<scenario>"
+    num_envs: int = 60  # vectorised environments stepped together
+    max_steps: int = 100  # episode length limit
+    continuous_actions: bool = True
+    device: str = "auto"  # auto = the learner device
+    kwargs: dict[str, Any] = field(default_factory=dict, metadata={"merge": True})  # scenario kwargs
+
+
+@dataclass
+class AlgorithmConfig:
+    """PPO hyperparameters. MAPPO has a centralised critic, IPPO a per-agent local one."""
+
+    name: Literal["mappo", "ippo"] = "mappo"
+    lr: float = 5e-5
+    adam_eps: float = 1e-8
+    gamma: float = 0.99  # discount
+    gae_lambda: float = 0.9
+    clip_epsilon: float = 0.2  # PPO ratio clip
+    epochs: int = 45  # passes over each batch
+    minibatch_size: int = 400  # frames per gradient step
+    entropy_coef: float = 0.0
+    value_coef: float = 1.0
+    max_grad_norm: float = 1.0
+    normalize_advantage: bool = True
+    value_normalization: bool = False
+    critic_input: Literal["observations", "state"] = "observations"  # MAPPO centralised critic input
+    # policy distribution for continuous actions; discrete actions always use a categorical
+    action_distribution: Literal["tanh_gaussian", "gaussian"] = "tanh_gaussian"
+    initial_std: float = 1.0  # initial action std of Gaussian policies
+
+
+@dataclass
+class ModelConfig:
+    """MLP trunk shared by actor and critic architectures."""
+
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+    activation: Literal["tanh", "relu", "elu", "gelu", "silu"] = "tanh"
+
+
+@dataclass
+class NetworkSharingConfig:
+    """How one network (actor or critic) is shared between agents."""
+
+    scheme: Literal["shared", "independent", "grouped", "hyper"] = "shared"
+    agent_id: bool = False  # shared only: append a one-hot agent ID to the input
+
+
+@dataclass
+class HyperConfig:
+    """HyperMARL: a hypernetwork maps a learned agent embedding to each agent's weights."""
+
+    variant: Literal["linear", "mlp"] = "mlp"
+    embedding_dim: int = 8
+    hidden_size: int = 64  # hidden width of the mlp hypernetwork
+
+
+@dataclass
+class SharingConfig:
+    """Parameter sharing for actor and critic; `roles` groups agents for the `grouped` scheme."""
+
+    actor: NetworkSharingConfig = field(default_factory=NetworkSharingConfig)
+    critic: NetworkSharingConfig = field(default_factory=NetworkSharingConfig)
+    roles: dict[str, list[int]] | None = None  # e.g. {patroller: [0, 1, 2], searcher: [3, 4, 5]}
+    hyper: HyperConfig = field(default_factory=HyperConfig)
+
+
+@dataclass
+class Config:
+    """The whole configuration. Adding a section is one line here (plus its dataclass)."""
+
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sharing: SharingConfig = field(default_factory=SharingConfig)
+
+
+@cache
+def _fields(cls: type) -> dict[str, Any]:
+    """Field name -> resolved type annotation of a config dataclass."""
+    return get_type_hints(cls)
+
+
+SECTIONS: tuple[str, ...] = tuple(_fields(Config))
+"""Section names; each is also a group name (`experiment=` picks an experiment file instead)."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------------------
+
+
+def parse_overrides(args: list[str]) -> tuple[dict[str, str], list[tuple[str, Any]], str | None]:
+    """Split CLI arguments into (group choices, dotted overrides with YAML-parsed values, resume dir)."""
+    choices: dict[str, str] = {}
+    overrides: list[tuple[str, Any]] = []
+    resume: str | None = None
+    for arg in args:
+        key, sep, raw = arg.partition("=")
+        key = key.strip()
+        if not sep or not key or " " in key:
+            raise ConfigError(
+                f"Malformed override {arg!r}: expected the form key=value, e.g. algorithm.lr=3e-4 "
+                "(set one value), env=vmas/balance (pick a preset) or resume=<run dir>."
+            )
+        if key == "resume":
+            if not raw.strip():
+                raise ConfigError("'resume=' needs a run directory, e.g. resume=results/runs/<run name>.")
+            resume = raw.strip()
+        elif "." in key:
+            overrides.append((key, _parse_value(key, raw)))
+        elif key in SECTIONS:
+            if not raw.strip():
+                raise ConfigError(f"'{key}=' needs a preset name. {_presets_hint(key, CONFIG_DIR)}")
+            choices[key] = raw.strip()
+        else:
+            raise ConfigError(
+                f"Unknown config group {key!r} in {arg!r}. Groups: {', '.join(SECTIONS)} (pick a preset, "
+                f"e.g. algorithm=ippo), plus resume=<run dir>. To set one value write section.key=value, "
+                f"e.g. algorithm.lr=3e-4.{_did_you_mean(key, [*SECTIONS, 'resume'], suffix='=' + raw)}"
+            )
+    return choices, overrides, resume
+
+
+def load_config(args: list[str] = (), config_dir: Path | None = None) -> Config:
+    """Compose presets, experiment file and CLI overrides into a validated `Config`.
+
+    `resume=<dir>` in `args` is ignored here; the caller restores that run's config instead.
+    """
+    config_dir = Path(config_dir) if config_dir is not None else CONFIG_DIR
+    cli_choices, overrides, _resume = parse_overrides(list(args))
+
+    default_file = config_dir / "default.yaml"
+    if not default_file.is_file():
+        raise ConfigError(
+            f"No default.yaml in config directory {_show(config_dir)}. Point MARL_CONFIG_DIR at the "
+            "project's configs/ directory, or create default.yaml there."
+        )
+    base_choices, base_body = _split_defaults(_read_yaml(default_file), default_file, config_dir)
+
+    exp_file, exp_choices, exp_body = None, {}, {}
+    if "experiment" in cli_choices:
+        exp_file = _find_experiment(cli_choices.pop("experiment"), config_dir)
+        exp_choices, exp_body = _split_defaults(_read_yaml(exp_file), exp_file, config_dir)
+
+    tree = config_to_dict(Config())
+    for group, choice in {**base_choices, **exp_choices, **cli_choices}.items():
+        preset, source = _load_preset(group, choice, config_dir)
+        _apply_layer(tree, {group: preset}, source)
+    _apply_layer(tree, base_body, _show(default_file))
+    if exp_file is not None:
+        tree["experiment"]["name"] = exp_file.stem  # the experiment's name, unless its body sets one
+        _apply_layer(tree, exp_body, _show(exp_file))
+    for key, value in overrides:
+        _set(tree, key, value, "command line")
+    return _build(tree)
+
+
+def config_from_dict(data: dict) -> Config:
+    """Validate a plain nested dict (e.g. a run's saved config.yaml); missing keys take schema defaults."""
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"A config must be a mapping of sections ({', '.join(SECTIONS)}), got {_kind(data)}."
+        )
+    tree = config_to_dict(Config())
+    _apply_layer(tree, data, "config")
+    return _build(tree)
+
+
+def config_to_dict(cfg: Config) -> dict:
+    """Plain nested dict of builtin types (tuples become lists), safe for `yaml.safe_dump`."""
+    return _plain(dataclasses.asdict(cfg))
+
+
+def config_to_yaml(cfg: Config) -> str:
+    """The config as YAML text, sections in schema order."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=False)
+
+
+def apply_overrides(cfg: Config, overrides: list[tuple[str, Any]]) -> Config:
+    """A validated copy of `cfg` with dotted overrides applied; `cfg` itself is not changed."""
+    tree = config_to_dict(cfg)
+    for key, value in overrides:
+        _set(tree, key, value, "command line")
+    return _build(tree)
+
+
+def list_presets(group: str, config_dir: Path | None = None) -> list[str]:
+    """Preset names of a group, e.g. ['vmas/balance', 'vmas/dispersion', ...] for 'env'."""
+    root = (Path(config_dir) if config_dir is not None else CONFIG_DIR) / group
+    if not root.is_dir():
+        return []
+    files = [p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()]
+    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in files)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Composition
+# --------------------------------------------------------------------------------------------------------
+
+
+def _split_defaults(data: dict, path: Path, config_dir: Path) -> tuple[dict[str, str], dict]:
+    """Separate a file's `defaults:` (group choices) from its section bodies."""
+    body = dict(data)
+    choices = body.pop("defaults", None) or {}
+    groups = [s for s in SECTIONS if s != "experiment"]
+    if not isinstance(choices, dict):
+        raise ConfigError(
+            f"'defaults' in {_show(path)} must be a mapping of group to preset, e.g. "
+            f"{{algorithm: mappo, env: vmas/navigation}}, got {_kind(choices)}."
+        )
+    for group, choice in choices.items():
+        if group not in groups:
+            extra = (
+                " An experiment is chosen on the command line, not in defaults."
+                if group == "experiment"
+                else ""
+            )
+            raise ConfigError(
+                f"Unknown group {group!r} in 'defaults' of {_show(path)}. Groups: {', '.join(groups)}.{extra}"
+                f"{_did_you_mean(str(group), groups)}"
+            )
+        if not isinstance(choice, str) or not choice:
+            raise ConfigError(
+                f"'defaults.{group}' in {_show(path)} must be a preset name, got {choice!r}. "
+                f"{_presets_hint(group, config_dir)}"
+            )
+    return choices, body
+
+
+def _find_experiment(choice: str, config_dir: Path) -> Path:
+    """Resolve `experiment=<name>` to configs/experiment/<name>.yaml; `experiment=<file>.yaml` is a path."""
+    if choice.endswith((".yaml", ".yml")):
+        path = Path(choice).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"Experiment file not found: {choice} (resolved to {path.resolve()}).")
+        return path
+    if choice in list_presets("experiment", config_dir):
+        return config_dir / "experiment" / f"{choice}.yaml"
+    raise ConfigError(
+        f"Unknown experiment {choice!r}. {_presets_hint('experiment', config_dir)} Or pass your own file: "
+        f"experiment=path/to/file.yaml.{_did_you_mean(choice, list_presets('experiment', config_dir))}"
+    )
+
+
+def _load_preset(group: str, choice: str, config_dir: Path) -> tuple[Any, str]:
+    """Body of preset `choice` of `group` and where it came from. `env=vmas/<any>` needs no file."""
+    names = list_presets(group, config_dir)
+    if choice in names:
+        path = config_dir / group / f"{choice}.yaml"
+        if not path.is_file():
+            path = path.with_suffix(".yml")
+        body = _read_yaml(path, mapping=False)
+        if group == "env" and isinstance(body, dict):
+            body = {"name": choice, **body}  # the preset's name is the env name unless it says otherwise
+        return body, _show(path)
+    if group == "env" and re.fullmatch(r"vmas/\w+", choice):
+        return {"name": choice}, "command line"
+    hint = " Any VMAS scenario also works without a preset: env=vmas/<scenario>." if group == "env" else ""
+    raise ConfigError(
+        f"Unknown {group} preset {choice!r}. {_presets_hint(group, config_dir)}{hint}"
+        f"{_did_you_mean(choice, names, prefix=group + '=')}"
+    )
+
+
+def _apply_layer(tree: dict, layer: dict, source: str) -> None:
+    """Merge a {section: body} mapping into the tree; an empty section body (`env:`) is a no-op."""
+    for section, body in layer.items():
+        if body is None and section in SECTIONS:
+            continue
+        _set(tree, str(section), body, source)
+
+
+def _set(tree: dict, key: str, value: Any, source: str) -> None:
+    """Validate and set one dotted key. Mappings merge into sections; env's unknown keys become kwargs."""
+    parts = key.split(".")
+    if not all(parts):
+        raise ConfigError(f"Malformed key {key!r} ({source}): expected section.key, e.g. algorithm.lr.")
+    node, cls, i = tree, Config, 0
+    while True:
+        types_ = _fields(cls)
+        if parts[i] not in types_ and cls is EnvConfig:
+            parts.insert(i, "kwargs")  # scenario kwarg, e.g. env.n_agents -> env.kwargs.n_agents
+        name, rest, path = parts[i], parts[i + 1 :], ".".join(parts[: i + 1])
+        if name not in types_:
+            raise ConfigError(_unknown_key_message(parts, i, cls, source))
+        tp = types_[name]
+        if dataclasses.is_dataclass(tp) and (rest or isinstance(value, dict)):
+            if not rest:  # a mapping for a whole section merges key by key
+                for sub_key, sub_value in value.items():
+                    _set(tree, f"{path}.{sub_key}", sub_value, source)
+                return
+            node, cls, i = node[name], tp, i + 1
+            continue
+        if rest:  # a key inside a mapping field, e.g. sharing.roles.patroller
+            if get_origin(_strip_optional(tp)) is not dict:
+                raise ConfigError(
+                    f"Unknown key {key!r} ({source}): '{path}' is a single value ({_describe(tp)}) "
+                    f"and has no sub-keys. Set it directly: {path}=<value>."
+                )
+            value = _nested_set(copy.deepcopy(node[name]) or {}, rest, value)
+        elif isinstance(value, dict) and _merges(cls, name) and isinstance(node[name], dict):
+            value = {**node[name], **value}
+        node[name] = _coerce(value, tp, path, source, example=_default(cls, name))
+        return
+
+
+def _nested_set(mapping: dict, parts: list[str], value: Any) -> dict:
+    """mapping with mapping[p0][p1]... = value, creating inner mappings as needed."""
+    inner = mapping
+    for part in parts[:-1]:
+        if not isinstance(inner.get(part), dict):
+            inner[part] = {}
+        inner = inner[part]
+    inner[parts[-1]] = value
+    return mapping
+
+
+def _default(cls: type, name: str) -> Any:
+    """The schema default of a field, used as an example in error messages (None if it has none)."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    return None
+
+
+def _merges(cls: type, name: str) -> bool:
+    """Whether a mapping field merges key by key (env.kwargs) rather than being replaced (sharing.roles)."""
+    return any(f.name == name and f.metadata.get("merge") for f in dataclasses.fields(cls))
+
+
+def _build(tree: dict) -> Config:
+    """Instantiate the dataclasses from a coerced tree and run the cross-field checks."""
+
+    def build(cls: type, node: dict) -> Any:
+        kwargs = {}
+        for name, tp in _fields(cls).items():
+            kwargs[name] = (
+                build(tp, node[name]) if dataclasses.is_dataclass(tp) else copy.deepcopy(node[name])
+            )
+        return cls(**kwargs)
+
+    cfg = build(Config, tree)
+    _check(cfg)
+    return cfg
+
+
+# --------------------------------------------------------------------------------------------------------
+# Types
+# --------------------------------------------------------------------------------------------------------
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str, example: Any = None) -> Any:
+    """`value` checked against type `tp` (ints pass as floats, integral floats as ints), or ConfigError.
+
+    `example` (the field's default) is shown in the message as a valid setting.
+    """
+    origin, args = get_origin(tp), get_args(tp)
+
+    def bad(note: str = "") -> ConfigError:
+        if not note and example is not None and not dataclasses.is_dataclass(example):
+            note = f" For example: {key}={_inline(example)}."
+        return ConfigError(
+            f"Invalid value for '{key}' ({source}): expected {_describe(tp)}, got {_show_value(value)} "
+            f"({_kind(value)}).{note}"
+        )
+
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = _strip_optional(tp)
+        if get_origin(inner) is dict and not isinstance(value, dict):
+            raise bad()
+        return _coerce(value, inner, key, source)
+    if origin is Literal:
+        if isinstance(value, str) and value in args:
+            return value
+        raise ConfigError(
+            f"Invalid value for '{key}' ({source}): {_show_value(value)} is not allowed. "
+            f"Allowed values: {', '.join(args)}.{_did_you_mean(str(value), args, prefix=key + '=')}"
+        )
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad(f" Write {key}=true or {key}=false.")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise bad()
+    if tp is float:
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                raise bad() from None
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise bad()
+        if not math.isfinite(number):
+            raise bad(" The value must be finite.")
+        return float(number)
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise bad()
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise bad(f" Write a YAML list in brackets, e.g. {key}={_inline(example or [64, 64])}.")
+        return [_coerce(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad()
+        for k in value:
+            if not isinstance(k, str):
+                raise ConfigError(f"Invalid key {k!r} in '{key}' ({source}): keys must be strings.")
+        return {k: _coerce(v, args[1], f"{key}.{k}", source) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        raise bad(f" Set single values with {key}.<key>=<value>.")
+    raise TypeError(f"unsupported type {tp!r} in the config schema at '{key}'")
+
+
+def _strip_optional(tp: Any) -> Any:
+    """X for `X | None`, else tp."""
+    if get_origin(tp) in (Union, types.UnionType):
+        inner = [a for a in get_args(tp) if a is not type(None)]
+        return inner[0] if len(inner) == 1 else tp
+    return tp
+
+
+def _describe(tp: Any) -> str:
+    """Human wording of a schema type."""
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, types.UnionType):
+        return f"{_describe(_strip_optional(tp))} or null"
+    if origin is Literal:
+        return "one of " + ", ".join(args)
+    if origin is list:
+        return f"a list of {_describe(args[0]).removeprefix('an ').removeprefix('a ')}s"
+    if origin is dict:
+        return "a mapping" if args[1] is Any else f"a mapping from names to {_describe(args[1])}"
+    if dataclasses.is_dataclass(tp):
+        return f"a mapping with keys {', '.join(_fields(tp))}"
+    names = {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string"}
+    return names.get(tp, str(tp))
+
+
+def _kind(value: Any) -> str:
+    """Human name of a value's YAML type."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    return {int: "integer", float: "number", str: "string", list: "list", tuple: "list", dict: "mapping"}.get(
+        type(value), type(value).__name__
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# Cross-field checks
+# --------------------------------------------------------------------------------------------------------
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def _check(cfg: Config) -> None:
+    """Value checks that types alone cannot express; the first failure raises ConfigError."""
+    exp, env, alg, sharing = cfg.experiment, cfg.env, cfg.algorithm, cfg.sharing
+
+    positive = {
+        "experiment.total_frames": exp.total_frames,
+        "experiment.frames_per_batch": exp.frames_per_batch,
+        "experiment.eval_episodes": exp.eval_episodes,
+        "experiment.keep_checkpoints": exp.keep_checkpoints,
+        "env.num_envs": env.num_envs,
+        "env.max_steps": env.max_steps,
+        "algorithm.epochs": alg.epochs,
+        "algorithm.minibatch_size": alg.minibatch_size,
+        "sharing.hyper.embedding_dim": sharing.hyper.embedding_dim,
+        "sharing.hyper.hidden_size": sharing.hyper.hidden_size,
+        **{f"model.hidden_sizes[{i}]": size for i, size in enumerate(cfg.model.hidden_sizes)},
+    }
+    for key, value in positive.items():
+        _require(value > 0, f"'{key}' must be a positive integer, got {value}.")
+    for key, value in {
+        "experiment.seed": exp.seed,
+        "experiment.eval_every": exp.eval_every,
+        "experiment.checkpoint_every": exp.checkpoint_every,
+    }.items():
+        _require(value >= 0, f"'{key}' must be >= 0, got {value}.")
+
+    for key, value in {"experiment.device": exp.device, "env.device": env.device}.items():
+        _require(
+            _DEVICE.fullmatch(value) is not None,
+            f"Invalid value for '{key}': {value!r}. Use auto, cpu, cuda or cuda:N (e.g. cuda:0).",
+        )
+    _require(
+        re.fullmatch(r"vmas/\w+", env.name) is not None,
+        f"Invalid value for 'env.name': {env.name!r}. Expected vmas/<scenario>, e.g. vmas/navigation.",
+    )
+
+    for key, value in {
+        "algorithm.lr": alg.lr,
+        "algorithm.adam_eps": alg.adam_eps,
+        "algorithm.clip_epsilon": alg.clip_epsilon,
+        "algorithm.max_grad_norm": alg.max_grad_norm,
+        "algorithm.initial_std": alg.initial_std,
+    }.items():
+        _require(value > 0, f"'{key}' must be > 0, got {value}.")
+    for key, value in {
+        "algorithm.entropy_coef": alg.entropy_coef,
+        "algorithm.value_coef": alg.value_coef,
+    }.items():
+        _require(value >= 0, f"'{key}' must be >= 0, got {value}.")
+    _require(0 < alg.gamma <= 1, f"'algorithm.gamma' must be in (0, 1], got {alg.gamma}.")
+    _require(0 <= alg.gae_lambda <= 1, f"'algorithm.gae_lambda' must be in [0, 1], got {alg.gae_lambda}.")
+    _require(
+        not (alg.name == "ippo" and alg.critic_input == "state"),
+        "'algorithm.critic_input=state' needs a centralised critic, but algorithm.name=ippo uses local "
+        "critics. Use algorithm=mappo, or set algorithm.critic_input=observations.",
+    )
+
+    _check_batch(exp.frames_per_batch, env.num_envs, alg.minibatch_size)
+    _check_sharing(sharing, env.kwargs.get("n_agents"))
+
+
+def _check_batch(frames_per_batch: int, num_envs: int, minibatch_size: int) -> None:
+    """frames_per_batch must split evenly over the envs and hold at least one minibatch."""
+    if frames_per_batch % num_envs:
+        lower = frames_per_batch // num_envs * num_envs
+        multiples = [m for m in (lower, lower + num_envs) if m > 0]
+        small = [d for d in range(1, math.isqrt(frames_per_batch) + 1) if frames_per_batch % d == 0]
+        divisors = small + [frames_per_batch // d for d in small]
+        near = sorted(divisors, key=lambda d: (abs(d - num_envs), d))[:2]
+        raise ConfigError(
+            f"'experiment.frames_per_batch={frames_per_batch}' is not divisible by "
+            f"'env.num_envs={num_envs}': each batch steps every env frames_per_batch / num_envs times. "
+            f"Use a multiple of {num_envs}, e.g. "
+            + " or ".join(f"experiment.frames_per_batch={m}" for m in multiples)
+            + ", or a num_envs that divides "
+            + f"{frames_per_batch}, e.g. "
+            + " or ".join(f"env.num_envs={d}" for d in near)
+            + "."
+        )
+    _require(
+        minibatch_size <= frames_per_batch,
+        f"'algorithm.minibatch_size={minibatch_size}' is larger than 'experiment.frames_per_batch="
+        f"{frames_per_batch}'. Lower algorithm.minibatch_size or raise experiment.frames_per_batch.",
+    )
+
+
+def _check_sharing(sharing: SharingConfig, n_agents: Any) -> None:
+    """Roles are non-empty, disjoint and in range; schemes have what they need."""
+    for net in ("actor", "critic"):
+        scheme, agent_id = getattr(sharing, net).scheme, getattr(sharing, net).agent_id
+        _require(
+            not agent_id or scheme == "shared",
+            f"'sharing.{net}.agent_id=true' only applies to scheme shared, but "
+            f"sharing.{net}.scheme={scheme}. Set sharing.{net}.agent_id=false.",
+        )
+        _require(
+            scheme != "grouped" or sharing.roles is not None,
+            f"'sharing.{net}.scheme=grouped' needs sharing.roles (agent indices per role): set it in an "
+            'experiment file or on the command line, e.g. "sharing.roles={a: [0, 1], b: [2, 3]}".',
+        )
+    if sharing.roles is None:
+        return
+    _require(
+        bool(sharing.roles),
+        "'sharing.roles' is empty: give at least one role, e.g. {a: [0, 1], b: [2, 3]}, or set it to null.",
+    )
+    owner: dict[int, str] = {}
+    for role, agents in sharing.roles.items():
+        _require(
+            bool(agents), f"'sharing.roles.{role}' is empty: list the indices of the agents in this role."
+        )
+        for agent in agents:
+            _require(agent >= 0, f"'sharing.roles.{role}' has agent index {agent}; indices start at 0.")
+            _require(
+                agent not in owner,
+                f"Agent {agent} is in both 'sharing.roles.{owner.get(agent)}' and 'sharing.roles.{role}': "
+                "roles must be disjoint.",
+            )
+            owner[agent] = role
+    if isinstance(n_agents, int) and not isinstance(n_agents, bool):
+        outside = sorted(a for a in owner if a >= n_agents)
+        _require(
+            not outside,
+            f"'sharing.roles' uses agent indices {outside}, but env.n_agents={n_agents} "
+            f"(indices 0..{n_agents - 1}).",
+        )
+        missing = sorted(set(range(n_agents)) - set(owner))
+        grouped = "grouped" in (sharing.actor.scheme, sharing.critic.scheme)
+        _require(
+            not (grouped and missing),
+            f"Scheme grouped needs every agent in a role, but agents {missing} are in none of "
+            f"'sharing.roles' ({', '.join(sharing.roles)}).",
+        )
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+# --------------------------------------------------------------------------------------------------------
+# YAML and messages
+# --------------------------------------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads `5e-4` and `1e6` as floats (YAML 1.1 wants `5.0e-4`)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def _parse_value(key: str, raw: str) -> Any:
+    """A CLI value parsed as YAML: `4` -> 4, `true` -> True, `[64,64]` -> list, `null` -> None."""
+    try:
+        return yaml.load(raw, Loader=_Loader)
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(
+            f"Could not parse the value of '{key}' ({raw!r}) as YAML: {problem}. Quote strings with special "
+            f"characters, e.g. '{key}=\"...\"', and close brackets in lists like [64, 64]."
+        ) from None
+
+
+def _read_yaml(path: Path, mapping: bool = True) -> Any:
+    """Parse a YAML file; syntax errors name the file and line. Empty files read as {}."""
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ConfigError(f"Could not read config file {_show(path)}: {err.strerror}.") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(
+            f"YAML syntax error in {_show(path)}{where}: {problem}. Fix the file and retry."
+        ) from None
+    data = {} if data is None else data
+    if mapping and not isinstance(data, dict):
+        raise ConfigError(
+            f"Config file {_show(path)} must hold a mapping of keys to values, got {_kind(data)}."
+        )
+    return data
+
+
+def _unknown_key_message(parts: list[str], i: int, cls: type, source: str) -> str:
+    key, allowed = ".".join(parts), list(_fields(cls))
+    prefix = ".".join(parts[:i])
+    if cls is Config:
+        head = f"Unknown config section {parts[0]!r} in {key!r} ({source}). Sections: {', '.join(allowed)}."
+    else:
+        head = f"Unknown key {key!r} ({source}). Allowed keys of '{prefix}': {', '.join(allowed)}."
+    close = difflib.get_close_matches(parts[i], allowed, n=1, cutoff=0.6)
+    if close:
+        head += f" Did you mean {'.'.join([*parts[:i], close[0], *parts[i + 1 :]])!r}?"
+    return head
+
+
+def _did_you_mean(word: str, options: Any, prefix: str = "", suffix: str = "") -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    if not close:  # also compare with the last path component, e.g. 'navigation' ~ 'vmas/navigation'
+        tails = {o.rsplit("/", 1)[-1]: o for o in options}
+        close = [tails[t] for t in difflib.get_close_matches(word, list(tails), n=1, cutoff=0.6)]
+    return f" Did you mean '{prefix}{close[0]}{suffix}'?" if close else ""
+
+
+def _presets_hint(group: str, config_dir: Path) -> str:
+    names = list_presets(group, config_dir)
+    if names:
+        return f"Available {group} presets: {', '.join(names)}."
+    where = _show(Path(config_dir) / group)
+    return f"There are no {group} presets (in {where}); set values with {group}.<key>=<value>."
+
+
+def _show(path: Path) -> str:
+    """A path relative to the working directory when it is inside it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _show_value(value: Any) -> str:
+    """A value as the user would write it in YAML."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return repr(value)
+
+
+def _inline(value: Any) -> str:
+    """A value as one line of YAML, as typed on the command line."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**9).strip()
+    return text.removesuffix("...").strip()
+
+
+def _plain(value: Any) -> Any:
+    """Nested dicts/lists of builtins; tuples become lists."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,84 @@
+"""Run logging: TensorBoard scalars and HParams, plus `metrics.jsonl` (one JSON object per iteration).
+
+The x-axis everywhere is environment frames, so runs with different batch sizes line up. On resume, rows
+and TensorBoard events after the checkpoint are dropped (TensorBoard's purge_step), so a resumed run's
+logs equal an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class RunLogger:
+    def __init__(self, run_dir: Path, resume_frames: int | None = None):
+        self.run_dir = Path(run_dir)
+        self.metrics_path = self.run_dir / METRICS_FILE
+        if resume_frames is not None:
+            self._truncate_after(resume_frames)
+        purge = None if resume_frames is None else resume_frames + 1
+        self.writer = SummaryWriter(str(self.run_dir), purge_step=purge)
+
+    def _truncate_after(self, frames: int) -> None:
+        if not self.metrics_path.exists():
+            return
+        rows = [line for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        kept = [line for line in rows if json.loads(line)["frames"] <= frames]
+        self.metrics_path.write_text("".join(line + "\n" for line in kept))
+
+    def log(self, iteration: int, frames: int, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            self.writer.add_scalar(key, value, frames)
+        row = {"iteration": iteration, "frames": frames, **{k: _json_number(v) for k, v in metrics.items()}}
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def log_text(self, tag: str, text: str, frames: int = 0) -> None:
+        self.writer.add_text(tag, text, frames)
+
+    def log_hparams(self, hparams: dict, final_metrics: dict[str, float]) -> None:
+        """The run's hyperparameters and final metrics, for TensorBoard's HParams dashboard."""
+        clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparams.items()}
+        metrics = {f"hparam/{k}": v for k, v in final_metrics.items() if math.isfinite(v)}
+        experiment, start, end = hparams_summary(clean, metrics)
+        file_writer = self.writer._get_file_writer()
+        for summary in (experiment, start, end):
+            file_writer.add_summary(summary)
+        for key, value in metrics.items():
+            self.writer.add_scalar(key, value)
+
+    def close(self) -> None:
+        self.writer.flush()
+        self.writer.close()
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """All rows of a run's metrics.jsonl."""
+    path = Path(run_dir) / METRICS_FILE
+    return (
+        [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    )
+
+
+def _json_number(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}"""
+    out = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out

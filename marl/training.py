@@ -1,0 +1,319 @@
+"""The training loop: collect a batch, compute advantages, PPO epochs, log, evaluate, checkpoint.
+
+Read `train()` top to bottom; everything it calls is a small function in this file or a named module:
+envs/factory.py (env), agents/policy.py (networks), marl/collector.py (rollouts), marl/ppo.py (losses),
+marl/checkpoint.py and marl/run_logger.py (files).
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from agents.policy import ActorCritic
+from envs.factory import EnvInfo, describe_env, make_env
+from envs.vmas_state import isolated_vmas_rng
+from marl.checkpoint import load_checkpoint, save_checkpoint
+from marl.collector import LocalCollector, run_episodes
+from marl.config import Config, config_from_dict, config_to_dict, config_to_yaml
+from marl.errors import MarlError
+from marl.ppo import RunningMeanStd, compute_advantages, ppo_update
+from marl.run_logger import RunLogger, flatten
+
+EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes use their own seed: the same held-out starts every time
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> CUDA when present, else CPU; anything else as given (validated)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MarlError(
+            f"experiment.device={name}, but this machine has no CUDA GPU. Use device=auto or cpu."
+        )
+    return device
+
+
+@dataclass
+class Trainer:
+    """Everything a run holds in memory. Built by `build_trainer`, driven by `train`."""
+
+    cfg: Config
+    device: torch.device
+    env_info: EnvInfo
+    model: ActorCritic
+    optimizer: torch.optim.Optimizer
+    value_norms: nn.ModuleDict | None
+    collector: LocalCollector
+    eval_env: object = None  # built on first evaluation
+    iteration: int = 0
+    frames: int = 0
+    wall_time: float = 0.0
+
+    def policy(self, td):
+        return self.model.act(td)
+
+    def state_dict(self) -> dict:
+        """A checkpoint: tensors, numbers and strings only, so it loads with weights_only=True."""
+        return {
+            "format": 1,
+            "iteration": self.iteration,
+            "frames": self.frames,
+            "wall_time": self.wall_time,
+            "config": config_to_dict(self.cfg),
+            "model": _clone(self.model.state_dict()),
+            "optimizer": _clone(self.optimizer.state_dict()),
+            "value_norms": None if self.value_norms is None else _clone(self.value_norms.state_dict()),
+            "collector": self.collector.state_dict(),
+            "rng": {
+                "cpu": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.iteration, self.frames, self.wall_time = state["iteration"], state["frames"], state["wall_time"]
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.value_norms is not None:
+            self.value_norms.load_state_dict(state["value_norms"])
+        self.collector.load_state_dict(state["collector"])
+        torch.set_rng_state(state["rng"]["cpu"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+
+def _clone(tree):
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().clone()
+    if isinstance(tree, dict):
+        return {k: _clone(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_clone(v) for v in tree)
+    return tree
+
+
+def build_trainer(cfg: Config) -> Trainer:
+    """Seed, then build env, networks, optimizer and collector from a validated config."""
+    device = resolve_device(cfg.experiment.device)
+    env_device = device if cfg.env.device == "auto" else resolve_device(cfg.env.device)
+    torch.manual_seed(cfg.experiment.seed)
+    env = make_env(cfg.env, env_device, cfg.experiment.seed)
+    env_info = describe_env(env, cfg.env.name, cfg.env.max_steps, cfg.env.kwargs)
+    if env_device != device:
+        raise MarlError(
+            f"env.device={cfg.env.device} differs from the learner's device {device}; in-process collection "
+            f"runs the policy where the env is. Set env.device=auto (same device) for now."
+        )
+    model = ActorCritic(env_info, cfg).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.algorithm.lr, eps=cfg.algorithm.adam_eps)
+    value_norms = None
+    if cfg.algorithm.value_normalization:
+        value_norms = nn.ModuleDict({g.name: RunningMeanStd() for g in env_info.groups}).to(device)
+    collector = LocalCollector(env, env_info, cfg.experiment.frames_per_batch)
+    return Trainer(cfg, device, env_info, model, optimizer, value_norms, collector)
+
+
+def new_run_dir(cfg: Config) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(cfg.experiment.runs_dir) / f"{cfg.experiment.name}-{stamp}"
+    suffix = 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = Path(cfg.experiment.runs_dir) / f"{cfg.experiment.name}-{stamp}-{suffix}"
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def evaluate(trainer: Trainer, episodes: int, record=None) -> dict[str, float]:
+    """Deterministic-action episodes on held-out starts (the same every time, from their own seed).
+
+    Runs inside `fork_rng` and `isolated_vmas_rng` (VMAS keeps one private RNG for all its envs), so
+    evaluating, or building the eval env, which seeds both, leaves the training RNG streams untouched:
+    runs with and without evaluation, or resumed, train identically.
+    """
+    cfg = trainer.cfg
+    seed = cfg.experiment.seed + EVAL_SEED_OFFSET
+    devices = [trainer.device] if trainer.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), isolated_vmas_rng():
+        if trainer.eval_env is None or trainer.eval_env.batch_size[0] != episodes:
+            trainer.eval_env = make_env(cfg.env, trainer.device, seed, num_envs=episodes)
+        trainer.eval_env.set_seed(seed)
+        torch.manual_seed(seed)
+        policy = lambda td: trainer.model.act(td, deterministic=True)  # noqa: E731
+        result = run_episodes(trainer.eval_env, trainer.env_info, policy, record)
+    return episode_metrics(result, trainer.env_info, prefix="eval/")
+
+
+def episode_metrics(episodes: dict[str, torch.Tensor], env_info: EnvInfo, prefix: str) -> dict[str, float]:
+    """Mean/min/max of the team return (mean over agents), per-agent mean returns, episode length."""
+    if episodes["length"].numel() == 0:
+        return {}
+    per_agent = torch.cat(
+        [episodes[f"{g.name}/return"] for g in env_info.groups], dim=-1
+    )  # [episodes, agents]
+    team = per_agent.mean(-1)
+    metrics = {
+        f"{prefix}return_mean": team.mean().item(),
+        f"{prefix}return_min": team.min().item(),
+        f"{prefix}return_max": team.max().item(),
+        f"{prefix}episode_length": episodes["length"].float().mean().item(),
+        f"{prefix}episodes": float(team.numel()),
+    }
+    for name, value in zip(env_info.agent_names, per_agent.mean(0).tolist(), strict=True):
+        metrics[f"{prefix}return/{name}"] = value
+    return metrics
+
+
+def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None = None) -> Path:
+    """Train (or continue) a run; returns its directory. `stop_after` ends early after that many iterations
+    of this call (tests use it to simulate an interruption)."""
+    exp = cfg.experiment
+    state = None
+    if resume is not None:
+        state = load_checkpoint(resume)
+        run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
+        saved = config_from_dict(state["config"])
+        _check_resume_compatible(saved, cfg)
+    trainer = build_trainer(cfg)
+    if state is not None:
+        trainer.load_state_dict(state)
+    else:
+        run_dir = new_run_dir(cfg)
+    (run_dir / "config.yaml").write_text(config_to_yaml(cfg))
+    logger = RunLogger(run_dir, resume_frames=trainer.frames if state is not None else None)
+    if state is None:
+        _log_run_header(logger, trainer)
+
+    n_iterations = math.ceil(exp.total_frames / trainer.collector.frames_per_batch)
+    last_good = trainer.state_dict() if state is None else state
+    final_metrics: dict[str, float] = {}
+    bar = tqdm(
+        total=n_iterations,
+        initial=trainer.iteration,
+        disable=not exp.progress,
+        unit="it",
+        dynamic_ncols=True,
+        desc=exp.name,
+    )
+    try:
+        while trainer.iteration < n_iterations and (stop_after is None or stop_after > 0):
+            metrics = train_iteration(trainer)
+            if exp.eval_every and (
+                trainer.iteration % exp.eval_every == 0 or trainer.iteration == n_iterations
+            ):
+                metrics.update(evaluate(trainer, exp.eval_episodes))
+            logger.log(trainer.iteration, trainer.frames, metrics)
+            final_metrics.update(
+                {k: v for k, v in metrics.items() if "return" in k or k == "eval/episode_length"}
+            )
+            last_good = trainer.state_dict()
+            if trainer.iteration % exp.checkpoint_every == 0 or trainer.iteration == n_iterations:
+                save_checkpoint(run_dir, last_good, exp.keep_checkpoints)
+            bar.update(1)
+            bar.set_postfix(
+                fps=f"{metrics['perf/total_fps']:.0f}",
+                ret=f"{metrics.get('train/return_mean', float('nan')):.3g}",
+            )
+            if stop_after is not None:
+                stop_after -= 1
+    except KeyboardInterrupt:
+        path = save_checkpoint(run_dir, last_good, exp.keep_checkpoints)
+        bar.close()
+        logger.close()
+        print(
+            f"\nInterrupted. Saved iteration {last_good['iteration']} to {path}.\n"
+            f"Continue with: marl train resume={run_dir}"
+        )
+        raise SystemExit(130) from None
+    except Exception:
+        save_checkpoint(run_dir, last_good, exp.keep_checkpoints)  # nothing is lost, whatever broke
+        bar.close()
+        logger.close()
+        raise
+    bar.close()
+    save_checkpoint(run_dir, last_good, exp.keep_checkpoints)  # also when stopped early (stop_after)
+    if trainer.iteration >= n_iterations:
+        logger.log_hparams(flatten(config_to_dict(cfg)), final_metrics)
+    logger.close()
+    return run_dir
+
+
+def train_iteration(trainer: Trainer) -> dict[str, float]:
+    """One iteration: collect, advantages, PPO epochs. Returns this iteration's metrics."""
+    cfg = trainer.cfg
+    start = time.perf_counter()
+    trainer.model.eval()
+    batch, episodes = trainer.collector.collect(trainer.policy)
+    collected = time.perf_counter()
+    trainer.model.train()
+    stats = compute_advantages(
+        batch, trainer.model, cfg.algorithm.gamma, cfg.algorithm.gae_lambda, trainer.value_norms
+    )
+    stats.update(ppo_update(batch, trainer.model, trainer.optimizer, cfg.algorithm, trainer.value_norms))
+    trained = time.perf_counter()
+
+    frames = batch.numel()
+    trainer.iteration += 1
+    trainer.frames += frames
+    trainer.wall_time += trained - start
+    metrics = episode_metrics(episodes, trainer.env_info, prefix="train/")
+    metrics.update({f"train/{k}": v for k, v in stats.items()})
+    metrics.update(
+        {
+            "perf/collection_fps": frames / (collected - start),
+            "perf/training_fps": frames / (trained - collected),
+            "perf/total_fps": frames / (trained - start),
+            "perf/collection_s": collected - start,
+            "perf/training_s": trained - collected,
+        }
+    )
+    return metrics
+
+
+def _check_resume_compatible(saved: Config, cfg: Config) -> None:
+    """A resumed run may only change how long it trains (and logging niceties), not what it trains."""
+    changed = []
+    a, b = flatten(config_to_dict(saved)), flatten(config_to_dict(cfg))
+    allowed = {
+        "experiment.total_frames",
+        "experiment.progress",
+        "experiment.keep_checkpoints",
+        "experiment.checkpoint_every",
+    }
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key) and key not in allowed:
+            changed.append(f"{key}: {a.get(key)!r} -> {b.get(key)!r}")
+    if changed:
+        raise MarlError(
+            "A resumed run must train the same thing it started with, but these settings differ from the "
+            f"run's saved config: {'; '.join(changed)}. Only {', '.join(sorted(allowed))} may change on "
+            "resume; start a new run for anything else."
+        )
+
+
+def _log_run_header(logger: RunLogger, trainer: Trainer) -> None:
+    counts = trainer.model.parameter_counts()
+    lines = [f"| {name} | {count:,} |" for name, count in counts.items()]
+    logger.log_text("model/parameters", "| network | parameters |\n|---|---|\n" + "\n".join(lines))
+    for name, count in counts.items():
+        logger.writer.add_scalar(f"model/parameters/{name}", count, 0)
+    logger.log_text("run/hardware", hardware_summary(trainer.device))
+    logger.log_text("run/config", "```\n" + config_to_yaml(trainer.cfg) + "\n```")
+
+
+def hardware_summary(device: torch.device) -> str:
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none"
+    return (
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"GPU: {gpu}, torch {torch.__version__}, Python {platform.python_version()}"
+    )

@@ -1,0 +1,163 @@
+"""PPO pieces on hand-computed cases: GAE, the clipped objective, value normalisation, policy heads."""
+
+import math
+
+import pytest
+import torch
+from tensordict import TensorDict
+from torch import distributions as D
+
+from agents.policy import Actor
+from envs.factory import GroupInfo
+from marl.ppo import RunningMeanStd, clipped_surrogate_loss, compute_advantages, explained_variance
+
+
+class FixedValues:
+    """Stands in for ActorCritic: fixed values for the current and next observations."""
+
+    group_names = ["agents"]
+
+    def __init__(self, values, next_values):
+        self._values, self._next = values, next_values
+
+    def values(self, td):
+        return {"agents": self._next if td.get("is_next", None) is not None else self._values}
+
+
+def _batch(rewards, done, terminated):
+    T = len(rewards)
+    reward = torch.tensor(rewards, dtype=torch.float32).reshape(1, T, 1, 1)
+    flag = lambda xs: torch.tensor(xs).reshape(1, T, 1)  # noqa: E731
+    nxt = TensorDict(
+        {
+            "agents": TensorDict({"reward": reward}, [1, T, 1]),
+            "done": flag(done),
+            "terminated": flag(terminated),
+            "is_next": torch.ones(1, T),
+        },
+        [1, T],
+    )
+    return TensorDict({"next": nxt}, [1, T])
+
+
+# gamma = lambda = 0.5; values V = [0.5, 1.0, 1.5], next values V' = [1.0, 1.5, 2.0], rewards [1, 2, 3]:
+# deltas r + gamma V' - V = [1.0, 1.75, 2.5]; A_t = delta_t + 0.25 A_{t+1}.
+@pytest.mark.parametrize(
+    "done, terminated, expected",
+    [
+        ([False, False, False], [False, False, False], [1.59375, 2.375, 2.5]),
+        # terminated at t=1: no bootstrap there (delta_1 = 2 - 1 = 1) and the recursion is cut
+        ([False, True, False], [False, True, False], [1.25, 1.0, 2.5]),
+        # truncated at t=1 (time limit): still bootstraps from V'(s_2), but the recursion is cut
+        ([False, True, False], [False, False, False], [1.4375, 1.75, 2.5]),
+    ],
+)
+def test_gae_matches_hand_computation(done, terminated, expected):
+    values = torch.tensor([0.5, 1.0, 1.5]).reshape(1, 3, 1)
+    next_values = torch.tensor([1.0, 1.5, 2.0]).reshape(1, 3, 1)
+    batch = _batch([1.0, 2.0, 3.0], done, terminated)
+    compute_advantages(batch, FixedValues(values, next_values), gamma=0.5, lmbda=0.5)
+    advantage = batch["agents", "advantage"].flatten()
+    torch.testing.assert_close(advantage, torch.tensor(expected))
+    torch.testing.assert_close(batch["agents", "value_target"].flatten(), advantage + values.flatten())
+
+
+def test_clipped_surrogate_on_hand_cases():
+    old = torch.zeros(4)
+    ratios = torch.tensor([1.5, 0.5, 0.5, 1.1])
+    advantage = torch.tensor([1.0, 1.0, -1.0, 2.0])
+    loss, kl, clip_fraction = clipped_surrogate_loss(ratios.log(), old, advantage, clip_epsilon=0.2)
+    # min(rA, clip(r)A): 1.5 -> 1.2 (clipped); 0.5 -> 0.5 (pessimistic side); 0.5, A<0 -> -0.8; 1.1 -> 2.2
+    assert loss.item() == pytest.approx(-(1.2 + 0.5 - 0.8 + 2.2) / 4)
+    assert clip_fraction.item() == pytest.approx(0.75)
+    expected_kl = ((ratios - 1) - ratios.log()).mean()
+    assert kl.item() == pytest.approx(expected_kl.item())
+
+
+def test_clipped_surrogate_gradient_vanishes_outside_trust_region():
+    log_prob = torch.tensor([math.log(1.5)], requires_grad=True)
+    loss, _, _ = clipped_surrogate_loss(log_prob, torch.zeros(1), torch.ones(1), clip_epsilon=0.2)
+    loss.backward()
+    assert log_prob.grad.item() == 0.0
+
+
+def test_running_mean_std_matches_full_data():
+    torch.manual_seed(0)
+    norm = RunningMeanStd()
+    chunks = [torch.randn(100) * 3 + 2, torch.randn(50) * 0.5 - 1, torch.randn(7)]
+    for chunk in chunks:
+        norm.update(chunk)
+    data = torch.cat(chunks).double()
+    assert norm.mean.item() == pytest.approx(data.mean().item(), rel=1e-9)
+    assert norm.var.item() == pytest.approx(data.var(unbiased=False).item(), rel=1e-9)
+    x = torch.randn(10)
+    torch.testing.assert_close(norm.denormalise(norm.normalise(x)), x)
+
+
+def test_explained_variance():
+    target = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert explained_variance(target, target) == pytest.approx(1.0)
+    assert explained_variance(torch.full_like(target, 2.5), target) == pytest.approx(0.0)
+
+
+def _continuous_group(n_agents=2, action_dim=2):
+    return GroupInfo(
+        "agents",
+        tuple(f"a{i}" for i in range(n_agents)),
+        obs_dim=5,
+        discrete=False,
+        action_dim=action_dim,
+        action_low=-torch.ones(action_dim) * 2,
+        action_high=torch.ones(action_dim) * 2,
+    )
+
+
+NET = dict(hidden_sizes=[16], activation="tanh", scheme="independent")
+
+
+def test_gaussian_actor_log_prob_and_entropy_match_torch():
+    torch.manual_seed(0)
+    actor = Actor(_continuous_group(), "gaussian", initial_std=0.7, **NET)
+    obs = torch.randn(32, 2, 5)
+    action, sample, log_prob = actor.sample(obs)
+    loc, scale = actor._params(obs)
+    reference = D.Normal(loc, scale)
+    torch.testing.assert_close(log_prob, reference.log_prob(sample).sum(-1))
+    _, entropy, _ = actor.evaluate(obs, sample)
+    torch.testing.assert_close(entropy, reference.entropy().sum(-1))
+    assert (action.abs() <= 2).all()  # clipped to the env's bounds
+    assert scale.mean().item() == pytest.approx(0.7, rel=0.05)  # starts at initial_std
+
+
+def test_tanh_gaussian_log_prob_matches_torch_transformed_distribution():
+    torch.manual_seed(0)
+    actor = Actor(_continuous_group(), "tanh_gaussian", initial_std=1.0, **NET)
+    obs = torch.randn(64, 2, 5)
+    action, sample, log_prob = actor.sample(obs)
+    loc, scale = actor._params(obs)
+    squashed = D.TransformedDistribution(
+        D.Normal(loc, scale), [D.TanhTransform(), D.AffineTransform(torch.zeros(2), 2 * torch.ones(2))]
+    )
+    torch.testing.assert_close(log_prob, squashed.log_prob(action).sum(-1), rtol=1e-4, atol=1e-3)
+    re_log_prob, _, _ = actor.evaluate(obs, sample)
+    torch.testing.assert_close(re_log_prob, log_prob)
+    assert (action.abs() < 2).all()
+    deterministic, _, _ = actor.sample(obs, deterministic=True)
+    torch.testing.assert_close(deterministic, 2 * torch.tanh(loc))
+
+
+def test_categorical_actor_respects_masks_and_matches_torch():
+    torch.manual_seed(0)
+    group = GroupInfo("agents", ("a0", "a1", "a2"), obs_dim=5, discrete=True, action_dim=4)
+    actor = Actor(group, "tanh_gaussian", initial_std=1.0, **NET)
+    obs = torch.randn(500, 3, 5)
+    mask = torch.tensor([True, False, True, False]).expand(500, 3, 4)
+    action, sample, log_prob = actor.sample(obs, mask=mask)
+    assert set(action.unique().tolist()) <= {0, 2}
+    logits, _ = actor._params(obs)
+    reference = D.Categorical(logits=logits.masked_fill(~mask, float("-inf")))
+    torch.testing.assert_close(log_prob, reference.log_prob(action))
+    _, entropy, _ = actor.evaluate(obs, sample, mask)
+    torch.testing.assert_close(entropy, reference.entropy())
+    unmasked, _, _ = actor.sample(obs)
+    assert len(unmasked.unique()) == 4
