@@ -31,7 +31,7 @@ FIT_MARGIN = 0.1  # extra space around the entities when the world has no semi-d
 _FIGURES: dict[int, tuple[Figure, Axes]] = {}  # frame size in pixels -> reusable figure
 
 
-def render_frames(env, env_index: int = 0, *, size: int = 400) -> np.ndarray:
+def render_frame(env, env_index: int = 0, *, size: int = 400) -> np.ndarray:
     """One RGB frame ``[size, size, 3]`` uint8 of the current world state of env ``env_index``."""
     world = _vmas_env(env).world
     if not 0 <= env_index < world.batch_dim:
@@ -53,7 +53,6 @@ def render_frames(env, env_index: int = 0, *, size: int = 400) -> np.ndarray:
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
-render_frame = render_frames  # singular alias: it returns one frame
 
 
 def save_animation(frames: list[np.ndarray], path: str | Path, fps: int = 10) -> Path:

@@ -75,13 +75,13 @@ class AlgorithmConfig:
     """PPO hyperparameters. MAPPO has a centralised critic, IPPO a per-agent local one."""
 
     name: Literal["mappo", "ippo"] = "mappo"
-    lr: float = 5e-5
+    lr: float = 3e-4
     adam_eps: float = 1e-8
     gamma: float = 0.99  # discount
     gae_lambda: float = 0.9
     clip_epsilon: float = 0.2  # PPO ratio clip
-    epochs: int = 45  # passes over each batch
-    minibatch_size: int = 400  # frames per gradient step
+    epochs: int = 10  # passes over each batch
+    minibatch_size: int = 1000  # frames per gradient step
     entropy_coef: float = 0.0
     value_coef: float = 1.0
     max_grad_norm: float = 1.0

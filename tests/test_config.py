@@ -54,7 +54,7 @@ def test_defaults_match_schema_plus_presets():
     assert cfg.algorithm == type(cfg.algorithm)()  # mappo.yaml repeats the schema defaults
     assert cfg.env.name == "vmas/navigation" and cfg.env.kwargs == {"n_agents": 3}
     assert cfg.sharing == type(cfg.sharing)()
-    assert cfg.experiment.name == "default"
+    assert cfg.experiment.name == "quickstart"
 
 
 def test_preset_beats_schema_default(layered: Path):
@@ -336,7 +336,7 @@ def test_apply_overrides_returns_validated_copy():
     cfg = load_config([])
     longer = apply_overrides(cfg, [("experiment.total_frames", 600_000), ("env.n_agents", 5)])
     assert longer.experiment.total_frames == 600_000 and longer.env.kwargs["n_agents"] == 5
-    assert cfg.experiment.total_frames == 300_000 and cfg.env.kwargs["n_agents"] == 3
+    assert cfg.experiment.total_frames == 180_000 and cfg.env.kwargs["n_agents"] == 3
     with pytest.raises(ConfigError, match="'algorithm.gamma'"):
         apply_overrides(cfg, [("algorithm.gamma", 2)])
 

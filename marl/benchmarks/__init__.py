@@ -1,0 +1,1 @@
+"""Benchmarks. Each module runs with `python -m marl.benchmarks.<name>` and writes its results to results/."""

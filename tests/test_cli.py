@@ -1,0 +1,77 @@
+"""The `marl` command line: help, config errors (exit 2, one paragraph, no traceback), train/eval."""
+
+import subprocess
+import sys
+
+import pytest
+
+from marl.cli import main
+
+
+def test_help_explains_commands(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    for word in ("train", "eval", "config", "key=value"):
+        assert word in out
+
+
+def test_train_help_lists_examples_and_groups(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "resume=" in out and "sharing=" in out and "hyper" in out
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["train", "algorithm.lrr=1"], "Did you mean 'algorithm.lr'"),
+        (["train", "sharing=hyperr"], "hyper"),
+        (["train", "algorithm.lr=abc"], "algorithm.lr"),
+        (["config", "show", "env.num_envs=7"], "frames_per_batch"),
+        (["train", "env=vmas/navigaton"], "navigation"),
+    ],
+)
+def test_bad_config_exits_2_with_a_paragraph(capsys, args, expected):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and expected in " ".join(err.split())  # wrapped to the terminal
+    assert "Traceback" not in err
+
+
+def test_bad_config_from_a_real_process_has_no_traceback():
+    result = subprocess.run([sys.executable, "-m", "marl", "train", "experiment.sed=1"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "experiment.seed" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_config_show_prints_resolved_yaml(capsys):
+    assert main(["config", "show", "sharing=hyper", "env.n_agents=5"]) == 0
+    out = capsys.readouterr().out
+    assert "scheme: hyper" in out and "n_agents: 5" in out
+
+
+def test_unknown_scenario_kwarg_is_a_config_error(capsys, tmp_path):
+    assert main(["train", f"experiment.runs_dir={tmp_path}", "env.n_agentz=3"]) == 2
+    assert "n_agentz" in capsys.readouterr().err
+
+
+def test_train_then_eval_prints_table_and_renders(capsys, tmp_path):
+    assert main(["train", "experiment=smoke", f"experiment.runs_dir={tmp_path}", "experiment.progress=false"]) == 0
+    run_dir = next(tmp_path.iterdir())
+    out = capsys.readouterr().out
+    assert f"tensorboard --logdir {run_dir}" in out
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    gif = tmp_path / "rollout.gif"
+    assert main(["eval", str(run_dir), "--episodes", "3", "--render", str(gif)]) == 0
+    out = capsys.readouterr().out
+    assert "team (mean)" in out and "agent_0" in out and "3 deterministic episodes" in out
+    assert gif.stat().st_size > 0
+
+
+def test_eval_of_missing_run_is_a_clear_error(capsys, tmp_path):
+    assert main(["eval", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
