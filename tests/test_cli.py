@@ -42,8 +42,12 @@ def test_bad_config_exits_2_with_a_paragraph(capsys, args, expected):
 
 
 def test_bad_config_from_a_real_process_has_no_traceback():
-    result = subprocess.run([sys.executable, "-m", "marl", "train", "experiment.sed=1"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "marl", "train", "experiment.sed=1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "experiment.seed" in result.stderr and "Traceback" not in result.stderr
 
@@ -60,7 +64,10 @@ def test_unknown_scenario_kwarg_is_a_config_error(capsys, tmp_path):
 
 
 def test_train_then_eval_prints_table_and_renders(capsys, tmp_path):
-    assert main(["train", "experiment=smoke", f"experiment.runs_dir={tmp_path}", "experiment.progress=false"]) == 0
+    assert (
+        main(["train", "experiment=smoke", f"experiment.runs_dir={tmp_path}", "experiment.progress=false"])
+        == 0
+    )
     run_dir = next(tmp_path.iterdir())
     out = capsys.readouterr().out
     assert f"tensorboard --logdir {run_dir}" in out
