@@ -1,0 +1,35 @@
+"""The throughput benchmark end to end in quick mode (tiny sizes, no BenchMARL)."""
+
+import json
+
+from marl.benchmarks import throughput
+
+
+def test_quick_benchmark_writes_json_and_plot(tmp_path):
+    results = throughput.main(["--quick", "--skip-benchmarl", "--out", str(tmp_path)])
+
+    data = json.loads((tmp_path / "throughput.json").read_text())
+    assert (tmp_path / "throughput.png").stat().st_size > 0
+    assert set(data) >= {"hardware", "config", "schemes", "scaling", "benchmarl", "ratios"}
+    assert data["config"]["mode"] == "quick"
+    assert data["hardware"]["torch"] and data["hardware"]["cores"] >= 1
+
+    assert [m["scheme"] for m in data["schemes"]] == list(throughput.SCHEMES)
+    assert set(data["scaling"]) == set(throughput.SCALING_SCHEMES)
+    measurements = data["schemes"] + [m for rows in data["scaling"].values() for m in rows]
+    for m in measurements:
+        assert m["fps"] > 0, m
+        assert m["collection_s"] > 0 and m["training_s"] > 0
+        assert m["parameters_total"] > 0
+    for rows in data["scaling"].values():
+        assert [m["n_agents"] for m in rows] == list(throughput.QUICK.scaling_agents)
+    for scheme in ("shared", "independent"):  # timed like BenchMARL times itself
+        style = next(m for m in data["schemes"] if m["scheme"] == scheme)["benchmarl_style"]
+        assert style["iterations"] == 4 and style["fps"] > 0
+
+    assert data["benchmarl"]["skipped"] and data["benchmarl"]["comparison"] == {}
+    ratios = data["ratios"]
+    assert set(ratios["time_per_frame_vs_shared"]) == {"independent", "hyper"}
+    assert all(value > 0 for value in ratios["time_per_frame_vs_shared"].values())
+    assert set(ratios["pass"]) == set(ratios["targets"])
+    assert results["ratios"] == ratios
