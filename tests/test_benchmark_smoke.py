@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from marl.benchmarks import throughput
 
 
@@ -10,7 +12,7 @@ def test_quick_benchmark_writes_json_and_plot(tmp_path):
 
     data = json.loads((tmp_path / "throughput.json").read_text())
     assert (tmp_path / "throughput.png").stat().st_size > 0
-    assert set(data) >= {"hardware", "config", "schemes", "scaling", "benchmarl", "ratios"}
+    assert set(data) >= {"hardware", "config", "schemes", "scaling", "ippo", "benchmarl", "ratios"}
     assert data["config"]["mode"] == "quick"
     assert data["hardware"]["torch"] and data["hardware"]["cores"] >= 1
 
@@ -28,8 +30,13 @@ def test_quick_benchmark_writes_json_and_plot(tmp_path):
         assert style["iterations"] == 4 and style["fps"] > 0
 
     assert data["benchmarl"]["skipped"] and data["benchmarl"]["comparison"] == {}
-    ratios = data["ratios"]
-    assert set(ratios["time_per_frame_vs_shared"]) == {"independent", "hyper"}
-    assert all(value > 0 for value in ratios["time_per_frame_vs_shared"].values())
-    assert set(ratios["pass"]) == set(ratios["targets"])
-    assert results["ratios"] == ratios
+    assert set(data["ratios"]) == {"mappo", "ippo"}
+    for ratios in data["ratios"].values():
+        assert set(ratios["time_per_frame_vs_shared"]) == {"independent", "hyper"}
+        assert all(value > 0 for value in ratios["time_per_frame_vs_shared"].values())
+        assert set(ratios["pass"]) == set(ratios["targets"])
+    # MAPPO: an independent centralised critic does n times a shared one's work; IPPO: the same work
+    mappo, ippo = data["ratios"]["mappo"], data["ratios"]["ippo"]
+    assert mappo["work_per_frame_vs_shared"]["independent"] > 1.0
+    assert ippo["work_per_frame_vs_shared"]["independent"] == pytest.approx(1.0, rel=0.01)
+    assert results["ratios"] == data["ratios"]

@@ -6,8 +6,15 @@ the peer library BenchMARL measured in the same run.
 Sections, in the order they run:
 1. schemes: shared, independent, grouped, hyper, hyper_linear at 3 agents;
 2. scaling: shared, independent, hyper at 3, 8 and 16 agents (3 agents reuses section 1);
-3. benchmarl: BenchMARL MAPPO shared and independent (its own venv, run as subprocesses), ratios ours/theirs;
-4. ratios: time per frame of independent and hyper relative to shared at the largest agent count.
+3. ippo: shared, independent, hyper with IPPO at the largest agent count;
+4. benchmarl: BenchMARL MAPPO shared and independent (its own venv, run as subprocesses), ratios ours/theirs;
+5. ratios: time per frame of independent and hyper relative to shared at the largest agent count, for MAPPO
+   and IPPO, beside the inherent work ratio (multiply-adds per frame, from parameter counts).
+
+Why both algorithms: MAPPO's shared critic without agent IDs sees one global input, so it runs once per
+step, while an independent (or hypernetwork) critic runs one network per agent over that input: n times the
+work by definition. IPPO's critics see per-agent inputs under every scheme, so there the ratio measures the
+implementation (batched per-agent matmuls against one big matmul), not the algorithm.
 
 Each measurement builds a trainer, runs one warm-up iteration (not counted) and then timed iterations:
 frames/s = frames / (collection + training time). The config is BenchMARL's MAPPO defaults on its
@@ -99,7 +106,7 @@ class Progress:
 # --------------------------------------------------------------------------------------------------------
 
 
-def base_overrides(sizes: Sizes, n_agents: int, device: str) -> list[str]:
+def base_overrides(sizes: Sizes, n_agents: int, device: str, algorithm: str = "mappo") -> list[str]:
     """load_config arguments: BenchMARL's MAPPO defaults on its navigation task (sharing comes on top)."""
     scenario = [f"env.{key}={json.dumps(value)}" for key, value in SCENARIO_KWARGS.items()]
     return [
@@ -112,7 +119,7 @@ def base_overrides(sizes: Sizes, n_agents: int, device: str) -> list[str]:
         f"experiment.frames_per_batch={sizes.frames_per_batch}",
         f"experiment.device={device}",
         "experiment.progress=false",
-        "algorithm=mappo",
+        f"algorithm={algorithm}",
         f"algorithm.epochs={sizes.epochs}",
         f"algorithm.minibatch_size={sizes.minibatch_size}",
         "algorithm.lr=5e-5",
@@ -155,13 +162,17 @@ def timed_iteration(trainer: Trainer) -> dict[str, float]:
     }
 
 
-def measure(sizes: Sizes, scheme: str, n_agents: int, device: str, iterations: int) -> dict:
+def measure(
+    sizes: Sizes, scheme: str, n_agents: int, device: str, iterations: int, algorithm: str = "mappo"
+) -> dict:
     """Build a trainer, one warm-up iteration, then `iterations` timed ones; frames/s over the timed ones.
 
     With at least BENCHMARL_ITERATIONS iterations in all, also the number timed as BenchMARL's script times
     itself: the first BENCHMARL_ITERATIONS iterations after building, warm-up included.
     """
-    cfg = load_config(base_overrides(sizes, n_agents, device) + sharing_overrides(scheme, n_agents))
+    cfg = load_config(
+        base_overrides(sizes, n_agents, device, algorithm) + sharing_overrides(scheme, n_agents)
+    )
     start = time.perf_counter()
     trainer = build_trainer(cfg)
     build_s = time.perf_counter() - start
@@ -176,6 +187,7 @@ def measure(sizes: Sizes, scheme: str, n_agents: int, device: str, iterations: i
     frames = sum(r["frames"] for r in timed)
     result = {
         "scheme": scheme,
+        "algorithm": algorithm,
         "n_agents": n_agents,
         "device": result_device,
         "fps": frames / sum(r["collection_s"] + r["training_s"] for r in timed),
@@ -205,11 +217,12 @@ def _mean(rows: list[dict], key: str) -> float:
 
 
 def run_measurement(
-    progress: Progress, section: str, sizes: Sizes, scheme: str, n_agents: int, device: str, iterations: int
-) -> dict:
+    progress: Progress, section: str, sizes: Sizes, scheme: str, n_agents: int, device: str, iterations: int,
+    algorithm: str = "mappo",
+) -> dict:  # fmt: skip
     """`measure`, with a progress line before and after."""
     progress(f"{section}: {scheme}, {n_agents} agents: 1 warm-up + {iterations} timed iteration(s) ...")
-    m = measure(sizes, scheme, n_agents, device, iterations)
+    m = measure(sizes, scheme, n_agents, device, iterations, algorithm)
     progress(
         f"{section}: {scheme}, {n_agents} agents: {m['fps']:,.0f} frames/s (per iteration: collect "
         f"{m['collection_s']:.2f} s, train {m['training_s']:.2f} s, overhead {m['overhead_s']:.3f} s)"
@@ -349,15 +362,36 @@ def hardware(device: torch.device) -> dict:
     }
 
 
-def ratios(scaling: dict[str, list[dict]]) -> dict:
-    """Time per frame of independent and hyper relative to shared at the largest agent count."""
-    n = max(m["n_agents"] for m in scaling["shared"])
-    fps = {scheme: next(m["fps"] for m in rows if m["n_agents"] == n) for scheme, rows in scaling.items()}
-    values = {scheme: fps["shared"] / fps[scheme] for scheme in TARGETS}
+def work_per_frame(m: dict) -> int:
+    """Multiply-adds per frame of the networks the scheme runs (about one per weight it applies).
+
+    shared: the actor runs once per agent; MAPPO's critic (no IDs) once per step, IPPO's once per agent.
+    independent / hyper: every agent's own networks run once, i.e. all the weights they generate or hold
+    (hyper: the generated networks, whose weights equal an independent scheme's; the hypernetwork itself
+    runs once per minibatch, not per frame, and is left out).
+    """
+    n, counts = m["n_agents"], m["parameters"]
+    actor = sum(v for k, v in counts.items() if k.endswith("/actor"))
+    critic = sum(v for k, v in counts.items() if k.endswith("/critic"))
+    if m["scheme"] == "shared":
+        return n * actor + (critic if m["algorithm"] == "mappo" else n * critic)
+    return m["independent_equivalent"] if "independent_equivalent" in m else actor + critic
+
+
+def ratios(rows: dict[str, dict]) -> dict:
+    """Time per frame of independent and hyper relative to shared (one measurement each, same n)."""
+    shared = rows["shared"]
+    rows = dict(rows)
+    if "hyper" in rows and "independent" in rows:  # the networks hyper generates are independent's
+        rows["hyper"] = {**rows["hyper"], "independent_equivalent": work_per_frame(rows["independent"])}
+    values = {scheme: shared["fps"] / rows[scheme]["fps"] for scheme in TARGETS}
+    work = {scheme: work_per_frame(rows[scheme]) / work_per_frame(shared) for scheme in TARGETS}
     return {
-        "n_agents": n,
+        "algorithm": shared["algorithm"],
+        "n_agents": shared["n_agents"],
         "target_n_agents": LARGE_AGENTS,
         "time_per_frame_vs_shared": values,
+        "work_per_frame_vs_shared": work,
         "targets": TARGETS,
         "pass": {scheme: values[scheme] <= target for scheme, target in TARGETS.items()},
     }
@@ -411,13 +445,18 @@ def print_report(results: dict) -> None:
         if not bench["comparable"]:
             print("Not comparable: " + "; ".join(bench["not_comparable_because"]))
 
-    r = results["ratios"]
-    print(
-        f"\nTime per frame relative to shared at {r['n_agents']} agents (targets at {r['target_n_agents']}):"
-    )
-    for scheme, value in r["time_per_frame_vs_shared"].items():
-        verdict = "PASS" if r["pass"][scheme] else "FAIL"
-        print(f"  {scheme:<12} {value:5.2f}  (target <= {r['targets'][scheme]}: {verdict})")
+    for r in results["ratios"].values():
+        print(
+            f"\n{r['algorithm'].upper()}: time per frame relative to shared at {r['n_agents']} agents "
+            f"(targets at {r['target_n_agents']}), beside the inherent work ratio:"
+        )
+        for scheme, value in r["time_per_frame_vs_shared"].items():
+            verdict = "PASS" if r["pass"][scheme] else "FAIL"
+            work = r["work_per_frame_vs_shared"][scheme]
+            print(
+                f"  {scheme:<12} {value:5.2f}  (work {work:4.2f}; "
+                f"target <= {r['targets'][scheme]}: {verdict})"
+            )
 
 
 def plot(results: dict, path: Path) -> None:
@@ -558,6 +597,13 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         scaling[scheme] = [
             reuse if n == sizes.scheme_agents else run("scaling", scheme, n) for n in sizes.scaling_agents
         ]
+    largest = sizes.scaling_agents[-1]
+    ippo = {
+        scheme: run_measurement(
+            progress, "ippo", sizes, scheme, largest, args.device, iterations(scheme, largest), "ippo"
+        )
+        for scheme in SCALING_SCHEMES
+    }
     benchmarl = benchmarl_section(progress, sizes, args.skip_benchmarl, schemes, args.quick, args.threads)
 
     results = {
@@ -577,8 +623,12 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         },
         "schemes": schemes,
         "scaling": scaling,
+        "ippo": ippo,
         "benchmarl": benchmarl,
-        "ratios": ratios(scaling),
+        "ratios": {
+            "mappo": ratios({scheme: rows[-1] for scheme, rows in scaling.items()}),
+            "ippo": ratios(ippo),
+        },
         "total_s": time.perf_counter() - progress.start,
     }
     (out / "throughput.json").write_text(json.dumps(results, indent=2) + "\n")
