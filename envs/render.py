@@ -24,6 +24,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, Rectangle
 
+from envs.vmas_state import vmas_environment
+
 BACKGROUND = (1.0, 1.0, 1.0)
 BOUNDARY_COLOR = (0.6, 0.6, 0.6)
 FIT_MARGIN = 0.1  # extra space around the entities when the world has no semi-dims
@@ -33,7 +35,7 @@ _FIGURES: dict[int, tuple[Figure, Axes]] = {}  # frame size in pixels -> reusabl
 
 def render_frame(env, env_index: int = 0, *, size: int = 400) -> np.ndarray:
     """One RGB frame ``[size, size, 3]`` uint8 of the current world state of env ``env_index``."""
-    world = _vmas_env(env).world
+    world = vmas_environment(env).world
     if not 0 <= env_index < world.batch_dim:
         raise IndexError(f"env_index {env_index} out of range for {world.batch_dim} envs")
     fig, ax = _figure(size)
@@ -51,8 +53,6 @@ def render_frame(env, env_index: int = 0, *, size: int = 400) -> np.ndarray:
 
     fig.canvas.draw()
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-
-
 
 
 def save_animation(frames: list[np.ndarray], path: str | Path, fps: int = 10) -> Path:
@@ -86,15 +86,6 @@ def save_animation(frames: list[np.ndarray], path: str | Path, fps: int = 10) ->
 # ----------------------------------------------------------------------------------------------------
 # Drawing
 # ----------------------------------------------------------------------------------------------------
-
-
-def _vmas_env(env):
-    """The vmas ``Environment`` behind a torchrl ``VmasEnv`` (possibly transformed) or itself."""
-    env = getattr(env, "base_env", env)
-    env = getattr(env, "_env", env)
-    if not hasattr(env, "world"):
-        raise TypeError(f"Expected a VmasEnv or vmas Environment, got {type(env).__name__}")
-    return env
 
 
 def _figure(size: int) -> tuple[Figure, Axes]:

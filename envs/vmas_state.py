@@ -87,7 +87,7 @@ class _KeyRef:
 def get_env_state(env) -> dict:
     """Snapshot everything that determines the future dynamics of ``env`` (tensors are cloned)."""
     walker = _Walker()
-    root = _vmas_env(env)
+    root = vmas_environment(env)
     walker.walk(root)
     return {
         "version": STATE_VERSION,
@@ -104,7 +104,7 @@ def set_env_state(env, state: dict) -> None:
     """Restore a snapshot from :func:`get_env_state` into ``env`` (built with the same arguments)."""
     if state.get("version") != STATE_VERSION:
         raise ValueError(f"Unsupported env state version {state.get('version')!r}, expected {STATE_VERSION}")
-    root = _vmas_env(env)
+    root = vmas_environment(env)
     for key in ("num_envs", "n_agents"):
         if state[key] != getattr(root, key):
             raise ValueError(f"Env state has {key}={state[key]}, the target env {getattr(root, key)}")
@@ -136,7 +136,7 @@ def isolated_vmas_rng() -> Iterator[None]:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _vmas_env(env):
+def vmas_environment(env):
     """The vmas ``Environment`` behind a torchrl ``VmasEnv`` (possibly transformed) or itself."""
     from vmas.simulator.environment import Environment
 
