@@ -56,6 +56,7 @@ class ExperimentConfig:
     keep_checkpoints: int = 3  # most recent checkpoints kept on disk
     runs_dir: str = "results/runs"
     progress: bool = True  # show a progress bar
+    threads: int = 0  # torch CPU threads; 0 = torch's default (1 avoids oversubscribing a busy machine)
 
 
 @dataclass
@@ -555,6 +556,7 @@ def _check(cfg: Config) -> None:
         "experiment.seed": exp.seed,
         "experiment.eval_every": exp.eval_every,
         "experiment.checkpoint_every": exp.checkpoint_every,
+        "experiment.threads": exp.threads,
     }.items():
         _require(value >= 0, f"'{key}' must be >= 0, got {value}.")
 

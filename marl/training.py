@@ -106,6 +106,8 @@ def build_trainer(cfg: Config) -> Trainer:
     """Seed, then build env, networks, optimizer and collector from a validated config."""
     device = resolve_device(cfg.experiment.device)
     env_device = device if cfg.env.device == "auto" else resolve_device(cfg.env.device)
+    if cfg.experiment.threads:
+        torch.set_num_threads(cfg.experiment.threads)
     torch.manual_seed(cfg.experiment.seed)
     env = make_env(cfg.env, env_device, cfg.experiment.seed)
     env_info = describe_env(env, cfg.env.name, cfg.env.max_steps, cfg.env.kwargs)
@@ -294,6 +296,7 @@ def _check_resume_compatible(saved: Config, cfg: Config) -> None:
     changed = []
     a, b = flatten(config_to_dict(saved)), flatten(config_to_dict(cfg))
     allowed = {
+        "experiment.threads",
         "experiment.total_frames",
         "experiment.progress",
         "experiment.keep_checkpoints",

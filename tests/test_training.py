@@ -160,3 +160,16 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tmp_path, mon
         train(_cfg(tmp_path, "experiment.total_frames=2400", "experiment.checkpoint_every=10"))
     run_dir = next(tmp_path.iterdir())
     assert load_checkpoint(run_dir)["iteration"] == 1
+
+
+def test_threads_setting_is_applied_and_validated(tmp_path):
+    before = torch.get_num_threads()
+    try:
+        build_trainer(_cfg(tmp_path, "experiment.threads=1"))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    from marl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="experiment.threads"):
+        _cfg(tmp_path, "experiment.threads=-1")
