@@ -253,7 +253,7 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
         raise
     bar.close()
     save_checkpoint(run_dir, last_good, exp.keep_checkpoints)  # also when stopped early (stop_after)
-    if trainer.iteration >= n_iterations:
+    if trainer.iteration >= n_iterations and final_metrics:  # finished in this call (not a no-op resume)
         logger.log_hparams(flatten(config_to_dict(cfg)), final_metrics)
     logger.close()
     return run_dir
