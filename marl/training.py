@@ -207,6 +207,7 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
 
     n_iterations = math.ceil(exp.total_frames / trainer.collector.frames_per_batch)
     last_good = trainer.state_dict() if state is None else state
+    start_iteration = trainer.iteration
     final_metrics: dict[str, float] = {}
     bar = tqdm(
         total=n_iterations,
@@ -253,7 +254,7 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
         raise
     bar.close()
     save_checkpoint(run_dir, last_good, exp.keep_checkpoints)  # also when stopped early (stop_after)
-    if trainer.iteration >= n_iterations and final_metrics:  # finished in this call (not a no-op resume)
+    if trainer.iteration >= n_iterations and trainer.iteration > start_iteration:  # finished in this call
         logger.log_hparams(flatten(config_to_dict(cfg)), final_metrics)
     logger.close()
     return run_dir
