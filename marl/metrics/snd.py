@@ -79,12 +79,20 @@ def snd_matrix(
     batch = x.shape[0]
     if batch == 0:
         raise ValueError("empty batch")
-    total = torch.zeros(n, n, dtype=torch.float64, device=x.device)
+    # Only the n(n-1)/2 unordered pairs are computed (exact differences, no Gram-matrix rounding near 0);
+    # the symmetric matrix with its zero diagonal is assembled once at the end.
+    i, j = torch.triu_indices(n, n, offset=1, device=x.device)
+    total = torch.zeros(i.numel(), dtype=torch.float64, device=x.device)
     for start in range(0, batch, chunk_size):  # loop over chunks only, never over samples/agents
         xs = x[start : start + chunk_size]
-        dist = gaussian_w2(xs, s[start : start + chunk_size]) if s is not None else categorical_distance(xs)
-        total += dist.sum(0, dtype=torch.float64)
-    return (total / batch).to(x.dtype)
+        # Both distances are Euclidean in an embedding: (mu, sigma) for W2, sqrt(p) / sqrt(2) for Hellinger.
+        z = torch.cat([xs, s[start : start + chunk_size]], -1) if s is not None else xs.clamp_min(0).sqrt()
+        total += (z[:, i] - z[:, j]).square().sum(-1).sqrt().sum(0, dtype=torch.float64)
+    if s is None:
+        total *= 2.0**-0.5
+    mat = torch.zeros(n, n, dtype=torch.float64, device=x.device)
+    mat[i, j] = mat[j, i] = total / batch
+    return mat.to(x.dtype)
 
 
 def snd(
