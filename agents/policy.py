@@ -153,6 +153,12 @@ def role_indices(env_info: EnvInfo, roles: dict[str, list[int]] | None) -> dict[
     return result
 
 
+def _net_kwargs(common: dict, net_sharing, group_roles: list[int] | None) -> dict:
+    """MultiAgentMLP arguments of one network: shared settings plus its scheme, agent ID and roles."""
+    roles = group_roles if net_sharing.scheme == "grouped" else None
+    return dict(common, scheme=net_sharing.scheme, agent_id=net_sharing.agent_id, roles=roles)
+
+
 class ActorCritic(nn.Module):
     """Actors and critics of every group, built from the config; the single object the learner trains."""
 
@@ -182,27 +188,11 @@ class ActorCritic(nn.Module):
         self.actors = nn.ModuleDict()
         self.critics = nn.ModuleDict()
         for g in env_info.groups:
-            for which, net_sharing in (("actor", sharing.actor), ("critic", sharing.critic)):
-                if net_sharing.scheme == "grouped" and roles[g.name] is None:
-                    raise ConfigError(
-                        f"sharing.{which}.scheme=grouped needs sharing.roles, for example "
-                        f"sharing.roles='{{a: [0, 1], b: [2, 3]}}' (agent indices per role)."
-                    )
-            actor_kwargs = dict(
-                common,
-                scheme=sharing.actor.scheme,
-                agent_id=sharing.actor.agent_id,
-                roles=roles[g.name] if sharing.actor.scheme == "grouped" else None,
-            )
-            critic_kwargs = dict(
-                common,
-                scheme=sharing.critic.scheme,
-                agent_id=sharing.critic.agent_id,
-                roles=roles[g.name] if sharing.critic.scheme == "grouped" else None,
-            )
-            self.actors[g.name] = Actor(g, algo.action_distribution, algo.initial_std, **actor_kwargs)
+            actor_net = _net_kwargs(common, sharing.actor, roles[g.name])
+            critic_net = _net_kwargs(common, sharing.critic, roles[g.name])
+            self.actors[g.name] = Actor(g, algo.action_distribution, algo.initial_std, **actor_net)
             critic_dim = global_dim if self.centralised else g.obs_dim
-            self.critics[g.name] = Critic(g, critic_dim, self.centralised, **critic_kwargs)
+            self.critics[g.name] = Critic(g, critic_dim, self.centralised, **critic_net)
 
     @torch.no_grad()
     def act(self, td: TensorDictBase, deterministic: bool = False) -> TensorDictBase:

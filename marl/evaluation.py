@@ -7,9 +7,8 @@ from pathlib import Path
 import torch
 
 from marl.checkpoint import load_checkpoint, resolve_checkpoint
-from marl.collector import run_episodes
 from marl.config import config_from_dict
-from marl.training import EVAL_SEED_OFFSET, build_trainer, episode_metrics, resolve_device
+from marl.training import build_trainer, episode_metrics, evaluation_episodes, resolve_device
 
 
 def evaluate_checkpoint(
@@ -19,17 +18,16 @@ def evaluate_checkpoint(
     deterministic: bool = True,
     device: str = "auto",
 ) -> dict[str, float]:
-    """Evaluate the policy saved in `run`; prints a per-agent table and returns the metrics."""
+    """Evaluate the policy saved in `run` on the same held-out starts as the run's own evaluations;
+    prints a per-agent table and returns the metrics."""
     path = resolve_checkpoint(run)
     state = load_checkpoint(path)
     cfg = config_from_dict(state["config"])
     cfg.experiment.device = str(resolve_device(device))
     cfg.env.device = "auto"
-    cfg.env.num_envs = episodes
-    cfg.experiment.frames_per_batch = episodes  # the trainer's collector is unused here; keep it tiny
+    cfg.env.num_envs = cfg.experiment.frames_per_batch = 1  # the training collector is unused here
     trainer = build_trainer(cfg)
     trainer.model.load_state_dict(state["model"])
-    env = trainer.collector.env
 
     frames = []
     record = None
@@ -37,10 +35,9 @@ def evaluate_checkpoint(
         from envs.render import render_frame, save_animation
 
         def record():
-            frames.append(render_frame(env, env_index=0))
+            frames.append(render_frame(trainer.eval_env, env_index=0))
 
-    torch.manual_seed(cfg.experiment.seed + EVAL_SEED_OFFSET)
-    result = run_episodes(env, trainer.env_info, lambda td: trainer.model.act(td, deterministic), record)
+    result = evaluation_episodes(trainer, episodes, deterministic, record)
     metrics = episode_metrics(result, trainer.env_info, prefix="")
     _print_table(path, state, result, trainer.env_info, metrics, deterministic)
     if render:

@@ -143,8 +143,11 @@ def new_run_dir(cfg: Config) -> Path:
     return run_dir
 
 
-def evaluate(trainer: Trainer, episodes: int, record=None) -> dict[str, float]:
-    """Deterministic-action episodes on held-out starts (the same every time, from their own seed).
+def evaluation_episodes(
+    trainer: Trainer, episodes: int, deterministic: bool = True, record=None
+) -> dict[str, torch.Tensor]:
+    """One episode in each of `episodes` envs from held-out starts (the same every time, from their own
+    seed); -> per-group returns and lengths. `record` is called after the reset and every step.
 
     Runs inside `fork_rng` and `isolated_vmas_rng` (VMAS keeps one private RNG for all its envs), so
     evaluating, or building the eval env, which seeds both, leaves the training RNG streams untouched:
@@ -158,9 +161,13 @@ def evaluate(trainer: Trainer, episodes: int, record=None) -> dict[str, float]:
             trainer.eval_env = make_env(cfg.env, trainer.device, seed, num_envs=episodes)
         trainer.eval_env.set_seed(seed)
         torch.manual_seed(seed)
-        policy = lambda td: trainer.model.act(td, deterministic=True)  # noqa: E731
-        result = run_episodes(trainer.eval_env, trainer.env_info, policy, record)
-    return episode_metrics(result, trainer.env_info, prefix="eval/")
+        policy = lambda td: trainer.model.act(td, deterministic=deterministic)  # noqa: E731
+        return run_episodes(trainer.eval_env, trainer.env_info, policy, record)
+
+
+def evaluate(trainer: Trainer, episodes: int) -> dict[str, float]:
+    """Deterministic evaluation metrics (`eval/...`) on the held-out starts."""
+    return episode_metrics(evaluation_episodes(trainer, episodes), trainer.env_info, prefix="eval/")
 
 
 def episode_metrics(episodes: dict[str, torch.Tensor], env_info: EnvInfo, prefix: str) -> dict[str, float]:

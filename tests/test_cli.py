@@ -82,3 +82,17 @@ def test_train_then_eval_prints_table_and_renders(capsys, tmp_path):
 def test_eval_of_missing_run_is_a_clear_error(capsys, tmp_path):
     assert main(["eval", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_eval_reproduces_the_runs_own_final_evaluation(tmp_path, capsys):
+    from marl.evaluation import evaluate_checkpoint
+    from marl.run_logger import read_metrics
+
+    assert (
+        main(["train", "experiment=smoke", f"experiment.runs_dir={tmp_path}", "experiment.progress=false"])
+        == 0
+    )
+    run_dir = next(tmp_path.iterdir())
+    logged = read_metrics(run_dir)[-1]["eval/return_mean"]
+    episodes = int(read_metrics(run_dir)[-1]["eval/episodes"])
+    assert evaluate_checkpoint(run_dir, episodes)["return_mean"] == pytest.approx(logged, abs=1e-6)

@@ -22,6 +22,14 @@ def _pairwise_l2(x: Tensor) -> Tensor:
     return diff.square().sum(-1).sqrt()
 
 
+def _embedding(x: Tensor, sigma: Tensor | None) -> Tensor:
+    """Points whose Euclidean distances are the policy distances: W2 between diagonal Gaussians is the
+    L2 distance of (mu, sigma); Hellinger between categoricals is the L2 distance of sqrt(p) / sqrt(2)."""
+    if sigma is not None:
+        return torch.cat([x, sigma], dim=-1)
+    return x.clamp_min(0).sqrt() * (2.0**-0.5)
+
+
 def gaussian_w2(mu: Tensor, sigma: Tensor) -> Tensor:
     """Pairwise Wasserstein-2 distance between diagonal Gaussians, per observation.
 
@@ -30,7 +38,7 @@ def gaussian_w2(mu: Tensor, sigma: Tensor) -> Tensor:
     """
     if mu.shape != sigma.shape:
         raise ValueError(f"mu {tuple(mu.shape)} and sigma {tuple(sigma.shape)} must have the same shape")
-    return _pairwise_l2(torch.cat([mu, sigma], dim=-1))
+    return _pairwise_l2(_embedding(mu, sigma))
 
 
 def categorical_distance(probs: Tensor) -> Tensor:
@@ -41,7 +49,7 @@ def categorical_distance(probs: Tensor) -> Tensor:
     Euclidean distance of the sqrt-embedding, i.e. the same L2 geometry as W2 for the Gaussian case; the
     sqrt-difference form avoids the cancellation of ``1 - BC``. ``probs``: ``[..., n_agents, n_actions]``.
     """
-    return _pairwise_l2(probs.clamp_min(0).sqrt()) * (2.0**-0.5)
+    return _pairwise_l2(_embedding(probs, None))
 
 
 def snd_matrix(
@@ -56,7 +64,7 @@ def snd_matrix(
     ``kind="gaussian"``: ``x`` = mu, ``sigma`` given, both ``[batch, n, action_dim]``, d = W2.
     ``kind="categorical"``: ``x`` = probs ``[batch, n, n_actions]``, d = Hellinger.
     Leading dims are flattened into the batch; it is processed ``chunk_size`` rows at a time (accumulated in
-    float64), so peak memory is O(chunk_size * n^2 * dim). Returns ``[n, n]`` in ``x.dtype``.
+    float64), so peak memory is O(chunk_size * n^2 * dim / 2). Returns ``[n, n]`` in ``x.dtype``.
     """
     if kind == "gaussian":
         if sigma is None:
@@ -85,11 +93,8 @@ def snd_matrix(
     total = torch.zeros(i.numel(), dtype=torch.float64, device=x.device)
     for start in range(0, batch, chunk_size):  # loop over chunks only, never over samples/agents
         xs = x[start : start + chunk_size]
-        # Both distances are Euclidean in an embedding: (mu, sigma) for W2, sqrt(p) / sqrt(2) for Hellinger.
-        z = torch.cat([xs, s[start : start + chunk_size]], -1) if s is not None else xs.clamp_min(0).sqrt()
+        z = _embedding(xs, None if s is None else s[start : start + chunk_size])
         total += (z[:, i] - z[:, j]).square().sum(-1).sqrt().sum(0, dtype=torch.float64)
-    if s is None:
-        total *= 2.0**-0.5
     mat = torch.zeros(n, n, dtype=torch.float64, device=x.device)
     mat[i, j] = mat[j, i] = total / batch
     return mat.to(x.dtype)
