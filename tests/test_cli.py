@@ -1,5 +1,7 @@
 """The `marl` command line: help, config errors (exit 2, one paragraph, no traceback), train/eval."""
 
+import contextlib
+import io
 import subprocess
 import sys
 
@@ -63,15 +65,27 @@ def test_unknown_scenario_kwarg_is_a_config_error(capsys, tmp_path):
     assert "n_agentz" in capsys.readouterr().err
 
 
-def test_train_then_eval_prints_table_and_renders(capsys, tmp_path):
-    assert (
-        main(["train", "experiment=smoke", f"experiment.runs_dir={tmp_path}", "experiment.progress=false"])
-        == 0
-    )
-    run_dir = next(tmp_path.iterdir())
-    out = capsys.readouterr().out
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """One short `marl train experiment=smoke` run shared by the tests below: (run dir, its stdout)."""
+    runs = tmp_path_factory.mktemp("runs")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert (
+            main(["train", "experiment=smoke", f"experiment.runs_dir={runs}", "experiment.progress=false"])
+            == 0
+        )
+    return next(runs.iterdir()), out.getvalue()
+
+
+def test_train_prints_where_its_logs_are(smoke_run):
+    run_dir, out = smoke_run
     assert f"tensorboard --logdir {run_dir}" in out
     assert list(run_dir.glob("events.out.tfevents.*"))
+
+
+def test_eval_prints_table_and_renders(smoke_run, capsys, tmp_path):
+    run_dir, _ = smoke_run
     gif = tmp_path / "rollout.gif"
     assert main(["eval", str(run_dir), "--episodes", "3", "--render", str(gif)]) == 0
     out = capsys.readouterr().out
@@ -84,15 +98,11 @@ def test_eval_of_missing_run_is_a_clear_error(capsys, tmp_path):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_eval_reproduces_the_runs_own_final_evaluation(tmp_path, capsys):
+def test_eval_reproduces_the_runs_own_final_evaluation(smoke_run):
     from marl.evaluation import evaluate_checkpoint
     from marl.run_logger import read_metrics
 
-    assert (
-        main(["train", "experiment=smoke", f"experiment.runs_dir={tmp_path}", "experiment.progress=false"])
-        == 0
-    )
-    run_dir = next(tmp_path.iterdir())
-    logged = read_metrics(run_dir)[-1]["eval/return_mean"]
-    episodes = int(read_metrics(run_dir)[-1]["eval/episodes"])
-    assert evaluate_checkpoint(run_dir, episodes)["return_mean"] == pytest.approx(logged, abs=1e-6)
+    run_dir, _ = smoke_run
+    last = read_metrics(run_dir)[-1]
+    metrics = evaluate_checkpoint(run_dir, int(last["eval/episodes"]))
+    assert metrics["return_mean"] == pytest.approx(last["eval/return_mean"], abs=1e-6)
