@@ -64,6 +64,20 @@ class Actor(nn.Module):
         loc, raw_scale = out.chunk(2, dim=-1)
         return loc, F.softplus(raw_scale + self.scale_bias) + MIN_STD
 
+    def counterfactual_params(
+        self, obs: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Every agent's policy on each of the observations `obs [B, obs_dim]` (the same observation for
+        all agents, as SND compares them): -> (probs [B, n, actions], None) for categorical policies, or
+        (loc, scale) [B, n, action_dim] of the (pre-squash) Gaussian. `mask [B, actions]` applies to all."""
+        n = self.net.n_agents
+        out, scale = self._params(obs.unsqueeze(-2).expand(*obs.shape[:-1], n, obs.shape[-1]))
+        if not self.discrete:
+            return out, scale
+        if mask is not None:
+            out = out.masked_fill(~mask.unsqueeze(-2), float("-inf"))
+        return out.softmax(-1), None
+
     def _squash(self, u: torch.Tensor) -> torch.Tensor:
         return self.low + (torch.tanh(u) + 1.0) * 0.5 * (self.high - self.low)
 

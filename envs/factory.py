@@ -147,3 +147,15 @@ def describe_env(env: EnvBase, name: str, max_steps: int, kwargs: dict | None = 
         state_dim=state_dim,
         kwargs=dict(kwargs or {}),
     )
+
+
+def agent_positions(env: EnvBase, env_info: EnvInfo) -> torch.Tensor | None:
+    """Positions of all agents `[num_envs, n_agents, dim]` in `env_info.agent_names` order, or None when
+    the environment has no notion of position (used for where-agents-spend-their-time metrics)."""
+    world_agents = getattr(getattr(env, "_env", None), "agents", None)  # VMAS: the simulator's agents
+    if not world_agents:
+        return None
+    by_name = {agent.name: agent for agent in world_agents}
+    if any(name not in by_name for name in env_info.agent_names):
+        return None
+    return torch.stack([by_name[name].state.pos.clone() for name in env_info.agent_names], dim=1)

@@ -16,6 +16,8 @@ DESCRIPTION = """\
 Multi-agent RL for heterogeneity and role specialisation: MAPPO/IPPO on VMAS with shared, independent,
 role-grouped or HyperMARL parameter sharing, logged to TensorBoard.
 
+Commands: train, eval (returns), metrics (diversity and specialisation), config show.
+
 Configs are YAML presets under configs/ (groups: experiment, algorithm, env, sharing), overridden with
 key=value on the command line. `marl config show [overrides]` prints the resolved config.
 """
@@ -74,6 +76,25 @@ def _build_parser() -> argparse.ArgumentParser:
         "--stochastic", action="store_true", help="sample actions instead of taking the mode"
     )
     evaluate.add_argument("--device", default="auto", help="device to evaluate on (default auto)")
+
+    metrics = commands.add_parser(
+        "metrics",
+        help="diversity and specialisation metrics of a run or checkpoint",
+        description=(
+            "Run evaluation episodes of a trained run and print its diversity and specialisation metrics: "
+            "SND and its pairwise matrix, I(agent; action | observation), and, where agents have positions, "
+            "H(cell), H(cell | agent), I(agent; cell) and each agent's role entropy (docs/metrics.md)."
+        ),
+        epilog="example: marl metrics results/runs/default-20261123-101500 --episodes 64 --heatmap snd.png",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    metrics.add_argument("run", help="a run directory (newest checkpoint) or a checkpoint .pt file")
+    metrics.add_argument("--episodes", type=int, help="evaluation episodes (default: the run's)")
+    metrics.add_argument("--cell-size", type=float, help="grid cell side, world units (default: the run's)")
+    metrics.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
+    metrics.add_argument("--device", default="auto", help="device to evaluate on (default auto)")
+    metrics.add_argument("--heatmap", metavar="FILE", help="also save the SND matrix as an image (.png)")
+    metrics.add_argument("--json", metavar="FILE", help="also write the metrics to FILE as JSON")
     return parser
 
 
@@ -93,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
 
             evaluate_checkpoint(args.run, args.episodes, args.render, not args.stochastic, args.device)
             return 0
+        if args.command == "metrics":
+            return _metrics(args)
         parser.print_help()
         return 0 if args.command is None else 2
     except MarlError as error:
@@ -123,6 +146,24 @@ def _train(overrides: list[str]) -> int:
         f"  Evaluate:    marl eval {run_dir}\n"
         f"  Metrics:     {Path(run_dir) / 'metrics.jsonl'}"
     )
+    return 0
+
+
+def _metrics(args: argparse.Namespace) -> int:
+    import json
+
+    from marl.evaluation import measure_checkpoint
+
+    for name in ("episodes", "cell_size"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise MarlError(f"--{name.replace('_', '-')} must be positive, got {value}.")
+    scalars = measure_checkpoint(
+        args.run, args.episodes, not args.stochastic, args.device, args.cell_size, args.heatmap
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(scalars, indent=2) + "\n")
+        print(f"Metrics written to {args.json}")
     return 0
 
 

@@ -95,20 +95,38 @@ class LocalCollector:
 
 
 @torch.no_grad()
-def run_episodes(env: EnvBase, env_info: EnvInfo, policy: Policy, record: Callable | None = None) -> dict:
+def run_episodes(
+    env: EnvBase, env_info: EnvInfo, policy: Policy, record: Callable | None = None, trace: bool = False
+) -> dict:
     """Run one episode in every env of the batch (from a fresh reset); -> per-group returns and lengths.
 
     Envs that finish early stop accumulating (their auto-reset continuation is ignored). `record`, if
-    given, is called after the reset and after every step of env 0's episode (to render frames).
+    given, is called after the reset and after every step of env 0's episode (to render frames). With
+    `trace`, the result also holds `"trace"`: per step, each group's observations (and action masks)
+    `[envs, time, agents, ...]`, the agents' positions `[envs, time, n_agents, dim]` where the env has
+    them, and `valid [envs, time]` (False after an env's episode ended).
     """
+    from envs.factory import agent_positions
+
     td = env.reset()
     n_envs = env.batch_size[0]  # may differ from the training env's batch
     returns = {g.name: torch.zeros(n_envs, g.n_agents, device=env.device) for g in env_info.groups}
     lengths = torch.zeros(n_envs, dtype=torch.long, device=env.device)
     running = torch.ones(n_envs, dtype=torch.bool, device=env.device)
+    steps: list[dict[str, torch.Tensor]] = []
     if record is not None:
         record()
     for _ in range(env_info.max_steps):
+        if trace:
+            step = {"valid": running.clone()}
+            for g in env_info.groups:
+                step[f"{g.name}/observation"] = td[g.name, "observation"].clone()
+                if (g.name, "action_mask") in td.keys(include_nested=True):
+                    step[f"{g.name}/action_mask"] = td[g.name, "action_mask"].clone()
+            positions = agent_positions(env, env_info)
+            if positions is not None:
+                step["positions"] = positions
+            steps.append(step)
         td = policy(td)
         td, next_td = env.step_and_maybe_reset(td)
         if record is not None and running[0] and not td["next", "done"][0]:
@@ -120,4 +138,7 @@ def run_episodes(env: EnvBase, env_info: EnvInfo, policy: Policy, record: Callab
         td = next_td
         if not running.any():
             break
-    return {**{f"{name}/return": r for name, r in returns.items()}, "length": lengths}
+    result = {**{f"{name}/return": r for name, r in returns.items()}, "length": lengths}
+    if trace:
+        result["trace"] = {key: torch.stack([step[key] for step in steps], dim=1) for key in steps[0]}
+    return result

@@ -130,6 +130,23 @@ class SharingConfig:
 
 
 @dataclass
+class MetricsConfig:
+    """Diversity and specialisation metrics (SND, I(agent; action | obs), I(agent; cell)) during training.
+
+    Every `every` iterations they are computed on deterministic evaluation episodes from the held-out starts
+    and logged under `team/` (scalars, and an SND heatmap image). See docs/metrics.md.
+    """
+
+    every: int = 10  # iterations between computations; 0 = off
+    episodes: int = 16  # evaluation episodes the metrics are computed on
+    cell_size: float = 0.25  # side of the grid cells (world units) for I(agent; cell) and role entropy
+    action_samples: int = 16  # Monte Carlo draws per observation and agent (Gaussian I(agent; action|obs))
+    max_observations: int = 20_000  # observations (pooled over agents) SND and I(agent; action|obs) use
+    bootstrap: int = 200  # bootstrap replicates for the confidence intervals
+    seed: int = 0  # seed of the metrics' own sampling (never touches the training RNG)
+
+
+@dataclass
 class Config:
     """The whole configuration. Adding a section is one line here (plus its dataclass)."""
 
@@ -138,6 +155,7 @@ class Config:
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     sharing: SharingConfig = field(default_factory=SharingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 @cache
@@ -548,6 +566,10 @@ def _check(cfg: Config) -> None:
         "algorithm.minibatch_size": alg.minibatch_size,
         "sharing.hyper.embedding_dim": sharing.hyper.embedding_dim,
         "sharing.hyper.hidden_size": sharing.hyper.hidden_size,
+        "metrics.episodes": cfg.metrics.episodes,
+        "metrics.action_samples": cfg.metrics.action_samples,
+        "metrics.max_observations": cfg.metrics.max_observations,
+        "metrics.bootstrap": cfg.metrics.bootstrap,
         **{f"model.hidden_sizes[{i}]": size for i, size in enumerate(cfg.model.hidden_sizes)},
     }
     for key, value in positive.items():
@@ -557,6 +579,8 @@ def _check(cfg: Config) -> None:
         "experiment.eval_every": exp.eval_every,
         "experiment.checkpoint_every": exp.checkpoint_every,
         "experiment.threads": exp.threads,
+        "metrics.every": cfg.metrics.every,
+        "metrics.seed": cfg.metrics.seed,
     }.items():
         _require(value >= 0, f"'{key}' must be >= 0, got {value}.")
 
@@ -570,6 +594,7 @@ def _check(cfg: Config) -> None:
         f"Invalid value for 'env.name': {env.name!r}. Expected vmas/<scenario>, e.g. vmas/navigation.",
     )
 
+    _require(cfg.metrics.cell_size > 0, f"'metrics.cell_size' must be > 0, got {cfg.metrics.cell_size}.")
     for key, value in {
         "algorithm.lr": alg.lr,
         "algorithm.adam_eps": alg.adam_eps,

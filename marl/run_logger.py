@@ -43,6 +43,10 @@ class RunLogger:
     def log_text(self, tag: str, text: str, frames: int = 0) -> None:
         self.writer.add_text(tag, text, frames)
 
+    def log_figure(self, tag: str, figure, frames: int) -> None:
+        """A matplotlib figure as a TensorBoard image (the figure is closed)."""
+        self.writer.add_figure(tag, figure, frames, close=True)
+
     def log_hparams(self, hparams: dict, final_metrics: dict[str, float]) -> None:
         """The run's hyperparameters and final metrics, for TensorBoard's HParams dashboard."""
         clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparams.items()}

@@ -27,6 +27,7 @@ from marl.config import Config, config_from_dict, config_to_dict, config_to_yaml
 from marl.errors import MarlError
 from marl.ppo import RunningMeanStd, compute_advantages, ppo_update
 from marl.run_logger import RunLogger, flatten
+from marl.team_metrics import TeamMetrics, snd_heatmap, team_metrics
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes use their own seed: the same held-out starts every time
 
@@ -144,10 +145,11 @@ def new_run_dir(cfg: Config) -> Path:
 
 
 def evaluation_episodes(
-    trainer: Trainer, episodes: int, deterministic: bool = True, record=None
+    trainer: Trainer, episodes: int, deterministic: bool = True, record=None, trace: bool = False
 ) -> dict[str, torch.Tensor]:
     """One episode in each of `episodes` envs from held-out starts (the same every time, from their own
-    seed); -> per-group returns and lengths. `record` is called after the reset and every step.
+    seed); -> per-group returns and lengths (and, with `trace`, the observations and positions, see
+    `run_episodes`). `record` is called after the reset and every step.
 
     Runs inside `fork_rng` and `isolated_vmas_rng` (VMAS keeps one private RNG for all its envs), so
     evaluating, or building the eval env, which seeds both, leaves the training RNG streams untouched:
@@ -162,7 +164,23 @@ def evaluation_episodes(
         trainer.eval_env.set_seed(seed)
         torch.manual_seed(seed)
         policy = lambda td: trainer.model.act(td, deterministic=deterministic)  # noqa: E731
-        return run_episodes(trainer.eval_env, trainer.env_info, policy, record)
+        return run_episodes(trainer.eval_env, trainer.env_info, policy, record, trace)
+
+
+def measure_team(trainer: Trainer, deterministic: bool = True) -> TeamMetrics:
+    """Diversity and specialisation metrics (marl/team_metrics.py) on traced evaluation episodes."""
+    cfg = trainer.cfg.metrics
+    episodes = evaluation_episodes(trainer, cfg.episodes, deterministic, trace=True)
+    return team_metrics(trainer.model, trainer.env_info, episodes["trace"], cfg)
+
+
+def log_team_metrics(logger: RunLogger, trainer: Trainer, team: TeamMetrics) -> None:
+    """The SND heatmap of every group as a TensorBoard image (the scalars go with the iteration's row)."""
+    for group in trainer.env_info.groups:
+        if group.name in team.snd_matrices:
+            title = f"SND {group.name}, iteration {trainer.iteration}"
+            figure = snd_heatmap(team.snd_matrices[group.name], list(group.agent_names), title)
+            logger.log_figure(f"team/{group.name}/snd_matrix", figure, trainer.frames)
 
 
 def evaluate(trainer: Trainer, episodes: int) -> dict[str, float]:
@@ -231,6 +249,12 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
                 trainer.iteration % exp.eval_every == 0 or trainer.iteration == n_iterations
             ):
                 metrics.update(evaluate(trainer, exp.eval_episodes))
+            if cfg.metrics.every and (
+                trainer.iteration % cfg.metrics.every == 0 or trainer.iteration == n_iterations
+            ):
+                team = measure_team(trainer)
+                metrics.update(team.scalars)
+                log_team_metrics(logger, trainer, team)
             logger.log(trainer.iteration, trainer.frames, metrics)
             final_metrics.update(
                 {k: v for k, v in metrics.items() if "return" in k or k == "eval/episode_length"}
@@ -311,13 +335,13 @@ def _check_resume_compatible(saved: Config, cfg: Config) -> None:
         "experiment.checkpoint_every",
     }
     for key in sorted(set(a) | set(b)):
-        if a.get(key) != b.get(key) and key not in allowed:
+        if a.get(key) != b.get(key) and key not in allowed and not key.startswith("metrics."):
             changed.append(f"{key}: {a.get(key)!r} -> {b.get(key)!r}")
     if changed:
         raise MarlError(
             "A resumed run must train the same thing it started with, but these settings differ from the "
             f"run's saved config: {'; '.join(changed)}. Only {', '.join(sorted(allowed))} may change on "
-            "resume; start a new run for anything else."
+            "resume (and metrics.*, which never change training); start a new run for anything else."
         )
 
 
