@@ -16,7 +16,8 @@ DESCRIPTION = """\
 Multi-agent RL for heterogeneity and role specialisation: MAPPO/IPPO on VMAS with shared, independent,
 role-grouped or HyperMARL parameter sharing, logged to TensorBoard.
 
-Commands: train, eval (returns), metrics (diversity and specialisation), config show.
+Commands: train, eval (returns), metrics (diversity and specialisation), sweep (a grid of runs),
+compare (curves and tables from many runs), config show.
 
 Configs are YAML presets under configs/ (groups: experiment, algorithm, env, sharing), overridden with
 key=value on the command line. `marl config show [overrides]` prints the resolved config.
@@ -95,6 +96,46 @@ def _build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("--device", default="auto", help="device to evaluate on (default auto)")
     metrics.add_argument("--heatmap", metavar="FILE", help="also save the SND matrix as an image (.png)")
     metrics.add_argument("--json", metavar="FILE", help="also write the metrics to FILE as JSON")
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="train every combination of a grid of settings (resumable)",
+        description=(
+            "Train every combination of a sweep file's grid, N processes at a time. Running it again skips "
+            "finished runs and resumes interrupted ones. The sweep file format is in marl/sweep.py."
+        ),
+        epilog=(
+            "examples:\n"
+            "  marl sweep configs/sweeps/dispersion.yaml              the HyperMARL Dispersion reproduction\n"
+            "  marl sweep configs/sweeps/dispersion.yaml --dry-run    list the runs and their status only\n"
+            "  marl sweep my_sweep.yaml experiment.total_frames=200000   extra overrides for every run"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sweep.add_argument("file", help="sweep YAML file (configs/sweeps/*.yaml)")
+    sweep.add_argument("overrides", nargs="*", metavar="key=value", help="overrides added to every run")
+    sweep.add_argument("--dry-run", action="store_true", help="list the runs and their status, train nothing")
+    sweep.add_argument("--parallel", type=int, help="training processes at once (default: the file's)")
+
+    compare = commands.add_parser(
+        "compare",
+        help="learning curves, SND curves and a table from a folder of runs",
+        description=(
+            "Group the runs under a folder by their settings (seeds pooled), and write curves.png (mean and "
+            "95%% interval over seeds against frames), table.md and summary.json to --out."
+        ),
+        epilog="example: marl compare results/sweeps/dispersion --out results/dispersion",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    compare.add_argument("runs", help="folder holding the runs (searched recursively)")
+    compare.add_argument("--out", required=True, help="output folder")
+    compare.add_argument(
+        "--metric",
+        action="append",
+        help="metric to plot and tabulate (repeatable; default eval/return_mean and team/*/snd)",
+    )
+    compare.add_argument("--window", type=int, default=3, help="final value = mean of the last N (default 3)")
+    compare.add_argument("--title", help="figure title")
     return parser
 
 
@@ -116,6 +157,22 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "metrics":
             return _metrics(args)
+        if args.command == "sweep":
+            from marl.sweep import load_sweep, run_sweep
+
+            sweep = load_sweep(args.file, args.overrides)
+            if args.parallel is not None:
+                if args.parallel < 1:
+                    raise MarlError(f"--parallel must be >= 1, got {args.parallel}.")
+                sweep.parallel = args.parallel
+            return 1 if run_sweep(sweep, dry_run=args.dry_run) else 0
+        if args.command == "compare":
+            from marl.compare import compare
+
+            metrics = tuple(args.metric or ("eval/return_mean", "team/*/snd"))
+            compare(args.runs, args.out, metrics, window=args.window, title=args.title)
+            print(f"Wrote {args.out}/curves.png, table.md and summary.json")
+            return 0
         parser.print_help()
         return 0 if args.command is None else 2
     except MarlError as error:

@@ -7,6 +7,7 @@ marl/checkpoint.py and marl/run_logger.py (files).
 
 from __future__ import annotations
 
+import json
 import math
 import platform
 import time
@@ -287,6 +288,8 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
     save_checkpoint(run_dir, last_good, exp.keep_checkpoints)  # also when stopped early (stop_after)
     if trainer.iteration >= n_iterations and trainer.iteration > start_iteration:  # finished in this call
         logger.log_hparams(flatten(config_to_dict(cfg)), final_metrics)
+    if trainer.iteration >= n_iterations:
+        _write_summary(run_dir, trainer)
     logger.close()
     return run_dir
 
@@ -321,6 +324,21 @@ def train_iteration(trainer: Trainer) -> dict[str, float]:
         }
     )
     return metrics
+
+
+SUMMARY_FILE = "summary.json"
+
+
+def _write_summary(run_dir: Path, trainer: Trainer) -> None:
+    """`summary.json` marks a finished run: its length, training wall-clock time (collection and updates,
+    without evaluation) and hardware. The metrics themselves are in metrics.jsonl."""
+    summary = {
+        "iterations": trainer.iteration,
+        "frames": trainer.frames,
+        "wall_time_s": trainer.wall_time,
+        "hardware": hardware_summary(trainer.device),
+    }
+    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def _check_resume_compatible(saved: Config, cfg: Config) -> None:

@@ -1,0 +1,261 @@
+"""`marl compare`: turn a folder of runs (a sweep) into learning curves, SND curves and a results table.
+
+Runs are grouped by everything in their config except the seed (and bookkeeping like the run name); each
+group's curves are the mean over seeds with a 95% t-interval, against environment frames. Outputs, in
+`--out`: `curves.png` (one row per metric, one column per algorithm), `table.md` and `summary.json`
+(final values per seed, mean and interval, training wall-clock time, hardware).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from marl.errors import MarlError
+from marl.run_logger import flatten, read_metrics
+
+IGNORED_KEYS = {
+    "experiment.seed",
+    "experiment.name",
+    "experiment.runs_dir",
+    "experiment.threads",
+    "experiment.progress",
+    "experiment.keep_checkpoints",
+    "experiment.checkpoint_every",
+}
+# two-sided 95% Student-t quantiles by degrees of freedom (1.96 beyond the table)
+T_975 = [
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+]
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict  # flattened
+    rows: list[dict]
+    summary: dict | None
+
+    @property
+    def seed(self) -> int:
+        return int(self.config["experiment.seed"])
+
+
+def load_runs(directory: str | Path) -> list[Run]:
+    """Every run (a folder with config.yaml and metrics.jsonl) below `directory`."""
+    runs = []
+    for config_path in sorted(Path(directory).rglob("config.yaml")):
+        run_dir = config_path.parent
+        rows = read_metrics(run_dir)
+        if not rows:
+            continue
+        summary_path = run_dir / "summary.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+        runs.append(Run(run_dir, flatten(yaml.safe_load(config_path.read_text())), rows, summary))
+    if not runs:
+        raise MarlError(f"No runs (folders with config.yaml and metrics.jsonl) found under {directory}.")
+    return runs
+
+
+def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
+    """Runs that differ only in their seed form one group, named by the settings that tell groups apart."""
+    keys = sorted({k for run in runs for k in run.config} - IGNORED_KEYS)
+    signature = lambda run: tuple(_hashable(run.config.get(k)) for k in keys)  # noqa: E731
+    by_signature: dict[tuple, list[Run]] = {}
+    for run in runs:
+        by_signature.setdefault(signature(run), []).append(run)
+    varying = [k for i, k in enumerate(keys) if len({sig[i] for sig in by_signature}) > 1]
+    groups = {}
+    for sig, members in by_signature.items():
+        values = dict(zip(keys, sig, strict=True))
+        label = ", ".join(f"{_short(k)}={values[k]}" for k in varying) or "all runs"
+        groups[label] = sorted(members, key=lambda r: r.seed)
+    return groups
+
+
+def mean_interval(values: list[float]) -> tuple[float, float, float]:
+    """Mean and 95% t-interval half-width bounds over seeds: -> (mean, low, high)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, mean, mean
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = (T_975[n - 2] if n - 2 < len(T_975) else 1.96) * std / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def curve(runs: list[Run], metric: str) -> tuple[list[int], list[tuple[float, float, float]]]:
+    """(frames, [(mean, low, high)]) of `metric` over seeds, at the frames every run logged it."""
+    series = [{row["frames"]: row[metric] for row in run.rows if row.get(metric) is not None} for run in runs]
+    frames = sorted(set.intersection(*(set(s) for s in series))) if series else []
+    return frames, [mean_interval([s[f] for s in series]) for f in frames]
+
+
+def final_value(run: Run, metric: str, window: int) -> float | None:
+    """Mean of the last `window` logged values of `metric` in a run."""
+    values = [row[metric] for row in run.rows if row.get(metric) is not None]
+    return sum(values[-window:]) / len(values[-window:]) if values else None
+
+
+def compare(
+    directory: str | Path,
+    out: str | Path,
+    metrics: tuple[str, ...] = ("eval/return_mean", "team/*/snd"),
+    facet: str = "algorithm.name",
+    window: int = 3,
+    title: str | None = None,
+) -> dict:
+    """Write curves.png, table.md and summary.json for the runs under `directory`; returns the summary."""
+    runs = load_runs(directory)
+    groups = group_runs(runs)
+    metrics = tuple(_resolve(m, runs) for m in metrics)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    summary = {"source": str(directory), "final_window": window, "groups": {}}
+    for label, members in groups.items():
+        entry = {
+            "seeds": [r.seed for r in members],
+            "frames": [r.rows[-1]["frames"] for r in members],
+            "finished": [r.summary is not None for r in members],
+            "wall_time_s": [r.summary["wall_time_s"] if r.summary else None for r in members],
+            "hardware": next((r.summary["hardware"] for r in members if r.summary), None),
+        }
+        for metric in metrics:
+            finals = [final_value(r, metric, window) for r in members]
+            finals = [v for v in finals if v is not None]
+            if finals:
+                mean, low, high = mean_interval(finals)
+                entry[metric] = {"per_seed": finals, "mean": mean, "low": low, "high": high}
+        summary["groups"][label] = entry
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "table.md").write_text(_table(summary, metrics))
+    _plot(groups, metrics, facet, out / "curves.png", title)
+    return summary
+
+
+def _table(summary: dict, metrics: tuple[str, ...]) -> str:
+    header = (
+        "| runs | seeds | frames | "
+        + " | ".join(f"final {m} (mean [95% CI]; per seed)" for m in metrics)
+        + " | training time (min, mean) |"
+    )
+    lines = [header, "|" + "---|" * (4 + len(metrics))]
+    for label, entry in summary["groups"].items():
+        cells = []
+        for metric in metrics:
+            stats = entry.get(metric)
+            if stats is None:
+                cells.append("-")
+                continue
+            per_seed = ", ".join(f"{v:.3f}" for v in stats["per_seed"])
+            cells.append(f"{stats['mean']:.3f} [{stats['low']:.3f}, {stats['high']:.3f}]; {per_seed}")
+        times = [t for t in entry["wall_time_s"] if t is not None]
+        minutes = f"{sum(times) / len(times) / 60:.1f}" if times else "-"
+        frames = f"{min(entry['frames']):,}"
+        seeds = ",".join(map(str, entry["seeds"]))
+        lines.append(f"| {label} | {seeds} | {frames} | " + " | ".join(cells) + f" | {minutes} |")
+    return (
+        f"Final value = mean of the last {summary['final_window']} logged values of each run; "
+        f"intervals are 95% Student-t over seeds.\n\n" + "\n".join(lines) + "\n"
+    )
+
+
+def _plot(groups: dict[str, list[Run]], metrics: tuple[str, ...], facet: str, path: Path, title) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    facets = sorted({str(r.config.get(facet)) for members in groups.values() for r in members})
+    fig, axes = plt.subplots(
+        len(metrics), len(facets), figsize=(5.5 * len(facets), 3.6 * len(metrics)), squeeze=False, dpi=110
+    )
+    colours = plt.get_cmap("tab10")
+    for g, (label, members) in enumerate(groups.items()):
+        column = facets.index(str(members[0].config.get(facet)))
+        for row, metric in enumerate(metrics):
+            frames, stats = curve(members, metric)
+            if not frames:
+                continue
+            ax = axes[row][column]
+            mean = [s[0] for s in stats]
+            ax.plot(frames, mean, color=colours(g % 10), label=f"{label} (n={len(members)})")
+            ax.fill_between(
+                frames, [s[1] for s in stats], [s[2] for s in stats], color=colours(g % 10), alpha=0.2
+            )
+    for row, metric in enumerate(metrics):
+        for column, value in enumerate(facets):
+            ax = axes[row][column]
+            ax.set_title(f"{metric} ({_short(facet)}={value})", fontsize=9)
+            ax.set_xlabel("environment frames")
+            ax.grid(alpha=0.3)
+            if ax.lines:
+                ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _resolve(metric: str, runs: list[Run]) -> str:
+    """`team/*/snd` -> the first matching logged key (e.g. team/agents/snd)."""
+    if "*" not in metric:
+        return metric
+    prefix, suffix = metric.split("*", 1)
+    for run in runs:
+        for row in run.rows:
+            for key in row:
+                if (
+                    key.startswith(prefix)
+                    and key.endswith(suffix)
+                    and "/" not in key[len(prefix) : -len(suffix)]
+                ):
+                    return key
+    return metric
+
+
+def _short(key: str) -> str:
+    return {
+        "algorithm.name": "algorithm",
+        "sharing.actor.scheme": "actor",
+        "sharing.critic.scheme": "critic",
+    }.get(key, key)
+
+
+def _hashable(value):
+    return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value

@@ -1,0 +1,97 @@
+"""`marl sweep` (a resumable grid of runs) and `marl compare` (curves and tables over seeds)."""
+
+import json
+
+import pytest
+
+from marl.cli import main
+from marl.compare import compare, group_runs, load_runs, mean_interval
+from marl.errors import ConfigError, MarlError
+from marl.sweep import expand, load_sweep, run_status, run_sweep
+
+
+def _sweep_file(tmp_path, grid: str, base: str = "[experiment=smoke, metrics.episodes=2]") -> str:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(f"name: tiny\nruns_dir: {tmp_path / 'sweeps'}\nparallel: 2\nbase: {base}\ngrid:\n{grid}")
+    return str(path)
+
+
+def test_sweep_trains_every_combination_once_and_compare_pools_seeds(tmp_path, capsys):
+    path = _sweep_file(tmp_path, "  sharing: [shared, independent]\n  experiment.seed: [0, 1]\n")
+    sweep = load_sweep(path)
+    runs = expand(sweep)
+    assert [r.label for r in runs] == [
+        "sharing=shared,seed=0",
+        "sharing=shared,seed=1",
+        "sharing=independent,seed=0",
+        "sharing=independent,seed=1",
+    ]
+    assert run_sweep(sweep) == 0
+    assert all(run_status(sweep, r)[0] == "done" for r in runs)
+
+    # a second call trains nothing; a run that lost its summary is resumed, not restarted
+    first = sorted(p.name for p in sweep.directory.iterdir())
+    (run_status(sweep, runs[0])[1] / "summary.json").unlink()
+    assert run_status(sweep, runs[0])[0] == "partial"
+    capsys.readouterr()
+    assert run_sweep(sweep) == 0
+    out = capsys.readouterr().out
+    assert "partial sharing=shared,seed=0" in out and "1 to train" in out
+    assert sorted(p.name for p in sweep.directory.iterdir()) == first
+    assert run_status(sweep, runs[0])[0] == "done"
+
+    summary = compare(sweep.directory, tmp_path / "report", window=1)
+    groups = summary["groups"]
+    assert set(groups) == {"actor=shared, critic=shared", "actor=independent, critic=independent"}
+    for entry in groups.values():
+        assert entry["seeds"] == [0, 1] and all(entry["finished"])
+        stats = entry["eval/return_mean"]
+        assert len(stats["per_seed"]) == 2 and stats["low"] <= stats["mean"] <= stats["high"]
+    assert groups["actor=shared, critic=shared"]["team/agents/snd"]["mean"] < 1e-9  # one network: SND 0
+    assert groups["actor=independent, critic=independent"]["team/agents/snd"]["mean"] > 0
+    assert (tmp_path / "report" / "curves.png").stat().st_size > 10_000
+    table = (tmp_path / "report" / "table.md").read_text()
+    assert "actor=independent, critic=independent | 0,1 |" in table
+
+
+def test_sweep_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_sweep(tmp_path / "missing.yaml")
+    bad_key = tmp_path / "bad.yaml"
+    bad_key.write_text("name: x\ngrid: {sharing: [shared]}\nparalel: 2\n")
+    with pytest.raises(ConfigError, match="paralel"):
+        load_sweep(bad_key)
+    with pytest.raises(ConfigError, match="non-empty list"):
+        load_sweep(_sweep_file(tmp_path, "  sharing: []\n"))
+    # an invalid combination is reported with its label before anything trains
+    with pytest.raises(ConfigError, match="run sharing=grouped.*needs sharing.roles"):
+        load_sweep(_sweep_file(tmp_path, "  sharing: [shared, grouped]\n"))
+
+
+def test_mean_interval():
+    assert mean_interval([1.0]) == (1.0, 1.0, 1.0)
+    mean, low, high = mean_interval([1.0, 2.0, 3.0])
+    assert mean == 2.0 and high - mean == pytest.approx(4.303 * 1.0 / 3**0.5)
+
+
+def test_compare_errors_and_cli(tmp_path, capsys):
+    with pytest.raises(MarlError, match="No runs"):
+        load_runs(tmp_path)
+    assert main(["compare", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "No runs" in capsys.readouterr().err
+    assert main(["sweep", _sweep_file(tmp_path, "  sharing: [shared]\n"), "--dry-run"]) == 0
+    assert "new     sharing=shared" in capsys.readouterr().out
+
+
+def test_group_runs_names_groups_by_what_differs(tmp_path):
+    for seed in (0, 1):
+        for lr in (0.1, 0.2):
+            run = tmp_path / f"r{seed}{lr}"
+            run.mkdir()
+            config = f"experiment: {{seed: {seed}, name: r}}\nalgorithm: {{lr: {lr}}}\n"
+            (run / "config.yaml").write_text(config)
+            row = {"frames": 10, "eval/return_mean": lr + seed}
+            (run / "metrics.jsonl").write_text(json.dumps(row) + "\n")
+    groups = group_runs(load_runs(tmp_path))
+    assert sorted(groups) == ["algorithm.lr=0.1", "algorithm.lr=0.2"]
+    assert [r.seed for r in groups["algorithm.lr=0.2"]] == [0, 1]
