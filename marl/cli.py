@@ -6,6 +6,7 @@ Every user-facing error (a `MarlError`) is printed as one paragraph and exits wi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -178,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     except MarlError as error:
         print(_paragraph(f"error: {error}"), file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` or similar, which stopped reading: not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps Python's exit-time flush quiet
+        return 0
 
 
 def _train(overrides: list[str]) -> int:

@@ -101,9 +101,20 @@ def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
     groups = {}
     for sig, members in by_signature.items():
         values = dict(zip(keys, sig, strict=True))
-        label = ", ".join(f"{_short(k)}={values[k]}" for k in varying) or "all runs"
+        label = _sweep_label(members) or ", ".join(f"{_short(k)}={values[k]}" for k in varying) or "all runs"
         groups[label] = sorted(members, key=lambda r: r.seed)
     return groups
+
+
+def _sweep_label(members: list[Run]) -> str | None:
+    """`marl sweep` names runs by their grid choices ("seed=0,algorithm=ippo,sharing=hyper"); without the
+    seed that is the group's shortest faithful name ("algorithm=ippo,sharing=hyper")."""
+    names = {
+        ",".join(p for p in str(r.config.get("experiment.name", "")).split(",") if not p.startswith("seed="))
+        for r in members
+    }
+    name = names.pop() if len(names) == 1 else None
+    return name if name and "=" in name else None
 
 
 def mean_interval(values: list[float]) -> tuple[float, float, float]:

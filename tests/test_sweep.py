@@ -42,16 +42,16 @@ def test_sweep_trains_every_combination_once_and_compare_pools_seeds(tmp_path, c
 
     summary = compare(sweep.directory, tmp_path / "report", window=1)
     groups = summary["groups"]
-    assert set(groups) == {"actor=shared, critic=shared", "actor=independent, critic=independent"}
+    assert set(groups) == {"sharing=shared", "sharing=independent"}  # the sweep's names, seed removed
     for entry in groups.values():
         assert entry["seeds"] == [0, 1] and all(entry["finished"])
         stats = entry["eval/return_mean"]
         assert len(stats["per_seed"]) == 2 and stats["low"] <= stats["mean"] <= stats["high"]
-    assert groups["actor=shared, critic=shared"]["team/agents/snd"]["mean"] < 1e-9  # one network: SND 0
-    assert groups["actor=independent, critic=independent"]["team/agents/snd"]["mean"] > 0
+    assert groups["sharing=shared"]["team/agents/snd"]["mean"] < 1e-9  # one network: SND 0
+    assert groups["sharing=independent"]["team/agents/snd"]["mean"] > 0
     assert (tmp_path / "report" / "curves.png").stat().st_size > 10_000
     table = (tmp_path / "report" / "table.md").read_text()
-    assert "actor=independent, critic=independent | 0,1 |" in table
+    assert "| sharing=independent | 0,1 |" in table
 
 
 def test_sweep_file_errors(tmp_path):
