@@ -205,6 +205,7 @@ def _train(overrides: list[str]) -> int:
         f"\nRun saved in {run_dir}\n"
         f"  TensorBoard: tensorboard --logdir {run_dir}\n"
         f"  Evaluate:    marl eval {run_dir}\n"
+        f"  Diversity:   marl metrics {run_dir}\n"
         f"  Metrics:     {Path(run_dir) / 'metrics.jsonl'}"
     )
     return 0
