@@ -137,6 +137,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--window", type=int, default=3, help="final value = mean of the last N (default 3)")
     compare.add_argument("--title", help="figure title")
+    compare.add_argument(
+        "--baseline",
+        metavar="KEY=VALUE",
+        help="e.g. sharing=shared: report from which frame each group stays clearly above its baseline",
+    )
     return parser
 
 
@@ -171,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             from marl.compare import compare
 
             metrics = tuple(args.metric or ("eval/return_mean", "team/*/snd"))
-            compare(args.runs, args.out, metrics, window=args.window, title=args.title)
+            options = dict(window=args.window, title=args.title, baseline=args.baseline)
+            compare(args.runs, args.out, metrics, **options)
             print(f"Wrote {args.out}/curves.png, table.md and summary.json")
             return 0
         parser.print_help()

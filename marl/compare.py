@@ -148,8 +148,12 @@ def compare(
     facet: str = "algorithm.name",
     window: int = 3,
     title: str | None = None,
+    baseline: str | None = None,
 ) -> dict:
-    """Write curves.png, table.md and summary.json for the runs under `directory`; returns the summary."""
+    """Write curves.png, table.md and summary.json for the runs under `directory`; returns the summary.
+
+    `baseline` ("sharing=shared"): for every group, also report from which frame on its first metric stays
+    clearly above (95% intervals apart) the group that differs from it only in that setting."""
     runs = load_runs(directory)
     groups = group_runs(runs)
     metrics = tuple(_resolve(m, runs) for m in metrics)
@@ -172,10 +176,38 @@ def compare(
                 mean, low, high = mean_interval(finals)
                 entry[metric] = {"per_seed": finals, "mean": mean, "low": low, "high": high}
         summary["groups"][label] = entry
+    if baseline is not None:
+        for label, frame in separation_frames(groups, baseline, metrics[0]).items():
+            summary["groups"][label]["separated_from_baseline_at"] = frame
+        summary["baseline"] = baseline
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "table.md").write_text(_table(summary, metrics))
     _plot(groups, metrics, facet, out / "curves.png", title)
     return summary
+
+
+def separation_frames(groups: dict[str, list[Run]], baseline: str, metric: str) -> dict[str, int | None]:
+    """For each group, the first frame from which its 95% interval of `metric` lies above its baseline's
+    at every later evaluation (None if it never does). A group's baseline is the group whose sweep label
+    is the same but with `baseline`'s setting ("sharing=shared") in place of its own."""
+    key = baseline.split("=", 1)[0]
+    result = {}
+    for label in groups:
+        parts = [baseline if p.split("=", 1)[0] == key else p for p in label.split(",")]
+        reference = ",".join(parts)
+        if reference == label or reference not in groups:
+            continue
+        frames, ours = curve(groups[label], metric)
+        base_frames, theirs = curve(groups[reference], metric)
+        base = dict(zip(base_frames, theirs, strict=True))
+        common = [(f, s) for f, s in zip(frames, ours, strict=True) if f in base]
+        first = None
+        for frame, (_, low, _) in reversed(common):  # walk back while it stays above
+            if low <= base[frame][2]:
+                break
+            first = frame
+        result[label] = first
+    return result
 
 
 def _table(summary: dict, metrics: tuple[str, ...]) -> str:
@@ -184,7 +216,10 @@ def _table(summary: dict, metrics: tuple[str, ...]) -> str:
         + " | ".join(f"final {m} (mean [95% CI]; per seed)" for m in metrics)
         + " | training time (min, mean) |"
     )
-    lines = [header, "|" + "---|" * (4 + len(metrics))]
+    separation = "baseline" in summary
+    if separation:
+        header += f" above {summary['baseline']} from frame |"
+    lines = [header, "|" + "---|" * (4 + len(metrics) + separation)]
     for label, entry in summary["groups"].items():
         cells = []
         for metric in metrics:
@@ -198,7 +233,11 @@ def _table(summary: dict, metrics: tuple[str, ...]) -> str:
         minutes = f"{sum(times) / len(times) / 60:.1f}" if times else "-"
         frames = f"{min(entry['frames']):,}"
         seeds = ",".join(map(str, entry["seeds"]))
-        lines.append(f"| {label} | {seeds} | {frames} | " + " | ".join(cells) + f" | {minutes} |")
+        row = f"| {label} | {seeds} | {frames} | " + " | ".join(cells) + f" | {minutes} |"
+        if separation:
+            at = entry.get("separated_from_baseline_at", "-")
+            row += f" {'never' if at is None else (f'{at:,}' if isinstance(at, int) else at)} |"
+        lines.append(row)
     return (
         f"Final value = mean of the last {summary['final_window']} logged values of each run; "
         f"intervals are 95% Student-t over seeds.\n\n" + "\n".join(lines) + "\n"

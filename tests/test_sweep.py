@@ -5,7 +5,7 @@ import json
 import pytest
 
 from marl.cli import main
-from marl.compare import compare, group_runs, load_runs, mean_interval
+from marl.compare import compare, group_runs, load_runs, mean_interval, separation_frames
 from marl.errors import ConfigError, MarlError
 from marl.sweep import expand, load_sweep, run_status, run_sweep
 
@@ -95,3 +95,22 @@ def test_group_runs_names_groups_by_what_differs(tmp_path):
     groups = group_runs(load_runs(tmp_path))
     assert sorted(groups) == ["algorithm.lr=0.1", "algorithm.lr=0.2"]
     assert [r.seed for r in groups["algorithm.lr=0.2"]] == [0, 1]
+
+
+def test_separation_frame_is_where_the_intervals_part_for_good(tmp_path):
+    """Group sharing=b is above sharing=a from frame 30 on (after a crossing at 20); sharing=c never is."""
+    curves = {"a": [0, 0, 0, 0, 0], "b": [0, 5, 0, 5, 5], "c": [0, 0, 0, 0, -1]}
+    for scheme, values in curves.items():
+        for seed in (0, 1, 2):
+            run = tmp_path / f"{scheme}{seed}"
+            run.mkdir()
+            name = f"seed={seed},sharing={scheme}"
+            config = f"experiment: {{seed: {seed}, name: '{name}'}}\nmodel: {{x: {scheme}}}\n"
+            (run / "config.yaml").write_text(config)
+            rows = [{"frames": 10 * i, "eval/return_mean": v + 0.1 * seed} for i, v in enumerate(values)]
+            (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    groups = group_runs(load_runs(tmp_path))
+    assert separation_frames(groups, "sharing=a", "eval/return_mean") == {"sharing=b": 30, "sharing=c": None}
+    summary = compare(tmp_path, tmp_path / "out", ("eval/return_mean",), baseline="sharing=a")
+    assert summary["groups"]["sharing=b"]["separated_from_baseline_at"] == 30
+    assert "| 30 |" in (tmp_path / "out" / "table.md").read_text()
