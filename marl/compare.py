@@ -188,7 +188,8 @@ def compare(
 
 def separation_frames(groups: dict[str, list[Run]], baseline: str, metric: str) -> dict[str, int | None]:
     """For each group, the first frame from which its 95% interval of `metric` lies above its baseline's
-    at every later evaluation (None if it never does). A group's baseline is the group whose sweep label
+    at every later evaluation (None if it never does; groups with fewer than 2 seeds on either side are left
+    out, a single seed has no interval). A group's baseline is the group whose sweep label
     is the same but with `baseline`'s setting ("sharing=shared") in place of its own."""
     key = baseline.split("=", 1)[0]
     result = {}
@@ -196,6 +197,8 @@ def separation_frames(groups: dict[str, list[Run]], baseline: str, metric: str) 
         parts = [baseline if p.split("=", 1)[0] == key else p for p in label.split(",")]
         reference = ",".join(parts)
         if reference == label or reference not in groups:
+            continue
+        if min(len(groups[label]), len(groups[reference])) < 2:  # no interval from a single seed
             continue
         frames, ours = curve(groups[label], metric)
         base_frames, theirs = curve(groups[reference], metric)
