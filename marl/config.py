@@ -147,6 +147,22 @@ class MetricsConfig:
 
 
 @dataclass
+class CollectorConfig:
+    """Where rollouts are collected: in the learner's process, or by Ray rollout workers."""
+
+    num_workers: int = 0  # 0 = in-process (no Ray); N = N Ray actors, each with env.num_envs / N envs
+    worker_threads: int = 1  # torch threads per worker
+
+
+@dataclass
+class RayConfig:
+    """The Ray instance the rollout workers run on (only used when collector.num_workers > 0)."""
+
+    address: str | None = None  # null = start a local instance; "auto" or "host:port" = join a cluster
+    num_cpus: int = 0  # local instance only: CPUs it may use; 0 = one per worker
+
+
+@dataclass
 class Config:
     """The whole configuration. Adding a section is one line here (plus its dataclass)."""
 
@@ -156,6 +172,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     sharing: SharingConfig = field(default_factory=SharingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    collector: CollectorConfig = field(default_factory=CollectorConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
 
 
 @cache
@@ -581,6 +599,8 @@ def _check(cfg: Config) -> None:
         "experiment.threads": exp.threads,
         "metrics.every": cfg.metrics.every,
         "metrics.seed": cfg.metrics.seed,
+        "collector.num_workers": cfg.collector.num_workers,
+        "ray.num_cpus": cfg.ray.num_cpus,
     }.items():
         _require(value >= 0, f"'{key}' must be >= 0, got {value}.")
 
@@ -616,6 +636,13 @@ def _check(cfg: Config) -> None:
         "critics. Use algorithm=mappo, or set algorithm.critic_input=observations.",
     )
 
+    _require(cfg.collector.worker_threads > 0, "'collector.worker_threads' must be a positive integer.")
+    workers = cfg.collector.num_workers
+    _require(
+        workers == 0 or env.num_envs % workers == 0,
+        f"'env.num_envs={env.num_envs}' must split evenly over 'collector.num_workers={workers}' (each "
+        f"worker steps env.num_envs / num_workers envs). Make env.num_envs a multiple of {workers}.",
+    )
     _check_batch(exp.frames_per_batch, env.num_envs, alg.minibatch_size)
     _check_sharing(sharing, env.kwargs.get("n_agents"))
 

@@ -28,6 +28,7 @@ def load_trained(run: str | Path, device: str = "auto") -> tuple[Trainer, dict, 
     cfg.experiment.device = str(resolve_device(device))
     cfg.env.device = "auto"
     cfg.env.num_envs = cfg.experiment.frames_per_batch = 1  # the training collector is unused here
+    cfg.collector.num_workers = 0
     trainer = build_trainer(cfg)
     trainer.model.load_state_dict(state["model"])
     return trainer, state, path

@@ -7,6 +7,7 @@ marl/checkpoint.py and marl/run_logger.py (files).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import platform
@@ -27,6 +28,7 @@ from marl.collector import LocalCollector, run_episodes
 from marl.config import Config, config_from_dict, config_to_dict, config_to_yaml
 from marl.errors import MarlError
 from marl.ppo import RunningMeanStd, compute_advantages, ppo_update
+from marl.ray_collector import RayCollector
 from marl.run_logger import RunLogger, flatten
 from marl.team_metrics import TeamMetrics, snd_heatmap, team_metrics
 
@@ -63,6 +65,17 @@ class Trainer:
 
     def policy(self, td):
         return self.model.act(td)
+
+    def collect(self):
+        """One batch from the collector: in-process it runs `policy`, Ray workers get the actors' weights."""
+        if isinstance(self.collector, RayCollector):
+            return self.collector.collect(self.model)
+        return self.collector.collect(self.policy)
+
+    def close(self) -> None:
+        """Stop rollout workers (and the Ray instance this run started)."""
+        if isinstance(self.collector, RayCollector):
+            self.collector.close()
 
     def state_dict(self) -> dict:
         """A checkpoint: tensors, numbers and strings only, so it loads with weights_only=True."""
@@ -111,8 +124,12 @@ def build_trainer(cfg: Config) -> Trainer:
     if cfg.experiment.threads:
         torch.set_num_threads(cfg.experiment.threads)
     torch.manual_seed(cfg.experiment.seed)
-    env = make_env(cfg.env, env_device, cfg.experiment.seed)
+    workers = cfg.collector.num_workers
+    # With Ray workers the learner's own env only describes the spaces: one env is enough.
+    env = make_env(cfg.env, env_device, cfg.experiment.seed, num_envs=1 if workers else None)
     env_info = describe_env(env, cfg.env.name, cfg.env.max_steps, cfg.env.kwargs)
+    if workers:
+        env_info = dataclasses.replace(env_info, num_envs=cfg.env.num_envs)
     if env_device != device:
         raise MarlError(
             f"env.device={cfg.env.device} differs from the learner's device {device}; in-process collection "
@@ -130,7 +147,10 @@ def build_trainer(cfg: Config) -> Trainer:
     value_norms = None
     if cfg.algorithm.value_normalization:
         value_norms = nn.ModuleDict({g.name: RunningMeanStd() for g in env_info.groups}).to(device)
-    collector = LocalCollector(env, env_info, cfg.experiment.frames_per_batch)
+    if workers:
+        collector = RayCollector(cfg, env_info, device)
+    else:
+        collector = LocalCollector(env, env_info, cfg.experiment.frames_per_batch)
     return Trainer(cfg, device, env_info, model, optimizer, value_norms, collector)
 
 
@@ -274,6 +294,7 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
         path = save_checkpoint(run_dir, last_good, exp.keep_checkpoints)
         bar.close()
         logger.close()
+        trainer.close()
         print(
             f"\nInterrupted. Saved iteration {last_good['iteration']} to {path}.\n"
             f"Continue with: marl train resume={run_dir}"
@@ -283,6 +304,7 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
         save_checkpoint(run_dir, last_good, exp.keep_checkpoints)  # nothing is lost, whatever broke
         bar.close()
         logger.close()
+        trainer.close()
         raise
     bar.close()
     save_checkpoint(run_dir, last_good, exp.keep_checkpoints)  # also when stopped early (stop_after)
@@ -291,6 +313,7 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
     if trainer.iteration >= n_iterations:
         _write_summary(run_dir, trainer)
     logger.close()
+    trainer.close()
     return run_dir
 
 
@@ -299,7 +322,7 @@ def train_iteration(trainer: Trainer) -> dict[str, float]:
     cfg = trainer.cfg
     start = time.perf_counter()
     trainer.model.eval()
-    batch, episodes = trainer.collector.collect(trainer.policy)
+    batch, episodes = trainer.collect()
     collected = time.perf_counter()
     trainer.model.train()
     stats = compute_advantages(
@@ -323,6 +346,7 @@ def train_iteration(trainer: Trainer) -> dict[str, float]:
             "perf/training_s": trained - collected,
         }
     )
+    metrics.update(getattr(trainer.collector, "last_stats", {}))  # Ray: per-worker frames/s, waits
     return metrics
 
 
@@ -351,6 +375,9 @@ def _check_resume_compatible(saved: Config, cfg: Config) -> None:
         "experiment.progress",
         "experiment.keep_checkpoints",
         "experiment.checkpoint_every",
+        "collector.worker_threads",
+        "ray.address",
+        "ray.num_cpus",
     }
     for key in sorted(set(a) | set(b)):
         if a.get(key) != b.get(key) and key not in allowed and not key.startswith("metrics."):
