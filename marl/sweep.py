@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -156,6 +157,8 @@ def run_sweep(sweep: Sweep, dry_run: bool = False) -> int:
                 running.remove(item)
                 finished += 1
                 minutes = (time.time() - started) / 60
+                if process.returncode in (130, -signal.SIGINT):  # the run was interrupted and checkpointed
+                    raise KeyboardInterrupt
                 if process.returncode:
                     failed.append(run.label)
                     print(
