@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
 
 from marl.errors import MarlError
@@ -206,7 +208,8 @@ def _train(overrides: list[str]) -> int:
         print(f"Resuming {resume}")
     else:
         cfg = load_config(overrides)
-    run_dir = train(cfg, resume=resume)
+    with stop_signals_interrupt():
+        run_dir = train(cfg, resume=resume)
     print(
         f"\nRun saved in {run_dir}\n"
         f"  TensorBoard: tensorboard --logdir {run_dir}\n"
@@ -233,6 +236,27 @@ def _metrics(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(scalars, indent=2) + "\n")
         print(f"Metrics written to {args.json}")
     return 0
+
+
+@contextmanager
+def stop_signals_interrupt():
+    """SIGTERM (a scheduler, `kill`, `marl sweep` stopping) and SIGINT stop a run like Ctrl-C: it saves a
+    checkpoint and exits with 130. Also works where SIGINT was ignored (background jobs). Further signals
+    while it saves are ignored, so a second one cannot cut the checkpoint short."""
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in previous:
+        signal.signal(s, stop)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _paragraph(text: str) -> str:

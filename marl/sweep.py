@@ -142,9 +142,17 @@ def run_sweep(sweep: Sweep, dry_run: bool = False) -> int:
     logs.mkdir(exist_ok=True)
     running: list[tuple[SweepRun, subprocess.Popen, float]] = []
     failed, finished = [], 0
+    from marl.cli import stop_signals_interrupt
+
+    with stop_signals_interrupt():
+        return _run_all(todo, running, failed, finished, logs, sweep.parallel)
+
+
+def _run_all(todo, running, failed, finished, logs, parallel) -> int:
+    """Keep `parallel` runs going until all are done; Ctrl-C or SIGTERM stops every run with a checkpoint."""
     try:
         while todo or running:
-            while todo and len(running) < sweep.parallel:
+            while todo and len(running) < parallel:
                 run, command = todo.pop(0)
                 with open(logs / f"{run.label}.log", "a") as log:
                     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -171,7 +179,10 @@ def run_sweep(sweep: Sweep, dry_run: bool = False) -> int:
                         f"({minutes:.1f} min)"
                     )
     except KeyboardInterrupt:
-        for _, process, _ in running:  # they got the same SIGINT: each saves a checkpoint; wait for them
+        for _, process, _ in running:  # each run saves a checkpoint and exits (repeat signals are ignored)
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for _, process, _ in running:
             process.wait()
         raise MarlError(
             "Sweep interrupted; every running run saved a checkpoint. Run the same `marl sweep` command "

@@ -114,3 +114,34 @@ def test_separation_frame_is_where_the_intervals_part_for_good(tmp_path):
     summary = compare(tmp_path, tmp_path / "out", ("eval/return_mean",), baseline="sharing=a")
     assert summary["groups"]["sharing=b"]["separated_from_baseline_at"] == 30
     assert "| 30 |" in (tmp_path / "out" / "table.md").read_text()
+
+
+def test_sigterm_stops_a_run_with_a_checkpoint_and_it_resumes(tmp_path):
+    """What a scheduler or `marl sweep` sends: the run checkpoints, exits 130, and `resume=` continues it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [
+        sys.executable,
+        "-m",
+        "marl",
+        "train",
+        "experiment=smoke",
+        "experiment.total_frames=600000",
+        "experiment.progress=false",
+        "metrics.every=0",
+        f"experiment.runs_dir={tmp_path}",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not list(tmp_path.glob("*/metrics.jsonl")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    assert "Continue with: marl train resume=" in output
+    run = next(tmp_path.iterdir())
+    assert list((run / "checkpoints").glob("*.pt"))
