@@ -71,15 +71,10 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog="example: marl eval results/runs/default-20261123-101500 --episodes 32 --render rollout.gif",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    evaluate.add_argument("run", help="a run directory (newest checkpoint) or a checkpoint .pt file")
-    evaluate.add_argument("--episodes", type=int, default=32, help="evaluation episodes (default 32)")
+    _add_evaluation_arguments(evaluate, episodes_default=32)
     evaluate.add_argument(
         "--render", metavar="FILE", help="also render env 0's episode to FILE (.gif or .mp4)"
     )
-    evaluate.add_argument(
-        "--stochastic", action="store_true", help="sample actions instead of taking the mode"
-    )
-    evaluate.add_argument("--device", default="auto", help="device to evaluate on (default auto)")
 
     metrics = commands.add_parser(
         "metrics",
@@ -92,11 +87,8 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog="example: marl metrics results/runs/default-20261123-101500 --episodes 64 --heatmap snd.png",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    metrics.add_argument("run", help="a run directory (newest checkpoint) or a checkpoint .pt file")
-    metrics.add_argument("--episodes", type=int, help="evaluation episodes (default: the run's)")
+    _add_evaluation_arguments(metrics, episodes_default=None)
     metrics.add_argument("--cell-size", type=float, help="grid cell side, world units (default: the run's)")
-    metrics.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
-    metrics.add_argument("--device", default="auto", help="device to evaluate on (default auto)")
     metrics.add_argument("--heatmap", metavar="FILE", help="also save the SND matrix as an image (.png)")
     metrics.add_argument("--json", metavar="FILE", help="also write the metrics to FILE as JSON")
 
@@ -145,6 +137,16 @@ def _build_parser() -> argparse.ArgumentParser:
         help="e.g. sharing=shared: report from which frame each group stays clearly above its baseline",
     )
     return parser
+
+
+def _add_evaluation_arguments(parser: argparse.ArgumentParser, episodes_default: int | None) -> None:
+    """The arguments `eval` and `metrics` share: which run, how many episodes, how to act, where."""
+    parser.add_argument("run", help="a run directory (newest checkpoint) or a checkpoint .pt file")
+    default = f"default {episodes_default}" if episodes_default else "default: the run's metrics.episodes"
+    episodes_help = f"evaluation episodes ({default})"
+    parser.add_argument("--episodes", type=int, default=episodes_default, help=episodes_help)
+    parser.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the mode")
+    parser.add_argument("--device", default="auto", help="device to evaluate on (default auto)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -204,11 +204,6 @@ def log_team_metrics(logger: RunLogger, trainer: Trainer, team: TeamMetrics) -> 
             logger.log_figure(f"team/{group.name}/snd_matrix", figure, trainer.frames)
 
 
-def evaluate(trainer: Trainer, episodes: int) -> dict[str, float]:
-    """Deterministic evaluation metrics (`eval/...`) on the held-out starts."""
-    return episode_metrics(evaluation_episodes(trainer, episodes), trainer.env_info, prefix="eval/")
-
-
 def episode_metrics(episodes: dict[str, torch.Tensor], env_info: EnvInfo, prefix: str) -> dict[str, float]:
     """Mean/min/max of the team return (mean over agents), per-agent mean returns, episode length."""
     if episodes["length"].numel() == 0:
@@ -266,16 +261,20 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
     try:
         while trainer.iteration < n_iterations and (stop_after is None or stop_after > 0):
             metrics = train_iteration(trainer)
-            if exp.eval_every and (
-                trainer.iteration % exp.eval_every == 0 or trainer.iteration == n_iterations
-            ):
-                metrics.update(evaluate(trainer, exp.eval_episodes))
-            if cfg.metrics.every and (
-                trainer.iteration % cfg.metrics.every == 0 or trainer.iteration == n_iterations
-            ):
-                team = measure_team(trainer)
+            due = lambda every: every and (  # noqa: E731
+                trainer.iteration % every == 0 or trainer.iteration == n_iterations
+            )
+            traced = None
+            if due(cfg.metrics.every):
+                traced = evaluation_episodes(trainer, cfg.metrics.episodes, trace=True)
+                team = team_metrics(trainer.model, trainer.env_info, traced["trace"], cfg.metrics)
                 metrics.update(team.scalars)
                 log_team_metrics(logger, trainer, team)
+            if due(exp.eval_every):
+                # the same deterministic episodes from the same starts: reuse them when the counts agree
+                same = traced is not None and cfg.metrics.episodes == exp.eval_episodes
+                episodes = traced if same else evaluation_episodes(trainer, exp.eval_episodes)
+                metrics.update(episode_metrics(episodes, trainer.env_info, prefix="eval/"))
             logger.log(trainer.iteration, trainer.frames, metrics)
             final_metrics.update(
                 {k: v for k, v in metrics.items() if "return" in k or k == "eval/episode_length"}

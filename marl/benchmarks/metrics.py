@@ -22,17 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import time
 from collections.abc import Callable
-from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from marl.benchmarks.machine import hardware
 from marl.metrics.information import mutual_information_discrete
 from marl.metrics.knn import ksg_mutual_information
 from marl.metrics.snd import snd
@@ -43,38 +40,6 @@ GOALS = {"discrete_speedup_min": 10.0, "ksg_speedup_min": 1.0, "snd_seconds_max"
 LABELS, SHIFTS = 16, 4  # discrete case: x ~ U{0..15}, y = x + U{0..3} mod 16
 RHO, K = 0.5, 3  # KSG case
 SND_AGENTS, SND_DIM = 8, 2
-
-
-def _version(package: str) -> str | None:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None
-
-
-def hardware() -> dict[str, Any]:
-    """CPU model, cores, threads and library versions of this machine, and the date."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "usable_cores": usable,
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": _version("numpy"),
-        "scikit_learn": _version("scikit-learn"),
-        "platform": platform.platform(),
-        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
-    }
 
 
 def best_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -236,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run all cases, print a table, write the JSON and the plot; returns the results."""
     args = parse_args(argv)
     sizes = QUICK if args.quick else FULL
-    hw = hardware()
+    hw = hardware(packages=("numpy", "scikit-learn"))
     mode = "quick" if args.quick else "full"
     print(f"metrics benchmark ({mode}) on {hw['cpu']}, torch threads {hw['torch_threads']}")
     cases = {

@@ -29,18 +29,16 @@ import argparse
 import gc
 import json
 import os
-import platform
 import re
 import subprocess
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime
-from importlib.metadata import version
 from pathlib import Path
 
 import torch
 
+from marl.benchmarks.machine import hardware
 from marl.config import load_config
 from marl.errors import MarlError
 from marl.training import Trainer, build_trainer, resolve_device, train_iteration
@@ -334,34 +332,6 @@ def benchmarl_section(
 # --------------------------------------------------------------------------------------------------------
 
 
-def hardware(device: torch.device) -> dict:
-    """CPU, cores, threads, GPU and library versions of this machine, and the date."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "usable_cores": usable,
-        "torch_threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else "none",
-        "device": str(device),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchrl": version("torchrl"),
-        "tensordict": version("tensordict"),
-        "vmas": version("vmas"),
-        "platform": platform.platform(),
-        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
-    }
-
-
 def work_per_frame(m: dict) -> int:
     """Multiply-adds per frame of the networks the scheme runs (about one per weight it applies).
 
@@ -575,7 +545,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     progress = Progress()
-    hw = hardware(device)
+    hw = hardware(device, packages=("torchrl", "tensordict", "vmas"))
     mode = "quick" if args.quick else "full"
     progress(f"{mode} benchmark on {hw['cpu']}, GPU: {hw['gpu']}, device {device}")
 

@@ -1,0 +1,45 @@
+"""What a benchmark ran on: CPU model, cores, threads, GPU, library versions and the date."""
+
+from __future__ import annotations
+
+import os
+import platform
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch
+
+
+def package_version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def hardware(device: torch.device | None = None, packages: tuple[str, ...] = ()) -> dict:
+    """CPU model (from /proc/cpuinfo), cores, torch threads, GPU, and the versions of `packages`."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    device = device or torch.device("cpu")
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else "none",
+        "device": str(device),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        **{package.replace("-", "_"): package_version(package) for package in packages},
+        "platform": platform.platform(),
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
