@@ -36,6 +36,22 @@ def _log_one_minus_tanh_sq(u: torch.Tensor) -> torch.Tensor:
     return 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
 
 
+def _categorical_log_probs(
+    logits: torch.Tensor, mask: torch.Tensor | None, nvec: tuple[int, ...] | None
+) -> list[torch.Tensor]:
+    """Log-probabilities of each categorical head (one for Discrete, one per entry for MultiDiscrete),
+    with masked-out actions at -inf."""
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf"))
+    if nvec is None:
+        return [logits.log_softmax(-1)]
+    return [part.log_softmax(-1) for part in logits.split(list(nvec), dim=-1)]
+
+
+def _categorical_entropy(log_p: torch.Tensor) -> torch.Tensor:
+    return -(log_p.exp() * log_p.clamp_min(torch.finfo(log_p.dtype).min)).sum(-1)
+
+
 class Actor(nn.Module):
     """Policy of one group: categorical for discrete actions, (tanh-)Gaussian for continuous ones.
 
@@ -49,6 +65,7 @@ class Actor(nn.Module):
     def __init__(self, group: GroupInfo, distribution: str, initial_std: float, **net_kwargs):
         super().__init__()
         self.discrete = group.discrete
+        self.nvec = group.action_nvec  # multi-discrete: one categorical head per entry
         self.distribution = "categorical" if group.discrete else distribution
         out_dim = group.action_dim if group.discrete else 2 * group.action_dim
         self.net = MultiAgentMLP(group.obs_dim, out_dim, group.n_agents, output_gain=0.01, **net_kwargs)
@@ -74,9 +91,11 @@ class Actor(nn.Module):
         out, scale = self._params(obs.unsqueeze(-2).expand(*obs.shape[:-1], n, obs.shape[-1]))
         if not self.discrete:
             return out, scale
-        if mask is not None:
-            out = out.masked_fill(~mask.unsqueeze(-2), float("-inf"))
-        return out.softmax(-1), None
+        heads = _categorical_log_probs(out, None if mask is None else mask.unsqueeze(-2), self.nvec)
+        probs = heads[0].exp()
+        for head in heads[1:]:  # multi-discrete: the joint distribution of the independent heads
+            probs = (probs.unsqueeze(-1) * head.exp().unsqueeze(-2)).flatten(-2)
+        return probs, None
 
     def _squash(self, u: torch.Tensor) -> torch.Tensor:
         return self.low + (torch.tanh(u) + 1.0) * 0.5 * (self.high - self.low)
@@ -92,14 +111,17 @@ class Actor(nn.Module):
         """-> (env action, raw sample, log-prob of the sample [..., n_agents])."""
         loc, scale = self._params(obs)
         if self.discrete:
-            logits = loc if mask is None else loc.masked_fill(~mask, float("-inf"))
-            log_p = logits.log_softmax(-1)
-            if deterministic:
-                sample = log_p.argmax(-1)
-            else:  # Gumbel-max: one vectorised draw for every env and agent
-                gumbel = -torch.empty_like(log_p).exponential_().log()
-                sample = (log_p + gumbel).argmax(-1)
-            return sample, sample, log_p.gather(-1, sample.unsqueeze(-1)).squeeze(-1)
+            samples, log_prob = [], 0.0
+            for log_p in _categorical_log_probs(loc, mask, self.nvec):
+                if deterministic:
+                    sample = log_p.argmax(-1)
+                else:  # Gumbel-max: one vectorised draw for every env and agent
+                    gumbel = -torch.empty_like(log_p).exponential_().log()
+                    sample = (log_p + gumbel).argmax(-1)
+                samples.append(sample)
+                log_prob = log_prob + log_p.gather(-1, sample.unsqueeze(-1)).squeeze(-1)
+            sample = samples[0] if self.nvec is None else torch.stack(samples, dim=-1)
+            return sample, sample, log_prob
         sample = loc if deterministic else loc + scale * torch.randn_like(loc)
         return self._to_env_action(sample), sample, self._log_prob(sample, loc, scale)
 
@@ -116,11 +138,10 @@ class Actor(nn.Module):
         """-> (log-prob of `sample`, entropy, distribution stats) under the current parameters."""
         loc, scale = self._params(obs)
         if self.discrete:
-            logits = loc if mask is None else loc.masked_fill(~mask, float("-inf"))
-            log_p = logits.log_softmax(-1)
-            probs = log_p.exp()
-            entropy = -(probs * log_p.clamp_min(torch.finfo(log_p.dtype).min)).sum(-1)
-            return log_p.gather(-1, sample.long().unsqueeze(-1)).squeeze(-1), entropy, {}
+            heads = _categorical_log_probs(loc, mask, self.nvec)
+            choices = [sample.long()] if self.nvec is None else sample.long().unbind(-1)
+            log_prob = sum(log_p.gather(-1, c.unsqueeze(-1)).squeeze(-1) for log_p, c in zip(heads, choices))
+            return log_prob, sum(_categorical_entropy(log_p) for log_p in heads), {}
         return self._log_prob(sample, loc, scale), _gaussian_entropy(scale), {"std": scale.detach().mean()}
 
 

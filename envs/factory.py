@@ -17,6 +17,7 @@ from torchrl.envs import EnvBase
 from marl.errors import ConfigError
 
 VMAS_PREFIX = "vmas/"
+PETTINGZOO = "pettingzoo"
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class GroupInfo:
     action_dim: int  # continuous: action dimensions; discrete: number of choices
     action_low: torch.Tensor | None = None  # continuous bounds, [action_dim]
     action_high: torch.Tensor | None = None
+    action_nvec: tuple[int, ...] | None = None  # multi-discrete: choices per sub-action (sum = action_dim)
 
     @property
     def n_agents(self) -> int:
@@ -61,10 +63,23 @@ def make_env(env_cfg, device: torch.device | str, seed: int, num_envs: int | Non
 
     `num_envs` overrides the configured batch size (evaluation uses its own).
     """
+    if env_cfg.name == PETTINGZOO:
+        from envs.pettingzoo_env import PettingZooEnv, load_factory
+
+        return PettingZooEnv(
+            load_factory(env_cfg.entry_point),
+            env_cfg.kwargs,
+            num_envs=num_envs or env_cfg.num_envs,
+            max_steps=env_cfg.max_steps,
+            seed=seed,
+            device=device,
+            groups=env_cfg.groups,
+        )
     if not env_cfg.name.startswith(VMAS_PREFIX):
         raise ConfigError(
             f"Unknown environment family in env.name={env_cfg.name!r}. Environments are named "
-            f"'vmas/<scenario>' (for example env=vmas/navigation). Fix env.name or pick a preset "
+            f"'vmas/<scenario>' (for example env=vmas/navigation) or 'pettingzoo' (env=pettingzoo "
+            f"env.entry_point=package.module:factory). Fix env.name or pick a preset "
             f"(marl config show lists the resolved config)."
         )
     return _make_vmas(env_cfg, device, seed, num_envs or env_cfg.num_envs)
@@ -119,7 +134,11 @@ def describe_env(env: EnvBase, name: str, max_steps: int, kwargs: dict | None = 
             )
         action_spec = env.full_action_spec[group, "action"]
         discrete = action_spec.domain == "discrete"
-        if discrete:
+        nvec = None
+        if discrete and hasattr(action_spec, "nvec"):  # multi-discrete: one categorical per entry
+            nvec = tuple(int(n) for n in action_spec.nvec.reshape(-1, action_spec.shape[-1])[0])
+            action_dim, low, high = sum(nvec), None, None
+        elif discrete:
             action_dim, low, high = int(action_spec.space.n), None, None
         else:
             action_dim = int(action_spec.shape[-1])
@@ -134,6 +153,7 @@ def describe_env(env: EnvBase, name: str, max_steps: int, kwargs: dict | None = 
                 action_dim=action_dim,
                 action_low=low,
                 action_high=high,
+                action_nvec=nvec,
             )
         )
     state_dim = None

@@ -20,7 +20,7 @@ Multi-agent RL for heterogeneity and role specialisation: MAPPO/IPPO on VMAS wit
 role-grouped or HyperMARL parameter sharing, logged to TensorBoard.
 
 Commands: train, eval (returns), metrics (diversity and specialisation), sweep (a grid of runs),
-compare (curves and tables from many runs), config show.
+compare (curves and tables from many runs), check-env (test a PettingZoo env), config show.
 
 Configs are YAML presets under configs/ (groups: experiment, algorithm, env, sharing), overridden with
 key=value on the command line. `marl config show [overrides]` prints the resolved config.
@@ -35,9 +35,11 @@ examples:
   marl train sharing.actor.scheme=hyper sharing.critic.scheme=shared   actor and critic chosen separately
   marl train experiment=my_experiment.yaml            your own YAML file (same layout as configs/default.yaml)
   marl train resume=results/runs/default-20261123-101500   continue a stopped run exactly
+  marl train env=pettingzoo env.entry_point=mpe2.simple_spread_v3:parallel_env algorithm=mappo
 
 Groups: algorithm={mappo,ippo}, env=vmas/<scenario> (any VMAS scenario; presets for navigation, balance,
-dispersion), sharing={shared,shared_id,independent,grouped,hyper,hyper_linear}, experiment=<name or file>.
+dispersion) or env=pettingzoo env.entry_point=package.module:factory (any PettingZoo env),
+sharing={shared,shared_id,independent,grouped,hyper,hyper_linear}, experiment=<name or file>.
 Ctrl-C saves a checkpoint and prints the resume command.
 """
 
@@ -122,6 +124,29 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog="example: marl compare results/sweeps/dispersion --out results/dispersion",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    check = commands.add_parser(
+        "check-env",
+        help="check a PettingZoo env before training it (API test, spaces, groups, masks, a rollout)",
+        description=(
+            "Build the env that ENTRY_POINT(**kwargs) returns, run PettingZoo's own API test and the "
+            "adapter's checks, and print a report: agents, spaces and groups, action masks, global state, and "
+            "a short rollout with random legal actions and the rewards it earned. Exit code 1 if the "
+            "platform cannot train it."
+        ),
+        epilog=(
+            "examples:\n"
+            "  marl check-env mpe2.simple_spread_v3:parallel_env continuous_actions=true\n"
+            "  marl check-env pettingzoo.classic.connect_four_v3:env\n"
+            "  marl check-env my_package.my_env:make_env size=8     then: marl train env=pettingzoo "
+            "env.entry_point=my_package.my_env:make_env env.size=8"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument("entry_point", help="package.module:factory returning a Parallel or AEC env")
+    check.add_argument("kwargs", nargs="*", metavar="key=value", help="arguments for the factory (YAML values)")
+    check.add_argument("--steps", type=int, default=200, help="rollout steps (default 200)")
+    check.add_argument("--max-steps", type=int, default=100, help="episode limit, as env.max_steps (default 100)")
+
     compare.add_argument("runs", help="folder holding the runs (searched recursively)")
     compare.add_argument("--out", required=True, help="output folder")
     compare.add_argument(
@@ -176,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                     raise MarlError(f"--parallel must be >= 1, got {args.parallel}.")
                 sweep.parallel = args.parallel
             return 1 if run_sweep(sweep, dry_run=args.dry_run) else 0
+        if args.command == "check-env":
+            return _check_env(args)
         if args.command == "compare":
             from marl.compare import compare
 
@@ -220,6 +247,23 @@ def _train(overrides: list[str]) -> int:
         f"  Metrics:     {Path(run_dir) / 'metrics.jsonl'}"
     )
     return 0
+
+
+def _check_env(args: argparse.Namespace) -> int:
+    from envs.check import check_env
+    from marl.config import _parse_value
+
+    kwargs = {}
+    for item in args.kwargs:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise MarlError(f"Factory arguments are key=value (e.g. continuous_actions=true), got {item!r}.")
+        kwargs[key] = _parse_value(key, raw)
+    if args.steps < 1 or args.max_steps < 1:
+        raise MarlError("--steps and --max-steps must be positive.")
+    report = check_env(args.entry_point, kwargs, steps=args.steps, max_steps=args.max_steps)
+    print(report.format())
+    return 0 if report.ok else 1
 
 
 def _metrics(args: argparse.Namespace) -> int:

@@ -74,17 +74,25 @@ class LocalCollector:
         """Everything needed to continue exactly where this collector is (env state included)."""
         from envs.vmas_state import get_env_state
 
+        # Envs that carry their own state (PettingZoo copies) save it themselves; VMAS is read off its world.
+        env_state = self.env.get_state() if hasattr(self.env, "get_state") else get_env_state(self.env)
         return {
             "td": {key: value.clone() for key, value in self._td.flatten_keys(".").items()},
             "episode_return": {k: v.clone() for k, v in self._episode_return.items()},
             "episode_length": self._episode_length.clone(),
-            "env": get_env_state(self.env),
+            "env": env_state,
         }
 
     def load_state_dict(self, state: dict) -> None:
         from envs.vmas_state import set_env_state
 
-        set_env_state(self.env, state["env"])
+        if hasattr(self.env, "set_state"):
+            self.env.set_state(state["env"])
+            if state["env"] is None:  # the env could not be saved: it restarted its episodes
+                self._td = self.env.reset()
+                return
+        else:
+            set_env_state(self.env, state["env"])
         td = self._td.clone()
         for key, value in state["td"].items():
             td.set(tuple(key.split(".")), value.to(td.device))

@@ -63,11 +63,13 @@ class ExperimentConfig:
 class EnvConfig:
     """The environment. Keys that are not fields here (e.g. `n_agents`) go to `kwargs`."""
 
-    name: str = "vmas/navigation"  # "vmas/<scenario>"
+    name: str = "vmas/navigation"  # "vmas/<scenario>", or "pettingzoo" with entry_point
     num_envs: int = 60  # vectorised environments stepped together
     max_steps: int = 100  # episode length limit
     continuous_actions: bool = True
     device: str = "auto"  # auto = the learner device
+    entry_point: str | None = None  # pettingzoo: "package.module:factory" returning a Parallel or AEC env
+    groups: dict[str, list[Any]] | None = None  # pettingzoo: {group: [agent names]}; default: by space
     kwargs: dict[str, Any] = field(default_factory=dict, metadata={"merge": True})  # scenario kwargs
 
 
@@ -610,8 +612,14 @@ def _check(cfg: Config) -> None:
             f"Invalid value for '{key}': {value!r}. Use auto, cpu, cuda or cuda:N (e.g. cuda:0).",
         )
     _require(
-        re.fullmatch(r"vmas/\w+", env.name) is not None,
-        f"Invalid value for 'env.name': {env.name!r}. Expected vmas/<scenario>, e.g. vmas/navigation.",
+        re.fullmatch(r"vmas/\w+", env.name) is not None or env.name == "pettingzoo",
+        f"Invalid value for 'env.name': {env.name!r}. Expected vmas/<scenario> (e.g. vmas/navigation) or "
+        f"pettingzoo (with env.entry_point=package.module:factory).",
+    )
+    _require(
+        env.name == "pettingzoo" or (env.entry_point is None and env.groups is None),
+        f"env.entry_point and env.groups are PettingZoo settings, but env.name={env.name!r}. Use env=pettingzoo "
+        f"to plug in a PettingZoo env.",
     )
 
     _require(cfg.metrics.cell_size > 0, f"'metrics.cell_size' must be > 0, got {cfg.metrics.cell_size}.")

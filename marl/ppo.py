@@ -78,21 +78,26 @@ def compute_advantages(
             )
         reward = batch["next", name, "reward"]  # [E, T, n, 1]
         shape = reward.shape
+        agent_done, agent_terminated = done.unsqueeze(-1).expand(shape), terminated.unsqueeze(-1).expand(shape)
+        alive = batch.get((name, "alive"), None)
+        if alive is not None:  # an agent that leaves mid-episode: its own terminal step, no bootstrap
+            left = (alive & ~batch["next", name, "alive"]).unsqueeze(-1)
+            agent_done, agent_terminated = agent_done | left, agent_terminated | left
         advantage, target = vec_generalized_advantage_estimate(
             gamma,
             lmbda,
             value.unsqueeze(-1),
             next_value.unsqueeze(-1),
             reward,
-            done.unsqueeze(-1).expand(shape),
-            terminated.unsqueeze(-1).expand(shape),
+            agent_done,
+            agent_terminated,
             time_dim=-3,
         )
         batch.set((name, "advantage"), advantage.squeeze(-1))
         batch.set((name, "value_target"), target.squeeze(-1))
         stats[f"{name}/explained_variance"] = explained_variance(value, target.squeeze(-1))
         if value_norms is not None:
-            value_norms[name].update(target)
+            value_norms[name].update(target if alive is None else target.squeeze(-1)[alive])
     return stats
 
 
@@ -125,6 +130,10 @@ def ppo_update(
             else value_norms[name].normalise(flat[name, "value_target"]),
             "critic_input": critic_inputs[name],
             "mask": flat.get((name, "action_mask"), None),
+            # Steps that count: the policy learns where the agent acted (AEC: its turn), the critic
+            # wherever it was alive. Absent keys mean every step counts (VMAS).
+            "acting": flat.get((name, "acting"), flat.get((name, "alive"), None)),
+            "alive": flat.get((name, "alive"), None),
         }
         for name in model.group_names
     }
@@ -156,20 +165,32 @@ def ppo_update(
     return {key: float(value) / max(steps, 1) for key, value in totals.items()}
 
 
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of `x` over the entries where `mask` is True (all entries without a mask)."""
+    if mask is None:
+        return x.mean()
+    return (x * mask).sum() / mask.sum().clamp_min(1)
+
+
 def clipped_surrogate_loss(
-    log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantage: torch.Tensor, clip_epsilon: float
+    log_prob: torch.Tensor,
+    old_log_prob: torch.Tensor,
+    advantage: torch.Tensor,
+    clip_epsilon: float,
+    mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """PPO's clipped objective, negated: -E[min(r A, clip(r, 1-eps, 1+eps) A)], r = pi/pi_old.
+    """PPO's clipped objective, negated: -E[min(r A, clip(r, 1-eps, 1+eps) A)], r = pi/pi_old, averaged
+    over the entries where `mask` is True.
 
     Returns (loss, approximate KL (Schulman's k3 estimator), fraction of clipped ratios).
     """
     log_ratio = log_prob - old_log_prob
     ratio = log_ratio.exp()
     clipped = ratio.clamp(1.0 - clip_epsilon, 1.0 + clip_epsilon)
-    loss = -torch.min(ratio * advantage, clipped * advantage).mean()
+    loss = -masked_mean(torch.min(ratio * advantage, clipped * advantage), mask)
     with torch.no_grad():
-        approx_kl = ((ratio - 1.0) - log_ratio).mean()
-        clip_fraction = ((ratio - 1.0).abs() > clip_epsilon).float().mean()
+        approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask)
+        clip_fraction = masked_mean(((ratio - 1.0).abs() > clip_epsilon).float(), mask)
     return loss, approx_kl, clip_fraction
 
 
@@ -180,16 +201,20 @@ def _minibatch_loss(model: ActorCritic, data: dict, idx: torch.Tensor, algo) -> 
     for name in model.group_names:
         d = data[name]
         mask = None if d["mask"] is None else d["mask"][idx]
+        acting = None if d["acting"] is None else d["acting"][idx]
+        alive = None if d["alive"] is None else d["alive"][idx]
         log_prob, entropy, dist_stats = model.actors[name].evaluate(d["obs"][idx], d["sample"][idx], mask)
         advantage = d["advantage"][idx]
         if algo.normalize_advantage:
-            advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+            counted = advantage if acting is None else advantage[acting]
+            if counted.numel() > 1:
+                advantage = (advantage - counted.mean()) / (counted.std() + 1e-8)
         policy_loss, approx_kl, clip_fraction = clipped_surrogate_loss(
-            log_prob, d["log_prob"][idx], advantage, algo.clip_epsilon
+            log_prob, d["log_prob"][idx], advantage, algo.clip_epsilon, acting
         )
         value = model.critics[name](d["critic_input"][idx])
-        value_loss = (value - d["target"][idx]).pow(2).mean()
-        entropy_mean = entropy.mean()
+        value_loss = masked_mean((value - d["target"][idx]).pow(2), alive)
+        entropy_mean = masked_mean(entropy, acting)
         loss = loss + policy_loss + algo.value_coef * value_loss - algo.entropy_coef * entropy_mean
         with torch.no_grad():
             prefix = "" if len(model.group_names) == 1 else f"{name}/"
