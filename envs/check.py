@@ -61,8 +61,14 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if not isinstance(error, ConfigError) else text
 
 
-def check_env(entry_point: str, kwargs: dict | None = None, steps: int = 200, copies: int = 2, seed: int = 0,
-              max_steps: int = 100) -> CheckReport:
+def check_env(
+    entry_point: str,
+    kwargs: dict | None = None,
+    steps: int = 200,
+    copies: int = 2,
+    seed: int = 0,
+    max_steps: int = 100,
+) -> CheckReport:
     """Run every check on the env that `entry_point(**kwargs)` builds; never raises for env faults."""
     from envs.pettingzoo_env import PettingZooEnv, is_aec, load_factory
 
@@ -84,18 +90,24 @@ def check_env(entry_point: str, kwargs: dict | None = None, steps: int = 200, co
         report.checks.append(Check("adapter", False, _first_line(error)))
         return report
     description = env.description
-    report.checks.append(Check("adapter", True, f"{len(description.agents)} agents in {len(description.groups)} group(s)"))
+    report.checks.append(
+        Check("adapter", True, f"{len(description.agents)} agents in {len(description.groups)} group(s)")
+    )
     for g in description.groups:
         head = g.head
         if head.kind == "continuous":
             action = f"Box({head.size}) in [{min(head.low):g}, {max(head.high):g}]"
         else:
-            action = f"Discrete({head.size})" if head.kind == "discrete" else f"MultiDiscrete{list(head.nvec)}"
+            action = (
+                f"Discrete({head.size})" if head.kind == "discrete" else f"MultiDiscrete{list(head.nvec)}"
+            )
         report.lines.append(f"group {g.name!r}: {', '.join(g.agents)}")
         report.lines.append(f"    observation: {g.layout.size} features  ({g.layout.describe()})")
         report.lines.append(f"    action:      {action}" + ("  + action_mask" if g.has_mask else ""))
     if description.state_dim:
-        report.lines.append(f"global state: {description.state_dim} features (used by algorithm.critic_input=state)")
+        report.lines.append(
+            f"global state: {description.state_dim} features (used by algorithm.critic_input=state)"
+        )
     else:
         report.lines.append("global state: none (the MAPPO critic sees all agents' observations)")
     report.checks.append(_rollout(env, steps, report))
@@ -117,8 +129,12 @@ def _pettingzoo_api_test(factory, kwargs: dict, aec: bool) -> Check:
                 parallel_api_test(factory(**kwargs), num_cycles=50)
     except Exception as error:  # noqa: BLE001 - any failure of the external test is reported, not raised
         where = traceback.extract_tb(error.__traceback__)[-1]
-        return Check("pettingzoo api_test", False, f"{_first_line(error)} (at {where.name}:{where.lineno}); "
-                     f"the adapter may still cope, see the checks below")
+        return Check(
+            "pettingzoo api_test",
+            False,
+            f"{_first_line(error)} (at {where.name}:{where.lineno}); "
+            f"the adapter may still cope, see the checks below",
+        )
     return Check("pettingzoo api_test", True, "passed")
 
 
@@ -131,14 +147,21 @@ def _rollout(env, steps: int, report: CheckReport) -> Check:
         episodes, left_early, masked = 0, 0, 0
         for _ in range(steps):
             for g in env.description.groups:
-                td.set((g.name, "action"), _random_action(g, td.get((g.name, "action_mask"), None), env, generator))
+                td.set(
+                    (g.name, "action"),
+                    _random_action(g, td.get((g.name, "action_mask"), None), env, generator),
+                )
                 if (g.name, "action_mask") in td.keys(include_nested=True):
                     masked += int((~td[g.name, "action_mask"]).sum())
             td, next_td = env.step_and_maybe_reset(td)
             for g in env.description.groups:
                 returns[g.name] += td["next", g.name, "reward"].squeeze(-1).sum(0)
-                left_early += int((td[g.name, "alive"] & ~td["next", g.name, "alive"]).any(-1).logical_and(
-                    ~td["next", "done"].squeeze(-1)).sum())
+                left_early += int(
+                    (td[g.name, "alive"] & ~td["next", g.name, "alive"])
+                    .any(-1)
+                    .logical_and(~td["next", "done"].squeeze(-1))
+                    .sum()
+                )
             episodes += int(td["next", "done"].sum())
             td = next_td
     except Exception as error:  # noqa: BLE001 - report, with the adapter's or the env's message
@@ -152,7 +175,9 @@ def _rollout(env, steps: int, report: CheckReport) -> Check:
         agents = next(g.agents for g in env.description.groups if g.name == name)
         per_agent = ", ".join(f"{a} {r:+.3g}" for a, r in zip(agents, total.tolist()))
         report.lines.append(f"    summed rewards {name}: {per_agent}")
-    return Check("rollout", True, "random legal actions ran; observations, rewards and dones have stable shapes")
+    return Check(
+        "rollout", True, "random legal actions ran; observations, rewards and dones have stable shapes"
+    )
 
 
 def _random_action(group, mask: torch.Tensor | None, env, generator: torch.Generator) -> torch.Tensor:
@@ -165,6 +190,8 @@ def _random_action(group, mask: torch.Tensor | None, env, generator: torch.Gener
     if mask is not None:
         logits = logits.masked_fill(~mask, float("-inf"))
     parts = [logits] if head.kind == "discrete" else logits.split(list(head.nvec), dim=-1)
-    choices = [torch.multinomial(p.softmax(-1).reshape(-1, p.shape[-1]), 1, generator=generator).reshape(n, k)
-               for p in parts]
+    choices = [
+        torch.multinomial(p.softmax(-1).reshape(-1, p.shape[-1]), 1, generator=generator).reshape(n, k)
+        for p in parts
+    ]
     return choices[0] if head.kind == "discrete" else torch.stack(choices, dim=-1)

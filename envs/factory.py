@@ -58,10 +58,17 @@ class EnvInfo:
         return [name for g in self.groups for name in g.agent_names]
 
 
-def make_env(env_cfg, device: torch.device | str, seed: int, num_envs: int | None = None) -> EnvBase:
+def make_env(
+    env_cfg,
+    device: torch.device | str,
+    seed: int,
+    num_envs: int | None = None,
+    global_state: bool = True,
+) -> EnvBase:
     """Build the batched TorchRL env described by `env_cfg` (an `EnvConfig`).
 
-    `num_envs` overrides the configured batch size (evaluation uses its own).
+    `num_envs` overrides the configured batch size (evaluation uses its own). `global_state=False` skips
+    computing a PettingZoo env's `state()` every step when nothing reads it (see `needs_global_state`).
     """
     if env_cfg.name == PETTINGZOO:
         from envs.pettingzoo_env import PettingZooEnv, load_factory
@@ -74,6 +81,7 @@ def make_env(env_cfg, device: torch.device | str, seed: int, num_envs: int | Non
             seed=seed,
             device=device,
             groups=env_cfg.groups,
+            global_state=global_state,
         )
     if not env_cfg.name.startswith(VMAS_PREFIX):
         raise ConfigError(
@@ -83,6 +91,11 @@ def make_env(env_cfg, device: torch.device | str, seed: int, num_envs: int | Non
             f"(marl config show lists the resolved config)."
         )
     return _make_vmas(env_cfg, device, seed, num_envs or env_cfg.num_envs)
+
+
+def needs_global_state(cfg) -> bool:
+    """Only a MAPPO critic with `algorithm.critic_input=state` reads the env's global state."""
+    return cfg.algorithm.name == "mappo" and cfg.algorithm.critic_input == "state"
 
 
 def _make_vmas(env_cfg, device, seed: int, num_envs: int) -> EnvBase:

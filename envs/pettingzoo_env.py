@@ -22,6 +22,7 @@ receives the reward of that turn, so returns add up exactly as the env pays them
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import pickle
@@ -63,8 +64,8 @@ def load_factory(entry_point: str | None) -> Callable:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
         raise ConfigError(
-            f"Cannot import {module_name!r} from env.entry_point={entry_point!r}: {error}. Install the package "
-            f"that provides it, or put its folder on PYTHONPATH."
+            f"Cannot import {module_name!r} from env.entry_point={entry_point!r}: {error}. Install the "
+            f"package that provides it, or put its folder on PYTHONPATH."
         ) from error
     factory = module
     for part in attribute.split("."):
@@ -76,7 +77,9 @@ def load_factory(entry_point: str | None) -> Callable:
             )
         factory = getattr(factory, part)
     if not callable(factory):
-        raise ConfigError(f"env.entry_point={entry_point!r} names a {type(factory).__name__}, not a callable.")
+        raise ConfigError(
+            f"env.entry_point={entry_point!r} names a {type(factory).__name__}, not a callable."
+        )
     return factory
 
 
@@ -125,6 +128,8 @@ def _possible_agents(env) -> list[str]:
 
 def _reward(value, agent: str) -> float:
     """Rewards as Python floats; numpy scalars and one-element arrays are accepted."""
+    if isinstance(value, (float, int, np.floating, np.integer)):
+        return float(value)
     array = np.asarray(value, dtype=np.float64)
     if array.size != 1:
         raise ConfigError(
@@ -215,7 +220,9 @@ def _configured_groups(groups: dict[str, list], agents: list[str]) -> dict[str, 
                     f"{', '.join(agents)} (names, or indices 0..{len(agents) - 1})."
                 )
             if agent in seen:
-                raise ConfigError(f"Agent {agent!r} is in both env.groups.{seen[agent]} and env.groups.{name}.")
+                raise ConfigError(
+                    f"Agent {agent!r} is in both env.groups.{seen[agent]} and env.groups.{name}."
+                )
             seen[agent] = name
             members[name].append(agent)
     missing = [a for a in agents if a not in seen]
@@ -270,6 +277,7 @@ class PettingZooEnv(EnvBase):
         seed: int = 0,
         device: torch.device | str = "cpu",
         groups: dict[str, list] | None = None,
+        global_state: bool = True,
         name: str = PETTINGZOO,
     ):
         super().__init__(device=device, batch_size=torch.Size([num_envs]))
@@ -277,9 +285,12 @@ class PettingZooEnv(EnvBase):
         self.max_steps = max_steps
         self.copies = [self._build(factory, kwargs or {}) for _ in range(num_envs)]
         self.description = describe_pettingzoo(self.copies[0], groups, seed)
+        self.global_state = global_state and self.description.state_dim is not None
         self.aec = self.description.aec
         self.group_map = {g.name: list(g.agents) for g in self.description.groups}
-        self._slot = {a: (gi, j) for gi, g in enumerate(self.description.groups) for j, a in enumerate(g.agents)}
+        self._slot = {
+            a: (gi, j) for gi, g in enumerate(self.description.groups) for j, a in enumerate(g.agents)
+        }
         self._seed, self._seed_pending = seed, True
         self._steps = np.zeros(num_envs, dtype=np.int64)
         self._allocate_buffers()
@@ -293,8 +304,8 @@ class PettingZooEnv(EnvBase):
             raise ConfigError(f"The env factory rejected env.kwargs {kwargs}: {error}.") from error
         if not (hasattr(env, "step") and hasattr(env, "reset")):
             raise ConfigError(
-                f"The env factory returned a {type(env).__name__}, which is not a PettingZoo env (no step/reset). "
-                f"Return a pettingzoo ParallelEnv or AECEnv."
+                f"The env factory returned a {type(env).__name__}, which is not a PettingZoo env (no "
+                f"step/reset). Return a pettingzoo ParallelEnv or AECEnv."
             )
         return env
 
@@ -309,7 +320,7 @@ class PettingZooEnv(EnvBase):
         self._acting = [np.zeros((n, len(g.agents)), bool) for g in groups]
         self._done = np.zeros((n, 3), bool)  # done, terminated, truncated
         sd = self.description.state_dim
-        self._state = np.zeros((n, sd), np.float32) if sd else None
+        self._state = np.zeros((n, sd), np.float32) if self.global_state else None
 
     def _make_specs(self) -> None:
         n = len(self.copies)
@@ -321,7 +332,9 @@ class PettingZooEnv(EnvBase):
                 "alive": Categorical(2, shape, dtype=torch.bool, device=self.device),
             }
             if g.has_mask:
-                entries["action_mask"] = Categorical(2, (*shape, g.head.size), dtype=torch.bool, device=self.device)
+                entries["action_mask"] = Categorical(
+                    2, (*shape, g.head.size), dtype=torch.bool, device=self.device
+                )
             if self.aec:
                 entries["acting"] = Categorical(2, shape, dtype=torch.bool, device=self.device)
             obs[g.name] = Composite(entries, shape=shape, device=self.device)
@@ -411,7 +424,7 @@ class PettingZooEnv(EnvBase):
     # ------------------------------------------------------------------------------------------ reset
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
         which = range(len(self.copies))
-        if tensordict is not None and "_reset" in tensordict.keys():
+        if tensordict is not None and "_reset" in tensordict:
             which = np.flatnonzero(tensordict["_reset"].reshape(-1).cpu().numpy())
         for i in which:
             seed = self._seed + int(i) if self._seed_pending else None
@@ -439,12 +452,12 @@ class PettingZooEnv(EnvBase):
 
     # ------------------------------------------------------------------------------------------- step
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
-        actions = []
+        actions = []  # per group: [copy][agent] -> a Python int (Discrete) or a numpy row
         for g in self.description.groups:
             array = tensordict[g.name, "action"].detach().cpu().numpy()
             if g.head.kind != "continuous" and any(g.head.start):
                 array = array + np.asarray(g.head.start)
-            actions.append(array)
+            actions.append(array.tolist() if g.head.kind == "discrete" else array)
         for r in self._reward:
             r[:] = 0.0
         step_copy = self._step_aec if self.aec else self._step_parallel
@@ -452,30 +465,32 @@ class PettingZooEnv(EnvBase):
             step_copy(i, actions)
         return self._output(with_reward=True)
 
-    def _action(self, actions: list[np.ndarray], i: int, agent: str):
+    def _action(self, actions: list, i: int, agent: str):
         gi, j = self._slot[agent]
-        value = actions[gi][i, j]
-        return int(value) if self.description.groups[gi].head.kind == "discrete" else value
+        return actions[gi][i][j]
 
-    def _step_parallel(self, i: int, actions: list[np.ndarray]) -> None:
+    def _step_parallel(self, i: int, actions: list) -> None:
         env = self.copies[i]
         joint = {agent: self._action(actions, i, agent) for agent in env.agents}
         observations, rewards, terminations, truncations, infos = env.step(joint)
         self._steps[i] += 1
-        self._clear(i)
+        if len(observations) != len(self._slot):  # someone is missing: their slots go back to zeros
+            self._clear(i)
         still_here = set(env.agents)
         any_truncated = False
         for agent, observation in observations.items():
             ended = bool(terminations.get(agent, False)) or bool(truncations.get(agent, False))
             any_truncated |= bool(truncations.get(agent, False))
-            self._write_agent(i, agent, observation, infos.get(agent), alive=agent in still_here and not ended)
+            self._write_agent(
+                i, agent, observation, infos.get(agent), alive=agent in still_here and not ended
+            )
         for agent, reward in rewards.items():
             gi, j = self._slot[agent]
             self._reward[gi][i, j, 0] = _reward(reward, agent)
         self._write_state(i)
         self._finish(i, any_truncated)
 
-    def _step_aec(self, i: int, actions: list[np.ndarray]) -> None:
+    def _step_aec(self, i: int, actions: list) -> None:
         env = self.copies[i]
         env.step(self._action(actions, i, env.agent_selection))
         self._steps[i] += 1
@@ -524,8 +539,14 @@ class PettingZooEnv(EnvBase):
             )
             return None
         buffers = {k: [None if a is None else a.copy() for a in getattr(self, k)] for k in self._buffer_names}
-        return {"copies": copies, "buffers": buffers, "steps": self._steps.copy(), "done": self._done.copy(),
-                "state": None if self._state is None else self._state.copy(), "seed_pending": self._seed_pending}
+        return {
+            "copies": copies,
+            "buffers": buffers,
+            "steps": self._steps.copy(),
+            "done": self._done.copy(),
+            "state": None if self._state is None else self._state.copy(),
+            "seed_pending": self._seed_pending,
+        }
 
     _buffer_names = ("_obs", "_mask", "_reward", "_alive", "_acting")
 
@@ -543,8 +564,6 @@ class PettingZooEnv(EnvBase):
 
     def close(self, *, raise_if_closed: bool = True) -> None:
         for env in self.copies:
-            try:
+            with contextlib.suppress(Exception):  # closing must not mask the real error
                 env.close()
-            except Exception:  # noqa: BLE001 - closing must not mask the real error
-                pass
         super().close(raise_if_closed=raise_if_closed)

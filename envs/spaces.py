@@ -38,7 +38,9 @@ class ObservationLayout:
     mask_in_observation: bool  # the observation is a Dict with an `action_mask` entry
 
     def describe(self) -> str:
-        return ", ".join(f"{f.path or '<obs>'}[{f.start}:{f.start + f.size}] {f.kind}{f.shape}" for f in self.fields)
+        return ", ".join(
+            f"{f.path or '<obs>'}[{f.start}:{f.start + f.size}] {f.kind}{f.shape}" for f in self.fields
+        )
 
 
 def observation_layout(space: spaces.Space, agent: str) -> ObservationLayout:
@@ -149,7 +151,9 @@ def action_head(space: spaces.Space, agent: str) -> ActionHead:
                 f"Agent {agent!r} has an unbounded Box action space ({space}); the policy squashes actions "
                 f"into [low, high], so both must be finite. Give the action space finite bounds."
             )
-        return ActionHead("continuous", int(space.shape[0]), low=tuple(low.tolist()), high=tuple(high.tolist()))
+        return ActionHead(
+            "continuous", int(space.shape[0]), low=tuple(low.tolist()), high=tuple(high.tolist())
+        )
     raise ConfigError(
         f"Agent {agent!r} has an action space of type {type(space).__name__} ({space}). Supported: Discrete, "
         f"MultiDiscrete and 1-D Box. Wrap the env to map a Dict/Tuple action onto one of these."

@@ -129,8 +129,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="check a PettingZoo env before training it (API test, spaces, groups, masks, a rollout)",
         description=(
             "Build the env that ENTRY_POINT(**kwargs) returns, run PettingZoo's own API test and the "
-            "adapter's checks, and print a report: agents, spaces and groups, action masks, global state, and "
-            "a short rollout with random legal actions and the rewards it earned. Exit code 1 if the "
+            "adapter's checks, and print a report: agents, spaces and groups, action masks, global state, "
+            "and a short rollout with random legal actions and the rewards it earned. Exit code 1 if the "
             "platform cannot train it."
         ),
         epilog=(
@@ -143,9 +143,13 @@ def _build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check.add_argument("entry_point", help="package.module:factory returning a Parallel or AEC env")
-    check.add_argument("kwargs", nargs="*", metavar="key=value", help="arguments for the factory (YAML values)")
+    check.add_argument(
+        "kwargs", nargs="*", metavar="key=value", help="arguments for the factory (YAML values)"
+    )
     check.add_argument("--steps", type=int, default=200, help="rollout steps (default 200)")
-    check.add_argument("--max-steps", type=int, default=100, help="episode limit, as env.max_steps (default 100)")
+    check.add_argument(
+        "--max-steps", type=int, default=100, help="episode limit, as env.max_steps (default 100)"
+    )
 
     compare.add_argument("runs", help="folder holding the runs (searched recursively)")
     compare.add_argument("--out", required=True, help="output folder")

@@ -618,8 +618,8 @@ def _check(cfg: Config) -> None:
     )
     _require(
         env.name == "pettingzoo" or (env.entry_point is None and env.groups is None),
-        f"env.entry_point and env.groups are PettingZoo settings, but env.name={env.name!r}. Use env=pettingzoo "
-        f"to plug in a PettingZoo env.",
+        f"env.entry_point and env.groups are PettingZoo settings, but env.name={env.name!r}. Use "
+        f"env=pettingzoo to plug in a PettingZoo env.",
     )
 
     _require(cfg.metrics.cell_size > 0, f"'metrics.cell_size' must be > 0, got {cfg.metrics.cell_size}.")

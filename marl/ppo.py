@@ -78,7 +78,10 @@ def compute_advantages(
             )
         reward = batch["next", name, "reward"]  # [E, T, n, 1]
         shape = reward.shape
-        agent_done, agent_terminated = done.unsqueeze(-1).expand(shape), terminated.unsqueeze(-1).expand(shape)
+        agent_done, agent_terminated = (
+            done.unsqueeze(-1).expand(shape),
+            terminated.unsqueeze(-1).expand(shape),
+        )
         alive = batch.get((name, "alive"), None)
         if alive is not None:  # an agent that leaves mid-episode: its own terminal step, no bootstrap
             left = (alive & ~batch["next", name, "alive"]).unsqueeze(-1)

@@ -32,14 +32,14 @@ class RolloutWorker:
 
     def __init__(self, config: dict, num_envs: int, steps: int, seed: int, threads: int):
         from agents.policy import ActorCritic
-        from envs.factory import describe_env, make_env
+        from envs.factory import describe_env, make_env, needs_global_state
         from marl.collector import LocalCollector
         from marl.config import config_from_dict
 
         torch.set_num_threads(threads)
         torch.manual_seed(seed)
         cfg = config_from_dict(config)
-        env = make_env(cfg.env, "cpu", seed, num_envs=num_envs)
+        env = make_env(cfg.env, "cpu", seed, num_envs=num_envs, global_state=needs_global_state(cfg))
         info = describe_env(env, cfg.env.name, cfg.env.max_steps, cfg.env.kwargs)
         self.model = ActorCritic(info, cfg).eval()
         self.collector = LocalCollector(env, info, num_envs * steps)

@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from agents.policy import ActorCritic
-from envs.factory import EnvInfo, describe_env, make_env
+from envs.factory import EnvInfo, describe_env, make_env, needs_global_state
 from envs.vmas_state import isolated_vmas_rng
 from marl.checkpoint import load_checkpoint, save_checkpoint
 from marl.collector import LocalCollector, run_episodes
@@ -126,7 +126,8 @@ def build_trainer(cfg: Config) -> Trainer:
     torch.manual_seed(cfg.experiment.seed)
     workers = cfg.collector.num_workers
     # With Ray workers the learner's own env only describes the spaces: one env is enough.
-    env = make_env(cfg.env, env_device, cfg.experiment.seed, num_envs=1 if workers else None)
+    state = needs_global_state(cfg)
+    env = make_env(cfg.env, env_device, cfg.experiment.seed, num_envs=1 if workers else None, global_state=state)
     env_info = describe_env(env, cfg.env.name, cfg.env.max_steps, cfg.env.kwargs)
     if workers:
         env_info = dataclasses.replace(env_info, num_envs=cfg.env.num_envs)
@@ -181,7 +182,9 @@ def evaluation_episodes(
     devices = [trainer.device] if trainer.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), isolated_vmas_rng():
         if trainer.eval_env is None or trainer.eval_env.batch_size[0] != episodes:
-            trainer.eval_env = make_env(cfg.env, trainer.device, seed, num_envs=episodes)
+            trainer.eval_env = make_env(
+                cfg.env, trainer.device, seed, num_envs=episodes, global_state=needs_global_state(cfg)
+            )
         trainer.eval_env.set_seed(seed)
         torch.manual_seed(seed)
         policy = lambda td: trainer.model.act(td, deterministic=deterministic)  # noqa: E731

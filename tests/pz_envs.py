@@ -57,7 +57,10 @@ class HeteroTeam(ParallelEnv):
 
     def _infos(self):
         # scouts may never take action 0
-        return {a: ({"action_mask": np.array([0, 1, 1], np.int8)} if a.startswith("scout") else {}) for a in self.agents}
+        return {
+            a: ({"action_mask": np.array([0, 1, 1], np.int8)} if a.startswith("scout") else {})
+            for a in self.agents
+        }
 
     def reset(self, seed=None, options=None):
         if seed is not None:
@@ -107,12 +110,20 @@ class NoAgents(HeteroTeam):
 class VectorReward(HeteroTeam):
     def step(self, actions):
         observations, rewards, terminations, truncations, infos = super().step(actions)
-        return observations, {a: np.array([r, r]) for a, r in rewards.items()}, terminations, truncations, infos
+        return (
+            observations,
+            {a: np.array([r, r]) for a, r in rewards.items()},
+            terminations,
+            truncations,
+            infos,
+        )
 
 
 class BadMaskSize(HeteroTeam):
     def _infos(self):
-        return {a: ({"action_mask": np.ones(5, np.int8)} if a.startswith("scout") else {}) for a in self.agents}
+        return {
+            a: ({"action_mask": np.ones(5, np.int8)} if a.startswith("scout") else {}) for a in self.agents
+        }
 
 
 class OldResetAPI(HeteroTeam):
@@ -147,8 +158,12 @@ class TakeTurns(AECEnv):
     def __init__(self):
         super().__init__()
         self.possible_agents = ["first", "second"]
-        self._obs = spaces.Dict({"observation": spaces.Box(0, 1, (4,), np.float32),
-                                 "action_mask": spaces.Box(0, 1, (4,), np.int8)})
+        self._obs = spaces.Dict(
+            {
+                "observation": spaces.Box(0, 1, (4,), np.float32),
+                "action_mask": spaces.Box(0, 1, (4,), np.int8),
+            }
+        )
         self._action = spaces.Discrete(4)
         self.masked_actions_taken = 0
 

@@ -5,7 +5,6 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from envs.check import check_env
 from envs.factory import describe_env
 from envs.pettingzoo_env import PettingZooEnv, load_factory
 from envs.spaces import flatten_into, observation_layout
@@ -69,7 +68,6 @@ def test_copies_are_seeded_apart_and_reproducibly():
     assert not torch.equal(first[0], first[1])
 
 
-@pytest.mark.slow
 def test_simple_spread_mappo_improves_return_with_fixed_seed(tmp_path):
     cfg = _cfg(
         tmp_path,
@@ -129,7 +127,9 @@ def test_heterogeneous_team_groups_by_space_and_trains(tmp_path):
     groups = {g.name: g for g in trainer.env_info.groups}
     assert list(groups) == ["scout", "carrier", "drone"]
     assert groups["scout"].n_agents == 2 and groups["scout"].action_dim == 3
-    assert groups["carrier"].obs_dim == 5 and not groups["carrier"].discrete  # Dict{load: one-hot 3, target: 2}
+    assert (
+        groups["carrier"].obs_dim == 5 and not groups["carrier"].discrete
+    )  # Dict{load: one-hot 3, target: 2}
     assert groups["drone"].action_nvec == (2, 2)
     for _ in range(2):
         metrics = train_iteration(trainer)
@@ -154,7 +154,14 @@ def test_dead_agent_steps_do_not_change_the_loss(tmp_path):
     """Corrupting everything a left agent 'observes' after leaving changes neither its advantages at live
     steps nor the PPO loss. (IPPO: a MAPPO critic legitimately reads the zeros a left agent contributes to
     the joint observation.)"""
-    cfg = _cfg(tmp_path, HETERO, "algorithm=ippo", "env.kwargs.leave_at=3", "env.kwargs.episode_length=8", *_small(envs=2))
+    cfg = _cfg(
+        tmp_path,
+        HETERO,
+        "algorithm=ippo",
+        "env.kwargs.leave_at=3",
+        "env.kwargs.episode_length=8",
+        *_small(envs=2),
+    )
     trainer = build_trainer(cfg)
     batch, _ = trainer.collect()
     corrupted = batch.clone()
@@ -272,8 +279,13 @@ def test_flattening_records_layout_and_values():
     assert [f.path for f in layout.fields] == ["flags", "kind", "parts/0", "parts/1", "pos"]
     assert layout.size == 2 + 3 + 5 + 1 + 4 and layout.mask_in_observation
     out = np.zeros(layout.size, np.float32)
-    value = {"pos": np.array([[1, 2], [3, 4]]), "kind": 2, "flags": np.array([1, 0]),
-             "parts": (np.array([1, 2]), np.array([0.5])), "action_mask": np.ones(4)}
+    value = {
+        "pos": np.array([[1, 2], [3, 4]]),
+        "kind": 2,
+        "flags": np.array([1, 0]),
+        "parts": (np.array([1, 2]), np.array([0.5])),
+        "action_mask": np.ones(4),
+    }
     flatten_into(value, layout, out)
     assert out.tolist() == [1, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0.5, 1, 2, 3, 4]
 
@@ -299,8 +311,14 @@ def test_get_and_set_state_continue_exactly():
 def test_check_env_reports_and_fails(capsys):
     assert main(["check-env", HETERO, "leave_at=3", "--steps", "20"]) == 0
     out = capsys.readouterr().out
-    for expected in ("group 'scout': scout_0, scout_1", "MultiDiscrete[2, 2]", "action_mask",
-                     "agent exits before the episode end", "[ok] pettingzoo api_test", "env.kwargs.leave_at=3"):
+    for expected in (
+        "group 'scout': scout_0, scout_1",
+        "MultiDiscrete[2, 2]",
+        "action_mask",
+        "agent exits before the episode end",
+        "[ok] pettingzoo api_test",
+        "env.kwargs.leave_at=3",
+    ):
         assert expected in out, out
     assert main(["check-env", "pz_envs:VectorReward", "--steps", "5"]) == 1
     assert "rewards must be scalars" in capsys.readouterr().out
