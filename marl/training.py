@@ -126,8 +126,13 @@ def build_trainer(cfg: Config) -> Trainer:
     torch.manual_seed(cfg.experiment.seed)
     workers = cfg.collector.num_workers
     # With Ray workers the learner's own env only describes the spaces: one env is enough.
-    state = needs_global_state(cfg)
-    env = make_env(cfg.env, env_device, cfg.experiment.seed, num_envs=1 if workers else None, global_state=state)
+    env = make_env(
+        cfg.env,
+        env_device,
+        cfg.experiment.seed,
+        num_envs=1 if workers else None,
+        global_state=needs_global_state(cfg),
+    )
     env_info = describe_env(env, cfg.env.name, cfg.env.max_steps, cfg.env.kwargs)
     if workers:
         env_info = dataclasses.replace(env_info, num_envs=cfg.env.num_envs)
