@@ -322,3 +322,8 @@ def test_check_env_reports_and_fails(capsys):
         assert expected in out, out
     assert main(["check-env", "pz_envs:VectorReward", "--steps", "5"]) == 1
     assert "rewards must be scalars" in capsys.readouterr().out
+
+
+def test_example_environment_passes_its_check():
+    report = check_env("examples.custom_env:make_doors", steps=20)
+    assert report.ok, report.format()
