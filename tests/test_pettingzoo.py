@@ -5,6 +5,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
+from envs.check import check_env
 from envs.factory import describe_env
 from envs.pettingzoo_env import PettingZooEnv, load_factory
 from envs.spaces import flatten_into, observation_layout
