@@ -526,11 +526,19 @@ class PettingZooEnv(EnvBase):
         self._seed, self._seed_pending = int(seed or 0), True
 
     # ------------------------------------------------------------------------------------ save / load
-    def get_state(self) -> dict | None:
-        """The copies and buffers, pickled, for an exact resume; None (with a warning) if the env cannot
-        be pickled, in which case a resumed run starts fresh episodes."""
+    def get_state(self) -> bytes | None:
+        """The copies and buffers, pickled into bytes (checkpoints load with `weights_only`), for an exact
+        resume; None (with a warning) if the env cannot be pickled: a resumed run then starts new episodes."""
+        state = {
+            "copies": self.copies,
+            "buffers": {name: getattr(self, name) for name in self._buffer_names},
+            "steps": self._steps,
+            "done": self._done,
+            "state": self._state,
+            "seed_pending": self._seed_pending,
+        }
         try:
-            copies = pickle.dumps(self.copies)
+            return pickle.dumps(state)
         except Exception as error:  # noqa: BLE001 - any pickling failure means "not resumable exactly"
             warnings.warn(
                 f"The PettingZoo env cannot be pickled ({type(error).__name__}: {error}); a resumed run will "
@@ -538,29 +546,20 @@ class PettingZooEnv(EnvBase):
                 stacklevel=2,
             )
             return None
-        buffers = {k: [None if a is None else a.copy() for a in getattr(self, k)] for k in self._buffer_names}
-        return {
-            "copies": copies,
-            "buffers": buffers,
-            "steps": self._steps.copy(),
-            "done": self._done.copy(),
-            "state": None if self._state is None else self._state.copy(),
-            "seed_pending": self._seed_pending,
-        }
 
     _buffer_names = ("_obs", "_mask", "_reward", "_alive", "_acting")
 
-    def set_state(self, state: dict | None) -> None:
+    def set_state(self, state: bytes | None) -> None:
         if state is None:
             self._seed_pending = False
             self._reset()
             return
-        self.copies = pickle.loads(state["copies"])
-        for k in self._buffer_names:
-            setattr(self, k, [None if a is None else a.copy() for a in state["buffers"][k]])
-        self._steps, self._done = state["steps"].copy(), state["done"].copy()
-        self._state = None if state["state"] is None else state["state"].copy()
-        self._seed_pending = state["seed_pending"]
+        saved = pickle.loads(state)
+        self.copies = saved["copies"]
+        for name in self._buffer_names:
+            setattr(self, name, saved["buffers"][name])
+        self._steps, self._done, self._state = saved["steps"], saved["done"], saved["state"]
+        self._seed_pending = saved["seed_pending"]
 
     def close(self, *, raise_if_closed: bool = True) -> None:
         for env in self.copies:

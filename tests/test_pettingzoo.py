@@ -328,3 +328,15 @@ def test_check_env_reports_and_fails(capsys):
 def test_example_environment_passes_its_check():
     report = check_env("examples.custom_env:make_doors", steps=20)
     assert report.ok, report.format()
+
+
+def test_stop_and_resume_equals_uninterrupted(tmp_path):
+    overrides = [*_small(total=2000), "experiment.checkpoint_every=2"]
+    full = train(_cfg(tmp_path / "full", HETERO, *overrides))
+    part = train(_cfg(tmp_path / "part", HETERO, *overrides), stop_after=2)
+    train(_cfg(tmp_path / "part", HETERO, *overrides), resume=part)
+
+    def comparable(run):
+        return [{k: v for k, v in row.items() if not k.startswith("perf/")} for row in read_metrics(run)]
+
+    assert comparable(full) == comparable(part)
