@@ -526,7 +526,7 @@ class PettingZooEnv(EnvBase):
         self._seed, self._seed_pending = int(seed or 0), True
 
     # ------------------------------------------------------------------------------------ save / load
-    def get_state(self) -> bytes | None:
+    def snapshot(self) -> bytes | None:
         """The copies and buffers, pickled into bytes (checkpoints load with `weights_only`), for an exact
         resume; None (with a warning) if the env cannot be pickled: a resumed run then starts new episodes."""
         state = {
@@ -549,7 +549,7 @@ class PettingZooEnv(EnvBase):
 
     _buffer_names = ("_obs", "_mask", "_reward", "_alive", "_acting")
 
-    def set_state(self, state: bytes | None) -> None:
+    def restore(self, state: bytes | None) -> None:
         if state is None:
             self._seed_pending = False
             self._reset()

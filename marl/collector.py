@@ -75,7 +75,7 @@ class LocalCollector:
         from envs.vmas_state import get_env_state
 
         # Envs that carry their own state (PettingZoo copies) save it themselves; VMAS is read off its world.
-        env_state = self.env.get_state() if hasattr(self.env, "get_state") else get_env_state(self.env)
+        env_state = self.env.snapshot() if hasattr(self.env, "snapshot") else get_env_state(self.env)
         return {
             "td": {key: value.clone() for key, value in self._td.flatten_keys(".").items()},
             "episode_return": {k: v.clone() for k, v in self._episode_return.items()},
@@ -86,8 +86,8 @@ class LocalCollector:
     def load_state_dict(self, state: dict) -> None:
         from envs.vmas_state import set_env_state
 
-        if hasattr(self.env, "set_state"):
-            self.env.set_state(state["env"])
+        if hasattr(self.env, "restore"):
+            self.env.restore(state["env"])
             if state["env"] is None:  # the env could not be saved: it restarted its episodes
                 self._td = self.env.reset()
                 return

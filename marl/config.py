@@ -154,6 +154,8 @@ class CollectorConfig:
 
     num_workers: int = 0  # 0 = in-process (no Ray); N = N Ray actors, each with env.num_envs / N envs
     worker_threads: int = 1  # torch threads per worker
+    # seats held by frozen policies: {agent name or index: run dir or checkpoint}, e.g. {agent_2: runs/x}
+    frozen: dict[str, str] | None = None
 
 
 @dataclass

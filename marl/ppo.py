@@ -135,8 +135,8 @@ def ppo_update(
             "mask": flat.get((name, "action_mask"), None),
             # Steps that count: the policy learns where the agent acted (AEC: its turn), the critic
             # wherever it was alive. Absent keys mean every step counts (VMAS).
-            "acting": flat.get((name, "acting"), flat.get((name, "alive"), None)),
-            "alive": flat.get((name, "alive"), None),
+            "acting": _all_of(flat, name, ("acting", "alive", "learner")),
+            "alive": _all_of(flat, name, ("alive", "learner")),
         }
         for name in model.group_names
     }
@@ -166,6 +166,21 @@ def ppo_update(
                 totals[key] = totals.get(key, 0.0) + value.detach()
             steps += 1
     return {key: float(value) / max(steps, 1) for key, value in totals.items()}
+
+
+def _all_of(batch: TensorDictBase, group: str, keys: tuple[str, ...]) -> torch.Tensor | None:
+    """The AND of the group's step flags among `keys` that the batch has; None if it has none. `acting`
+    (AEC: the agent's turn) implies `alive`, so the first of those two present stands for both."""
+    flags = [batch.get((group, key), None) for key in keys]
+    if keys[0] == "acting" and flags[0] is not None:
+        flags[1] = None
+    flags = [f for f in flags if f is not None]
+    if not flags:
+        return None
+    result = flags[0]
+    for flag in flags[1:]:
+        result = result & flag
+    return result
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -30,8 +30,11 @@ MAX_REPLACEMENTS = 3  # attempts per share and iteration before the run gives up
 class RolloutWorker:
     """One Ray actor: an env batch, a CPU copy of the actors, and a `LocalCollector` over them."""
 
-    def __init__(self, config: dict, num_envs: int, steps: int, seed: int, threads: int):
+    def __init__(
+        self, config: dict, num_envs: int, steps: int, seed: int, threads: int, frozen: dict | None = None
+    ):
         from agents.policy import ActorCritic
+        from agents.seats import SeatPolicy, build_frozen, frozen_by_source
         from envs.factory import describe_env, make_env, needs_global_state
         from marl.collector import LocalCollector
         from marl.config import config_from_dict
@@ -42,13 +45,16 @@ class RolloutWorker:
         env = make_env(cfg.env, "cpu", seed, num_envs=num_envs, global_state=needs_global_state(cfg))
         info = describe_env(env, cfg.env.name, cfg.env.max_steps, cfg.env.kwargs)
         self.model = ActorCritic(info, cfg).eval()
+        seats = frozen_by_source(cfg.collector.frozen)
+        frozen_seats = build_frozen(info, seats, frozen or {}, "cpu") if seats else []
+        self.policy = SeatPolicy(self.model, frozen_seats) if seats else self.model
         self.collector = LocalCollector(env, info, num_envs * steps)
 
     def collect(self, actor_weights: dict) -> tuple[TensorDictBase, dict, float]:
         """-> (batch [envs, steps], finished episodes, seconds spent collecting)."""
         self.model.actors.load_state_dict(actor_weights)
         start = time.perf_counter()
-        batch, episodes = self.collector.collect(self.model.act)
+        batch, episodes = self.collector.collect(self.policy.act)
         return batch, episodes, time.perf_counter() - start
 
     def state_dict(self) -> dict:
@@ -92,7 +98,7 @@ def start_ray(ray_cfg, num_workers: int) -> bool:
 class RayCollector:
     """Drop-in for `LocalCollector` whose `collect(model)` runs on `num_workers` Ray actors."""
 
-    def __init__(self, cfg, env_info, device: torch.device):
+    def __init__(self, cfg, env_info, device: torch.device, frozen: dict | None = None):
         import ray
 
         from marl.config import config_to_dict
@@ -106,6 +112,7 @@ class RayCollector:
         self._seed = cfg.experiment.seed
         self.envs_per_worker = cfg.env.num_envs // workers
         self.steps_per_batch = cfg.experiment.frames_per_batch // cfg.env.num_envs
+        self._frozen = ray.put(frozen or {})  # frozen partners' weights: sent once, shared by all workers
         self._remote = ray.remote(num_cpus=1)(RolloutWorker)
         self._replacements = [0] * workers
         self.workers = [self._start(i) for i in range(workers)]
@@ -118,7 +125,7 @@ class RayCollector:
     def _start(self, index: int):
         seed = self._seed + WORKER_SEED_STRIDE * (index + 1) + 104_729 * self._replacements[index]
         shape = (self.envs_per_worker, self.steps_per_batch)
-        return self._remote.remote(self._config, *shape, seed, self._threads)
+        return self._remote.remote(self._config, *shape, seed, self._threads, self._frozen)
 
     @torch.no_grad()
     def collect(self, model) -> tuple[TensorDictBase, dict[str, torch.Tensor]]:

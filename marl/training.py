@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from agents.policy import ActorCritic
+from agents.seats import SeatPolicy, build_frozen, frozen_actor_state, frozen_by_source
 from envs.factory import EnvInfo, describe_env, make_env, needs_global_state
 from envs.vmas_state import isolated_vmas_rng
 from marl.checkpoint import load_checkpoint, save_checkpoint
@@ -58,13 +59,14 @@ class Trainer:
     optimizer: torch.optim.Optimizer
     value_norms: nn.ModuleDict | None
     collector: LocalCollector
+    seat_policy: SeatPolicy | None = None  # frozen partners in some seats (collector.frozen)
     eval_env: object = None  # built on first evaluation
     iteration: int = 0
     frames: int = 0
     wall_time: float = 0.0
 
     def policy(self, td):
-        return self.model.act(td)
+        return self.seat_policy.act(td) if self.seat_policy else self.model.act(td)
 
     def collect(self):
         """One batch from the collector: in-process it runs `policy`, Ray workers get the actors' weights."""
@@ -153,11 +155,14 @@ def build_trainer(cfg: Config) -> Trainer:
     value_norms = None
     if cfg.algorithm.value_normalization:
         value_norms = nn.ModuleDict({g.name: RunningMeanStd() for g in env_info.groups}).to(device)
+    seats = frozen_by_source(cfg.collector.frozen)
+    saved = {source: frozen_actor_state(source) for source in seats}
+    seat_policy = SeatPolicy(model, build_frozen(env_info, seats, saved, device)) if seats else None
     if workers:
-        collector = RayCollector(cfg, env_info, device)
+        collector = RayCollector(cfg, env_info, device, frozen=saved)
     else:
         collector = LocalCollector(env, env_info, cfg.experiment.frames_per_batch)
-    return Trainer(cfg, device, env_info, model, optimizer, value_norms, collector)
+    return Trainer(cfg, device, env_info, model, optimizer, value_norms, collector, seat_policy)
 
 
 def new_run_dir(cfg: Config) -> Path:
@@ -192,7 +197,8 @@ def evaluation_episodes(
             )
         trainer.eval_env.set_seed(seed)
         torch.manual_seed(seed)
-        policy = lambda td: trainer.model.act(td, deterministic=deterministic)  # noqa: E731
+        actor = trainer.seat_policy or trainer.model
+        policy = lambda td: actor.act(td, deterministic=deterministic)  # noqa: E731
         return run_episodes(trainer.eval_env, trainer.env_info, policy, record, trace)
 
 

@@ -291,18 +291,18 @@ def test_flattening_records_layout_and_values():
     assert out.tolist() == [1, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0.5, 1, 2, 3, 4]
 
 
-def test_get_and_set_state_continue_exactly():
+def test_snapshot_and_restore_continue_exactly():
     factory = load_factory(HETERO)
     env = PettingZooEnv(factory, num_envs=2, seed=3)
     td = env.reset()
     actions = [env.rand_action(td.clone()) for _ in range(10)]
     for a in actions[:4]:
         _, td = env.step_and_maybe_reset(a)
-    state = env.get_state()
+    state = env.snapshot()
     tail = [env.step_and_maybe_reset(a.clone())[0] for a in actions[4:]]
     restored = PettingZooEnv(factory, num_envs=2, seed=99)
     restored.reset()
-    restored.set_state(state)
+    restored.restore(state)
     again = [restored.step_and_maybe_reset(a.clone())[0] for a in actions[4:]]
     for x, y in zip(tail, again):
         assert torch.equal(x["next", "scout", "observation"], y["next", "scout", "observation"])

@@ -84,3 +84,15 @@ def test_training_with_workers_completes_and_logs_worker_speed(tmp_path):
 def test_bad_worker_count_is_a_config_error():
     with pytest.raises(Exception, match="must split evenly over 'collector.num_workers=4'"):
         load_config([*SMOKE, "collector.num_workers=4"])
+
+
+def test_workers_seat_a_frozen_partner(tmp_path):
+    """Each worker builds the frozen partner from weights sent once; batches mark the learner's seats."""
+    partner = train(load_config([*SMOKE, f"experiment.runs_dir={tmp_path}", "experiment.eval_every=0"]))
+    remote = _trainer(2, f"collector.frozen={{agent_0: {partner}}}")
+    try:
+        batch, _ = remote.collect()
+        learner = batch["agents", "learner"]
+        assert not learner[..., 0].any() and learner[..., 1:].all()
+    finally:
+        remote.close()
