@@ -96,3 +96,48 @@ def test_workers_seat_a_frozen_partner(tmp_path):
         assert not learner[..., 0].any() and learner[..., 1:].all()
     finally:
         remote.close()
+
+
+def test_stop_and_resume_with_workers_equals_uninterrupted(tmp_path):
+    """Worker env states and RNGs go into the checkpoint: a resumed run logs exactly what one run logs."""
+    overrides = [*SMOKE, "collector.num_workers=2", "experiment.total_frames=2400", "experiment.eval_every=0"]
+    full = train(load_config([*overrides, f"experiment.runs_dir={tmp_path / 'full'}"]))
+    part = train(load_config([*overrides, f"experiment.runs_dir={tmp_path / 'part'}"]), stop_after=2)
+    train(load_config([*overrides, f"experiment.runs_dir={tmp_path / 'part'}"]), resume=part)
+
+    def comparable(run):
+        return [{k: v for k, v in row.items() if not k.startswith("perf/")} for row in read_metrics(run)]
+
+    assert comparable(full) == comparable(part)
+
+
+def test_sigterm_stops_workers_and_learner_with_a_checkpoint(tmp_path):
+    """Ctrl-C or SIGTERM with workers running: checkpoint, workers and the run's Ray instance stopped."""
+    import subprocess
+    import sys
+    import time
+
+    command = [
+        sys.executable,
+        "-m",
+        "marl",
+        "train",
+        *SMOKE,
+        "experiment.total_frames=600000",
+        "collector.num_workers=2",
+        "metrics.every=0",
+        f"experiment.runs_dir={tmp_path}",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 240
+    while not list(tmp_path.glob("*/metrics.jsonl")) and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=180)
+    assert process.returncode == 130, output
+    assert "Continue with: marl train resume=" in output
+    run = next(tmp_path.iterdir())
+    (checkpoint,) = list((run / "checkpoints").glob("*.pt"))[-1:]
+    from marl.checkpoint import load_checkpoint
+
+    assert len(load_checkpoint(checkpoint)["collector"]["workers"]) == 2
