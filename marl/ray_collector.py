@@ -15,8 +15,11 @@ train`, as on every node.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 import warnings
+from contextlib import contextmanager
 
 import torch
 from tensordict import TensorDictBase
@@ -74,6 +77,28 @@ def start_ray(ray_cfg, num_workers: int) -> bool:
 
     if ray.is_initialized():
         return False
+    with _keep_signal_handlers():
+        return _init_ray(ray_cfg, num_workers)
+
+
+@contextmanager
+def _keep_signal_handlers():
+    """Ray's core installs its own SIGTERM handler (it aborts the process) on init; put ours back, so a
+    SIGTERM or Ctrl-C still checkpoints the run and stops the workers cleanly."""
+    watched = (signal.SIGINT, signal.SIGTERM)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    saved = {s: signal.getsignal(s) for s in watched} if in_main_thread else {}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+def _init_ray(ray_cfg, num_workers: int) -> bool:
+    import ray
+
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     quiet = dict(include_dashboard=False, log_to_driver=False, logging_level="WARNING")
     if ray_cfg.address is None:
