@@ -141,3 +141,23 @@ def test_sigterm_stops_workers_and_learner_with_a_checkpoint(tmp_path):
     from marl.checkpoint import load_checkpoint
 
     assert len(load_checkpoint(checkpoint)["collector"]["workers"]) == 2
+
+
+def test_pettingzoo_copies_spread_over_workers():
+    """A plain PettingZoo env: each worker steps its share of the copies; same batch layout as in-process."""
+    spread = [
+        "env=pettingzoo",
+        "env.entry_point=mpe2.simple_spread_v3:parallel_env",
+        "env.max_steps=25",
+        "env.num_envs=4",
+        "experiment.frames_per_batch=400",
+    ]
+    local, remote = _trainer(0, *spread), _trainer(2, *spread)
+    try:
+        (batch, _), (reference, _) = remote.collect(), local.collect()
+        assert batch.batch_size == reference.batch_size == (4, 100)
+        for key in reference.keys(True, True):
+            assert batch[key].shape == reference[key].shape, key
+        assert batch["next", "done"].sum() == reference["next", "done"].sum() == 16  # 4 episodes per env
+    finally:
+        remote.close()
