@@ -161,6 +161,9 @@ def _build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--window", type=int, default=3, help="final value = mean of the last N (default 3)")
     compare.add_argument("--title", help="figure title")
     compare.add_argument(
+        "--smooth", type=int, default=1, help="curves: trailing mean of each run's last N points (default 1)"
+    )
+    compare.add_argument(
         "--baseline",
         metavar="KEY=VALUE",
         help="e.g. sharing=shared: report from which frame each group stays clearly above its baseline",
@@ -211,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
             from marl.compare import compare
 
             metrics = tuple(args.metric or ("eval/return_mean", "team/*/snd"))
-            options = dict(window=args.window, title=args.title, baseline=args.baseline)
+            if args.smooth < 1 or args.window < 1:
+                raise MarlError("--smooth and --window must be >= 1.")
+            options = dict(window=args.window, title=args.title, baseline=args.baseline, smooth=args.smooth)
             compare(args.runs, args.out, metrics, **options)
             print(f"Wrote {args.out}/curves.png, table.md and summary.json")
             return 0

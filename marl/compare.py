@@ -128,9 +128,22 @@ def mean_interval(values: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def curve(runs: list[Run], metric: str) -> tuple[list[int], list[tuple[float, float, float]]]:
-    """(frames, [(mean, low, high)]) of `metric` over seeds, at the frames every run logged it."""
-    series = [{row["frames"]: row[metric] for row in run.rows if row.get(metric) is not None} for run in runs]
+def curve(
+    runs: list[Run], metric: str, smooth: int = 1
+) -> tuple[list[int], list[tuple[float, float, float]]]:
+    """(frames, [(mean, low, high)]) of `metric` over seeds, at the frames every run logged it. With
+    `smooth` > 1, each run's values are first averaged over its last `smooth` logged points (a trailing
+    window, so a curve never looks ahead), and the interval is over those per-seed averages."""
+    series = []
+    for run in runs:
+        points = [(row["frames"], row[metric]) for row in run.rows if row.get(metric) is not None]
+        values = [v for _, v in points]
+        series.append(
+            {
+                f: sum(values[max(0, i - smooth + 1) : i + 1]) / len(values[max(0, i - smooth + 1) : i + 1])
+                for i, (f, _) in enumerate(points)
+            }
+        )
     frames = sorted(set.intersection(*(set(s) for s in series))) if series else []
     return frames, [mean_interval([s[f] for s in series]) for f in frames]
 
@@ -149,18 +162,20 @@ def compare(
     window: int = 3,
     title: str | None = None,
     baseline: str | None = None,
+    smooth: int = 1,
 ) -> dict:
     """Write curves.png, table.md and summary.json for the runs under `directory`; returns the summary.
 
     `baseline` ("sharing=shared"): for every group, also report from which frame on its first metric stays
-    clearly above (95% intervals apart) the group that differs from it only in that setting."""
+    clearly above (95% intervals apart) the group that differs from it only in that setting. `smooth`: the
+    curves (and that separation) use a trailing mean over each run's last `smooth` logged points."""
     runs = load_runs(directory)
     groups = group_runs(runs)
     metrics = tuple(_resolve(m, runs) for m in metrics)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    summary = {"source": str(directory), "final_window": window, "groups": {}}
+    summary = {"source": str(directory), "final_window": window, "curve_smoothing": smooth, "groups": {}}
     for label, members in groups.items():
         entry = {
             "seeds": [r.seed for r in members],
@@ -177,16 +192,18 @@ def compare(
                 entry[metric] = {"per_seed": finals, "mean": mean, "low": low, "high": high}
         summary["groups"][label] = entry
     if baseline is not None:
-        for label, frame in separation_frames(groups, baseline, metrics[0]).items():
+        for label, frame in separation_frames(groups, baseline, metrics[0], smooth).items():
             summary["groups"][label]["separated_from_baseline_at"] = frame
         summary["baseline"] = baseline
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "table.md").write_text(_table(summary, metrics))
-    _plot(groups, metrics, facet, out / "curves.png", title)
+    _plot(groups, metrics, facet, out / "curves.png", title, smooth)
     return summary
 
 
-def separation_frames(groups: dict[str, list[Run]], baseline: str, metric: str) -> dict[str, int | None]:
+def separation_frames(
+    groups: dict[str, list[Run]], baseline: str, metric: str, smooth: int = 1
+) -> dict[str, int | None]:
     """For each group, the first frame from which its 95% interval of `metric` lies above its baseline's
     at every later evaluation (None if it never does; groups with fewer than 2 seeds on either side are left
     out, a single seed has no interval). A group's baseline is the group whose sweep label
@@ -200,8 +217,8 @@ def separation_frames(groups: dict[str, list[Run]], baseline: str, metric: str) 
             continue
         if min(len(groups[label]), len(groups[reference])) < 2:  # no interval from a single seed
             continue
-        frames, ours = curve(groups[label], metric)
-        base_frames, theirs = curve(groups[reference], metric)
+        frames, ours = curve(groups[label], metric, smooth)
+        base_frames, theirs = curve(groups[reference], metric, smooth)
         base = dict(zip(base_frames, theirs, strict=True))
         common = [(f, s) for f, s in zip(frames, ours, strict=True) if f in base]
         first = None
@@ -247,7 +264,9 @@ def _table(summary: dict, metrics: tuple[str, ...]) -> str:
     )
 
 
-def _plot(groups: dict[str, list[Run]], metrics: tuple[str, ...], facet: str, path: Path, title) -> None:
+def _plot(
+    groups: dict[str, list[Run]], metrics: tuple[str, ...], facet: str, path: Path, title, smooth: int = 1
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -258,28 +277,34 @@ def _plot(groups: dict[str, list[Run]], metrics: tuple[str, ...], facet: str, pa
         len(metrics), len(facets), figsize=(5.5 * len(facets), 3.6 * len(metrics)), squeeze=False, dpi=110
     )
     colours = plt.get_cmap("tab10")
-    for g, (label, members) in enumerate(groups.items()):
+    facet_key = _short(facet)
+    # The same setting gets the same colour in every panel: labels without the facet's own setting.
+    legend = {
+        label: ",".join(p for p in label.split(",") if p.split("=")[0] != facet_key) or label
+        for label in groups
+    }
+    colour_of = {name: colours(i % 10) for i, name in enumerate(dict.fromkeys(legend.values()))}
+    for label, members in groups.items():
         column = facets.index(str(members[0].config.get(facet)))
+        colour = colour_of[legend[label]]
         for row, metric in enumerate(metrics):
-            frames, stats = curve(members, metric)
+            frames, stats = curve(members, metric, smooth)
             if not frames:
                 continue
             ax = axes[row][column]
             mean = [s[0] for s in stats]
-            ax.plot(frames, mean, color=colours(g % 10), label=f"{label} (n={len(members)})")
-            ax.fill_between(
-                frames, [s[1] for s in stats], [s[2] for s in stats], color=colours(g % 10), alpha=0.2
-            )
+            ax.plot(frames, mean, color=colour, label=f"{legend[label]} (n={len(members)})")
+            ax.fill_between(frames, [s[1] for s in stats], [s[2] for s in stats], color=colour, alpha=0.15)
     for row, metric in enumerate(metrics):
         for column, value in enumerate(facets):
             ax = axes[row][column]
-            ax.set_title(f"{metric} ({_short(facet)}={value})", fontsize=9)
+            ax.set_title(f"{metric} ({facet_key}={value})", fontsize=9)
             ax.set_xlabel("environment frames")
             ax.grid(alpha=0.3)
             if ax.lines:
                 ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=10)
+    note = "mean and 95% t-interval over seeds" + (f"; trailing mean of {smooth} points" if smooth > 1 else "")
+    fig.suptitle(f"{title}\n{note}" if title else note, fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
