@@ -303,7 +303,9 @@ def _plot(
             ax.grid(alpha=0.3)
             if ax.lines:
                 ax.legend(fontsize=7)
-    note = "mean and 95% t-interval over seeds" + (f"; trailing mean of {smooth} points" if smooth > 1 else "")
+    note = "mean and 95% t-interval over seeds"
+    if smooth > 1:
+        note += f"; trailing mean of {smooth} points"
     fig.suptitle(f"{title}\n{note}" if title else note, fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
