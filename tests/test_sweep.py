@@ -145,3 +145,18 @@ def test_sigterm_stops_a_run_with_a_checkpoint_and_it_resumes(tmp_path):
     assert "Continue with: marl train resume=" in output
     run = next(tmp_path.iterdir())
     assert list((run / "checkpoints").glob("*.pt"))
+
+
+def test_curve_smoothing_is_a_trailing_mean_per_run():
+    from pathlib import Path
+
+    from marl.compare import Run, curve
+
+    def run(values):
+        rows = [{"frames": 10 * (i + 1), "m": v} for i, v in enumerate(values)]
+        return Run(Path("."), {"experiment.seed": 0}, rows, None)
+
+    frames, stats = curve([run([0.0, 2.0, 4.0, 6.0]), run([2.0, 2.0, 2.0, 2.0])], "m", smooth=2)
+    assert frames == [10, 20, 30, 40]
+    # run 1 smoothed: 0, 1, 3, 5; run 2: 2, 2, 2, 2 -> means 1, 1.5, 2.5, 3.5
+    assert [s[0] for s in stats] == [1.0, 1.5, 2.5, 3.5]
