@@ -102,18 +102,21 @@ def _make_vmas(env_cfg, device, seed: int, num_envs: int) -> EnvBase:
     import vmas
     from torchrl.envs.libs.vmas import VmasEnv
 
+    from envs.scenarios import SCENARIOS
+
     scenario = env_cfg.name[len(VMAS_PREFIX) :]
-    if scenario not in vmas.scenarios:
-        close = difflib.get_close_matches(scenario, vmas.scenarios, n=1)
+    build = SCENARIOS[scenario]() if scenario in SCENARIOS else scenario  # ours: pass an instance
+    if scenario not in SCENARIOS and scenario not in vmas.scenarios:
+        close = difflib.get_close_matches(scenario, [*vmas.scenarios, *SCENARIOS], n=1)
         hint = f" Did you mean 'vmas/{close[0]}'?" if close else ""
         raise ConfigError(
             f"VMAS has no scenario {scenario!r} (from env.name={env_cfg.name!r}).{hint} "
-            f"Available scenarios: {', '.join(vmas.scenarios)}."
+            f"Available scenarios: {', '.join([*vmas.scenarios, *SCENARIOS])}."
         )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         env = VmasEnv(
-            scenario,
+            build,
             num_envs=num_envs,
             continuous_actions=env_cfg.continuous_actions,
             categorical_actions=True,
@@ -130,7 +133,8 @@ def _make_vmas(env_cfg, device, seed: int, num_envs: int) -> EnvBase:
                 f"{str(warning.message).split(':', 1)[1]}"
                 f" They were taken as scenario arguments because they are not env settings "
                 f"(env settings are: name, num_envs, max_steps, continuous_actions, device). Check the "
-                f"spelling against the scenario's make_world arguments in vmas/scenarios/{scenario}.py."
+                f"spelling against the scenario's make_world arguments in "
+                f"{'envs' if scenario in SCENARIOS else 'vmas'}/scenarios/{scenario}.py."
             )
     return env
 
