@@ -38,8 +38,8 @@ examples:
   marl train env=pettingzoo env.entry_point=mpe2.simple_spread_v3:parallel_env algorithm=mappo
 
 Groups: algorithm={mappo,ippo}, env=vmas/<scenario> (any VMAS scenario; presets for navigation, balance,
-dispersion) or env=pettingzoo env.entry_point=package.module:factory (any PettingZoo env),
-sharing={shared,shared_id,independent,grouped,hyper,hyper_linear}, experiment=<name or file>.
+dispersion, and our patrol_search) or env=pettingzoo env.entry_point=package.module:factory (any PettingZoo
+env), sharing={shared,shared_id,independent,grouped,hyper,hyper_linear}, experiment=<name or file>.
 Ctrl-C saves a checkpoint and prints the resume command.
 """
 
