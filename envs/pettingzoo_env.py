@@ -293,6 +293,14 @@ class PettingZooEnv(EnvBase):
         }
         self._seed, self._seed_pending = seed, True
         self._steps = np.zeros(num_envs, dtype=np.int64)
+        self._plain_box = {  # groups whose observation is one 1-D Box: written without flattening
+            gi
+            for gi, g in enumerate(self.description.groups)
+            if len(g.layout.fields) == 1
+            and g.layout.fields[0].kind == "box"
+            and len(g.layout.fields[0].shape) == 1
+            and not g.layout.mask_in_observation
+        }
         self._allocate_buffers()
         self._make_specs()
 
@@ -395,7 +403,10 @@ class PettingZooEnv(EnvBase):
     def _write_agent(self, i: int, agent: str, observation, info, alive: bool) -> None:
         gi, j = self._slot[agent]
         layout = self.description.groups[gi].layout
-        flatten_into(observation, layout, self._obs[gi][i, j])
+        if gi in self._plain_box:  # the common case, one Box: numpy copies it in place
+            self._obs[gi][i, j] = observation
+        else:
+            flatten_into(observation, layout, self._obs[gi][i, j])
         self._alive[gi][i, j] = alive
         mask_row = self._mask[gi]
         if mask_row is not None:
@@ -476,19 +487,19 @@ class PettingZooEnv(EnvBase):
         self._steps[i] += 1
         if len(observations) != len(self._slot):  # someone is missing: their slots go back to zeros
             self._clear(i)
-        still_here = set(env.agents)
-        any_truncated = False
+        still_here = env.agents
+        any_truncated = anyone_alive = False
         for agent, observation in observations.items():
-            ended = bool(terminations.get(agent, False)) or bool(truncations.get(agent, False))
-            any_truncated |= bool(truncations.get(agent, False))
-            self._write_agent(
-                i, agent, observation, infos.get(agent), alive=agent in still_here and not ended
-            )
+            truncated = bool(truncations.get(agent, False))
+            alive = agent in still_here and not (truncated or terminations.get(agent, False))
+            any_truncated |= truncated
+            anyone_alive |= alive
+            self._write_agent(i, agent, observation, infos.get(agent), alive)
         for agent, reward in rewards.items():
             gi, j = self._slot[agent]
             self._reward[gi][i, j, 0] = _reward(reward, agent)
         self._write_state(i)
-        self._finish(i, any_truncated)
+        self._finish(i, any_truncated, anyone_alive)
 
     def _step_aec(self, i: int, actions: list) -> None:
         env = self.copies[i]
@@ -515,8 +526,9 @@ class PettingZooEnv(EnvBase):
     def _all_ended(self, env) -> bool:
         return all(self._ended(env, a) for a in env.agents)
 
-    def _finish(self, i: int, any_truncated: bool) -> None:
-        anyone_alive = any(alive[i].any() for alive in self._alive)
+    def _finish(self, i: int, any_truncated: bool, anyone_alive: bool | None = None) -> None:
+        if anyone_alive is None:
+            anyone_alive = any(alive[i].any() for alive in self._alive)
         out_of_time = self._steps[i] >= self.max_steps
         done = not anyone_alive or out_of_time
         truncated = done and (any_truncated or (out_of_time and anyone_alive))

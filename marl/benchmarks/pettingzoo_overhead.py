@@ -6,8 +6,10 @@ Both sides step `copies` instances of MPE2 `simple_spread_v3` (3 agents, discret
 episodes) with the same pre-drawn random actions for the same number of env steps:
 - raw: a plain Python loop, `env.step({agent: action})` per instance, `reset()` when an episode ends;
 - adapter: `PettingZooEnv.step_and_maybe_reset` on a batched action tensor, which also flattens
-  observations, builds the TensorDict (observations, rewards, alive flags, the global state the MAPPO
-  critic can use, done flags) and resets finished instances.
+  observations, builds the TensorDict (observations, rewards, alive flags, done flags) and resets finished
+  instances. That is what training uses by default; "with state()" also calls the env's `state()` every
+  step, as a MAPPO critic with `algorithm.critic_input=state` needs (simple_spread's `state()` recomputes
+  every agent's observation, so that column includes env work the raw loop does not do).
 Steps/s counts instance-steps (copies x batched steps). Overhead = raw steps/s / adapter steps/s - 1.
 Best of `--repeats` after a warm-up. The target is at most 20% at the batch sizes used for training (16+).
 Writes <out>/pettingzoo_overhead.json.
@@ -47,8 +49,12 @@ def raw_steps_per_second(copies: int, steps: int, actions: np.ndarray) -> float:
     return steps * copies / (time.perf_counter() - start)
 
 
-def adapter_steps_per_second(copies: int, steps: int, actions: np.ndarray) -> float:
-    env = PettingZooEnv(load_factory(ENTRY_POINT), KWARGS, num_envs=copies, max_steps=25, seed=0)
+def adapter_steps_per_second(
+    copies: int, steps: int, actions: np.ndarray, global_state: bool = False
+) -> float:
+    env = PettingZooEnv(
+        load_factory(ENTRY_POINT), KWARGS, num_envs=copies, max_steps=25, seed=0, global_state=global_state
+    )
     td = env.reset()
     batched = [torch.as_tensor(a) for a in actions]
     start = time.perf_counter()
@@ -65,12 +71,15 @@ def measure(copies: int, total_steps: int, repeats: int) -> dict:
     adapter_steps_per_second(copies, 20, actions)
     raw = max(raw_steps_per_second(copies, steps, actions) for _ in range(repeats))
     adapter = max(adapter_steps_per_second(copies, steps, actions) for _ in range(repeats))
+    with_state = max(adapter_steps_per_second(copies, steps, actions, True) for _ in range(repeats))
     return {
         "copies": copies,
         "batched_steps": steps,
         "raw_steps_per_s": raw,
         "adapter_steps_per_s": adapter,
         "overhead": raw / adapter - 1.0,
+        "adapter_with_state_steps_per_s": with_state,
+        "overhead_with_state": raw / with_state - 1.0,
     }
 
 
@@ -85,13 +94,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     rows = []
-    print(f"{'copies':>6} {'raw steps/s':>12} {'adapter steps/s':>16} {'overhead':>9}")
+    print(f"{'copies':>6} {'raw steps/s':>12} {'adapter steps/s':>16} {'overhead':>9} {'with state()':>13}")
     for copies in args.copies:
         row = measure(copies, args.steps, args.repeats)
         rows.append(row)
         print(
             f"{copies:>6} {row['raw_steps_per_s']:>12,.0f} {row['adapter_steps_per_s']:>16,.0f} "
-            f"{row['overhead']:>8.1%}"
+            f"{row['overhead']:>8.1%} {row['overhead_with_state']:>12.1%}"
         )
     result = {
         "benchmark": "PettingZoo adapter overhead",
