@@ -348,7 +348,13 @@ def test_roles_subkey_override_merges():
 
 def test_list_presets():
     assert list_presets("algorithm") == ["ippo", "mappo"]
-    assert list_presets("env") == ["vmas/balance", "vmas/dispersion", "vmas/navigation"]
+    assert list_presets("env") == [
+        "pettingzoo",
+        "vmas/balance",
+        "vmas/dispersion",
+        "vmas/navigation",
+        "vmas/patrol_search",
+    ]
     assert list_presets("sharing") == [
         "grouped",
         "hyper",
