@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from marl.config import load_config
+from marl.config import config_to_dict, load_config
 from marl.errors import ConfigError, MarlError
 
 SWEEP_KEYS = {"name", "runs_dir", "parallel", "base", "grid"}
@@ -80,12 +80,35 @@ def load_sweep(path: str | Path, extra: list[str] = ()) -> Sweep:
     )
     if sweep.parallel < 1:
         raise ConfigError(f"{path}: parallel must be >= 1, got {sweep.parallel}.")
+    configs = {}
     for run in expand(sweep):  # fail before anything starts if any combination is an invalid config
         try:
-            load_config(run.overrides)
+            configs[run.label] = load_config(run.overrides)
         except ConfigError as error:
             raise ConfigError(f"Sweep {sweep.name}, run {run.label}: {error}") from None
+    _check_envs_build(sweep, configs)
     return sweep
+
+
+def _check_envs_build(sweep: Sweep, configs: dict) -> None:
+    """Build each distinct environment of the sweep once (one env), so that an env setting the scenario
+    rejects stops the sweep now instead of failing every run a few seconds after it starts."""
+    from envs.factory import make_env
+
+    seen = set()
+    for label, cfg in configs.items():
+        key = repr(sorted(config_to_dict(cfg)["env"].items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            make_env(cfg.env, "cpu", 0, num_envs=1).close()
+        except Exception as error:  # noqa: BLE001 - whatever the env raises, say which run and why
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ConfigError(
+                f"Sweep {sweep.name}, run {label}: the environment cannot be built with these settings "
+                f"({type(error).__name__}: {message}). Fix the env settings in the sweep's base or grid."
+            ) from None
 
 
 def expand(sweep: Sweep) -> list[SweepRun]:

@@ -160,3 +160,13 @@ def test_curve_smoothing_is_a_trailing_mean_per_run():
     assert frames == [10, 20, 30, 40]
     # run 1 smoothed: 0, 1, 3, 5; run 2: 2, 2, 2, 2 -> means 1, 1.5, 2.5, 3.5
     assert [s[0] for s in stats] == [1.0, 1.5, 2.5, 3.5]
+
+
+def test_sweep_whose_env_cannot_be_built_fails_before_training(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: bad\nbase: [experiment=smoke, env.n_agents=2, env.agents_with_same_goal=2]\n"
+        "grid:\n  experiment.seed: [0]\n"
+    )
+    with pytest.raises(ConfigError, match="run seed=0: the environment cannot be built"):
+        load_sweep(bad)
