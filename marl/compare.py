@@ -194,6 +194,8 @@ def compare(
     if baseline is not None:
         for label, frame in separation_frames(groups, baseline, metrics[0], smooth).items():
             summary["groups"][label]["separated_from_baseline_at"] = frame
+        for label, diffs in paired_differences(groups, baseline, metrics[0], window).items():
+            summary["groups"][label]["minus_baseline"] = diffs
         summary["baseline"] = baseline
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "table.md").write_text(_table(summary, metrics))
@@ -208,13 +210,8 @@ def separation_frames(
     at every later evaluation (None if it never does; groups with fewer than 2 seeds on either side are left
     out, a single seed has no interval). A group's baseline is the group whose sweep label
     is the same but with `baseline`'s setting ("sharing=shared") in place of its own."""
-    key = baseline.split("=", 1)[0]
     result = {}
-    for label in groups:
-        parts = [baseline if p.split("=", 1)[0] == key else p for p in label.split(",")]
-        reference = ",".join(parts)
-        if reference == label or reference not in groups:
-            continue
+    for label, reference in _baselines(groups, baseline).items():
         if min(len(groups[label]), len(groups[reference])) < 2:  # no interval from a single seed
             continue
         frames, ours = curve(groups[label], metric, smooth)
@@ -230,6 +227,46 @@ def separation_frames(
     return result
 
 
+def paired_differences(
+    groups: dict[str, list[Run]], baseline: str, metric: str, window: int
+) -> dict[str, dict[str, dict]]:
+    """For each group, `metric` minus its baseline's, paired by seed (a seed fixes the evaluation episodes
+    too, so pairing removes their difficulty from the comparison), as mean [95% interval] over the seeds
+    both have: "final" (mean of the last `window` values) and "training_mean" (the mean over every logged
+    value, i.e. the normalised area under the learning curve, which rewards learning sooner)."""
+    result = {}
+    for label, reference in _baselines(groups, baseline).items():
+        ours = {r.seed: r for r in groups[label]}
+        theirs = {r.seed: r for r in groups[reference]}
+        seeds = sorted(ours.keys() & theirs.keys())
+        entry = {}
+        for name, window_of in (("final", lambda _: window), ("training_mean", lambda run: len(run.rows))):
+            diffs = []
+            for seed in seeds:
+                a = final_value(ours[seed], metric, window_of(ours[seed]))
+                b = final_value(theirs[seed], metric, window_of(theirs[seed]))
+                if a is not None and b is not None:
+                    diffs.append(a - b)
+            if diffs:
+                mean, low, high = mean_interval(diffs)
+                entry[name] = {"per_seed": diffs, "mean": mean, "low": low, "high": high}
+        if entry:
+            result[label] = entry
+    return result
+
+
+def _baselines(groups: dict[str, list[Run]], baseline: str) -> dict[str, str]:
+    """{group: its baseline group}: the group whose label is the same but with `baseline`'s setting
+    ("sharing=shared") in place of its own; groups without one (and the baselines themselves) are left out."""
+    key = baseline.split("=", 1)[0]
+    result = {}
+    for label in groups:
+        reference = ",".join(baseline if p.split("=", 1)[0] == key else p for p in label.split(","))
+        if reference != label and reference in groups:
+            result[label] = reference
+    return result
+
+
 def _table(summary: dict, metrics: tuple[str, ...]) -> str:
     header = (
         "| runs | seeds | frames | "
@@ -238,8 +275,11 @@ def _table(summary: dict, metrics: tuple[str, ...]) -> str:
     )
     separation = "baseline" in summary
     if separation:
-        header += f" above {summary['baseline']} from frame |"
-    lines = [header, "|" + "---|" * (4 + len(metrics) + separation)]
+        header += (
+            f" minus {summary['baseline']}, paired by seed: final; mean over training |"
+            f" above {summary['baseline']} from frame |"
+        )
+    lines = [header, "|" + "---|" * (4 + len(metrics) + 2 * separation)]
     for label, entry in summary["groups"].items():
         cells = []
         for metric in metrics:
@@ -255,13 +295,28 @@ def _table(summary: dict, metrics: tuple[str, ...]) -> str:
         seeds = ",".join(map(str, entry["seeds"]))
         row = f"| {label} | {seeds} | {frames} | " + " | ".join(cells) + f" | {minutes} |"
         if separation:
+            diffs = entry.get("minus_baseline", {})
+            cell = "; ".join(_signed(diffs[k]) for k in ("final", "training_mean") if k in diffs)
+            row += f" {cell or '-'} |"
             at = entry.get("separated_from_baseline_at", "-")
             row += f" {'never' if at is None else (f'{at:,}' if isinstance(at, int) else at)} |"
         lines.append(row)
-    return (
+    note = (
         f"Final value = mean of the last {summary['final_window']} logged values of each run; "
-        f"intervals are 95% Student-t over seeds.\n\n" + "\n".join(lines) + "\n"
+        "intervals are 95% Student-t over seeds."
     )
+    if separation:
+        note += (
+            " Paired differences are per seed (same seed, same evaluation episodes); an interval that"
+            " excludes 0 is marked *."
+        )
+    return note + "\n\n" + "\n".join(lines) + "\n"
+
+
+def _signed(stats: dict) -> str:
+    """ "+0.123 [+0.050, +0.200]*": a paired difference, starred when its interval excludes 0."""
+    clear = "*" if stats["low"] > 0 or stats["high"] < 0 else ""
+    return f"{stats['mean']:+.3f} [{stats['low']:+.3f}, {stats['high']:+.3f}]{clear}"
 
 
 def _plot(

@@ -116,6 +116,29 @@ def test_separation_frame_is_where_the_intervals_part_for_good(tmp_path):
     assert "| 30 |" in (tmp_path / "out" / "table.md").read_text()
 
 
+def test_paired_difference_removes_the_seed_effect(tmp_path):
+    """Seeds differ by 10 (their evaluation episodes), scheme b is always 1 above a: unpaired intervals
+    overlap, the paired difference is exactly +1 with no spread; its mean over training counts the late
+    start."""
+    curves = {"a": [0, 0, 0, 0], "b": [0, 0, 1, 1]}
+    for scheme, values in curves.items():
+        for seed in (0, 1, 2):
+            run = tmp_path / f"{scheme}{seed}"
+            run.mkdir()
+            name = f"seed={seed},sharing={scheme}"
+            config = f"experiment: {{seed: {seed}, name: '{name}'}}\nm: {{x: {scheme}}}\n"
+            (run / "config.yaml").write_text(config)
+            rows = [{"frames": 10 * i, "eval/return_mean": v + 10.0 * seed} for i, v in enumerate(values)]
+            (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = compare(tmp_path, tmp_path / "out", ("eval/return_mean",), window=2, baseline="sharing=a")
+    b = summary["groups"]["sharing=b"]
+    assert b["eval/return_mean"]["low"] < summary["groups"]["sharing=a"]["eval/return_mean"]["high"]
+    assert b["minus_baseline"]["final"] == {"per_seed": [1.0, 1.0, 1.0], "mean": 1.0, "low": 1.0, "high": 1.0}
+    assert b["minus_baseline"]["training_mean"]["mean"] == pytest.approx(0.5)
+    assert "minus_baseline" not in summary["groups"]["sharing=a"]
+    assert "+1.000 [+1.000, +1.000]*; +0.500" in (tmp_path / "out" / "table.md").read_text()
+
+
 def test_sigterm_stops_a_run_with_a_checkpoint_and_it_resumes(tmp_path):
     """What a scheduler or `marl sweep` sends: the run checkpoints, exits 130, and `resume=` continues it."""
     import signal
