@@ -8,6 +8,7 @@ counts, observation sizes, action spaces) and exchanges TensorDicts with TorchRL
 from __future__ import annotations
 
 import difflib
+import inspect
 import warnings
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from torchrl.envs import EnvBase
 from marl.errors import ConfigError
 
 VMAS_PREFIX = "vmas/"
+NATIVE_PREFIX = "native/"
 PETTINGZOO = "pettingzoo"
 
 
@@ -83,12 +85,14 @@ def make_env(
             groups=env_cfg.groups,
             global_state=global_state,
         )
+    if env_cfg.name.startswith(NATIVE_PREFIX):
+        return _make_native(env_cfg, device, seed, num_envs or env_cfg.num_envs)
     if not env_cfg.name.startswith(VMAS_PREFIX):
         raise ConfigError(
             f"Unknown environment family in env.name={env_cfg.name!r}. Environments are named "
-            f"'vmas/<scenario>' (for example env=vmas/navigation) or 'pettingzoo' (env=pettingzoo "
-            f"env.entry_point=package.module:factory). Fix env.name or pick a preset "
-            f"(marl config show lists the resolved config)."
+            f"'vmas/<scenario>' (for example env=vmas/navigation), 'native/<name>' (env=native/cooking) or "
+            f"'pettingzoo' (env=pettingzoo env.entry_point=package.module:factory). Fix env.name or pick a "
+            f"preset (marl config show lists the resolved config)."
         )
     return _make_vmas(env_cfg, device, seed, num_envs or env_cfg.num_envs)
 
@@ -96,6 +100,39 @@ def make_env(
 def needs_global_state(cfg) -> bool:
     """Only a MAPPO critic with `algorithm.critic_input=state` reads the env's global state."""
     return cfg.algorithm.name == "mappo" and cfg.algorithm.critic_input == "state"
+
+
+def _make_native(env_cfg, device, seed: int, num_envs: int) -> EnvBase:
+    """`native/<name>`: one of our batched torch envs (envs/native/), scenario kwargs checked by name."""
+    from envs.native import NATIVE_ENVS
+
+    name = env_cfg.name[len(NATIVE_PREFIX) :]
+    if name not in NATIVE_ENVS:
+        close = difflib.get_close_matches(name, NATIVE_ENVS, n=1)
+        hint = f" Did you mean 'native/{close[0]}'?" if close else ""
+        raise ConfigError(
+            f"There is no native env {name!r} (from env.name={env_cfg.name!r}).{hint} "
+            f"Available: {', '.join(NATIVE_PREFIX + n for n in NATIVE_ENVS)}."
+        )
+    if env_cfg.continuous_actions:
+        raise ConfigError(
+            f"{env_cfg.name} has discrete actions only, but env.continuous_actions=true. Set "
+            f"env.continuous_actions=false (the preset env={env_cfg.name} does)."
+        )
+    env_class = NATIVE_ENVS[name]
+    settings = {"num_envs", "max_steps", "device", "seed"}
+    accepted = [p for p in inspect.signature(env_class.__init__).parameters if p not in {"self", *settings}]
+    unknown = [key for key in env_cfg.kwargs if key not in accepted]
+    if unknown:
+        close = [m for key in unknown for m in difflib.get_close_matches(key, accepted, n=1)]
+        hint = f" Did you mean {', '.join('env.' + m for m in close)}?" if close else ""
+        raise ConfigError(
+            f"{env_cfg.name} has no argument {', '.join('env.' + k for k in unknown)}.{hint} It accepts: "
+            f"{', '.join(accepted)} (see the docstring of envs/native/{name}.py)."
+        )
+    return env_class(
+        num_envs=num_envs, max_steps=env_cfg.max_steps, device=device, seed=seed, **env_cfg.kwargs
+    )
 
 
 def _make_vmas(env_cfg, device, seed: int, num_envs: int) -> EnvBase:

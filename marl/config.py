@@ -614,9 +614,9 @@ def _check(cfg: Config) -> None:
             f"Invalid value for '{key}': {value!r}. Use auto, cpu, cuda or cuda:N (e.g. cuda:0).",
         )
     _require(
-        re.fullmatch(r"vmas/\w+", env.name) is not None or env.name == "pettingzoo",
-        f"Invalid value for 'env.name': {env.name!r}. Expected vmas/<scenario> (e.g. vmas/navigation) or "
-        f"pettingzoo (with env.entry_point=package.module:factory).",
+        re.fullmatch(r"(vmas|native)/\w+", env.name) is not None or env.name == "pettingzoo",
+        f"Invalid value for 'env.name': {env.name!r}. Expected vmas/<scenario> (e.g. vmas/navigation), "
+        f"native/<name> (e.g. native/cooking) or pettingzoo (with env.entry_point=package.module:factory).",
     )
     _require(
         env.name == "pettingzoo" or (env.entry_point is None and env.groups is None),

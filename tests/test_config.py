@@ -349,6 +349,8 @@ def test_roles_subkey_override_merges():
 def test_list_presets():
     assert list_presets("algorithm") == ["ippo", "mappo"]
     assert list_presets("env") == [
+        "native/cooking",
+        "native/matrix_game",
         "pettingzoo",
         "vmas/balance",
         "vmas/dispersion",

@@ -1,0 +1,302 @@
+"""Two-cook, multi-recipe kitchen split by a divider: every dish needs a hand-over. Pure batched torch.
+
+Layout (5 rows x 7 columns; column 3 is the divider, a full wall except the plate counter P):
+
+        col 0 1 2 3 4 5 6
+    row 0   # 0 1 # # # #      0-3  ingredient dispensers: 0 tomato, 1 lettuce, 2 onion, 3 carrot
+    row 1   # . . # . . #      B    chopping board          .  floor (each cook walks on its own side)
+    row 2   B . . P . . S      P    plate counter (on the divider, reachable from both sides)
+    row 3   # . . # . . #      S    serving (delivery) counter
+    row 4   # 2 3 # # # #      #    wall / bare counter
+
+`seat_0` (the left cook) lives on columns 1-2: only it reaches the dispensers and the board. `seat_1` (the
+right cook) lives on columns 4-5: only it reaches the serving counter. Both reach the plate counter, from
+(2, 2) and (2, 4). Every floor cell touches at most one station, so `interact` needs no facing direction:
+it acts on the station next to the cook (nothing, next to none).
+
+Actions (categorical, 6): 0 no-op, 1 up, 2 down, 3 left, 4 right (blocked by walls), 5 interact.
+Interactions, resolved left cook first, then right cook:
+- dispenser, empty hands: take that raw ingredient; holding anything: drop it in the dispenser (a bin).
+- board, holding a raw ingredient: chop (after `chop_steps` interactions it is chopped in hand).
+- plate counter, holding a chopped ingredient: put it on the plate if the plate is on the counter, does
+  not already hold that ingredient and holds fewer than 2 (plates hold at most two ingredients).
+- plate counter (right cook): pick the plate up / put it back.
+- serving counter (right cook) with a non-empty plate: deliver. The episode ends at the first delivery
+  (whatever is on the plate: there is one plate) or at `max_steps` (default 200).
+
+Recipes (index: plate contents): 0 tomato, 1 lettuce, 2 onion, 3 carrot (one chopped ingredient each),
+4 tomato + lettuce salad, 5 onion + carrot salad (the two fixed pairs use the top and the bottom
+dispensers). Any other pair is not a recipe. `recipes` restricts the paying set: delivering a recipe
+outside it, or a non-recipe, pays nothing and is not a success (a specialist is trained on one recipe).
+
+Shared reward (both cooks get it; all configurable): `delivery_reward` 10 for delivering a recipe in
+`recipes`; once per episode each `chop_reward` 0.5 (first ingredient chopped), `plate_reward` 0.5 (first
+ingredient on the plate) and `pickup_reward` 0.5 (the right cook first picks up a non-empty plate); minus
+`step_cost` 0.01 every step.
+
+Observation of a cook (40 floats): side (0 left, 1 right) [1], own cell one-hot among its side's 6 floor
+cells [6], partner's cell likewise [6], own held item [9] (raw ingredient 4, chopped ingredient 4,
+plate 1; zeros: empty hands), partner's held item [9], plate place one-hot (counter, held, delivered) [3],
+plate contents (one flag per ingredient) [4], own chopping progress (fraction of `chop_steps`) [1],
+time `t / max_steps` [1].
+
+Info (`("agents", "info", key)`, same value for both cooks, "so far in this episode"; as the episode
+ends at the first delivery, the value at the last step is the episode's outcome):
+    recipe      index of the recipe delivered (the behaviour label, whether or not it pays), -1 if none
+                yet or if the plate held a non-recipe
+    success     1.0 once a recipe in `recipes` has been delivered
+    delivered   1.0 once any plate has been delivered
+
+How this relates to the published multi-recipe Overcooked (Charakorn et al.'s LIPO and "Diversity Is Not
+All You Need" line, built on Overcooked-AI by Carroll et al.): there, two cooks on either side of a
+counter divider must hand ingredients or dishes over, several recipes are possible and the completed
+recipe labels the episode, which is what makes specialists (one recipe each) and held-out test partners
+meaningful. We keep exactly that structure: a full divider forcing a hand-over, six recipes, the
+delivered recipe as the behaviour label, a shared team reward and a restriction of the paying recipe
+set for specialists. We simplified the rest, for speed and to keep the game small enough to learn in
+minutes on a CPU: Overcooked-AI's onion/tomato soups cooked in pots with a cooking time, dish
+dispensers, orders that arrive over time, facing directions and larger kitchens are replaced by
+chopping on a board (an optional `chop_steps` delay plays the role of cooking time), a single plate
+that lives on the divider, four ingredients whose single or paired combinations are the six recipes,
+and one delivery per episode (so the label is unambiguous). The state is a few integer tensors per
+environment, so thousands of kitchens step in one batch of tensor ops on CPU or CUDA. We did not
+reproduce the published layouts, reward values or horizons; results on this env are not comparable
+numbers, only comparable phenomena (conventions, specialisation, cross-play failures).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from envs.native.base import NativeEnv, index_mask
+from marl.errors import ConfigError
+
+LAYOUT = (
+    "#01####",
+    "#..#..#",
+    "B..P..S",
+    "#..#..#",
+    "#23####",
+)
+ROWS, COLS = len(LAYOUT), len(LAYOUT[0])
+DIVIDER_COL = 3
+INGREDIENTS = ("tomato", "lettuce", "onion", "carrot")
+RECIPES = ("tomato", "lettuce", "onion", "carrot", "tomato+lettuce salad", "onion+carrot salad")
+RECIPE_CONTENTS = ((0,), (1,), (2,), (3,), (0, 1), (2, 3))
+
+# Station codes (what a floor cell touches): none, dispensers 1-4 (ingredient code + 1), board, plate, serve.
+NONE, BOARD, PLATE_COUNTER, SERVE = 0, 5, 6, 7
+STATION_OF_CHAR = {"0": 1, "1": 2, "2": 3, "3": 4, "B": BOARD, "P": PLATE_COUNTER, "S": SERVE}
+# Held-item codes: 0 empty, 1-4 raw ingredient (code - 1), 5-8 chopped ingredient (code - 5), 9 plate.
+EMPTY, FIRST_CHOPPED, PLATE_ITEM = 0, 5, 9
+# Plate places.
+ON_COUNTER, HELD, DELIVERED = 0, 1, 2
+NOOP, UP, DOWN, LEFT, RIGHT, INTERACT = range(6)
+MOVES = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1), (0, 0))
+OBS_DIM = 1 + 6 + 6 + 9 + 9 + 3 + 4 + 1 + 1
+FLOOR_CELLS_PER_SIDE = 6
+START_CELLS = ((2, 1), (2, 5))  # fixed starts (random_start=False): next to the board / the serving counter
+
+
+def _layout_tables() -> dict[str, torch.Tensor]:
+    """Flat-cell lookup tables built from LAYOUT: floor mask, the station each floor cell touches, each
+    floor cell's index among its side's floor cells, and the floor cells of each side."""
+    floor = torch.zeros(ROWS * COLS, dtype=torch.bool)
+    station = torch.zeros(ROWS * COLS, dtype=torch.long)
+    side_index = torch.zeros(ROWS * COLS, dtype=torch.long)
+    sides: tuple[list[int], list[int]] = ([], [])
+    for r, row in enumerate(LAYOUT):
+        for c, char in enumerate(row):
+            if char != ".":
+                continue
+            cell = r * COLS + c
+            floor[cell] = True
+            touching = {LAYOUT[r + dr][c + dc] for dr, dc in MOVES[1:5]} & STATION_OF_CHAR.keys()
+            assert len(touching) <= 1, f"floor cell {(r, c)} touches several stations: interact is ambiguous"
+            station[cell] = STATION_OF_CHAR[touching.pop()] if touching else NONE
+            side = sides[int(c > DIVIDER_COL)]
+            side_index[cell] = len(side)
+            side.append(cell)
+    assert len(sides[0]) == len(sides[1]) == FLOOR_CELLS_PER_SIDE
+    recipe_of_mask = torch.full((16,), -1, dtype=torch.long)
+    for index, contents in enumerate(RECIPE_CONTENTS):
+        recipe_of_mask[sum(1 << i for i in contents)] = index
+    return {
+        "floor": floor,
+        "station": station,
+        "side_index": side_index,
+        "side_cells": torch.tensor(sides),  # [2, 6]
+        "recipe_of_mask": recipe_of_mask,
+        "popcount": torch.tensor([bin(m).count("1") for m in range(16)]),
+        "move": torch.tensor([dr * COLS + dc for dr, dc in MOVES]),
+    }
+
+
+class CookingEnv(NativeEnv):
+    """Two cooks, a divider, six recipes, batched over `num_envs` kitchens (see the module docstring)."""
+
+    agent_names = ("seat_0", "seat_1")
+    info_keys = ("recipe", "success", "delivered")
+    state_names = (
+        "cell",
+        "held",
+        "chop_progress",
+        "plate_place",
+        "plate_mask",
+        "chopped_once",
+        "plated_once",
+        "picked_once",
+        "recipe",
+        "success",
+        "delivered",
+    )
+
+    def __init__(
+        self,
+        recipes: list[int] | None = None,
+        delivery_reward: float = 10.0,
+        chop_reward: float = 0.5,
+        plate_reward: float = 0.5,
+        pickup_reward: float = 0.5,
+        step_cost: float = 0.01,
+        chop_steps: int = 1,
+        random_start: bool = True,
+        num_envs: int = 1,
+        max_steps: int = 200,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+    ) -> None:
+        if chop_steps < 1:
+            raise ConfigError(f"CookingEnv needs chop_steps >= 1, got {chop_steps}.")
+        super().__init__(num_envs, max_steps, device, seed)
+        self.paying_recipes = index_mask(recipes, len(RECIPES), "recipes", self.device)
+        self.delivery_reward, self.chop_reward = float(delivery_reward), float(chop_reward)
+        self.plate_reward, self.pickup_reward = float(plate_reward), float(pickup_reward)
+        self.step_cost, self.chop_steps, self.random_start = float(step_cost), chop_steps, random_start
+        self.tables = {name: t.to(self.device) for name, t in _layout_tables().items()}
+        n, long = num_envs, {"dtype": torch.long, "device": self.device}
+        self.cell = torch.zeros(n, 2, **long)  # flat cell index r * COLS + c of each cook
+        self.held = torch.zeros(n, **long)  # left cook's item (the right cook holds the plate iff HELD)
+        self.chop_progress = torch.zeros(n, **long)
+        self.plate_place = torch.zeros(n, **long)
+        self.plate_mask = torch.zeros(n, **long)  # bit i: ingredient i on the plate
+        self.recipe = torch.full((n,), -1, **long)
+        flag = {"dtype": torch.bool, "device": self.device}
+        self.chopped_once, self.plated_once, self.picked_once = (torch.zeros(n, **flag) for _ in range(3))
+        self.success, self.delivered = torch.zeros(n, **flag), torch.zeros(n, **flag)
+        self._make_specs(obs_dim=OBS_DIM, n_actions=len(MOVES))
+
+    # ------------------------------------------------------------------------------------------ reset
+    def _reset_envs(self, mask: torch.Tensor) -> None:
+        n = self.num_envs
+        if self.random_start:
+            pick = torch.randint(
+                0, FLOOR_CELLS_PER_SIDE, (n, 2), generator=self.generator, device=self.device
+            )
+            start = self.tables["side_cells"].gather(1, pick.T).T  # [n, 2]
+        else:
+            start = torch.tensor([r * COLS + c for r, c in START_CELLS], device=self.device).expand(n, 2)
+        self.cell = torch.where(mask.unsqueeze(-1), start, self.cell)
+        for name in ("held", "chop_progress", "plate_mask"):
+            getattr(self, name).masked_fill_(mask, 0)
+        self.plate_place.masked_fill_(mask, ON_COUNTER)
+        self.recipe.masked_fill_(mask, -1)
+        for name in ("chopped_once", "plated_once", "picked_once", "success", "delivered"):
+            getattr(self, name).masked_fill_(mask, False)
+
+    # ------------------------------------------------------------------------------------------- step
+    def _advance(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = self.tables
+        target = self.cell + t["move"][actions]
+        self.cell = torch.where(t["floor"][target], target, self.cell)
+        station = t["station"][self.cell]  # [n, 2]
+        interact = actions == INTERACT
+        reward = torch.full((self.num_envs,), -self.step_cost, device=self.device)
+        reward += self._left_interacts(interact[:, 0], station[:, 0])
+        return self._right_interacts(interact[:, 1], station[:, 1], reward)
+
+    def _left_interacts(self, interact: torch.Tensor, station: torch.Tensor) -> torch.Tensor:
+        """Dispensers, board and plate counter for the left cook; -> shaping reward [n]."""
+        held = self.held
+        empty, raw, chopped = held == EMPTY, (held >= 1) & (held < FIRST_CHOPPED), held >= FIRST_CHOPPED
+        at_dispenser = (station >= 1) & (station <= len(INGREDIENTS))
+        take = interact & at_dispenser & empty
+        drop = interact & at_dispenser & ~empty
+        chop = interact & (station == BOARD) & raw
+        progress = self.chop_progress + chop.long()
+        chop_done = chop & (progress >= self.chop_steps)
+        bit = torch.ones_like(held) << (held - FIRST_CHOPPED).clamp(min=0)
+        plate_add = (
+            interact
+            & (station == PLATE_COUNTER)
+            & chopped
+            & (self.plate_place == ON_COUNTER)
+            & ((self.plate_mask & bit) == 0)
+            & (self.tables["popcount"][self.plate_mask] < 2)
+        )
+        held = torch.where(take, station, held)  # dispenser code = raw ingredient code
+        held = torch.where(drop | plate_add, EMPTY, held)
+        held = torch.where(chop_done, held + (FIRST_CHOPPED - 1), held)
+        self.held = held
+        self.chop_progress = torch.where(chop_done | drop, 0, progress)
+        self.plate_mask = torch.where(plate_add, self.plate_mask | bit, self.plate_mask)
+        first_chop, first_plate = chop_done & ~self.chopped_once, plate_add & ~self.plated_once
+        self.chopped_once |= chop_done
+        self.plated_once |= plate_add
+        return first_chop * self.chop_reward + first_plate * self.plate_reward
+
+    def _right_interacts(
+        self, interact: torch.Tensor, station: torch.Tensor, reward: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Plate pick-up / put-back and delivery for the right cook; -> (reward [n], terminated [n])."""
+        at_plate = interact & (station == PLATE_COUNTER)
+        pick = at_plate & (self.plate_place == ON_COUNTER)
+        put = at_plate & (self.plate_place == HELD)
+        deliver = interact & (station == SERVE) & (self.plate_place == HELD) & (self.plate_mask != 0)
+        first_pick = pick & (self.plate_mask != 0) & ~self.picked_once
+        self.picked_once |= first_pick
+        label = self.tables["recipe_of_mask"][self.plate_mask]
+        paid = deliver & (label >= 0) & self.paying_recipes[label.clamp(min=0)]
+        self.plate_place = torch.where(pick, HELD, torch.where(put, ON_COUNTER, self.plate_place))
+        self.plate_place = torch.where(deliver, DELIVERED, self.plate_place)
+        self.recipe = torch.where(deliver, label, self.recipe)
+        self.success |= paid
+        self.delivered |= deliver
+        reward = reward + first_pick * self.pickup_reward + paid * self.delivery_reward
+        return reward, deliver
+
+    # ------------------------------------------------------------------------------------ observation
+    def _observe(self) -> torch.Tensor:
+        t, n = self.tables, self.num_envs
+        side = torch.tensor([0.0, 1.0], device=self.device).expand(n, 2)
+        cells = F.one_hot(t["side_index"][self.cell], FLOOR_CELLS_PER_SIDE).float()  # [n, 2, 6]
+        right_item = torch.where(self.plate_place == HELD, PLATE_ITEM, EMPTY)
+        items = F.one_hot(torch.stack([self.held, right_item], dim=1), PLATE_ITEM + 1)[..., 1:].float()
+        plate = torch.cat(
+            [
+                F.one_hot(self.plate_place, 3).float(),
+                ((self.plate_mask.unsqueeze(-1) >> torch.arange(4, device=self.device)) & 1).float(),
+            ],
+            dim=-1,
+        )  # [n, 7]
+        progress = torch.stack(
+            [self.chop_progress.float() / self.chop_steps, torch.zeros(n, device=self.device)], dim=1
+        )
+        time = (self.step_count.float() / self.max_steps).unsqueeze(-1).expand(n, 2)
+        return torch.cat(
+            [
+                side.unsqueeze(-1),
+                cells,
+                cells.flip(1),
+                items,
+                items.flip(1),
+                plate.unsqueeze(1).expand(n, 2, 7),
+                progress.unsqueeze(-1),
+                time.unsqueeze(-1),
+            ],
+            dim=-1,
+        )
+
+    def _info(self) -> dict[str, torch.Tensor]:
+        return {"recipe": self.recipe, "success": self.success, "delivered": self.delivered}

@@ -1,0 +1,311 @@
+"""Native batched-torch envs: matrix game payoffs and horizon, cooking dynamics on hand-built cases,
+partial resets, exact snapshot/restore, seeding, the factory's errors, and short runs through the platform."""
+
+import pytest
+import torch
+from tensordict import TensorDict
+
+from envs.factory import describe_env, make_env
+from envs.native import NATIVE_ENVS, CookingEnv, MatrixGameEnv
+from envs.native.cooking import COLS, DELIVERED, DOWN, HELD, INTERACT, LEFT, NOOP, ON_COUNTER, RIGHT, UP
+from marl.config import load_config
+from marl.errors import ConfigError
+from marl.run_logger import read_metrics
+from marl.training import train
+
+
+def _step(env, actions) -> TensorDict:
+    """One env step with `actions` [envs, 2]; -> the "next" TensorDict."""
+    td = TensorDict({"agents": {"action": torch.as_tensor(actions).view(-1, 2)}}, batch_size=env.batch_size)
+    return env.step(td)["next"]
+
+
+def _info(out: TensorDict, key: str) -> torch.Tensor:
+    """An info value per env (both seats carry the same one)."""
+    values = out["agents", "info", key].squeeze(-1)
+    assert torch.equal(values[:, 0], values[:, 1])
+    return values[:, 0]
+
+
+def _reward(out: TensorDict) -> torch.Tensor:
+    return out["agents", "reward"][:, 0, 0]
+
+
+def _cell(row: int, col: int) -> int:
+    return row * COLS + col
+
+
+# --------------------------------------------------------------------------------------------------------
+# Matrix game
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_matrix_game_pays_only_when_both_seats_pick_the_same_block():
+    env = MatrixGameEnv(k=3, actions_per_convention=2, num_envs=4)
+    env.reset()
+    out = _step(env, [[0, 1], [0, 2], [4, 5], [2, 3]])  # blocks (0,0) (0,1) (2,2) (1,1)
+    assert _reward(out).tolist() == [1.0, 0.0, 1.0, 1.0]
+    assert _info(out, "convention").tolist() == [0, -1, 2, 1]
+    assert _info(out, "success").tolist() == [1, 0, 1, 1]
+    assert out["done"].all() and out["terminated"].all() and not out["truncated"].any()
+
+
+def test_matrix_game_restricted_conventions_pay_only_their_blocks():
+    env = MatrixGameEnv(k=3, conventions=[1], num_envs=3)
+    env.reset()
+    out = _step(env, [[0, 0], [1, 1], [2, 2]])
+    assert _reward(out).tolist() == [0.0, 1.0, 0.0]
+    assert _info(out, "convention").tolist() == [0, 1, 2]  # the behaviour label, paying or not
+    assert _info(out, "success").tolist() == [0, 1, 0]
+
+
+def test_repeated_matrix_game_pays_at_the_end_and_shows_previous_actions():
+    env = MatrixGameEnv(k=2, horizon=3, num_envs=1)
+    first = env.reset()["agents", "observation"]
+    assert first.shape == (1, 2, 5) and first.abs().sum() == 0
+    out = _step(env, [[0, 1]])
+    obs = out["agents", "observation"][0]
+    assert obs[0].tolist() == pytest.approx([0, 1, 1, 0, 1 / 3])  # seat 0: partner played 1, itself 0
+    assert obs[1].tolist() == pytest.approx([1, 0, 0, 1, 1 / 3])  # step 1 of 3
+    assert _reward(out).item() == 0 and not out["done"].any() and _info(out, "convention").item() == -1
+    out = _step(env, [[1, 1]])
+    assert _reward(out).item() == 0 and not out["done"].any()  # agreement before the end: free signalling
+    out = _step(env, [[1, 1]])
+    assert _reward(out).item() == 1 and out["terminated"].all() and _info(out, "convention").item() == 1
+
+    every = MatrixGameEnv(k=2, horizon=2, reward_every_step=True, num_envs=1)
+    every.reset()
+    assert _reward(_step(every, [[0, 0]])).item() == pytest.approx(0.5)
+
+
+def test_matrix_game_horizon_longer_than_max_steps_is_an_error():
+    with pytest.raises(ConfigError, match="max_steps=5"):
+        MatrixGameEnv(horizon=5, max_steps=2)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Cooking
+# --------------------------------------------------------------------------------------------------------
+
+
+def _kitchen(num_envs: int = 1, **kwargs) -> CookingEnv:
+    env = CookingEnv(num_envs=num_envs, random_start=False, **kwargs)  # left at (2, 1), right at (2, 5)
+    env.reset()
+    return env
+
+
+def test_single_ingredient_dish_from_dispenser_to_delivery():
+    env = _kitchen()
+    _step(env, [UP, LEFT])  # left next to the tomato dispenser, right next to the plate counter
+    assert env.cell.tolist() == [[_cell(1, 1), _cell(2, 4)]]
+    out = _step(env, [INTERACT, INTERACT])  # take a tomato; the right cook picks up the empty plate
+    assert env.held.item() == 1 and env.plate_place.item() == HELD
+    assert out["agents", "observation"][0, 0, 13:22].tolist() == [1, 0, 0, 0, 0, 0, 0, 0, 0]  # raw tomato
+    assert _reward(out).item() == pytest.approx(-0.01)  # no pickup reward for an empty plate
+    _step(env, [DOWN, INTERACT])  # right cook puts the plate back
+    out = _step(env, [INTERACT, NOOP])  # chop at the board
+    assert env.held.item() == 5 and _reward(out).item() == pytest.approx(0.49)
+    _step(env, [RIGHT, NOOP])
+    out = _step(env, [RIGHT, NOOP])  # the divider blocks the left cook
+    assert env.cell[0, 0].item() == _cell(2, 2)
+    out = _step(env, [INTERACT, NOOP])  # onto the plate on the divider
+    assert env.held.item() == 0 and env.plate_mask.item() == 0b0001
+    assert _reward(out).item() == pytest.approx(0.49)
+    out = _step(env, [NOOP, INTERACT])  # hand-over: the right cook takes the plate
+    assert env.plate_place.item() == HELD and _reward(out).item() == pytest.approx(0.49)
+    _step(env, [NOOP, RIGHT])
+    out = _step(env, [NOOP, INTERACT])  # deliver
+    assert _reward(out).item() == pytest.approx(9.99)
+    assert out["terminated"].all() and not out["truncated"].any()
+    assert _info(out, "recipe").item() == 0 and _info(out, "success").item() == 1
+    assert env.plate_place.item() == DELIVERED
+
+
+def test_salad_label_and_restricted_recipe_set():
+    env = _kitchen(num_envs=3, recipes=[0])
+    env.cell[:, 1] = _cell(2, 5)
+    env.plate_place[:] = HELD
+    env.plate_mask[:] = torch.tensor([0b0011, 0b0001, 0b0101])  # salad 4, tomato 0, not a recipe
+    out = _step(env, [[NOOP, INTERACT]] * 3)
+    assert out["done"].all()
+    assert _info(out, "recipe").tolist() == [4, 0, -1]
+    assert _info(out, "success").tolist() == [0, 1, 0]
+    assert _info(out, "delivered").tolist() == [1, 1, 1]
+    assert _reward(out).tolist() == pytest.approx([-0.01, 9.99, -0.01])  # out of set: nothing
+
+
+def test_plate_takes_two_different_ingredients_only_while_on_the_counter():
+    env = _kitchen(num_envs=3)
+    env.cell[:, 0] = _cell(2, 2)
+    env.held[:] = torch.tensor([5, 7, 8])  # chopped tomato, onion, carrot
+    env.plate_mask[:] = torch.tensor([0b0001, 0b0011, 0b0000])
+    env.plate_place[2] = HELD
+    _step(env, [[INTERACT, NOOP]] * 3)
+    assert env.plate_mask.tolist() == [0b0001, 0b0011, 0b0000]  # duplicate, full, plate away
+    assert env.held.tolist() == [5, 7, 8]
+    env.held[0] = 6  # chopped lettuce onto the tomato: a salad
+    _step(env, [[INTERACT, NOOP]] * 3)
+    assert env.plate_mask[0].item() == 0b0011 and env.held[0].item() == 0
+
+
+def test_dispenser_takes_items_back_and_the_divider_blocks_the_right_cook():
+    env = _kitchen()
+    _step(env, [UP, LEFT])
+    _step(env, [INTERACT, LEFT])
+    assert env.held.item() == 1 and env.cell[0, 1].item() == _cell(2, 4)
+    _step(env, [INTERACT, NOOP])  # back into the dispenser
+    assert env.held.item() == 0
+
+
+def test_episode_ends_at_the_horizon_without_delivery():
+    env = _kitchen(max_steps=4)
+    for t in range(4):
+        out = _step(env, [NOOP, NOOP])
+        assert bool(out["done"]) == (t == 3)
+    assert out["truncated"].all() and not out["terminated"].any()
+    assert _info(out, "recipe").item() == -1 and _info(out, "success").item() == 0
+
+
+def test_random_rollout_keeps_the_kitchen_consistent():
+    env = CookingEnv(num_envs=256, max_steps=50, seed=1)
+    td = env.reset()
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(150):
+        td["agents", "action"] = torch.randint(0, 6, (256, 2), generator=generator)
+        _, td = env.step_and_maybe_reset(td)
+        left_col, right_col = env.cell[:, 0] % COLS, env.cell[:, 1] % COLS
+        assert ((left_col >= 1) & (left_col <= 2)).all() and ((right_col >= 4) & (right_col <= 5)).all()
+        assert ((env.held >= 0) & (env.held <= 8)).all()
+        assert (env.tables["popcount"][env.plate_mask] <= 2).all()
+    assert td["agents", "observation"].shape == (256, 2, 40)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Shared machinery: partial resets, snapshot/restore, seeding
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_partial_reset_only_resets_finished_envs():
+    env = CookingEnv(num_envs=3, random_start=False)
+    td = env.reset()
+    env.cell[:, 1] = _cell(2, 5)
+    env.plate_place[:] = HELD
+    env.plate_mask[:] = torch.tensor([0b0001, 0b0000, 0b0010])  # env 1 has an empty plate: no delivery
+    env.held[1] = 3
+    td["agents", "action"] = torch.tensor([[NOOP, INTERACT]] * 3)
+    step, following = env.step_and_maybe_reset(td)
+    assert step["next", "done"].squeeze(-1).tolist() == [True, False, True]
+    assert env.step_count.tolist() == [0, 1, 0]
+    assert env.plate_place.tolist() == [ON_COUNTER, HELD, ON_COUNTER]
+    assert env.held.tolist() == [0, 3, 0] and env.plate_mask.tolist() == [0, 0, 0]
+    assert torch.equal(following["agents", "observation"][1], step["next", "agents", "observation"][1])
+    assert torch.equal(following["agents", "observation"], env._observe())
+
+
+def _random_rollout(env, td, steps: int, seed: int) -> tuple[list[torch.Tensor], TensorDict]:
+    generator = torch.Generator().manual_seed(seed)
+    n_actions = env.full_action_spec["agents", "action"].space.n
+    outputs = []
+    for _ in range(steps):
+        td["agents", "action"] = torch.randint(0, n_actions, (env.num_envs, 2), generator=generator)
+        step, td = env.step_and_maybe_reset(td)
+        outputs.append(torch.cat([step["next", "agents", "observation"].flatten(1), step["next", "done"]], 1))
+        outputs.append(step["next", "agents", "reward"].flatten(1))
+    return outputs, td
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda seed: CookingEnv(num_envs=16, max_steps=6, seed=seed),
+        lambda seed: MatrixGameEnv(k=3, horizon=2, num_envs=16, seed=seed),
+    ],
+)
+def test_snapshot_restore_continues_identically(build):
+    env = build(3)
+    _, td = _random_rollout(env, env.reset(), 9, seed=0)
+    saved, saved_td = env.snapshot(), td.clone()
+    expected, _ = _random_rollout(env, td, 14, seed=1)
+    other = build(99)  # a different seed: the generator state must come from the snapshot
+    other.reset()
+    other.restore(saved)
+    actual, _ = _random_rollout(other, saved_td, 14, seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(expected, actual, strict=True))
+
+
+def test_same_seed_same_rollout_and_set_seed_replays():
+    def rollout(env):
+        return _random_rollout(env, env.reset(), 12, seed=5)[0]
+
+    a, b = (
+        rollout(CookingEnv(num_envs=32, max_steps=5, seed=7)),
+        rollout(CookingEnv(num_envs=32, max_steps=5, seed=7)),
+    )
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    c = rollout(CookingEnv(num_envs=32, max_steps=5, seed=8))
+    assert not all(torch.equal(x, y) for x, y in zip(a, c, strict=True))
+    env = CookingEnv(num_envs=32, max_steps=5, seed=0)
+    rollout(env)
+    env.set_seed(7)
+    assert all(torch.equal(x, y) for x, y in zip(a, rollout(env), strict=True))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", list(NATIVE_ENVS))
+def test_cuda_steps_like_the_cpu(name):
+    kwargs = {"random_start": False} if name == "cooking" else {}  # the rules, not the devices' RNGs
+    env_cpu, env_gpu = (
+        NATIVE_ENVS[name](num_envs=64, max_steps=8, device=d, **kwargs) for d in ("cpu", "cuda")
+    )
+    td_cpu, td_gpu = env_cpu.reset(), env_gpu.reset()
+    generator = torch.Generator().manual_seed(0)
+    n_actions = env_cpu.full_action_spec["agents", "action"].space.n
+    for _ in range(40):
+        actions = torch.randint(0, n_actions, (64, 2), generator=generator)
+        td_cpu["agents", "action"], td_gpu["agents", "action"] = actions, actions.cuda()
+        step_cpu, td_cpu = env_cpu.step_and_maybe_reset(td_cpu)
+        step_gpu, td_gpu = env_gpu.step_and_maybe_reset(td_gpu)
+        assert step_gpu.device.type == "cuda"
+        assert (step_gpu["next"].cpu() == step_cpu["next"]).all()
+    env_gpu.restore(env_gpu.snapshot())
+
+
+# --------------------------------------------------------------------------------------------------------
+# Factory and platform
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_factory_builds_native_envs_and_names_bad_input():
+    cfg = load_config(["env=native/cooking", "env.num_envs=4", "env.recipes=[4]"]).env
+    env = make_env(cfg, "cpu", seed=0)
+    info = describe_env(env, cfg.name, cfg.max_steps)
+    assert (info.n_agents, info.groups[0].discrete, info.groups[0].action_dim, info.groups[0].obs_dim) == (
+        2,
+        True,
+        6,
+        40,
+    )
+    assert env.paying_recipes.tolist() == [False] * 4 + [True, False]
+    cfg.name = "native/cookin"
+    with pytest.raises(ConfigError, match="native/cooking.*native/matrix_game"):
+        make_env(cfg, "cpu", seed=0)
+    bad = load_config(["env=native/matrix_game", "env.convention=[1]"]).env
+    with pytest.raises(ConfigError, match=r"env\.convention\b.*env\.conventions.*horizon"):
+        make_env(bad, "cpu", seed=0)
+
+
+@pytest.mark.parametrize("name", ["native/matrix_game", "native/cooking"])
+def test_training_runs_through_the_platform(tmp_path, name):
+    cfg = load_config(
+        [
+            "experiment=smoke",
+            f"experiment.runs_dir={tmp_path}",
+            "experiment.progress=false",
+            "experiment.total_frames=600",
+            f"env={name}",
+            "env.num_envs=6",
+            "env.max_steps=25",
+        ]
+    )
+    rows = read_metrics(train(cfg))
+    assert rows[-1]["frames"] == 600 and "eval/return_mean" in rows[-1]
