@@ -20,7 +20,8 @@ Multi-agent RL for heterogeneity and role specialisation: MAPPO/IPPO on VMAS wit
 role-grouped or HyperMARL parameter sharing, logged to TensorBoard.
 
 Commands: train, eval (returns), metrics (diversity and specialisation), sweep (a grid of runs),
-compare (curves and tables from many runs), check-env (test a PettingZoo env), config show.
+compare (curves and tables from many runs), pareto (trade-off fronts of many teams), check-env (test a
+PettingZoo env), config show.
 
 Configs are YAML presets under configs/ (groups: experiment, algorithm, env, sharing), overridden with
 key=value on the command line. `marl config show [overrides]` prints the resolved config.
@@ -70,13 +71,26 @@ def _build_parser() -> argparse.ArgumentParser:
         "eval",
         help="evaluate a run or checkpoint and print a table",
         description="Run deterministic evaluation episodes of a trained run and print per-agent returns.",
-        epilog="example: marl eval results/runs/default-20261123-101500 --episodes 32 --render rollout.gif",
+        epilog=(
+            "examples:\n"
+            "  marl eval results/runs/default-20261123-101500 --episodes 32 --render rollout.gif\n"
+            "  marl eval heuristic:fixed_roles/pso env=vmas/patrol_search env.share_signal=true\n"
+            "      a hand-designed team (heuristic:<team>[/<search>], teams random, patrol, fixed_roles,\n"
+            "      switch; searches ecoli, pso) on the same held-out episodes a run with that seed uses"
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_evaluation_arguments(evaluate, episodes_default=32)
     evaluate.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="with a heuristic: the environment to run it in (config overrides, e.g. env=vmas/patrol_search)",
+    )
+    evaluate.add_argument(
         "--render", metavar="FILE", help="also render env 0's episode to FILE (.gif or .mp4)"
     )
+    evaluate.add_argument("--seed", type=int, default=0, help="a heuristic's random stream (default 0)")
 
     metrics = commands.add_parser(
         "metrics",
@@ -124,6 +138,32 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog="example: marl compare results/sweeps/dispersion --out results/dispersion",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    pareto = commands.add_parser(
+        "pareto",
+        help="Pareto fronts of many teams on minimised objectives (Ray tasks, resumable)",
+        description=(
+            "Evaluate every member of a Pareto file (hand-designed teams, or learned ones trained first) "
+            "with several seeds on the same held-out episodes, then write the non-dominated set, "
+            "hypervolumes with seed intervals, a front figure and a table to the file's `out`, and "
+            "HParams to TensorBoard. "
+            "Members run as Ray tasks (workers: N), so the same command spreads over a cluster "
+            "(--ray-address). Running it again only runs what is missing. The file format is in "
+            "marl/pareto_sweep.py."
+        ),
+        epilog=(
+            "examples:\n"
+            "  marl pareto configs/pareto/patrol_search_heuristics.yaml     hand-designed teams, both maps\n"
+            "  marl pareto configs/pareto/patrol_search_heuristics.yaml --dry-run   list the members\n"
+            "  marl pareto configs/pareto/patrol_search_learned.yaml --workers 8 --ray-address auto"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pareto.add_argument("file", help="Pareto YAML file (configs/pareto/*.yaml)")
+    pareto.add_argument("overrides", nargs="*", metavar="key=value", help="overrides added to every member")
+    pareto.add_argument("--dry-run", action="store_true", help="list the members, run nothing")
+    pareto.add_argument("--workers", type=int, help="Ray tasks at once (default: the file's; 0: in process)")
+    pareto.add_argument("--ray-address", help="join this Ray cluster (auto or host:port), not a local one")
+
     check = commands.add_parser(
         "check-env",
         help="check a PettingZoo env before training it (API test, spaces, groups, masks, a rollout)",
@@ -173,7 +213,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _add_evaluation_arguments(parser: argparse.ArgumentParser, episodes_default: int | None) -> None:
     """The arguments `eval` and `metrics` share: which run, how many episodes, how to act, where."""
-    parser.add_argument("run", help="a run directory (newest checkpoint) or a checkpoint .pt file")
+    parser.add_argument(
+        "run", help="a run directory (newest checkpoint), a checkpoint .pt file, or (eval) heuristic:<name>"
+    )
     default = f"default {episodes_default}" if episodes_default else "default: the run's metrics.episodes"
     episodes_help = f"evaluation episodes ({default})"
     parser.add_argument("--episodes", type=int, default=episodes_default, help=episodes_help)
@@ -193,9 +235,16 @@ def main(argv: list[str] | None = None) -> int:
             print(config_to_yaml(load_config(args.overrides)), end="")
             return 0
         if args.command == "eval":
-            from marl.evaluation import evaluate_checkpoint
+            return _eval(args)
+        if args.command == "pareto":
+            from marl.pareto_sweep import load_pareto, run_pareto
 
-            evaluate_checkpoint(args.run, args.episodes, args.render, not args.stochastic, args.device)
+            sweep = load_pareto(args.file, args.overrides)
+            if args.workers is not None:
+                if args.workers < 0:
+                    raise MarlError(f"--workers must be >= 0, got {args.workers}.")
+                sweep.workers = args.workers
+            run_pareto(sweep, args.ray_address, dry_run=args.dry_run)
             return 0
         if args.command == "metrics":
             return _metrics(args)
@@ -255,6 +304,23 @@ def _train(overrides: list[str]) -> int:
         f"  Diversity:   marl metrics {run_dir}\n"
         f"  Metrics:     {Path(run_dir) / 'metrics.jsonl'}"
     )
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from agents.heuristics import is_heuristic
+    from marl.evaluation import evaluate_checkpoint, evaluate_heuristic
+
+    if is_heuristic(args.run):
+        evaluate_heuristic(args.run, args.overrides, args.episodes, args.seed, args.render)
+        return 0
+    if args.overrides:
+        raise MarlError(
+            f"marl eval of a trained run takes no overrides (got {' '.join(args.overrides)}): the run's "
+            "saved config is evaluated. Overrides choose the environment of a heuristic "
+            "(marl eval heuristic:...)."
+        )
+    evaluate_checkpoint(args.run, args.episodes, args.render, not args.stochastic, args.device)
     return 0
 
 

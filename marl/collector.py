@@ -113,6 +113,10 @@ def run_episodes(
     `trace`, the result also holds `"trace"`: per step, each group's observations (and action masks)
     `[envs, time, agents, ...]`, the agents' positions `[envs, time, n_agents, dim]` where the env has
     them, and `valid [envs, time]` (False after an env's episode ended).
+
+    Per-agent scalars the env reports under `(group, "info")` (VMAS scenarios' `info()`, e.g. patrol_search's
+    mean_idleness and time_to_find) are read at each env's last step, averaged over agents: `"info/<key>"
+    [envs]`.
     """
     from envs.factory import agent_positions
 
@@ -121,6 +125,7 @@ def run_episodes(
     returns = {g.name: torch.zeros(n_envs, g.n_agents, device=env.device) for g in env_info.groups}
     lengths = torch.zeros(n_envs, dtype=torch.long, device=env.device)
     running = torch.ones(n_envs, dtype=torch.bool, device=env.device)
+    final_info: dict[str, torch.Tensor] = {}
     steps: list[dict[str, torch.Tensor]] = []
     if record is not None:
         record()
@@ -141,12 +146,29 @@ def run_episodes(
             record()  # env 0's world, unless it just ended (then it already shows the next episode)
         for name in returns:
             returns[name] += td["next", name, "reward"].squeeze(-1) * running.unsqueeze(-1)
+        for key, value in _agent_info(td["next"], env_info).items():
+            final_info[key] = torch.where(running, value, final_info.get(key, value))
         lengths += running
         running &= ~td["next", "done"].squeeze(-1)
         td = next_td
         if not running.any():
             break
     result = {**{f"{name}/return": r for name, r in returns.items()}, "length": lengths}
+    result.update({f"info/{key}": value for key, value in final_info.items()})
     if trace:
         result["trace"] = {key: torch.stack([step[key] for step in steps], dim=1) for key in steps[0]}
     return result
+
+
+def _agent_info(step: TensorDictBase, env_info: EnvInfo) -> dict[str, torch.Tensor]:
+    """{key: [envs]}: each per-agent scalar under `(group, "info")`, averaged over the agents reporting it."""
+    values: dict[str, list[torch.Tensor]] = {}
+    for group in env_info.groups:
+        if (group.name, "info") not in step.keys(include_nested=True):
+            continue
+        info = step[group.name, "info"]
+        for key in info.keys():  # noqa: SIM118 - iterating a TensorDict walks its batch, not its keys
+            value = info[key]
+            if isinstance(value, torch.Tensor) and value[0, 0].numel() == 1:
+                values.setdefault(key, []).append(value.reshape(value.shape[0], -1).float())
+    return {key: torch.cat(parts, dim=-1).mean(-1) for key, parts in values.items()}

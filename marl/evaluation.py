@@ -55,27 +55,69 @@ def evaluate_checkpoint(
 
     result = evaluation_episodes(trainer, episodes, deterministic, record)
     metrics = episode_metrics(result, trainer.env_info, prefix="")
-    _print_table(path, state, result, trainer.env_info, metrics, deterministic)
+    mode = "deterministic" if deterministic else "stochastic"
+    print(f"{path}  (iteration {state['iteration']}, {state['frames']:,} frames)")
+    print(f"{len(result['length'])} {mode} episodes of {trainer.env_info.name}\n")
+    print(format_returns(result, trainer.env_info, metrics))
     if render:
         out = save_animation(frames, render)
         print(f"Rendered {len(frames)} frames of env 0 to {out}")
     return metrics
 
 
-def _print_table(path, state, result, env_info, metrics, deterministic) -> None:
+def evaluate_heuristic(
+    spec: str, overrides: list[str], episodes: int, seed: int = 0, render: str | None = None
+) -> dict[str, float]:
+    """Evaluate a hand-designed policy (`heuristic:<team>[/<search>]`, agents/heuristics.py) in the env the
+    overrides configure, on the held-out starts a trained run with the same experiment.seed is evaluated
+    on; prints the same table as for a trained run and returns the metrics."""
+    from agents.heuristics import make_heuristic
+    from envs.factory import describe_env, make_env
+    from marl.config import load_config
+    from marl.training import EVAL_SEED_OFFSET, heldout_episodes, untouched_rng
+
+    cfg = load_config(overrides)
+    eval_seed = cfg.experiment.seed + EVAL_SEED_OFFSET
+    with untouched_rng("cpu"):
+        env = make_env(cfg.env, "cpu", eval_seed, num_envs=episodes, global_state=False)
+    env_info = describe_env(env, cfg.env.name, cfg.env.max_steps, cfg.env.kwargs)
+    policy = make_heuristic(spec, env_info, seed)
+    frames = []
+    record = None
+    if render:
+        from envs.render import render_frame, save_animation
+
+        def record():
+            frames.append(render_frame(env, env_index=0))
+
+    result = heldout_episodes(env, env_info, policy, eval_seed, record)
+    metrics = episode_metrics(result, env_info, prefix="")
+    print(f"{spec} (seed {seed})\n{episodes} episodes of {env_info.name}\n")
+    print(format_returns(result, env_info, metrics))
+    if render:
+        out = save_animation(frames, render)
+        print(f"Rendered {len(frames)} frames of env 0 to {out}")
+    env.close()
+    return metrics
+
+
+def format_returns(result: dict, env_info: EnvInfo, metrics: dict[str, float]) -> str:
+    """Per-agent returns (mean, std, min, max over episodes), the team's, and what the env reported at the
+    episodes' end (`info/...`)."""
     per_agent = torch.cat([result[f"{g.name}/return"] for g in env_info.groups], dim=-1)
-    mode = "deterministic" if deterministic else "stochastic"
-    print(f"{path}  (iteration {state['iteration']}, {state['frames']:,} frames)")
-    print(f"{per_agent.shape[0]} {mode} episodes of {env_info.name}\n")
-    print(f"{'agent':<16}{'mean return':>14}{'std':>10}{'min':>10}{'max':>10}")
-    for i, name in enumerate(env_info.agent_names):
-        column = per_agent[:, i]
-        print(
+    lines = [f"{'agent':<16}{'mean return':>14}{'std':>10}{'min':>10}{'max':>10}"]
+    team = per_agent.mean(-1)
+    columns = [*zip(env_info.agent_names, per_agent.T, strict=True), ("team (mean)", team)]
+    for name, column in columns:
+        lines.append(
             f"{name:<16}{column.mean():>14.3f}{column.std():>10.3f}{column.min():>10.3f}{column.max():>10.3f}"
         )
-    team = per_agent.mean(-1)
-    print(f"{'team (mean)':<16}{team.mean():>14.3f}{team.std():>10.3f}{team.min():>10.3f}{team.max():>10.3f}")
-    print(f"\nmean episode length {metrics['episode_length']:.1f} steps")
+    lines.append(f"\nmean episode length {metrics['episode_length']:.1f} steps")
+    reported = {k: v for k, v in metrics.items() if k.startswith("info/")}
+    if reported:
+        lines.append("at the end of an episode (mean over episodes):")
+        lines += [f"  {key[len('info/') :]:<24}{value:>12.3f}" for key, value in reported.items()]
+    return "\n".join(lines)
 
 
 def measure_checkpoint(

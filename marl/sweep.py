@@ -86,13 +86,13 @@ def load_sweep(path: str | Path, extra: list[str] = ()) -> Sweep:
             configs[run.label] = load_config(run.overrides)
         except ConfigError as error:
             raise ConfigError(f"Sweep {sweep.name}, run {run.label}: {error}") from None
-    _check_envs_build(sweep, configs)
+    check_envs_build(sweep.name, configs)
     return sweep
 
 
-def _check_envs_build(sweep: Sweep, configs: dict) -> None:
-    """Build each distinct environment of the sweep once (one env), so that an env setting the scenario
-    rejects stops the sweep now instead of failing every run a few seconds after it starts."""
+def check_envs_build(name: str, configs: dict) -> None:
+    """Build each distinct environment of the sweep `name` once ({label: config}, one env each), so that an
+    env setting the scenario rejects stops the sweep now instead of failing every run after it starts."""
     from envs.factory import make_env
 
     seen = set()
@@ -106,7 +106,7 @@ def _check_envs_build(sweep: Sweep, configs: dict) -> None:
         except Exception as error:  # noqa: BLE001 - whatever the env raises, say which run and why
             message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ConfigError(
-                f"Sweep {sweep.name}, run {label}: the environment cannot be built with these settings "
+                f"Sweep {name}, run {label}: the environment cannot be built with these settings "
                 f"({type(error).__name__}: {message}). Fix the env settings in the sweep's base or grid."
             ) from None
 
@@ -124,7 +124,13 @@ def expand(sweep: Sweep) -> list[SweepRun]:
 
 def run_status(sweep: Sweep, run: SweepRun) -> tuple[str, Path | None]:
     """("done" | "partial" | "new", the run's directory if it has one)."""
-    dirs = sorted(sweep.directory.glob(f"{glob_escape(run.label)}-*"))
+    return latest_run(sweep.directory, run.label)
+
+
+def latest_run(directory: Path, label: str) -> tuple[str, Path | None]:
+    """The newest run named `label` under `directory` (runs are `<label>-<timestamp>`): ("done" if it
+    finished, "partial" if it has a checkpoint to resume from, else "new"; its directory or None)."""
+    dirs = sorted(Path(directory).glob(f"{glob_escape(label)}-*"))
     if not dirs:
         return "new", None
     newest = dirs[-1]

@@ -12,12 +12,14 @@ import json
 import math
 import platform
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import torch
 from torch import nn
+from torchrl.envs import EnvBase
 from tqdm.auto import tqdm
 
 from agents.policy import ActorCritic
@@ -177,29 +179,50 @@ def new_run_dir(cfg: Config) -> Path:
 
 
 def evaluation_episodes(
-    trainer: Trainer, episodes: int, deterministic: bool = True, record=None, trace: bool = False
+    trainer: Trainer,
+    episodes: int,
+    deterministic: bool = True,
+    record=None,
+    trace: bool = False,
+    seed: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """One episode in each of `episodes` envs from held-out starts (the same every time, from their own
-    seed); -> per-group returns and lengths (and, with `trace`, the observations and positions, see
-    `run_episodes`). `record` is called after the reset and every step.
-
-    Runs inside `fork_rng` and `isolated_vmas_rng` (VMAS keeps one private RNG for all its envs), so
-    evaluating, or building the eval env, which seeds both, leaves the training RNG streams untouched:
-    runs with and without evaluation, or resumed, train identically.
-    """
+    seed: the run's seed + EVAL_SEED_OFFSET, or `seed`); -> per-group returns and lengths (and, with
+    `trace`, the observations and positions, see `run_episodes`). `record` is called after the reset and
+    every step. The RNG streams of training are left untouched (see `heldout_episodes`)."""
     cfg = trainer.cfg
-    seed = cfg.experiment.seed + EVAL_SEED_OFFSET
-    devices = [trainer.device] if trainer.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), isolated_vmas_rng():
-        if trainer.eval_env is None or trainer.eval_env.batch_size[0] != episodes:
+    seed = cfg.experiment.seed + EVAL_SEED_OFFSET if seed is None else seed
+    if trainer.eval_env is None or trainer.eval_env.batch_size[0] != episodes:
+        with untouched_rng(trainer.device):
             trainer.eval_env = make_env(
                 cfg.env, trainer.device, seed, num_envs=episodes, global_state=needs_global_state(cfg)
             )
-        trainer.eval_env.set_seed(seed)
+    actor = trainer.seat_policy or trainer.model
+    policy = lambda td: actor.act(td, deterministic=deterministic)  # noqa: E731
+    return heldout_episodes(trainer.eval_env, trainer.env_info, policy, seed, record, trace)
+
+
+def heldout_episodes(
+    env: EnvBase, env_info: EnvInfo, policy, seed: int, record=None, trace: bool = False
+) -> dict[str, torch.Tensor]:
+    """`run_episodes` from the starts that `seed` fixes: the same episodes for every policy given the same
+    seed (a learned team and a hand-designed one meet the same sources at the same times).
+
+    Runs inside `untouched_rng`: VMAS keeps one private RNG for all its envs, and seeding the evaluation
+    env would otherwise reseed training's, so runs with and without evaluation, or resumed, train
+    identically."""
+    with untouched_rng(env.device):
+        env.set_seed(seed)
         torch.manual_seed(seed)
-        actor = trainer.seat_policy or trainer.model
-        policy = lambda td: actor.act(td, deterministic=deterministic)  # noqa: E731
-        return run_episodes(trainer.eval_env, trainer.env_info, policy, record, trace)
+        return run_episodes(env, env_info, policy, record, trace)
+
+
+@contextmanager
+def untouched_rng(device: torch.device):
+    """Torch's RNG (CPU and `device`) and VMAS's are restored on exit, whatever ran inside."""
+    devices = [device] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), isolated_vmas_rng():
+        yield
 
 
 def measure_team(trainer: Trainer, deterministic: bool = True) -> TeamMetrics:
@@ -219,7 +242,8 @@ def log_team_metrics(logger: RunLogger, trainer: Trainer, team: TeamMetrics) -> 
 
 
 def episode_metrics(episodes: dict[str, torch.Tensor], env_info: EnvInfo, prefix: str) -> dict[str, float]:
-    """Mean/min/max of the team return (mean over agents), per-agent mean returns, episode length."""
+    """Mean/min/max of the team return (mean over agents), per-agent mean returns, episode length, and the
+    mean over episodes of each `info/<key>` the env reported at their end."""
     if episodes["length"].numel() == 0:
         return {}
     per_agent = torch.cat(
@@ -235,6 +259,9 @@ def episode_metrics(episodes: dict[str, torch.Tensor], env_info: EnvInfo, prefix
     }
     for name, value in zip(env_info.agent_names, per_agent.mean(0).tolist(), strict=True):
         metrics[f"{prefix}return/{name}"] = value
+    for key, value in episodes.items():  # what the env reports at the end of an episode, e.g. time_to_find
+        if key.startswith("info/"):
+            metrics[f"{prefix}{key}"] = value.float().mean().item()
     return metrics
 
 

@@ -52,7 +52,7 @@ def test_composition_sets_roles_names_and_sensors():
 
 
 def test_idleness_grows_and_resets_within_visit_radius():
-    env = make(n_agents=2, n_searchers=1)
+    env = make(n_agents=2, n_searchers=1, patrol_reward="drop")
     env.reset()
     sc = env.scenario
     place(env, 0, centre(8, 8))
@@ -77,6 +77,12 @@ def test_idleness_grows_and_resets_within_visit_radius():
     assert sc.mean_idleness_now().item() == pytest.approx(now)
     assert sc.patrol_term.item() == pytest.approx(before.item() - now)  # the drop in team idleness
     assert rews[0].item() == pytest.approx(0.5 * (before.item() - now))  # alpha 0.5, no search event
+    level = make(n_agents=2, n_searchers=1)  # the default: minus the mean idleness, paid every step
+    level.reset()
+    for _ in range(2):
+        _, rews, _, _ = step(level)
+    assert level.scenario.patrol_reward == "level"
+    assert rews[0].item() == pytest.approx(-0.5 * level.scenario.mean_idleness_now().item() / 50)
 
     # The patch around the corner cell: -1 outside the arena, idleness / 50 inside, row-major from low y.
     patch = env.scenario.observation(env.agents[0])[0, PATCH].reshape(5, 5)

@@ -30,8 +30,11 @@ Observation of agent i (flat vector, the same size for every agent):
         has_sensor, and with `share_signal` the teammate's signal reading and present flag (else zeros);
         the whole slot is zero when the teammate is beyond `comm_range` (None: unlimited).
 
-Reward. patrol = the drop in mean idleness over free cells this step (`patrol_reward: drop`), or minus the
-mean idleness / idleness_scale (`patrol_reward: level`). search = find_bonus on the step the source is found
+Reward. patrol = minus the mean idleness over free cells / idleness_scale (`patrol_reward: level`, the
+default), or the drop in mean idleness this step (`patrol_reward: drop`). The drops telescope: over an
+episode they sum to the first step's idleness minus the last's, so `drop` pays only for the final state,
+while `level` sums to the time-averaged idleness the patrol objective measures; hence the default.
+search = find_bonus on the step the source is found
 + shaping_coef * the gain in noise-free signal strength (/ signal_scale) of sensor carriers since the last
 step. `reward_mode: team`: every agent gets (1 - alpha) * patrol + alpha * search, with the search shaping
 averaged over carriers. `reward_mode: role`: patrollers get patrol, searchers get find_bonus on the find step
@@ -92,7 +95,7 @@ class PatrolSearchScenario(BaseScenario):
         self.signal_scale: float = kwargs.pop("signal_scale", 10.0)
         self.alpha: float = kwargs.pop("alpha", 0.5)
         self.reward_mode: str = kwargs.pop("reward_mode", "team")
-        self.patrol_reward: str = kwargs.pop("patrol_reward", "drop")
+        self.patrol_reward: str = kwargs.pop("patrol_reward", "level")
         self.find_bonus: float = kwargs.pop("find_bonus", 10.0)
         self.shaping_coef: float = kwargs.pop("shaping_coef", 0.0)
         ScenarioUtils.check_kwargs_consumed(kwargs)
@@ -164,6 +167,7 @@ class PatrolSearchScenario(BaseScenario):
         self.patrol_term = torch.zeros(B, **zeros)
         self.found_now = torch.zeros(B, dtype=torch.bool, device=device)
         self.gain = torch.zeros(B, N, **zeros)  # shaping gain of carriers this step
+        self._observations: Tensor | None = None  # all agents' observations this step, built on demand
         return world
 
     def _check_args(self) -> None:
@@ -259,6 +263,7 @@ class PatrolSearchScenario(BaseScenario):
         ):
             tensor[idx] = 0
         self.source.is_rendering[idx] = False
+        self._observations = None
 
     def agent_positions(self) -> Tensor:
         """Positions of all agents [batch, n_agents, 2]."""
@@ -266,6 +271,7 @@ class PatrolSearchScenario(BaseScenario):
 
     def post_step(self) -> None:
         """Advance idleness, the source and the sensors by one step, and compute this step's reward terms."""
+        self._observations = None
         pos = self.agent_positions()
         self.t += 1
         free = self.free_cells
@@ -316,38 +322,53 @@ class PatrolSearchScenario(BaseScenario):
         return (self.idleness * self.free_cells).flatten(1).sum(1) / max(self.n_free, 1)
 
     def idleness_patch(self, pos: Tensor) -> Tensor:
-        """The patch_size x patch_size grid cells around `pos` [batch, 2], flattened [batch, patch^2]."""
+        """The patch_size x patch_size grid cells around each of the positions `pos` [batch, agents, 2],
+        flattened: [batch, agents, patch^2]."""
         r, H = self.patch_size // 2, self.grid_size
         grid = torch.where(self.free_cells, self.idleness / self.idleness_scale, -1.0)
         padded = torch.nn.functional.pad(grid, (r, r, r, r), value=-1.0)
-        cell = ((pos + self.arena_size) / self.cell_size).floor().long().clamp(0, H - 1)  # [B, (x, y)]
+        cell = ((pos + self.arena_size) / self.cell_size).floor().long().clamp(0, H - 1)  # [B, N, (x, y)]
         offsets = torch.arange(2 * r + 1, device=pos.device)
-        rows = (cell[:, 1, None] + offsets)[:, :, None]
-        cols = (cell[:, 0, None] + offsets)[:, None, :]
-        batch = torch.arange(pos.shape[0], device=pos.device)[:, None, None]
-        return padded[batch, rows, cols].flatten(1)
+        rows = (cell[..., 1, None] + offsets)[..., :, None]  # [B, N, patch, 1]
+        cols = (cell[..., 0, None] + offsets)[..., None, :]  # [B, N, 1, patch]
+        batch = torch.arange(pos.shape[0], device=pos.device)[:, None, None, None]
+        return padded[batch, rows, cols].flatten(2)
 
     def observation(self, agent: Agent) -> Tensor:
-        """The flat observation described in the module docstring."""
-        i = self.index[agent.name]
-        B = self.world.batch_dim
+        """The flat observation described in the module docstring. VMAS asks agent by agent; all agents'
+        observations are computed together once per step (or reset) and sliced."""
+        if self._observations is None:
+            self._observations = self.all_observations()
+        return self._observations[:, self.index[agent.name]]
+
+    def all_observations(self) -> Tensor:
+        """Every agent's observation [batch, n_agents, obs_dim], batched over agents."""
+        B, N = self.world.batch_dim, self.n_agents
         pos = self.agent_positions()
-        own = torch.stack([self.is_searcher[i], self.has_sensor[i]]).float().expand(B, 2)
-        signal = torch.stack([self.reading[:, i], self.reading_delta[:, i], self.sensing[:, i].float()], -1)
-        rel = pos - pos[:, i : i + 1]  # [B, N, 2]
-        in_range = torch.ones(B, self.n_agents, dtype=torch.bool, device=pos.device)
+        vel = torch.stack([a.state.vel for a in self.world.agents], dim=1)
+        caps = torch.stack([self.is_searcher, self.has_sensor], -1).float().expand(B, N, 2)
+        patches = self.idleness_patch(pos)
+        signal = torch.stack([self.reading, self.reading_delta, self.sensing.float()], -1)
+        rel = pos[:, None, :, :] - pos[:, :, None, :]  # [B, i, j, 2]: j relative to i
+        in_range = torch.ones(B, N, N, dtype=torch.bool, device=pos.device)
         if self.comm_range is not None:
             in_range = torch.linalg.vector_norm(rel, dim=-1) <= self.comm_range
         shared = torch.stack([self.reading, self.sensing.float()], -1)
         if not self.share_signal:
             shared = torch.zeros_like(shared)
-        caps = torch.stack([self.is_searcher, self.has_sensor], -1).float().expand(B, -1, -1)
-        slots = torch.cat([torch.ones(B, self.n_agents, 1, device=pos.device), rel, caps, shared], -1)
-        slots = slots * in_range[..., None]
-        others = torch.cat([slots[:, :i], slots[:, i + 1 :]], 1).flatten(1)
-        return torch.cat(
-            [agent.state.pos, agent.state.vel, own, self.idleness_patch(agent.state.pos), signal, others], -1
+        slots = torch.cat(
+            [
+                torch.ones(B, N, N, 1, device=pos.device),
+                rel,
+                caps[:, None].expand(B, N, N, 2),
+                shared[:, None].expand(B, N, N, 2),
+            ],
+            -1,
         )
+        slots = slots * in_range[..., None]
+        others = ~torch.eye(N, dtype=torch.bool, device=pos.device)  # every agent but i, in agent order
+        slots = slots[:, others].reshape(B, N, (N - 1) * slots.shape[-1])
+        return torch.cat([pos, vel, caps, patches, signal, slots], -1)
 
     def search_term(self, i: int | None) -> Tensor:
         """Find bonus plus shaping: for agent `i`'s own gain, or averaged over carriers when `i` is None."""

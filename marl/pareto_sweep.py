@@ -1,0 +1,515 @@
+"""`marl pareto`: evaluate a set of teams on two (or more) objectives, all minimised, and report the Pareto
+front, its hypervolume with seed intervals, TensorBoard HParams, a figure and a table.
+
+A Pareto file (YAML, e.g. configs/pareto/patrol_search_heuristics.yaml):
+
+    name: patrol_search_heuristics
+    out: results/patrol_search/heuristics   # table.md, front.png, summary.json (curated outputs)
+    runs_dir: results/pareto                # per-member results, trained runs, TensorBoard logs
+    base: [env=vmas/patrol_search]          # overrides every member gets
+    grid:                                   # a grid, or a list of grids whose members are pooled
+      env.map: [open, rooms]
+      env.n_searchers: [0, 1, 2, 3, 4, 5, 6]
+      policy: [heuristic:fixed_roles/pso]   # heuristic:<team>[/<search>], or `learned` (marl train first)
+    seeds: [0, 1, 2]            # a heuristic's random stream, or a learned member's training seed
+    episodes: 64                # held-out evaluation episodes, the same for every member (eval_seed)
+    eval_seed: 20261124
+    objectives: [info/mean_idleness, info/time_to_find]   # what run_episodes reports, all minimised
+    reference: [150, 190]       # hypervolume reference point, one value per objective
+    front_per: [env.map]        # one front per value of these keys (members on different maps never compete)
+    compare_by: [policy]        # also the hypervolume of each value's members alone (which family wins)
+    workers: 2                  # Ray tasks at once (0: in this process); ray.address joins a cluster
+
+Every (member, seed) is one task: a heuristic is evaluated; a learned member is trained with `marl train`
+(its run goes to `<runs_dir>/<name>/runs`, resumable) and its deterministic policy then evaluated. Results are
+cached as JSON, so running the command again only does what is missing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from agents.heuristics import check_heuristic, is_heuristic
+from marl.compare import mean_interval
+from marl.config import load_config
+from marl.errors import ConfigError, MarlError
+from marl.pareto import balance, hypervolume, non_dominated
+from marl.sweep import check_envs_build
+
+PARETO_KEYS = {
+    "name",
+    "out",
+    "runs_dir",
+    "base",
+    "grid",
+    "seeds",
+    "episodes",
+    "eval_seed",
+    "objectives",
+    "reference",
+    "front_per",
+    "compare_by",
+    "workers",
+    "title",
+}
+LEARNED = "learned"
+
+
+@dataclass
+class ParetoSweep:
+    name: str
+    grids: list[dict[str, list]]
+    objectives: list[str]
+    reference: list[float]
+    out: str
+    base: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    episodes: int = 64
+    eval_seed: int = 20261124
+    front_per: list[str] = field(default_factory=list)
+    compare_by: list[str] = field(default_factory=list)
+    workers: int = 0
+    runs_dir: str = "results/pareto"
+    title: str | None = None
+
+    @property
+    def directory(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+
+@dataclass
+class Member:
+    label: str  # e.g. "map=open,n_searchers=2,policy=heuristic:fixed_roles-pso"
+    choices: dict  # grid key -> value
+    overrides: list[str]  # config overrides (the policy key excluded)
+    policy: str  # heuristic:<...> or learned
+
+
+def load_pareto(path: str | Path, extra: list[str] = ()) -> ParetoSweep:
+    """Read and validate a Pareto file; every member's config is checked before anything runs."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"Pareto file {path} does not exist. Examples live in configs/pareto/.")
+    data = yaml.safe_load(path.read_text()) or {}
+    unknown = set(data) - PARETO_KEYS
+    missing = {"name", "grid", "objectives", "reference", "out"} - set(data)
+    if unknown or missing:
+        raise ConfigError(
+            f"{path}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}. A Pareto file has the "
+            f"keys {sorted(PARETO_KEYS)} (see marl/pareto_sweep.py)."
+        )
+    grids = data["grid"] if isinstance(data["grid"], list) else [data["grid"]]
+    for grid in grids:
+        if (
+            not isinstance(grid, dict)
+            or not grid
+            or not all(isinstance(v, list) and v for v in grid.values())
+        ):
+            raise ConfigError(f"{path}: each grid must map config keys to non-empty lists of values.")
+    sweep = ParetoSweep(
+        name=str(data["name"]),
+        grids=grids,
+        objectives=[str(o) for o in data["objectives"]],
+        reference=[float(r) for r in data["reference"]],
+        out=str(data["out"]),
+        base=[*map(str, data.get("base") or []), *extra],
+        seeds=[int(s) for s in data.get("seeds", [0, 1, 2])],
+        episodes=int(data.get("episodes", 64)),
+        eval_seed=int(data.get("eval_seed", 20261124)),
+        front_per=list(data.get("front_per") or []),
+        compare_by=list(data.get("compare_by") or []),
+        workers=int(data.get("workers", 0)),
+        runs_dir=str(data.get("runs_dir", "results/pareto")),
+        title=data.get("title"),
+    )
+    if len(sweep.objectives) < 2 or len(sweep.reference) != len(sweep.objectives):
+        raise ConfigError(
+            f"{path}: need at least two objectives and one reference value per objective; got objectives "
+            f"{sweep.objectives} and reference {sweep.reference}."
+        )
+    if sweep.episodes < 1 or sweep.workers < 0 or not sweep.seeds:
+        raise ConfigError(f"{path}: episodes must be >= 1, workers >= 0 and seeds non-empty.")
+    members = expand(sweep)
+    keys = {k for m in members for k in m.choices}
+    for key in [*sweep.front_per, *sweep.compare_by]:
+        if key not in keys:
+            raise ConfigError(f"{path}: front_per/compare_by key {key!r} is not a grid key ({sorted(keys)}).")
+    configs = {}
+    for member in members:
+        try:
+            configs[member.label] = cfg = load_config(member.overrides)
+            if is_heuristic(member.policy):
+                check_heuristic(member.policy, cfg.env.name)
+            elif member.policy != LEARNED:
+                raise ConfigError(
+                    f"policy must be heuristic:<team>[/<search>] or {LEARNED!r}, got {member.policy!r}."
+                )
+        except ConfigError as error:
+            raise ConfigError(f"Pareto sweep {sweep.name}, member {member.label}: {error}") from None
+    check_envs_build(sweep.name, configs)
+    return sweep
+
+
+def expand(sweep: ParetoSweep) -> list[Member]:
+    """Every member of every grid, in order (the last key varies fastest); duplicates are dropped."""
+    from marl.sweep import _yaml_value
+
+    members: dict[str, Member] = {}
+    for grid in sweep.grids:
+        keys = list(grid)
+        for values in itertools.product(*(grid[k] for k in keys)):
+            choices = dict(zip(keys, values, strict=True))
+            policy = str(choices.get("policy", LEARNED))
+            label = ",".join(f"{k.split('.')[-1]}={str(v).replace('/', '-')}" for k, v in choices.items())
+            overrides = [*sweep.base, *(f"{k}={_yaml_value(v)}" for k, v in choices.items() if k != "policy")]
+            members.setdefault(label, Member(label, choices, overrides, policy))
+    return list(members.values())
+
+
+def run_member(sweep: ParetoSweep, member: Member, seed: int) -> dict:
+    """Evaluate (after training, for a learned member) one member with one seed on the held-out episodes;
+    -> its objectives, team return, and the frames and seconds it cost."""
+    import torch
+
+    from agents.heuristics import make_heuristic
+    from envs.factory import describe_env, make_env
+    from marl.training import episode_metrics, evaluation_episodes, heldout_episodes, untouched_rng
+
+    torch.set_num_threads(1)
+    started = time.time()
+    frames = 0
+    if member.policy == LEARNED:
+        from marl.evaluation import load_trained
+
+        run_dir = train_member(sweep, member, seed)
+        trainer, state, _ = load_trained(run_dir, device="cpu")
+        frames = state["frames"]
+        result = evaluation_episodes(trainer, sweep.episodes, deterministic=True, seed=sweep.eval_seed)
+        env_info = trainer.env_info
+    else:
+        cfg = load_config(member.overrides)
+        with untouched_rng("cpu"):
+            env = make_env(cfg.env, "cpu", sweep.eval_seed, num_envs=sweep.episodes, global_state=False)
+        env_info = describe_env(env, cfg.env.name, cfg.env.max_steps, cfg.env.kwargs)
+        result = heldout_episodes(
+            env, env_info, make_heuristic(member.policy, env_info, seed), sweep.eval_seed
+        )
+        env.close()
+    metrics = episode_metrics(result, env_info, prefix="")
+    missing = [o for o in sweep.objectives if o not in metrics]
+    if missing:
+        raise MarlError(
+            f"Member {member.label}: the evaluation reports no {missing}; it reports {sorted(metrics)}."
+        )
+    return {
+        "member": member.label,
+        "seed": seed,
+        "objectives": [metrics[o] for o in sweep.objectives],
+        "return_mean": metrics["return_mean"],
+        "train_frames": frames,
+        "seconds": time.time() - started,
+    }
+
+
+def train_member(sweep: ParetoSweep, member: Member, seed: int) -> Path:
+    """Train a learned member with `marl train` (or finish an interrupted run); -> its run directory."""
+    from marl.sweep import latest_run
+    from marl.training import train
+
+    runs = sweep.directory / "runs"
+    label = f"{member.label},seed={seed}"
+    status, directory = latest_run(runs, label)
+    if status == "done":
+        return directory
+    cfg = load_config(
+        [
+            *member.overrides,
+            f"experiment.seed={seed}",
+            f"experiment.name={label}",
+            f"experiment.runs_dir={runs}",
+            "experiment.progress=false",
+            "experiment.threads=1",
+        ]
+    )
+    return train(cfg, resume=directory if status == "partial" else None)
+
+
+def run_pareto(sweep: ParetoSweep, ray_address: str | None = None, dry_run: bool = False) -> dict | None:
+    """Run every (member, seed) task not yet cached, then analyse and write the outputs."""
+    members = expand(sweep)
+    cache = sweep.directory / "results"
+    tasks = [(m, s) for m in members for s in sweep.seeds if not _cached(cache, m, s).exists()]
+    print(
+        f"Pareto sweep {sweep.name}: {len(members)} members x {len(sweep.seeds)} seeds, {len(tasks)} to run "
+        f"({sum(m.policy == LEARNED for m in members)} learned members train first), "
+        f"{sweep.workers or 'no'} Ray workers -> {sweep.out}"
+    )
+    if dry_run:
+        for member in members:
+            print(f"  {member.label}")
+        return None
+    cache.mkdir(parents=True, exist_ok=True)
+    _run_tasks(sweep, tasks, cache, ray_address)
+    results = [json.loads(_cached(cache, m, s).read_text()) for m in members for s in sweep.seeds]
+    summary = analyse(sweep, members, results)
+    write_outputs(sweep, members, summary)
+    return summary
+
+
+def _cached(cache: Path, member: Member, seed: int) -> Path:
+    return cache / f"{member.label},seed={seed}.json"
+
+
+def _run_tasks(sweep: ParetoSweep, tasks: list, cache: Path, ray_address: str | None) -> None:
+    """In this process (workers: 0) or as Ray tasks, one CPU each; each result is cached as it arrives."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(tasks), desc=f"pareto {sweep.name}", unit="task", disable=not tasks)
+
+    def save(result: dict, member: Member) -> None:
+        _cached(cache, member, result["seed"]).write_text(json.dumps(result) + "\n")
+        bar.update(1)
+        bar.set_postfix_str(f"{member.label} seed {result['seed']}: {result['seconds']:.0f}s")
+
+    if sweep.workers == 0 or not tasks:
+        for member, seed in tasks:
+            save(run_member(sweep, member, seed), member)
+        bar.close()
+        return
+    import ray
+
+    from marl.config import RayConfig
+    from marl.ray_collector import start_ray
+
+    started = start_ray(RayConfig(address=ray_address, num_cpus=sweep.workers), sweep.workers)
+    try:
+        remote = ray.remote(num_cpus=1)(run_member)
+        pending = {remote.remote(sweep, m, s): m for m, s in tasks}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            member = pending.pop(done[0])
+            save(ray.get(done[0]), member)
+    finally:
+        bar.close()
+        if started:
+            ray.shutdown()
+
+
+def analyse(sweep: ParetoSweep, members: list[Member], results: list[dict]) -> dict:
+    """Per member: each objective's mean and 95% interval over seeds. Per front (`front_per` values): the
+    non-dominated members (of the seed means), the most balanced one, and the hypervolume (also for each
+    `compare_by` family alone) as the mean and 95% interval of the per-seed hypervolumes."""
+    by_member: dict[str, dict[int, dict]] = {}
+    for result in results:
+        by_member.setdefault(result["member"], {})[result["seed"]] = result
+    summary = {
+        "name": sweep.name,
+        "objectives": sweep.objectives,
+        "reference": sweep.reference,
+        "seeds": sweep.seeds,
+        "episodes": sweep.episodes,
+        "eval_seed": sweep.eval_seed,
+        "members": {},
+        "fronts": {},
+    }
+    for member in members:
+        runs = by_member[member.label]
+        entry = {"choices": member.choices, "policy": member.policy, "objectives": {}}
+        for k, objective in enumerate(sweep.objectives):
+            per_seed = [runs[s]["objectives"][k] for s in sweep.seeds]
+            mean, low, high = mean_interval(per_seed)
+            entry["objectives"][objective] = {"per_seed": per_seed, "mean": mean, "low": low, "high": high}
+        entry["return_mean"] = mean_interval([runs[s]["return_mean"] for s in sweep.seeds])[0]
+        entry["train_frames"] = max(runs[s]["train_frames"] for s in sweep.seeds)
+        entry["seconds"] = sum(runs[s]["seconds"] for s in sweep.seeds) / len(sweep.seeds)
+        summary["members"][member.label] = entry
+
+    for front_name, group in _partition(members, sweep.front_per).items():
+        means = [_means(summary, m, sweep) for m in group]
+        front = [group[i].label for i in non_dominated(means)]
+        ideal = [min(p[k] for p in means) for k in range(len(sweep.objectives))]
+        nadir = [max(p[k] for p in means) for k in range(len(sweep.objectives))]
+        scores = dict(zip([m.label for m in group], balance(means, ideal, nadir), strict=True))
+        for label in front:
+            summary["members"][label].setdefault("on_front", []).append(front_name)
+        for m in group:
+            summary["members"][m.label]["balance"] = scores[m.label]
+        families = (
+            {"all": group, **_partition(group, sweep.compare_by)} if sweep.compare_by else {"all": group}
+        )
+        summary["fronts"][front_name] = {
+            "members": [m.label for m in group],
+            "front": front,
+            "most_balanced": min(front, key=lambda label: scores[label]),
+            "hypervolume": {
+                family: _hypervolume_interval(by_member, family_members, sweep)
+                for family, family_members in families.items()
+            },
+        }
+    return summary
+
+
+def _partition(members: list[Member], keys: list[str]) -> dict[str, list[Member]]:
+    """Members grouped by their values of `keys` ("map=open"), or one group "all" without keys."""
+    groups: dict[str, list[Member]] = {}
+    for member in members:
+        name = ",".join(f"{k.split('.')[-1]}={member.choices.get(k)}" for k in keys) or "all"
+        groups.setdefault(name, []).append(member)
+    return groups
+
+
+def _means(summary: dict, member: Member, sweep: ParetoSweep) -> list[float]:
+    return [summary["members"][member.label]["objectives"][o]["mean"] for o in sweep.objectives]
+
+
+def _hypervolume_interval(by_member: dict, members: list[Member], sweep: ParetoSweep) -> dict:
+    """The hypervolume of each seed's points (a member's objectives with that seed), mean and interval."""
+    per_seed = [
+        hypervolume([by_member[m.label][s]["objectives"] for m in members], sweep.reference)
+        for s in sweep.seeds
+    ]
+    mean, low, high = mean_interval(per_seed)
+    return {"per_seed": per_seed, "mean": mean, "low": low, "high": high}
+
+
+def write_outputs(sweep: ParetoSweep, members: list[Member], summary: dict) -> None:
+    """summary.json, table.md and front.png in `out`; HParams, the figure and the table in TensorBoard."""
+    out = Path(sweep.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    table = format_table(summary)
+    (out / "table.md").write_text(table)
+    figure = plot_fronts(summary, sweep.title or sweep.name)
+    figure.savefig(out / "front.png", dpi=110)
+    _log_tensorboard(sweep, members, summary, table, figure)
+    print(f"Wrote {out}/table.md, front.png and summary.json; TensorBoard: {sweep.directory / 'tensorboard'}")
+
+
+def format_table(summary: dict) -> str:
+    """A Markdown table per front: every member's objectives (mean [95% CI]), whether it is on the front and
+    how balanced it is, then the hypervolumes."""
+    objectives = summary["objectives"]
+    lines = [
+        f"Objectives (all minimised): {', '.join(objectives)}; mean [95% t-interval] over seeds "
+        f"{summary['seeds']}, each on the same {summary['episodes']} held-out episodes (eval seed "
+        f"{summary['eval_seed']}). Front: not dominated by any member of the same front group (seed means). "
+        "Balance: Chebyshev distance to the ideal point with each objective scaled to [0, 1] over the group "
+        f"(0 best). Hypervolume reference point: {summary['reference']}.",
+    ]
+    for name, front in summary["fronts"].items():
+        lines += [
+            "",
+            f"### {name}",
+            "",
+            "| member | " + " | ".join(objectives) + " | team return | front | balance |",
+            "|---|" + "---|" * (len(objectives) + 3),
+        ]
+        for label in front["members"]:
+            entry = summary["members"][label]
+            cells = [
+                f"{s['mean']:.2f} [{s['low']:.2f}, {s['high']:.2f}]"
+                for s in (entry["objectives"][o] for o in objectives)
+            ]
+            on_front = "**yes**" if label in front["front"] else ""
+            if label == front["most_balanced"]:
+                on_front += " (most balanced)"
+            lines.append(
+                f"| {label} | " + " | ".join(cells) + f" | {entry['return_mean']:.2f} | {on_front} | "
+                f"{entry['balance']:.3f} |"
+            )
+        lines += ["", "| members | hypervolume (mean [95% CI]; per seed) |", "|---|---|"]
+        for family, hv in front["hypervolume"].items():
+            per_seed = ", ".join(f"{v:.1f}" for v in hv["per_seed"])
+            lines.append(f"| {family} | {hv['mean']:.1f} [{hv['low']:.1f}, {hv['high']:.1f}]; {per_seed} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_fronts(summary: dict, title: str):
+    """One panel per front group: every member's seed mean with its 95% intervals, the front joined by a
+    staircase (the boundary of the dominated region), the most balanced member circled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x_name, y_name = summary["objectives"][:2]
+    fronts = summary["fronts"]
+    figure, axes = plt.subplots(1, len(fronts), figsize=(6.5 * len(fronts), 5.2), squeeze=False)
+    families = sorted({str(m["policy"]) for m in summary["members"].values()})
+    colours = {f: plt.get_cmap("tab10")(i % 10) for i, f in enumerate(families)}
+    for axis, (name, front) in zip(axes[0], fronts.items(), strict=True):
+        for label in front["members"]:
+            entry = summary["members"][label]
+            x, y = entry["objectives"][x_name], entry["objectives"][y_name]
+            on_front = label in front["front"]
+            axis.errorbar(
+                x["mean"],
+                y["mean"],
+                xerr=[[x["mean"] - x["low"]], [x["high"] - x["mean"]]],
+                yerr=[[y["mean"] - y["low"]], [y["high"] - y["mean"]]],
+                fmt="o" if on_front else ".",
+                color=colours[str(entry["policy"])],
+                alpha=1.0 if on_front else 0.45,
+                markersize=7 if on_front else 5,
+                capsize=2,
+                elinewidth=0.8,
+            )
+            short = ",".join(
+                p for p in label.split(",") if not any(p.startswith(k) for k in ("map=", "policy="))
+            )
+            axis.annotate(
+                short, (x["mean"], y["mean"]), fontsize=6.5, xytext=(3, 3), textcoords="offset points"
+            )
+        points = sorted(
+            (
+                summary["members"][m]["objectives"][x_name]["mean"],
+                summary["members"][m]["objectives"][y_name]["mean"],
+            )
+            for m in front["front"]
+        )
+        axis.step(
+            [p[0] for p in points], [p[1] for p in points], where="post", color="black", lw=1, alpha=0.6
+        )
+        best = summary["members"][front["most_balanced"]]["objectives"]
+        axis.plot(best[x_name]["mean"], best[y_name]["mean"], "o", mfc="none", mec="black", ms=14)
+        hv = front["hypervolume"]["all"]
+        axis.set_title(
+            f"{name}  (hypervolume {hv['mean']:.0f} [{hv['low']:.0f}, {hv['high']:.0f}])", fontsize=10
+        )
+        axis.set_xlabel(f"{x_name} (lower is better)")
+        axis.set_ylabel(f"{y_name} (lower is better)")
+        axis.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=f) for f, c in colours.items()]
+    figure.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), fontsize=8, frameon=False)
+    figure.suptitle(f"{title}\nmean and 95% interval over seeds; front = staircase, most balanced circled")
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
+    return figure
+
+
+def _log_tensorboard(sweep: ParetoSweep, members: list[Member], summary: dict, table: str, figure) -> None:
+    """Each member's choices and objectives through the HParams plugin (parallel coordinates and scatter
+    views of the trade-off), and the sweep's front figure and table."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    root = sweep.directory / "tensorboard"
+    for member in members:
+        entry = summary["members"][member.label]
+        hparams = {
+            k.split(".")[-1]: v if isinstance(v, int | float | str | bool) else str(v)
+            for k, v in member.choices.items()
+        }
+        metrics = {f"pareto/{o}": entry["objectives"][o]["mean"] for o in sweep.objectives}
+        metrics["pareto/on_front"] = float(bool(entry.get("on_front")))
+        metrics["pareto/balance"] = entry["balance"]
+        metrics["pareto/return_mean"] = entry["return_mean"]
+        with SummaryWriter(root / member.label) as writer:
+            writer.add_hparams(hparams, metrics, run_name=".")
+    with SummaryWriter(root / "_front") as writer:
+        writer.add_figure("pareto/front", figure)
+        writer.add_text("pareto/table", table)
