@@ -142,7 +142,6 @@ def _make_vmas(env_cfg, device, seed: int, num_envs: int) -> EnvBase:
     from envs.scenarios import SCENARIOS
 
     scenario = env_cfg.name[len(VMAS_PREFIX) :]
-    build = SCENARIOS[scenario]() if scenario in SCENARIOS else scenario  # ours: pass an instance
     if scenario not in SCENARIOS and scenario not in vmas.scenarios:
         close = difflib.get_close_matches(scenario, [*vmas.scenarios, *SCENARIOS], n=1)
         hint = f" Did you mean 'vmas/{close[0]}'?" if close else ""
@@ -150,18 +149,28 @@ def _make_vmas(env_cfg, device, seed: int, num_envs: int) -> EnvBase:
             f"VMAS has no scenario {scenario!r} (from env.name={env_cfg.name!r}).{hint} "
             f"Available scenarios: {', '.join([*vmas.scenarios, *SCENARIOS])}."
         )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        env = VmasEnv(
-            build,
-            num_envs=num_envs,
+    def build_env(n: int, group_map=None) -> EnvBase:
+        return VmasEnv(
+            SCENARIOS[scenario]() if scenario in SCENARIOS else scenario,
+            num_envs=n,
             continuous_actions=env_cfg.continuous_actions,
             categorical_actions=True,
             max_steps=env_cfg.max_steps,
             device=str(device),
             seed=seed,
+            group_map=group_map,
             **env_cfg.kwargs,
         )
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        group_map = None
+        if env_cfg.groups:  # agent names are known once the scenario is built: build a one-env copy first
+            probe = build_env(1)
+            names = [a.name for a in probe.agents]
+            probe.close()
+            group_map = vmas_group_map(env_cfg.groups, names, env_cfg.name)
+        env = build_env(num_envs, group_map)
     for warning in caught:
         if "passed but not used by the scenario" in str(warning.message):
             env.close()
@@ -174,6 +183,32 @@ def _make_vmas(env_cfg, device, seed: int, num_envs: int) -> EnvBase:
                 f"{'envs' if scenario in SCENARIOS else 'vmas'}/scenarios/{scenario}.py."
             )
     return env
+
+
+def vmas_group_map(groups: dict[str, list], agent_names: list[str], env_name: str) -> dict[str, list[str]]:
+    """`env.groups` ({group: [agent names or indices]}) as a VMAS group map; every agent in exactly one."""
+    group_map, seen = {}, []
+    for group, members in groups.items():
+        resolved = []
+        for member in members:
+            if isinstance(member, int) and 0 <= member < len(agent_names):
+                member = agent_names[member]
+            if member not in agent_names:
+                raise ConfigError(
+                    f"env.groups.{group} lists {member!r}, which is not an agent of {env_name}; its agents "
+                    f"are {', '.join(agent_names)} (or their indices 0..{len(agent_names) - 1})."
+                )
+            resolved.append(member)
+        group_map[group] = resolved
+        seen += resolved
+    if sorted(seen) != sorted(agent_names):
+        missing = [a for a in agent_names if a not in seen]
+        twice = sorted({a for a in seen if seen.count(a) > 1})
+        raise ConfigError(
+            f"env.groups must put every agent of {env_name} in exactly one group; "
+            f"missing: {missing or 'none'}, in several groups: {twice or 'none'}."
+        )
+    return group_map
 
 
 def describe_env(env: EnvBase, name: str, max_steps: int, kwargs: dict | None = None) -> EnvInfo:

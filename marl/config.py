@@ -69,7 +69,8 @@ class EnvConfig:
     continuous_actions: bool = True
     device: str = "auto"  # auto = the learner device
     entry_point: str | None = None  # pettingzoo: "package.module:factory" returning a Parallel or AEC env
-    groups: dict[str, list[Any]] | None = None  # pettingzoo: {group: [agent names]}; default: by space
+    # {group: [agent names, or indices for VMAS]}; default: PettingZoo by space, VMAS by name prefix
+    groups: dict[str, list[Any]] | None = None
     kwargs: dict[str, Any] = field(default_factory=dict, metadata={"merge": True})  # scenario kwargs
 
 
@@ -619,9 +620,13 @@ def _check(cfg: Config) -> None:
         f"native/<name> (e.g. native/cooking) or pettingzoo (with env.entry_point=package.module:factory).",
     )
     _require(
-        env.name == "pettingzoo" or (env.entry_point is None and env.groups is None),
-        f"env.entry_point and env.groups are PettingZoo settings, but env.name={env.name!r}. Use "
+        env.name == "pettingzoo" or env.entry_point is None,
+        f"env.entry_point is a PettingZoo setting, but env.name={env.name!r}. Use "
         f"env=pettingzoo to plug in a PettingZoo env.",
+    )
+    _require(
+        not env.name.startswith("native/") or env.groups is None,
+        f"env.groups cannot regroup {env.name}: its agents always form one group.",
     )
 
     _require(cfg.metrics.cell_size > 0, f"'metrics.cell_size' must be > 0, got {cfg.metrics.cell_size}.")

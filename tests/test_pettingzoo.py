@@ -260,7 +260,7 @@ def test_faults_found_while_stepping_are_clear(entry_point, message):
 
 
 def test_pettingzoo_settings_need_env_pettingzoo():
-    with pytest.raises(ConfigError, match="PettingZoo settings"):
+    with pytest.raises(ConfigError, match="PettingZoo setting"):
         load_config([f"env.entry_point={SPREAD}"])
     with pytest.raises(ConfigError, match="env.entry_point"):
         build_trainer(load_config(["env=pettingzoo"]))

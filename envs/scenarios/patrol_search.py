@@ -30,10 +30,18 @@ Observation of agent i (flat vector, the same size for every agent):
         has_sensor, and with `share_signal` the teammate's signal reading and present flag (else zeros);
         the whole slot is zero when the teammate is beyond `comm_range` (None: unlimited).
 
-Reward. patrol = minus the mean idleness over free cells / idleness_scale (`patrol_reward: level`, the
-default), or the drop in mean idleness this step (`patrol_reward: drop`). The drops telescope: over an
-episode they sum to the first step's idleness minus the last's, so `drop` pays only for the final state,
-while `level` sums to the time-averaged idleness the patrol objective measures; hence the default.
+Reward. patrol (`patrol_reward`) is one of
+    visit (default): the idleness the team's visits cleared this step (the sum over the cells it reset of
+        their idleness), / (idleness_scale * n_agents): about 1 per step for a team that keeps finding cells
+        idle for idleness_scale steps;
+    level: minus the mean idleness over free cells / idleness_scale;
+    drop: the drop in mean idleness this step.
+The time-averaged mean idleness (the patrol objective) is the sum over steps s of (T - s + 1) times the
+growth minus what was cleared at s, so `visit` pays each clearing when it happens, in proportion to the
+idleness it removed: an immediate, dense signal for PPO. `level` sums to the objective exactly, but every
+step pays for all earlier steps' coverage, and its size grows with the step count (which is not in the
+observation): a noisy target for the critic; in a short test run it did not learn where `visit` did.
+`drop` telescopes: over an episode it sums to the first step's idleness minus the last's.
 search = find_bonus on the step the source is found
 + shaping_coef * the gain in noise-free signal strength (/ signal_scale) of sensor carriers since the last
 step. `reward_mode: team`: every agent gets (1 - alpha) * patrol + alpha * search, with the search shaping
@@ -59,7 +67,7 @@ from vmas.simulator.utils import Color, ScenarioUtils
 from marl.errors import ConfigError
 
 MAPS = ("open", "rooms")
-PATROL_REWARDS = ("drop", "level")
+PATROL_REWARDS = ("visit", "level", "drop")
 REWARD_MODES = ("team", "role")
 N_CANDIDATES = 64  # candidate points per free-position draw (rejection sampling, vectorised)
 
@@ -95,7 +103,7 @@ class PatrolSearchScenario(BaseScenario):
         self.signal_scale: float = kwargs.pop("signal_scale", 10.0)
         self.alpha: float = kwargs.pop("alpha", 0.5)
         self.reward_mode: str = kwargs.pop("reward_mode", "team")
-        self.patrol_reward: str = kwargs.pop("patrol_reward", "level")
+        self.patrol_reward: str = kwargs.pop("patrol_reward", "visit")
         self.find_bonus: float = kwargs.pop("find_bonus", 10.0)
         self.shaping_coef: float = kwargs.pop("shaping_coef", 0.0)
         ScenarioUtils.check_kwargs_consumed(kwargs)
@@ -278,14 +286,17 @@ class PatrolSearchScenario(BaseScenario):
         before = self.mean_idleness_now()
         dist = torch.cdist(pos, self.centres.expand(pos.shape[0], -1, -1))  # [B, N, cells]
         visited = (dist <= self.visit_radius).any(1).reshape(self.idleness.shape)
+        cleared = (self.idleness * (visited & free)).flatten(1).sum(1)  # idleness the visits removed
         self.idleness = torch.where(visited | ~free, 0.0, self.idleness + 1)
         now = self.mean_idleness_now()
         self.idle_sum += now
         self.idle_max = torch.maximum(self.idle_max, self.idleness.flatten(1).max(1).values)
-        if self.patrol_reward == "drop":
-            self.patrol_term = before - now
-        else:
+        if self.patrol_reward == "visit":
+            self.patrol_term = cleared / (self.idleness_scale * self.n_agents)
+        elif self.patrol_reward == "level":
             self.patrol_term = -now / self.idleness_scale
+        else:
+            self.patrol_term = before - now
 
         # The source appears; sensors of carriers read it while it is active.
         was_sensing = self.sensing
