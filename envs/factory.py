@@ -149,6 +149,7 @@ def _make_vmas(env_cfg, device, seed: int, num_envs: int) -> EnvBase:
             f"VMAS has no scenario {scenario!r} (from env.name={env_cfg.name!r}).{hint} "
             f"Available scenarios: {', '.join([*vmas.scenarios, *SCENARIOS])}."
         )
+
     def build_env(n: int, group_map=None) -> EnvBase:
         return VmasEnv(
             SCENARIOS[scenario]() if scenario in SCENARIOS else scenario,

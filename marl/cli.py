@@ -154,6 +154,9 @@ def _build_parser() -> argparse.ArgumentParser:
             "examples:\n"
             "  marl pareto configs/pareto/patrol_search_heuristics.yaml     hand-designed teams, both maps\n"
             "  marl pareto configs/pareto/patrol_search_heuristics.yaml --dry-run   list the members\n"
+            "  marl pareto configs/pareto/patrol_search_heuristics.yaml --front-per env.map env.n_sensing\n"
+            "      --out results/patrol_search/by_sensing    the same cached results, one front per map and\n"
+            "      sensing condition\n"
             "  marl pareto configs/pareto/patrol_search_learned.yaml --workers 8 --ray-address auto"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -163,6 +166,13 @@ def _build_parser() -> argparse.ArgumentParser:
     pareto.add_argument("--dry-run", action="store_true", help="list the members, run nothing")
     pareto.add_argument("--workers", type=int, help="Ray tasks at once (default: the file's; 0: in process)")
     pareto.add_argument("--ray-address", help="join this Ray cluster (auto or host:port), not a local one")
+    pareto.add_argument("--out", help="write the table, figure and summary here instead of the file's `out`")
+    pareto.add_argument(
+        "--front-per",
+        nargs="+",
+        metavar="KEY",
+        help="one front per value of these grid keys (default: the file's)",
+    )
 
     check = commands.add_parser(
         "check-env",
@@ -237,13 +247,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "eval":
             return _eval(args)
         if args.command == "pareto":
-            from marl.pareto_sweep import load_pareto, run_pareto
+            from marl.pareto_sweep import check_keys, load_pareto, run_pareto
 
             sweep = load_pareto(args.file, args.overrides)
             if args.workers is not None:
                 if args.workers < 0:
                     raise MarlError(f"--workers must be >= 0, got {args.workers}.")
                 sweep.workers = args.workers
+            if args.out:
+                sweep.out = args.out
+            if args.front_per:
+                sweep.front_per = args.front_per
+                check_keys(sweep)
             run_pareto(sweep, args.ray_address, dry_run=args.dry_run)
             return 0
         if args.command == "metrics":

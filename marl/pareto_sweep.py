@@ -135,11 +135,7 @@ def load_pareto(path: str | Path, extra: list[str] = ()) -> ParetoSweep:
         )
     if sweep.episodes < 1 or sweep.workers < 0 or not sweep.seeds:
         raise ConfigError(f"{path}: episodes must be >= 1, workers >= 0 and seeds non-empty.")
-    members = expand(sweep)
-    keys = {k for m in members for k in m.choices}
-    for key in [*sweep.front_per, *sweep.compare_by]:
-        if key not in keys:
-            raise ConfigError(f"{path}: front_per/compare_by key {key!r} is not a grid key ({sorted(keys)}).")
+    members = check_keys(sweep)
     configs = {}
     for member in members:
         try:
@@ -154,6 +150,19 @@ def load_pareto(path: str | Path, extra: list[str] = ()) -> ParetoSweep:
             raise ConfigError(f"Pareto sweep {sweep.name}, member {member.label}: {error}") from None
     check_envs_build(sweep.name, configs)
     return sweep
+
+
+def check_keys(sweep: ParetoSweep) -> list[Member]:
+    """The sweep's members, after checking that front_per and compare_by name grid keys."""
+    members = expand(sweep)
+    keys = {k for m in members for k in m.choices}
+    for key in [*sweep.front_per, *sweep.compare_by]:
+        if key not in keys:
+            raise ConfigError(
+                f"Pareto sweep {sweep.name}: front_per/compare_by key {key!r} is not a grid key "
+                f"({sorted(keys)})."
+            )
+    return members
 
 
 def expand(sweep: ParetoSweep) -> list[Member]:
@@ -315,6 +324,7 @@ def analyse(sweep: ParetoSweep, members: list[Member], results: list[dict]) -> d
         "seeds": sweep.seeds,
         "episodes": sweep.episodes,
         "eval_seed": sweep.eval_seed,
+        "front_per": [k.split(".")[-1] for k in sweep.front_per],
         "members": {},
         "fronts": {},
     }
@@ -388,7 +398,10 @@ def write_outputs(sweep: ParetoSweep, members: list[Member], summary: dict) -> N
     figure = plot_fronts(summary, sweep.title or sweep.name)
     figure.savefig(out / "front.png", dpi=110)
     _log_tensorboard(sweep, members, summary, table, figure)
-    print(f"Wrote {out}/table.md, front.png and summary.json; TensorBoard: {sweep.directory / 'tensorboard'}")
+    tensorboard = sweep.directory / "tensorboard" / out.name
+    print(
+        f"Wrote {out}/table.md, front.png and summary.json; TensorBoard: tensorboard --logdir {tensorboard}"
+    )
 
 
 def format_table(summary: dict) -> str:
@@ -431,8 +444,9 @@ def format_table(summary: dict) -> str:
 
 
 def plot_fronts(summary: dict, title: str):
-    """One panel per front group: every member's seed mean with its 95% intervals, the front joined by a
-    staircase (the boundary of the dominated region), the most balanced member circled."""
+    """One panel per front group: every member's seed mean with its 95% intervals (colour: its policy), the
+    front joined by a staircase (the boundary of the dominated region) and labelled, the most balanced
+    member circled."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -440,10 +454,14 @@ def plot_fronts(summary: dict, title: str):
 
     x_name, y_name = summary["objectives"][:2]
     fronts = summary["fronts"]
-    figure, axes = plt.subplots(1, len(fronts), figsize=(6.5 * len(fronts), 5.2), squeeze=False)
+    columns = min(2, len(fronts))
+    rows = -(-len(fronts) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(6.5 * columns, 5.0 * rows + 0.6), squeeze=False)
+    for axis in axes.flat[len(fronts) :]:
+        axis.set_visible(False)
     families = sorted({str(m["policy"]) for m in summary["members"].values()})
     colours = {f: plt.get_cmap("tab10")(i % 10) for i, f in enumerate(families)}
-    for axis, (name, front) in zip(axes[0], fronts.items(), strict=True):
+    for axis, (name, front) in zip(axes.flat, fronts.items(), strict=False):
         for label in front["members"]:
             entry = summary["members"][label]
             x, y = entry["objectives"][x_name], entry["objectives"][y_name]
@@ -460,12 +478,12 @@ def plot_fronts(summary: dict, title: str):
                 capsize=2,
                 elinewidth=0.8,
             )
-            short = ",".join(
-                p for p in label.split(",") if not any(p.startswith(k) for k in ("map=", "policy="))
-            )
-            axis.annotate(
-                short, (x["mean"], y["mean"]), fontsize=6.5, xytext=(3, 3), textcoords="offset points"
-            )
+            if on_front:  # only the front is labelled: dominated members are context
+                hidden = tuple(f"{k}=" for k in [*summary["front_per"], "policy"])  # panel title, colour
+                short = ",".join(p for p in label.split(",") if not p.startswith(hidden))
+                axis.annotate(
+                    short, (x["mean"], y["mean"]), fontsize=7, xytext=(4, 2), textcoords="offset points"
+                )
         points = sorted(
             (
                 summary["members"][m]["objectives"][x_name]["mean"],
@@ -488,7 +506,7 @@ def plot_fronts(summary: dict, title: str):
     handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=f) for f, c in colours.items()]
     figure.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), fontsize=8, frameon=False)
     figure.suptitle(f"{title}\nmean and 95% interval over seeds; front = staircase, most balanced circled")
-    figure.tight_layout(rect=(0, 0.06, 1, 1))
+    figure.tight_layout(rect=(0, 0.05 / rows, 1, 1))
     return figure
 
 
@@ -497,7 +515,7 @@ def _log_tensorboard(sweep: ParetoSweep, members: list[Member], summary: dict, t
     views of the trade-off), and the sweep's front figure and table."""
     from torch.utils.tensorboard import SummaryWriter
 
-    root = sweep.directory / "tensorboard"
+    root = sweep.directory / "tensorboard" / Path(sweep.out).name
     for member in members:
         entry = summary["members"][member.label]
         hparams = {

@@ -302,9 +302,10 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
     try:
         while trainer.iteration < n_iterations and (stop_after is None or stop_after > 0):
             metrics = train_iteration(trainer)
-            due = lambda every: every and (  # noqa: E731
-                trainer.iteration % every == 0 or trainer.iteration == n_iterations
-            )
+
+            def due(every: int) -> bool:
+                return bool(every) and (trainer.iteration % every == 0 or trainer.iteration == n_iterations)
+
             traced = None
             if due(cfg.metrics.every):
                 traced = evaluation_episodes(trainer, cfg.metrics.episodes, trace=True)
