@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from marl.errors import MarlError
 
@@ -69,3 +71,68 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"Could not read checkpoint {path}: {error}. If the run was killed while writing, use an older "
             f"checkpoint from the same folder."
         ) from error
+
+
+def rng_state() -> dict:
+    """Torch's CPU and CUDA RNG states, for a checkpoint."""
+    return {
+        "cpu": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng_state(state: dict) -> None:
+    """Put back what `rng_state` saved (CUDA states only where CUDA is present)."""
+    torch.set_rng_state(state["cpu"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpointed_iterations(
+    trainer,
+    run_dir: Path,
+    n_iterations: int,
+    one_iteration: Callable[[], dict[str, float]],
+    progress: tqdm,
+    postfix: Callable[[dict[str, float]], dict[str, str]],
+    checkpoint_every: int,
+    keep: int,
+    resume_command: str,
+    close: Callable[[], None],
+    stop_after: int | None = None,
+    last_good: dict | None = None,
+) -> None:
+    """Run `one_iteration` (train, evaluate, log; -> its metrics) until `trainer.iteration` reaches
+    `n_iterations` (or `stop_after` iterations of this call), so that nothing a user ran is lost:
+
+    - every `checkpoint_every` iterations (0: never) and at the last one, `trainer.state_dict()` is saved;
+    - Ctrl-C or SIGTERM (KeyboardInterrupt) saves the last completed iteration, prints `resume_command`
+      and exits with status 130; any other error saves it too and is re-raised;
+    - on those two ways out, `close()` releases the logger, envs and workers first; a normal end (also one
+      cut short by `stop_after`) saves a final checkpoint and leaves closing to the caller."""
+    last_good = trainer.state_dict() if last_good is None else last_good
+    try:
+        while trainer.iteration < n_iterations and (stop_after is None or stop_after > 0):
+            metrics = one_iteration()
+            last_good = trainer.state_dict()
+            due = checkpoint_every and trainer.iteration % checkpoint_every == 0
+            if due or trainer.iteration == n_iterations:
+                save_checkpoint(run_dir, last_good, keep)
+            progress.update(1)
+            progress.set_postfix(**postfix(metrics))
+            if stop_after is not None:
+                stop_after -= 1
+    except KeyboardInterrupt:
+        path = save_checkpoint(run_dir, last_good, keep)
+        progress.close()
+        close()
+        print(f"\nInterrupted. Saved iteration {last_good['iteration']} to {path}.")
+        print(f"Continue with: {resume_command}")
+        raise SystemExit(130) from None
+    except Exception:
+        save_checkpoint(run_dir, last_good, keep)  # nothing is lost, whatever broke
+        progress.close()
+        close()
+        raise
+    progress.close()
+    save_checkpoint(run_dir, last_good, keep)

@@ -20,8 +20,8 @@ Multi-agent RL for heterogeneity and role specialisation: MAPPO/IPPO on VMAS wit
 role-grouped or HyperMARL parameter sharing, logged to TensorBoard.
 
 Commands: train, eval (returns), metrics (diversity and specialisation), sweep (a grid of runs),
-compare (curves and tables from many runs), pareto (trade-off fronts of many teams), check-env (test a
-PettingZoo env), config show.
+compare (curves and tables from many runs), pareto (trade-off fronts of many teams), population (partner
+populations: XP-min, self-play, specialists), check-env (test a PettingZoo env), config show.
 
 Configs are YAML presets under configs/ (groups: experiment, algorithm, env, sharing), overridden with
 key=value on the command line. `marl config show [overrides]` prints the resolved config.
@@ -174,6 +174,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help="one front per value of these grid keys (default: the file's)",
     )
 
+    from marl.population.cli import add_population_parser
+
+    add_population_parser(commands)
+
     check = commands.add_parser(
         "check-env",
         help="check a PettingZoo env before training it (API test, spaces, groups, masks, a rollout)",
@@ -272,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
                     raise MarlError(f"--parallel must be >= 1, got {args.parallel}.")
                 sweep.parallel = args.parallel
             return 1 if run_sweep(sweep, dry_run=args.dry_run) else 0
+        if args.command == "population":
+            from marl.population.cli import run_population
+
+            return run_population(args)
         if args.command == "check-env":
             return _check_env(args)
         if args.command == "compare":
@@ -341,14 +349,14 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _check_env(args: argparse.Namespace) -> int:
     from envs.check import check_env
-    from marl.config import _parse_value
+    from marl.config import parse_value
 
     kwargs = {}
     for item in args.kwargs:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise MarlError(f"Factory arguments are key=value (e.g. continuous_actions=true), got {item!r}.")
-        kwargs[key] = _parse_value(key, raw)
+        kwargs[key] = parse_value(key, raw)
     if args.steps < 1 or args.max_steps < 1:
         raise MarlError("--steps and --max-steps must be positive.")
     report = check_env(args.entry_point, kwargs, steps=args.steps, max_steps=args.max_steps)

@@ -214,7 +214,7 @@ def parse_overrides(args: list[str]) -> tuple[dict[str, str], list[tuple[str, An
                 raise ConfigError("'resume=' needs a run directory, e.g. resume=results/runs/<run name>.")
             resume = raw.strip()
         elif "." in key:
-            overrides.append((key, _parse_value(key, raw)))
+            overrides.append((key, parse_value(key, raw)))
         elif key in SECTIONS:
             if not raw.strip():
                 raise ConfigError(f"'{key}=' needs a preset name. {_presets_hint(key, CONFIG_DIR)}")
@@ -242,12 +242,12 @@ def load_config(args: list[str] = (), config_dir: Path | None = None) -> Config:
             f"No default.yaml in config directory {_show(config_dir)}. Point MARL_CONFIG_DIR at the "
             "project's configs/ directory, or create default.yaml there."
         )
-    base_choices, base_body = _split_defaults(_read_yaml(default_file), default_file, config_dir)
+    base_choices, base_body = _split_defaults(read_yaml(default_file), default_file, config_dir)
 
     exp_file, exp_choices, exp_body = None, {}, {}
     if "experiment" in cli_choices:
         exp_file = _find_experiment(cli_choices.pop("experiment"), config_dir)
-        exp_choices, exp_body = _split_defaults(_read_yaml(exp_file), exp_file, config_dir)
+        exp_choices, exp_body = _split_defaults(read_yaml(exp_file), exp_file, config_dir)
 
     tree = config_to_dict(Config())
     for group, choice in {**base_choices, **exp_choices, **cli_choices}.items():
@@ -356,7 +356,7 @@ def _load_preset(group: str, choice: str, config_dir: Path) -> tuple[Any, str]:
         path = config_dir / group / f"{choice}.yaml"
         if not path.is_file():
             path = path.with_suffix(".yml")
-        body = _read_yaml(path, mapping=False)
+        body = read_yaml(path, mapping=False)
         if group == "env" and isinstance(body, dict):
             body = {"name": choice, **body}  # the preset's name is the env name unless it says otherwise
         return body, _show(path)
@@ -407,7 +407,7 @@ def _set(tree: dict, key: str, value: Any, source: str) -> None:
             value = _nested_set(copy.deepcopy(node[name]) or {}, rest, value)
         elif isinstance(value, dict) and _merges(cls, name) and isinstance(node[name], dict):
             value = {**node[name], **value}
-        node[name] = _coerce(value, tp, path, source, example=_default(cls, name))
+        node[name] = coerce_value(value, tp, path, source, example=_default(cls, name))
         return
 
 
@@ -456,7 +456,7 @@ def _build(tree: dict) -> Config:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _coerce(value: Any, tp: Any, key: str, source: str, example: Any = None) -> Any:
+def coerce_value(value: Any, tp: Any, key: str, source: str, example: Any = None) -> Any:
     """`value` checked against type `tp` (ints pass as floats, integral floats as ints), or ConfigError.
 
     `example` (the field's default) is shown in the message as a valid setting.
@@ -479,7 +479,7 @@ def _coerce(value: Any, tp: Any, key: str, source: str, example: Any = None) -> 
         inner = _strip_optional(tp)
         if get_origin(inner) is dict and not isinstance(value, dict):
             raise bad()
-        return _coerce(value, inner, key, source)
+        return coerce_value(value, inner, key, source)
     if origin is Literal:
         if isinstance(value, str) and value in args:
             return value
@@ -518,14 +518,14 @@ def _coerce(value: Any, tp: Any, key: str, source: str, example: Any = None) -> 
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise bad(f" Write a YAML list in brackets, e.g. {key}={_inline(example or [64, 64])}.")
-        return [_coerce(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value)]
+        return [coerce_value(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise bad()
         for k in value:
             if not isinstance(k, str):
                 raise ConfigError(f"Invalid key {k!r} in '{key}' ({source}): keys must be strings.")
-        return {k: _coerce(v, args[1], f"{key}.{k}", source) for k, v in value.items()}
+        return {k: coerce_value(v, args[1], f"{key}.{k}", source) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         raise bad(f" Set single values with {key}.<key>=<value>.")
     raise TypeError(f"unsupported type {tp!r} in the config schema at '{key}'")
@@ -757,7 +757,7 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _parse_value(key: str, raw: str) -> Any:
+def parse_value(key: str, raw: str) -> Any:
     """A CLI value parsed as YAML: `4` -> 4, `true` -> True, `[64,64]` -> list, `null` -> None."""
     try:
         return yaml.load(raw, Loader=_Loader)
@@ -769,7 +769,7 @@ def _parse_value(key: str, raw: str) -> Any:
         ) from None
 
 
-def _read_yaml(path: Path, mapping: bool = True) -> Any:
+def read_yaml(path: Path, mapping: bool = True) -> Any:
     """Parse a YAML file; syntax errors name the file and line. Empty files read as {}."""
     try:
         text = Path(path).read_text()

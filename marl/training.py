@@ -26,7 +26,12 @@ from agents.policy import ActorCritic
 from agents.seats import SeatPolicy, build_frozen, frozen_actor_state, frozen_by_source
 from envs.factory import EnvInfo, describe_env, make_env, needs_global_state
 from envs.vmas_state import isolated_vmas_rng
-from marl.checkpoint import load_checkpoint, save_checkpoint
+from marl.checkpoint import (
+    checkpointed_iterations,
+    load_checkpoint,
+    restore_rng_state,
+    rng_state,
+)
 from marl.collector import LocalCollector, run_episodes
 from marl.config import Config, config_from_dict, config_to_dict, config_to_yaml
 from marl.errors import MarlError
@@ -93,10 +98,7 @@ class Trainer:
             "optimizer": _clone(self.optimizer.state_dict()),
             "value_norms": None if self.value_norms is None else _clone(self.value_norms.state_dict()),
             "collector": self.collector.state_dict(),
-            "rng": {
-                "cpu": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            },
+            "rng": rng_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -106,9 +108,7 @@ class Trainer:
         if self.value_norms is not None:
             self.value_norms.load_state_dict(state["value_norms"])
         self.collector.load_state_dict(state["collector"])
-        torch.set_rng_state(state["rng"]["cpu"])
-        if state["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        restore_rng_state(state["rng"])
 
 
 def _clone(tree):
@@ -288,9 +288,38 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
         print(describe_run(trainer, run_dir))
 
     n_iterations = math.ceil(exp.total_frames / trainer.collector.frames_per_batch)
-    last_good = trainer.state_dict() if state is None else state
     start_iteration = trainer.iteration
     final_metrics: dict[str, float] = {}
+
+    def due(every: int) -> bool:
+        return bool(every) and (trainer.iteration % every == 0 or trainer.iteration == n_iterations)
+
+    def one_iteration() -> dict[str, float]:
+        metrics = train_iteration(trainer)
+        traced = None
+        if due(cfg.metrics.every):
+            traced = evaluation_episodes(trainer, cfg.metrics.episodes, trace=True)
+            team = team_metrics(trainer.model, trainer.env_info, traced["trace"], cfg.metrics)
+            metrics.update(team.scalars)
+            log_team_metrics(logger, trainer, team)
+        if due(exp.eval_every):
+            # the same deterministic episodes from the same starts: reuse them when the counts agree
+            same = traced is not None and cfg.metrics.episodes == exp.eval_episodes
+            episodes = traced if same else evaluation_episodes(trainer, exp.eval_episodes)
+            metrics.update(episode_metrics(episodes, trainer.env_info, prefix="eval/"))
+        logger.log(trainer.iteration, trainer.frames, metrics)
+        kept = {k: v for k, v in metrics.items() if "return" in k or k == "eval/episode_length"}
+        final_metrics.update(kept)
+        return metrics
+
+    def close() -> None:
+        logger.close()
+        trainer.close()
+
+    def postfix(metrics: dict[str, float]) -> dict[str, str]:
+        ret = metrics.get("train/return_mean", float("nan"))
+        return {"fps": f"{metrics['perf/total_fps']:.0f}", "ret": f"{ret:.3g}"}
+
     bar = tqdm(
         total=n_iterations,
         initial=trainer.iteration,
@@ -299,56 +328,20 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
         dynamic_ncols=True,
         desc=exp.name,
     )
-    try:
-        while trainer.iteration < n_iterations and (stop_after is None or stop_after > 0):
-            metrics = train_iteration(trainer)
-
-            def due(every: int) -> bool:
-                return bool(every) and (trainer.iteration % every == 0 or trainer.iteration == n_iterations)
-
-            traced = None
-            if due(cfg.metrics.every):
-                traced = evaluation_episodes(trainer, cfg.metrics.episodes, trace=True)
-                team = team_metrics(trainer.model, trainer.env_info, traced["trace"], cfg.metrics)
-                metrics.update(team.scalars)
-                log_team_metrics(logger, trainer, team)
-            if due(exp.eval_every):
-                # the same deterministic episodes from the same starts: reuse them when the counts agree
-                same = traced is not None and cfg.metrics.episodes == exp.eval_episodes
-                episodes = traced if same else evaluation_episodes(trainer, exp.eval_episodes)
-                metrics.update(episode_metrics(episodes, trainer.env_info, prefix="eval/"))
-            logger.log(trainer.iteration, trainer.frames, metrics)
-            final_metrics.update(
-                {k: v for k, v in metrics.items() if "return" in k or k == "eval/episode_length"}
-            )
-            last_good = trainer.state_dict()
-            if trainer.iteration % exp.checkpoint_every == 0 or trainer.iteration == n_iterations:
-                save_checkpoint(run_dir, last_good, exp.keep_checkpoints)
-            bar.update(1)
-            bar.set_postfix(
-                fps=f"{metrics['perf/total_fps']:.0f}",
-                ret=f"{metrics.get('train/return_mean', float('nan')):.3g}",
-            )
-            if stop_after is not None:
-                stop_after -= 1
-    except KeyboardInterrupt:
-        path = save_checkpoint(run_dir, last_good, exp.keep_checkpoints)
-        bar.close()
-        logger.close()
-        trainer.close()
-        print(
-            f"\nInterrupted. Saved iteration {last_good['iteration']} to {path}.\n"
-            f"Continue with: marl train resume={run_dir}"
-        )
-        raise SystemExit(130) from None
-    except Exception:
-        save_checkpoint(run_dir, last_good, exp.keep_checkpoints)  # nothing is lost, whatever broke
-        bar.close()
-        logger.close()
-        trainer.close()
-        raise
-    bar.close()
-    save_checkpoint(run_dir, last_good, exp.keep_checkpoints)  # also when stopped early (stop_after)
+    checkpointed_iterations(
+        trainer,
+        run_dir,
+        n_iterations,
+        one_iteration,
+        bar,
+        postfix,
+        exp.checkpoint_every,
+        exp.keep_checkpoints,
+        f"marl train resume={run_dir}",
+        close,
+        stop_after,
+        last_good=state,
+    )
     if trainer.iteration >= n_iterations and trainer.iteration > start_iteration:  # finished in this call
         logger.log_hparams(flatten(config_to_dict(cfg)), final_metrics)
     if trainer.iteration >= n_iterations:

@@ -1,0 +1,372 @@
+"""Typed configuration of `marl population train`: dataclasses with the issue's defaults, YAML presets,
+`key=value` overrides.
+
+Layers, later beating earlier: the dataclass defaults below < a preset (``preset=matrix_game_xpmin`` reads
+``configs/population/matrix_game_xpmin.yaml``, or ``preset=path/to/file.yaml``) < command-line overrides
+(``population.size=4``, ``algorithm.lr=1e-3``; ``method=xpmin`` is short for ``population.method=xpmin``).
+In the ``env`` section, keys that are not fields (``env.k=4``) are the env's own arguments. A wrong key
+raises ``ConfigError`` naming it, the valid keys and the closest spelling; values are type-checked with the
+main config's checker (marl/config.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_type_hints
+
+import yaml
+
+from marl.config import CONFIG_DIR, EnvConfig, coerce_value, parse_value, read_yaml
+from marl.errors import ConfigError
+
+PRESET_DIR = "population"
+METHODS = ("xpmin", "selfplay", "specialists")
+
+
+@dataclass
+class ExperimentSection:
+    """Run bookkeeping: seed, length, devices, logging and checkpoints."""
+
+    name: str = "population"  # run-name prefix (default: the preset's name, else the method)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 1  # torch CPU threads (small per-step batches: 1 is fastest on CPU); 0 = torch's default
+    iterations: int = 300  # training iterations (rollout + PPO update of all members)
+    runs_dir: str = "results/runs"
+    checkpoint_every: int = 25  # iterations; the last iteration and Ctrl-C always checkpoint
+    keep_checkpoints: int = 3
+    progress: bool = True  # tqdm progress bar with frames/s
+    eval_every: int = 25  # iterations between all-pairs evaluations (XP matrix image, SP labels); 0 = off
+    eval_envs_per_pair: int = 16  # episodes per ordered pair in an evaluation
+    eval_deterministic: bool = True  # evaluate the members' most likely actions
+
+
+@dataclass
+class EnvSection:
+    """The two-seat env (`native/matrix_game`, `native/cooking`); unknown keys are the env's arguments."""
+
+    name: str = "native/matrix_game"
+    max_steps: int = 10
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PopulationSection:
+    """The population and how its members are paired."""
+
+    method: Literal["xpmin", "selfplay", "specialists"] = "xpmin"
+    size: int = 8  # N members
+    scheme: Literal["independent", "hyper"] = "independent"  # stacked weights or a hypernetwork
+    xp_lambda: float = 0.3  # XP-min: weight of the best other partner's cross-play return
+    pairs: Literal["all", "sampled"] = "all"  # xpmin: all N*N ordered pairs, or SP + sampled partners
+    partners_per_member: int = 2  # pairs=sampled: XP partners per member per iteration (both seat orders)
+    partner_sampling: Literal["uniform", "bandit"] = "bandit"  # pairs=sampled: how partners are drawn
+    envs_per_pair: int = 16  # env slots per pair in the training rollout
+    xp_estimate_decay: float = 0.0  # j* estimate: new = decay * old + (1 - decay) * this iteration's return
+    label_key: str = "convention"  # the env's info key labelling an episode's behaviour (cooking: recipe)
+    restrict_kwarg: str = "conventions"  # specialists: env argument restricting what pays (cooking: recipes)
+    specialist_targets: list[int] | None = None  # specialists: member i's label; null = 0..N-1
+
+
+@dataclass
+class AlgorithmSection:
+    """PPO of all members at once (issue 9 defaults)."""
+
+    lr: float = 5e-4
+    adam_eps: float = 1e-5
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_epsilon: float = 0.3
+    entropy_coef: float = 0.03
+    value_coef: float = 0.5
+    max_grad_norm: float = 0.5  # per member (independent scheme), over the whole population (hyper)
+    epochs: int = 4
+    minibatches: int = 4  # per epoch; each holds 1/minibatches of every member's samples
+    rollout_steps: int = 16  # env steps per slot per iteration
+    normalize_advantage: bool = True  # per member, over the samples it learns from
+
+
+@dataclass
+class ModelSection:
+    """Every member's actor and critic MLP."""
+
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    activation: Literal["tanh", "relu", "elu", "gelu", "silu"] = "tanh"
+    hyper_variant: Literal["linear", "mlp"] = "mlp"
+    hyper_embedding_dim: int = 8
+    hyper_hidden: int = 64
+
+
+@dataclass
+class PopulationConfig:
+    """The whole `marl population train` configuration."""
+
+    experiment: ExperimentSection = field(default_factory=ExperimentSection)
+    env: EnvSection = field(default_factory=EnvSection)
+    population: PopulationSection = field(default_factory=PopulationSection)
+    algorithm: AlgorithmSection = field(default_factory=AlgorithmSection)
+    model: ModelSection = field(default_factory=ModelSection)
+
+    def env_config(self, num_envs: int) -> EnvConfig:
+        """The main config's `EnvConfig` for `envs.factory.make_env` with `num_envs` slots."""
+        return EnvConfig(
+            name=self.env.name,
+            num_envs=num_envs,
+            max_steps=self.env.max_steps,
+            continuous_actions=False,
+            device="auto",
+            kwargs=copy.deepcopy(self.env.kwargs),
+        )
+
+
+SECTIONS = tuple(get_type_hints(PopulationConfig))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------------------
+
+
+def parse_population_args(args: list[str]) -> tuple[str | None, list[tuple[str, Any]], str | None]:
+    """CLI words -> (preset, dotted overrides with YAML-parsed values, resume run dir)."""
+    preset, resume, overrides = None, None, []
+    for arg in args:
+        key, sep, raw = arg.partition("=")
+        key = key.strip()
+        if not sep or not key or " " in key:
+            raise ConfigError(
+                f"Malformed argument {arg!r}: expected key=value, e.g. method=xpmin, "
+                "preset=matrix_game_xpmin, population.size=4 or resume=<run dir>."
+            )
+        if key == "preset":
+            preset = raw.strip()
+        elif key == "resume":
+            resume = raw.strip()
+        elif key == "method":
+            overrides.append(("population.method", raw.strip()))
+        elif "." in key:
+            overrides.append((key, parse_value(key, raw)))
+        else:
+            valid = ["method", "preset", "resume", *(f"{s}.<key>" for s in SECTIONS)]
+            raise ConfigError(
+                f"Unknown argument {key!r} in {arg!r}. Valid: {', '.join(valid)}."
+                f"{_did_you_mean(key, ['method', 'preset', 'resume'])}"
+            )
+        if key in ("preset", "resume") and not raw.strip():
+            raise ConfigError(f"'{key}=' needs a value. {presets_hint()}")
+    return preset, overrides, resume
+
+
+def load_population_config(args: list[str] = (), config_dir: Path | None = None) -> PopulationConfig:
+    """Defaults < preset < overrides, validated. `resume=` in `args` is ignored here (the CLI handles it)."""
+    preset, overrides, _ = parse_population_args(list(args))
+    tree = population_config_to_dict(PopulationConfig())
+    if preset is not None:
+        path = find_preset(preset, config_dir)
+        body = read_yaml(path)
+        tree["experiment"]["name"] = path.stem
+        apply_mapping(tree, body, str(path))
+    elif not any(key == "experiment.name" for key, _ in overrides):
+        method = dict(overrides).get("population.method", tree["population"]["method"])
+        tree["experiment"]["name"] = f"population_{method}"
+    for key, value in overrides:
+        set_key(tree, key, value, "command line")
+    return build_config(tree)
+
+
+def population_config_from_dict(data: dict) -> PopulationConfig:
+    """A validated config from a plain nested dict (a run's saved config); missing keys take defaults."""
+    tree = population_config_to_dict(PopulationConfig())
+    apply_mapping(tree, data, "config")
+    return build_config(tree)
+
+
+def population_config_to_dict(cfg: PopulationConfig) -> dict:
+    """Plain nested dict of builtins, safe for YAML and checkpoints."""
+    return copy.deepcopy(dataclasses.asdict(cfg))
+
+
+def population_config_to_yaml(cfg: PopulationConfig) -> str:
+    return yaml.safe_dump(population_config_to_dict(cfg), sort_keys=False, default_flow_style=False)
+
+
+def apply_overrides(cfg: PopulationConfig, overrides: list[tuple[str, Any]]) -> PopulationConfig:
+    """A validated copy of `cfg` with dotted overrides (e.g. on resume)."""
+    tree = population_config_to_dict(cfg)
+    for key, value in overrides:
+        set_key(tree, key, value, "command line")
+    return build_config(tree)
+
+
+def find_preset(name: str, config_dir: Path | None = None) -> Path:
+    """`name` -> configs/population/<name>.yaml, or `name` itself when it is a .yaml path."""
+    if name.endswith((".yaml", ".yml")):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"Population preset file not found: {name} (resolved to {path.resolve()}).")
+        return path
+    root = Path(config_dir or CONFIG_DIR) / PRESET_DIR
+    path = root / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"Unknown population preset {name!r}. {presets_hint(config_dir)}"
+            f"{_did_you_mean(name, list_presets(config_dir))} Or pass a file: preset=path/to/file.yaml."
+        )
+    return path
+
+
+def list_presets(config_dir: Path | None = None) -> list[str]:
+    root = Path(config_dir or CONFIG_DIR) / PRESET_DIR
+    return sorted(p.stem for p in root.glob("*.yaml")) if root.is_dir() else []
+
+
+def presets_hint(config_dir: Path | None = None) -> str:
+    names = list_presets(config_dir)
+    return f"Population presets: {', '.join(names)}." if names else "There are no population presets."
+
+
+def apply_mapping(tree: dict, data: Any, source: str) -> None:
+    """Merge a `{section: {key: value}}` mapping into the tree, key by key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source} must be a mapping of sections ({', '.join(SECTIONS)}), got {data!r}.")
+    for section, body in data.items():
+        if section not in SECTIONS:
+            raise ConfigError(_unknown(str(section), str(section), list(SECTIONS), "Sections", source))
+        if body is None:
+            continue
+        if not isinstance(body, dict):
+            raise ConfigError(
+                f"Section {section!r} ({source}) must be a mapping of keys to values, got {body!r}."
+            )
+        for key, value in body.items():
+            set_key(tree, f"{section}.{key}", value, source)
+
+
+def set_key(tree: dict, key: str, value: Any, source: str) -> None:
+    """Type-check and set one dotted key `section.field` (env: unknown fields go to `env.kwargs`)."""
+    section, _, name = key.partition(".")
+    if section not in SECTIONS:
+        raise ConfigError(_unknown(key, section, list(SECTIONS), "Sections", source))
+    cls = get_type_hints(PopulationConfig)[section]
+    fields = get_type_hints(cls)
+    if section == "env" and name.split(".")[0] not in fields:
+        name = f"kwargs.{name}"
+    field_name, _, rest = name.partition(".")
+    if field_name not in fields or (rest and field_name != "kwargs"):
+        raise ConfigError(_unknown(key, field_name, list(fields), f"Keys of '{section}'", source))
+    if field_name == "kwargs":
+        if not rest:
+            value = {**tree[section]["kwargs"], **(value if isinstance(value, dict) else {})}
+        else:
+            value = {**tree[section]["kwargs"], rest: value}
+    default = getattr(cls(), field_name)
+    tree[section][field_name] = coerce_value(value, fields[field_name], key, source, example=default)
+
+
+def build_config(tree: dict) -> PopulationConfig:
+    """Dataclasses from a checked tree, then the cross-field checks."""
+    sections = {
+        name: cls(**copy.deepcopy(tree[name])) for name, cls in get_type_hints(PopulationConfig).items()
+    }
+    cfg = PopulationConfig(**sections)
+    check_config(cfg)
+    return cfg
+
+
+def check_config(cfg: PopulationConfig) -> None:
+    """Value checks that types cannot express; the first failure raises ConfigError."""
+    exp, pop, alg = cfg.experiment, cfg.population, cfg.algorithm
+    positive = {
+        "experiment.iterations": exp.iterations,
+        "experiment.keep_checkpoints": exp.keep_checkpoints,
+        "experiment.eval_envs_per_pair": exp.eval_envs_per_pair,
+        "env.max_steps": cfg.env.max_steps,
+        "population.envs_per_pair": pop.envs_per_pair,
+        "algorithm.epochs": alg.epochs,
+        "algorithm.minibatches": alg.minibatches,
+        "algorithm.rollout_steps": alg.rollout_steps,
+        "model.hyper_embedding_dim": cfg.model.hyper_embedding_dim,
+        "model.hyper_hidden": cfg.model.hyper_hidden,
+        **{f"model.hidden_sizes[{i}]": size for i, size in enumerate(cfg.model.hidden_sizes)},
+    }
+    for key, value in positive.items():
+        _require(value > 0, f"'{key}' must be a positive integer, got {value}.")
+    for key, value in {
+        "experiment.seed": exp.seed,
+        "experiment.threads": exp.threads,
+        "experiment.checkpoint_every": exp.checkpoint_every,
+        "experiment.eval_every": exp.eval_every,
+        "algorithm.entropy_coef": alg.entropy_coef,
+        "algorithm.value_coef": alg.value_coef,
+        "population.xp_lambda": pop.xp_lambda,
+    }.items():
+        _require(value >= 0, f"'{key}' must be >= 0, got {value}.")
+    for key, value in {
+        "algorithm.lr": alg.lr,
+        "algorithm.adam_eps": alg.adam_eps,
+        "algorithm.clip_epsilon": alg.clip_epsilon,
+        "algorithm.max_grad_norm": alg.max_grad_norm,
+    }.items():
+        _require(value > 0, f"'{key}' must be > 0, got {value}.")
+    _require(0 < alg.gamma <= 1, f"'algorithm.gamma' must be in (0, 1], got {alg.gamma}.")
+    _require(0 <= alg.gae_lambda <= 1, f"'algorithm.gae_lambda' must be in [0, 1], got {alg.gae_lambda}.")
+    _require(
+        0 <= pop.xp_estimate_decay < 1,
+        f"'population.xp_estimate_decay' must be in [0, 1), got {pop.xp_estimate_decay}.",
+    )
+    _require(
+        cfg.env.name.startswith("native/"),
+        f"'env.name={cfg.env.name}': populations train on the two-seat native envs (native/matrix_game, "
+        "native/cooking), whose info labels each episode's behaviour.",
+    )
+    minimum = 2 if pop.method == "xpmin" else 1
+    _require(
+        pop.size >= minimum,
+        f"'population.size' must be >= {minimum} for method {pop.method}, got {pop.size}.",
+    )
+    if pop.method == "xpmin" and pop.pairs == "sampled":
+        _require(
+            1 <= pop.partners_per_member <= pop.size - 1,
+            f"'population.partners_per_member={pop.partners_per_member}' must be in 1..{pop.size - 1} "
+            f"(population.size - 1) with population.pairs=sampled.",
+        )
+    if pop.specialist_targets is not None:
+        _require(
+            pop.method == "specialists",
+            f"'population.specialist_targets' is only used by method specialists, not {pop.method}. "
+            "Drop it or set method=specialists.",
+        )
+        _require(
+            len(pop.specialist_targets) == pop.size,
+            f"'population.specialist_targets' lists {len(pop.specialist_targets)} labels but population.size="
+            f"{pop.size}: give one target label per member (e.g. [0, 1, 2, 3] for 4 members).",
+        )
+        _require(
+            all(t >= 0 for t in pop.specialist_targets),
+            f"'population.specialist_targets' must be label indices >= 0, got {pop.specialist_targets}.",
+        )
+
+
+def specialist_targets(cfg: PopulationConfig) -> list[int]:
+    """Member i's target label in method specialists (default: i)."""
+    targets = cfg.population.specialist_targets
+    return list(range(cfg.population.size)) if targets is None else list(targets)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _unknown(key: str, wrong: str, valid: list[str], valid_name: str, source: str) -> str:
+    """'Unknown key ...' naming the key, the valid ones and the closest spelling of the wrong part."""
+    return f"Unknown key {key!r} ({source}). {valid_name}: {', '.join(valid)}.{_did_you_mean(wrong, valid)}"
+
+
+def _did_you_mean(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""

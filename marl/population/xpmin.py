@@ -1,0 +1,888 @@
+"""`marl population train`: XP-min, self-play and specialist populations. Read `train()` top to bottom.
+
+One iteration, for all N members at once (agents/population.py holds them as one batched module):
+
+1. **Rollout.** Every env slot plays one pair ``(seat_0 member, seat_1 member)`` (marl/population/pairs.py):
+   xpmin plays all N*N ordered pairs (or SP pairs plus sampled partners), selfplay and specialists only the
+   N self-play pairs. Each step, every seat of every slot acts from its own member's network in one pass.
+2. **Per-pair returns.** Episodes that ended give the mean return of each ordered pair, ``R [N, N]``
+   (NaN where no episode ended); the cross-play estimate is updated where observed.
+3. **j\\* per member** (xpmin): ``j*(i) = argmax_{j != i} (R[i, j] + R[j, i]) / 2``, the best other partner on
+   this iteration's (stochastic-policy) returns.
+4. **GAE, then signed advantages.** The critic estimates the *raw* return of the member's pair
+   (``V_i(o | partner j)``, see Population) and GAE runs on raw rewards. Each seat's advantages are then
+   multiplied by its weight (``pairs.seat_weights``): ``+1`` in self-play, negative when the seat's member
+   plays its ``j*`` (in either seat order), ``0`` with any other partner. The negative weight is
+   ``-lambda * n_sp / (n_orders * n_order)`` slot counts, ``-lambda / 2`` with all pairs: a self-play slot
+   carries two of the member's seats, a cross-play slot one, so this makes member i's policy gradient an
+   unbiased estimate of ``grad[J_SP(i) - lambda * J_XP(i, j*)]``, ``J_XP`` the mean over both seat orders
+   (the issue's objective; a plain ``-lambda`` per seat would double the cross-play term). GAE is linear in
+   rewards and values, so weighting advantages is exactly GAE on signed rewards ``w * r`` with signed
+   values ``w * V``; but the critic's target stays the pair's true return, which does not flip sign when
+   ``j*`` changes from one iteration to the next. Weight-0 seats only train the critic (they give the XP
+   value estimates of every pair). Latent variables (the optional ``alpha * I(z; o, a)`` term) are not
+   implemented.
+5. **PPO update of all members at once**, in the member-major layout ``[N, samples, ...]``: every member's
+   loss is its own PPO loss (per-member advantage normalisation and means), they are summed, and gradients
+   are clipped per member (independent scheme; the hyper scheme shares its hypernetwork, so one global norm).
+   With the independent scheme each member therefore trains exactly as a lone PPO learner on its data.
+
+Specialists: member ``i`` only plays itself, in envs whose paying set is restricted to its target label
+(``env.<restrict_kwarg> = [target_i]``). An env's paying set is one per env instance, so these slots live in
+one env instance per target label ("shards", stepped in a loop over labels; the networks still run once).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tensordict import TensorDictBase
+from torch import Tensor, nn
+from torchrl.envs import EnvBase
+from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
+from tqdm.auto import tqdm
+
+from agents.population import MemberLayout, Population, seat_layout
+from envs.factory import describe_env, make_env
+from marl.checkpoint import checkpointed_iterations, load_checkpoint, restore_rng_state, rng_state
+from marl.errors import MarlError
+from marl.population.config import (
+    PopulationConfig,
+    population_config_from_dict,
+    population_config_to_dict,
+    population_config_to_yaml,
+    specialist_targets,
+)
+from marl.population.pairs import (
+    SlotAssignment,
+    all_pairs,
+    assign_slots,
+    best_partners,
+    pair_matrix,
+    sampled_pairs,
+    seat_weights,
+    self_play_pairs,
+    symmetric_returns,
+)
+from marl.run_logger import RunLogger, flatten
+from marl.training import hardware_summary, heldout_episodes, new_run_dir, resolve_device, untouched_rng
+
+GROUP = "agents"  # the native envs' one group, seats seat_0 and seat_1
+SHARD_SEED_STRIDE = 7919  # env seeds of the specialists' per-label env instances: seed + k * stride
+EVAL_SEED_OFFSET = 1_000_003  # all-pairs evaluations use their own seed: the same episodes every time
+SUMMARY_FILE = "population.json"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rollouts of many pairs at once
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Rollout:
+    """One iteration's data in seat layout ``[envs, T, 2, ...]``, plus the episodes that ended in it."""
+
+    obs: Tensor  # [E, T, 2, D]
+    next_obs: Tensor  # [E, T, 2, D]
+    action: Tensor  # [E, T, 2]
+    log_prob: Tensor  # [E, T, 2]
+    reward: Tensor  # [E, T, 2]
+    done: Tensor  # [E, T]
+    terminated: Tensor  # [E, T]
+    episode_slot: Tensor  # [M] the slot each ended episode ran in
+    episode_return: Tensor  # [M] team return (mean over seats)
+    episode_label: Tensor  # [M] the env's behaviour label at the episode's end (-1: none)
+
+    @property
+    def frames(self) -> int:
+        return self.done.numel()
+
+
+@dataclass
+class Shard:
+    """One env instance holding the consecutive slots ``start:stop`` of the population's slots."""
+
+    env: EnvBase
+    start: int
+    stop: int
+    td: TensorDictBase | None = None
+
+
+class PairCollector:
+    """Steps the slots of a pair assignment with a Population; episodes run across iterations.
+
+    Like marl/collector.py's LocalCollector (whose step machinery it follows), but it knows which pair each
+    slot plays, keeps per-slot episode returns and labels, and may spread slots over several env instances
+    (specialists). ``reset(assignment)`` starts new episodes everywhere (a new assignment must not finish
+    episodes another pair began).
+    """
+
+    def __init__(self, shards: list[Shard], assignment: SlotAssignment, n_members: int, label_key: str):
+        self.shards, self.n_members, self.label_key = shards, n_members, label_key
+        self.device = shards[0].env.device
+        self.reset(assignment)
+
+    def reset(self, assignment: SlotAssignment) -> None:
+        self.assignment = assignment
+        self.layout = seat_layout(assignment.member, self.n_members)
+        for shard in self.shards:
+            shard.td = shard.env.reset()
+        self._check_label(self.shards[0].td)
+        n = assignment.num_envs
+        self.episode_return = torch.zeros(n, device=self.device)
+
+    def _check_label(self, td: TensorDictBase) -> None:
+        info = td[GROUP, "info"]
+        if self.label_key not in info.keys():  # noqa: SIM118 - a TensorDict's keys
+            raise MarlError(
+                f"population.label_key={self.label_key!r} is not in the env's info (it reports "
+                f"{', '.join(info.keys())}). Set population.label_key to the key that labels an episode's "
+                f"behaviour (native/matrix_game: convention, native/cooking: recipe)."
+            )
+
+    @torch.no_grad()
+    def collect(self, population: Population, steps: int, deterministic: bool = False) -> Rollout:
+        """``steps`` steps of every slot (actions sampled with torch's global RNG, or the most likely)."""
+        member, layout = self.assignment.member, self.layout
+        columns: dict[str, list[Tensor]] = {
+            k: [] for k in ("obs", "next_obs", "action", "log_prob", "reward")
+        }
+        columns.update(done=[], terminated=[], ended_return=[], label=[])
+        for _ in range(steps):
+            obs = self._cat([s.td[GROUP, "observation"] for s in self.shards])
+            action, log_prob = population.act(obs, member, deterministic, layout=layout)
+            stepped = []
+            for shard in self.shards:
+                shard.td[GROUP, "action"] = action[shard.start : shard.stop]
+                out, shard.td = shard.env.step_and_maybe_reset(shard.td)
+                stepped.append(out["next"])
+            nxt = {
+                "next_obs": self._cat([s[GROUP, "observation"] for s in stepped]),
+                "reward": self._cat([s[GROUP, "reward"] for s in stepped]).squeeze(-1),
+                "done": self._cat([s["done"] for s in stepped]).squeeze(-1),
+                "terminated": self._cat([s["terminated"] for s in stepped]).squeeze(-1),
+                "label": self._cat([s[GROUP, "info", self.label_key][:, 0, 0] for s in stepped]).long(),
+            }
+            self.episode_return += nxt["reward"].mean(-1)
+            ended = nxt.pop("done")
+            columns["ended_return"].append(self.episode_return * ended)
+            self.episode_return = self.episode_return * ~ended
+            for key, value in dict(nxt, obs=obs, action=action, log_prob=log_prob, done=ended).items():
+                columns[key].append(value)
+        data = {key: torch.stack(values, dim=1) for key, values in columns.items()}
+        slot, step = data["done"].nonzero(as_tuple=True)
+        return Rollout(
+            obs=data["obs"],
+            next_obs=data["next_obs"],
+            action=data["action"],
+            log_prob=data["log_prob"],
+            reward=data["reward"],
+            done=data["done"],
+            terminated=data["terminated"],
+            episode_slot=slot,
+            episode_return=data["ended_return"][slot, step],
+            episode_label=data["label"][slot, step],
+        )
+
+    @staticmethod
+    def _cat(parts: list[Tensor]) -> Tensor:
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def state_dict(self) -> dict:
+        """Env states, current observations and running returns: enough to continue exactly."""
+        return {
+            "pairs": self.assignment.pairs.clone(),
+            "episode_return": self.episode_return.clone(),
+            "shards": [
+                {
+                    "env": shard.env.snapshot(),
+                    "td": {k: v.clone() for k, v in shard.td.flatten_keys(".").items()},
+                }
+                for shard in self.shards
+            ],
+        }
+
+    def load_state_dict(self, state: dict, envs_per_pair: int) -> None:
+        self.reset(assign_slots(state["pairs"].to(self.device), envs_per_pair))
+        self.episode_return = state["episode_return"].to(self.device).clone()
+        for shard, saved in zip(self.shards, state["shards"], strict=True):
+            shard.env.restore(saved["env"])
+            td = shard.td.clone()
+            for key, value in saved["td"].items():
+                td.set(tuple(key.split(".")), value.to(self.device))
+            shard.td = td
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Building a run
+# ---------------------------------------------------------------------------------------------------------
+
+
+def build_population(cfg: PopulationConfig, obs_dim: int, n_actions: int) -> Population:
+    """The population's networks from the config."""
+    model = cfg.model
+    return Population(
+        cfg.population.size,
+        obs_dim,
+        n_actions,
+        hidden_sizes=model.hidden_sizes,
+        activation=model.activation,
+        scheme=cfg.population.scheme,
+        hyper_variant=model.hyper_variant,
+        hyper_embedding_dim=model.hyper_embedding_dim,
+        hyper_hidden=model.hyper_hidden,
+    )
+
+
+def training_pairs(cfg: PopulationConfig, xp_estimate: Tensor | None = None) -> Tensor:
+    """The ordered pairs of one training rollout ``[P, 2]`` (sampled ones draw from torch's global RNG)."""
+    pop, n = cfg.population, cfg.population.size
+    if pop.method == "selfplay":
+        return self_play_pairs(n)
+    if pop.method == "specialists":  # members that share a target label sit next to each other (one shard)
+        order = torch.argsort(torch.tensor(specialist_targets(cfg)), stable=True)
+        return self_play_pairs(n)[order]
+    if pop.pairs == "all":
+        return all_pairs(n)
+    return sampled_pairs(n, pop.partners_per_member, pop.partner_sampling, xp_estimate)
+
+
+def build_shards(cfg: PopulationConfig, pairs: Tensor, device: torch.device) -> list[Shard]:
+    """One env instance for all slots; for specialists, one per target label (its paying set restricted)."""
+    per_pair = cfg.population.envs_per_pair
+    seed = cfg.experiment.seed
+    if cfg.population.method != "specialists":
+        n = pairs.shape[0] * per_pair
+        return [Shard(make_env(cfg.env_config(n), device, seed), 0, n)]
+    targets = torch.tensor(specialist_targets(cfg))[pairs[:, 0]]  # label of each pair, grouped
+    shards, start = [], 0
+    for k, label in enumerate(torch.unique_consecutive(targets).tolist()):
+        n = int((targets == label).sum()) * per_pair
+        env_cfg = cfg.env_config(n)
+        env_cfg.kwargs[cfg.population.restrict_kwarg] = [label]
+        shards.append(Shard(make_env(env_cfg, device, seed + k * SHARD_SEED_STRIDE), start, start + n))
+        start += n
+    return shards
+
+
+@dataclass
+class PopulationTrainer:
+    """Everything a population run holds in memory; `state_dict` is its checkpoint."""
+
+    cfg: PopulationConfig
+    device: torch.device
+    population: Population
+    optimizer: torch.optim.Optimizer
+    collector: PairCollector
+    xp_estimate: Tensor  # [N, N] running estimate of each ordered pair's return (NaN: never seen)
+    iteration: int = 0
+    frames: int = 0
+    wall_time: float = 0.0
+
+    def state_dict(self) -> dict:
+        return {
+            "format": 1,
+            "kind": "population",
+            "iteration": self.iteration,
+            "frames": self.frames,
+            "wall_time": self.wall_time,
+            "config": population_config_to_dict(self.cfg),
+            "population": {k: v.detach().clone() for k, v in self.population.state_dict().items()},
+            "optimizer": _clone(self.optimizer.state_dict()),
+            "collector": self.collector.state_dict(),
+            "xp_estimate": self.xp_estimate.clone(),
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.iteration, self.frames, self.wall_time = state["iteration"], state["frames"], state["wall_time"]
+        self.population.load_state_dict(state["population"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.collector.load_state_dict(state["collector"], self.cfg.population.envs_per_pair)
+        self.xp_estimate = state["xp_estimate"].to(self.device).clone()
+        restore_rng_state(state["rng"])
+
+
+def build_trainer(cfg: PopulationConfig) -> PopulationTrainer:
+    """Seed, then build envs, population, optimizer and collector."""
+    device = resolve_device(cfg.experiment.device)
+    if cfg.experiment.threads:
+        torch.set_num_threads(cfg.experiment.threads)
+    torch.manual_seed(cfg.experiment.seed)
+    n = cfg.population.size
+    pairs = training_pairs(cfg)
+    shards = build_shards(cfg, pairs, device)
+    info = describe_env(shards[0].env, cfg.env.name, cfg.env.max_steps).groups[0]
+    if info.n_agents != 2 or not info.discrete or info.action_nvec is not None:
+        raise MarlError(
+            f"{cfg.env.name} is not a two-seat env with one categorical action per seat (it has "
+            f"{info.n_agents} agents, discrete={info.discrete}); populations need one."
+        )
+    population = build_population(cfg, info.obs_dim, info.action_dim).to(device)
+    optimizer = torch.optim.Adam(
+        population.parameters(), lr=cfg.algorithm.lr, eps=cfg.algorithm.adam_eps, fused=device.type == "cuda"
+    )
+    collector = PairCollector(
+        shards, assign_slots(pairs.to(device), cfg.population.envs_per_pair), n, cfg.population.label_key
+    )
+    xp_estimate = torch.full((n, n), float("nan"), device=device)
+    return PopulationTrainer(cfg, device, population, optimizer, collector, xp_estimate)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The training loop
+# ---------------------------------------------------------------------------------------------------------
+
+
+def train(cfg: PopulationConfig, resume: str | Path | None = None, stop_after: int | None = None) -> Path:
+    """Train (or continue) a population run; returns its directory. `stop_after` ends this call early after
+    that many iterations (tests use it to simulate an interruption)."""
+    exp = cfg.experiment
+    state = None
+    if resume is not None:
+        state = load_checkpoint(resume)
+        if state.get("kind") != "population":
+            raise MarlError(f"{resume} is not a population run (its checkpoint was written by marl train).")
+        run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
+        _check_resume_compatible(population_config_from_dict(state["config"]), cfg)
+    trainer = build_trainer(cfg)
+    if state is not None:
+        trainer.load_state_dict(state)
+    else:
+        run_dir = new_run_dir(cfg)
+    (run_dir / "config.yaml").write_text(population_config_to_yaml(cfg))
+    logger = RunLogger(run_dir, resume_frames=trainer.frames if state is not None else None)
+    if state is None:
+        logger.log_text("run/hardware", hardware_summary(trainer.device))
+        logger.log_text("run/config", "```\n" + population_config_to_yaml(cfg) + "\n```")
+    if exp.progress:
+        print(describe_run(trainer, run_dir))
+
+    start_iteration = trainer.iteration
+    final: dict[str, float] = {}
+
+    def one_iteration() -> dict[str, float]:
+        metrics = train_iteration(trainer)
+        last = trainer.iteration == exp.iterations
+        if exp.eval_every and (trainer.iteration % exp.eval_every == 0 or last):
+            evaluation = evaluate_population(trainer.population, cfg, trainer.device)
+            metrics.update(evaluation_metrics(evaluation, cfg.population.size))
+            log_xp_matrix(logger, evaluation, cfg.population.size, trainer.iteration, trainer.frames)
+        logger.log(trainer.iteration, trainer.frames, metrics)
+        final.update({k: v for k, v in metrics.items() if k.endswith(("_mean", "distinct_labels"))})
+        return metrics
+
+    def postfix(metrics: dict[str, float]) -> dict[str, str]:
+        return {
+            "fps": f"{metrics['perf/total_fps']:.0f}",
+            "sp": f"{metrics.get('train/sp_return_mean', float('nan')):.3g}",
+            "xp": f"{metrics.get('train/xp_return_mean', float('nan')):.3g}",
+        }
+
+    bar = tqdm(
+        total=exp.iterations,
+        initial=trainer.iteration,
+        disable=not exp.progress,
+        unit="it",
+        dynamic_ncols=True,
+        desc=exp.name,
+    )
+    checkpointed_iterations(
+        trainer,
+        run_dir,
+        exp.iterations,
+        one_iteration,
+        bar,
+        postfix,
+        exp.checkpoint_every,
+        exp.keep_checkpoints,
+        f"marl population train resume={run_dir}",
+        logger.close,
+        stop_after,
+        last_good=state,
+    )
+    if trainer.iteration >= exp.iterations:
+        if trainer.iteration > start_iteration:
+            logger.log_hparams(flatten(population_config_to_dict(cfg)), final)
+        write_summary(run_dir, trainer)
+    logger.close()
+    return run_dir
+
+
+def train_iteration(trainer: PopulationTrainer) -> dict[str, float]:
+    """Rollout -> per-pair returns -> j* -> signed GAE -> PPO update of all members. Returns metrics."""
+    cfg, population, collector = trainer.cfg, trainer.population, trainer.collector
+    pop, alg, n = cfg.population, cfg.algorithm, cfg.population.size
+    start = time.perf_counter()
+
+    # 1. rollout (sampled partners: a new draw every iteration, so the slots restart their episodes)
+    if pop.method == "xpmin" and pop.pairs == "sampled":
+        pairs = training_pairs(cfg, trainer.xp_estimate).to(trainer.device)
+        collector.reset(assign_slots(pairs, pop.envs_per_pair))
+    population.eval()
+    rollout = collector.collect(population, alg.rollout_steps)
+    collected = time.perf_counter()
+    assignment, layout = collector.assignment, collector.layout
+
+    # 2. per-pair mean returns of the episodes that ended, and the running cross-play estimate
+    returns, counts = episode_return_matrix(rollout, assignment, n)
+    seen = counts > 0
+    decay = pop.xp_estimate_decay
+    blended = torch.where(
+        trainer.xp_estimate.isnan(), returns, decay * trainer.xp_estimate + (1 - decay) * returns
+    )
+    trainer.xp_estimate = torch.where(seen, blended, trainer.xp_estimate)
+
+    # 3. best other partner j* of every member (xpmin only)
+    best = best_partners(trainer.xp_estimate) if pop.method == "xpmin" else None
+
+    # 4. GAE on raw rewards with the partner-conditioned critic, then per-seat signs
+    population.train()
+    weight = seat_weights(assignment.member, best, pop.xp_lambda)  # [E, 2]
+    advantage, target = seat_advantages(population, rollout, assignment.member, layout, alg)
+    signed = advantage * weight.unsqueeze(1)
+
+    # 5. PPO update of all members at once, in the member-major layout
+    batch = member_batch(rollout, assignment.member, layout, signed, target, weight)
+    stats = ppo_update_members(population, trainer.optimizer, batch, alg)
+    trained = time.perf_counter()
+
+    trainer.iteration += 1
+    trainer.frames += rollout.frames
+    trainer.wall_time += trained - start
+    metrics = rollout_metrics(rollout, assignment, returns, best, n)
+    metrics.update({f"train/{k}": v for k, v in stats.items()})
+    metrics.update(
+        {
+            "perf/rollout_fps": rollout.frames / (collected - start),
+            "perf/training_fps": rollout.frames / (trained - collected),
+            "perf/total_fps": rollout.frames / (trained - start),
+        }
+    )
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Returns, advantages, PPO
+# ---------------------------------------------------------------------------------------------------------
+
+
+def episode_return_matrix(
+    rollout: Rollout, assignment: SlotAssignment, n_members: int
+) -> tuple[Tensor, Tensor]:
+    """Mean return ``[N, N]`` of each ordered pair over the episodes that ended in the rollout (NaN where
+    none did), and how many ended."""
+    pair = assignment.pair_index[rollout.episode_slot]
+    n_pairs = assignment.pairs.shape[0]
+    totals = torch.zeros(n_pairs, device=pair.device).index_add_(0, pair, rollout.episode_return)
+    counts = torch.bincount(pair, minlength=n_pairs)
+    return pair_matrix(assignment.pairs, totals, counts, n_members)
+
+
+@torch.no_grad()
+def seat_advantages(
+    population: Population, rollout: Rollout, member: Tensor, layout: MemberLayout, alg
+) -> tuple[Tensor, Tensor]:
+    """GAE advantages and value targets ``[E, T, 2]`` of every seat on raw rewards (torchrl's vectorised
+    GAE). Bootstraps from the next observation's value unless the episode terminated (a truncation, or
+    the rollout's end, still bootstraps); the recursion is cut wherever an episode ended."""
+    value = population.seat_values(rollout.obs, member, layout)
+    next_value = population.seat_values(rollout.next_obs, member, layout)
+    shape = rollout.reward.shape + (1,)  # [E, T, 2, 1]
+    done = rollout.done[..., None, None].expand(shape)
+    terminated = rollout.terminated[..., None, None].expand(shape)
+    advantage, target = vec_generalized_advantage_estimate(
+        alg.gamma,
+        alg.gae_lambda,
+        value.unsqueeze(-1),
+        next_value.unsqueeze(-1),
+        rollout.reward.unsqueeze(-1),
+        done,
+        terminated,
+        time_dim=-3,
+    )
+    return advantage.squeeze(-1), target.squeeze(-1)
+
+
+@dataclass
+class MemberBatch:
+    """PPO data in the member-major layout ``[N, L]`` (L = seats per member x steps)."""
+
+    obs: Tensor  # [N, L, D]
+    partner: Tensor  # [N, L]
+    action: Tensor
+    log_prob: Tensor
+    advantage: Tensor  # signed (weighted) advantages
+    target: Tensor  # raw value targets
+    learn: Tensor  # bool: the policy learns from this sample (weight != 0, not padding)
+    valid: Tensor  # bool: not padding (the critic learns from every real sample)
+
+
+def member_batch(
+    rollout: Rollout, member: Tensor, layout: MemberLayout, advantage: Tensor, target: Tensor, weight: Tensor
+) -> MemberBatch:
+    """Seat-layout tensors ``[E, T, 2, ...]`` -> member-major ``[N, C * T, ...]`` (``layout`` over seats)."""
+    steps = rollout.done.shape[1]
+
+    def members(x: Tensor) -> Tensor:  # [E, T, 2, ...] -> [N, C*T, ...]
+        by_seat = x.transpose(1, 2).flatten(0, 1)  # [E*2, T, ...]
+        return layout.to_members(by_seat).flatten(1, 2)
+
+    per_step = lambda x: x.reshape(-1, 1).expand(-1, steps)  # noqa: E731 - [E, 2] -> [E*2, T]
+    valid = layout.valid.unsqueeze(-1).expand(-1, -1, steps).flatten(1, 2)
+    learn = layout.to_members(per_step(weight != 0)).flatten(1, 2) & valid
+    return MemberBatch(
+        obs=members(rollout.obs),
+        partner=layout.to_members(per_step(member.flip(-1))).flatten(1, 2),
+        action=members(rollout.action),
+        log_prob=members(rollout.log_prob),
+        advantage=members(advantage),
+        target=members(target),
+        learn=learn,
+        valid=valid,
+    )
+
+
+def member_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Per-member mean ``[N]`` of ``x [N, L]`` over the entries where ``mask`` holds (0 where none does)."""
+    return (x * mask).sum(-1) / mask.sum(-1).clamp_min(1)
+
+
+def normalise_per_member(advantage: Tensor, mask: Tensor) -> Tensor:
+    """Each member's advantages shifted and scaled to mean 0, std 1 over its learning samples."""
+    mean = member_mean(advantage, mask).unsqueeze(-1)
+    var = member_mean((advantage - mean) ** 2, mask).unsqueeze(-1)
+    return (advantage - mean) / (var.sqrt() + 1e-8) * mask
+
+
+def ppo_update_members(
+    population: Population, optimizer: torch.optim.Optimizer, batch: MemberBatch, alg
+) -> dict[str, float]:
+    """``alg.epochs`` epochs of clipped PPO over all members at once. Every minibatch takes a random
+    ``1 / alg.minibatches`` of *each* member's samples, so the stacked networks always run on ``[N, M, ...]``.
+    The loss is the sum of the members' own PPO losses (policy surrogate and entropy averaged over the
+    samples the member learns from, value loss over all its samples)."""
+    n, length = batch.learn.shape
+    advantage = (
+        normalise_per_member(batch.advantage, batch.learn) if alg.normalize_advantage else batch.advantage
+    )
+    rows = torch.arange(n, device=advantage.device).unsqueeze(-1)
+    totals: dict[str, Tensor] = {}
+    steps = 0
+    for _ in range(alg.epochs):
+        order = torch.rand(n, length, device=advantage.device).argsort(-1)  # each member its own shuffle
+        for idx in order.chunk(alg.minibatches, dim=1):
+            take = lambda x, idx=idx: x[rows, idx]  # noqa: E731
+            learn, valid = take(batch.learn), take(batch.valid)
+            log_prob, entropy = population.evaluate(take(batch.obs), take(batch.action))
+            log_ratio = log_prob - take(batch.log_prob)
+            ratio = log_ratio.exp()
+            adv = take(advantage)
+            clipped = ratio.clamp(1 - alg.clip_epsilon, 1 + alg.clip_epsilon)
+            policy_loss = -member_mean(torch.min(ratio * adv, clipped * adv), learn)
+            value = population.values(take(batch.obs), take(batch.partner))
+            value_loss = member_mean((value - take(batch.target)) ** 2, valid)
+            entropy_mean = member_mean(entropy, learn)
+            loss = (policy_loss + alg.value_coef * value_loss - alg.entropy_coef * entropy_mean).sum()
+            if not torch.isfinite(loss):
+                raise MarlError(
+                    f"The population's PPO loss became {loss.item()} (not finite). Lower algorithm.lr "
+                    f"(now {alg.lr}) and resume from the last checkpoint."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            actor_norm = clip_member_grad_norms(population.actor, alg.max_grad_norm)
+            critic_norm = clip_member_grad_norms(population.critic, alg.max_grad_norm)
+            optimizer.step()
+            with torch.no_grad():
+                step_stats = {
+                    "policy_loss": policy_loss.mean(),
+                    "value_loss": value_loss.mean(),
+                    "entropy": entropy_mean.mean(),
+                    "approx_kl": member_mean((ratio - 1) - log_ratio, learn).mean(),
+                    "clip_fraction": member_mean(
+                        ((ratio - 1).abs() > alg.clip_epsilon).float(), learn
+                    ).mean(),
+                    "actor_grad_norm": actor_norm.mean(),
+                    "critic_grad_norm": critic_norm.mean(),
+                }
+            for key, value_ in step_stats.items():
+                totals[key] = totals.get(key, 0.0) + value_
+            steps += 1
+    return {key: float(value) / max(steps, 1) for key, value in totals.items()}
+
+
+def clip_member_grad_norms(net: nn.Module, max_norm: float) -> Tensor:
+    """Clip gradients to ``max_norm``: per member where every parameter is a ``[N, ...]`` stack (scheme
+    independent: each member clipped as if trained alone), else over the whole network (hyper: the members
+    share the hypernetwork). Returns the norms before clipping (``[N]``, or one)."""
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    if getattr(net, "scheme", None) != "independent" or not grads:
+        return nn.utils.clip_grad_norm_(list(net.parameters()), max_norm).reshape(1)
+    n = grads[0].shape[0]
+    norms = torch.stack([g.reshape(n, -1).pow(2).sum(-1) for g in grads]).sum(0).sqrt()
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(n, *([1] * (g.dim() - 1))))
+    return norms
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Metrics and evaluation
+# ---------------------------------------------------------------------------------------------------------
+
+
+def label_histogram(labels: Tensor, owner: Tensor, n_members: int, n_labels: int) -> Tensor:
+    """Counts ``[N, n_labels + 1]`` of episode labels per member; column 0 is label -1 (none)."""
+    counts = torch.zeros(n_members * (n_labels + 1), dtype=torch.long, device=labels.device)
+    counts.index_add_(0, owner * (n_labels + 1) + labels + 1, torch.ones_like(labels))
+    return counts.view(n_members, n_labels + 1)
+
+
+def modal_labels(histogram: Tensor) -> Tensor:
+    """Each member's most frequent label ``[N]`` (-1 where it has none, or -1 is the most frequent)."""
+    label = histogram.argmax(-1) - 1
+    return torch.where(histogram.sum(-1) > 0, label, -1)
+
+
+def distinct_labels(labels: Tensor) -> int:
+    """How many different real labels (>= 0) the members' modal labels cover."""
+    return len({int(x) for x in labels.tolist() if x >= 0})
+
+
+def rollout_metrics(
+    rollout: Rollout, assignment: SlotAssignment, returns: Tensor, best: Tensor | None, n_members: int
+) -> dict[str, float]:
+    """SP return per member, mean XP return, j* and its return, and each member's SP label distribution."""
+    metrics: dict[str, float] = {}
+    sp = returns.diagonal()
+    off = ~torch.eye(n_members, dtype=torch.bool, device=returns.device)
+    metrics["train/sp_return_mean"] = float(sp.nanmean())
+    if (~returns[off].isnan()).any():
+        metrics["train/xp_return_mean"] = float(returns[off].nanmean())
+    for i in range(n_members):
+        metrics[f"train/sp_return/member_{i}"] = float(sp[i])
+    if best is not None:
+        symmetric = symmetric_returns(returns)
+        for i in range(n_members):
+            metrics[f"train/best_partner/member_{i}"] = float(best[i])
+            metrics[f"train/best_partner_return/member_{i}"] = float(symmetric[i, best[i]])
+    pair = assignment.pairs[assignment.pair_index[rollout.episode_slot]]
+    self_play = pair[:, 0] == pair[:, 1]
+    labels = rollout.episode_label[self_play]
+    if labels.numel():
+        n_labels = int(labels.max()) + 1
+        histogram = label_histogram(labels, pair[self_play, 0], n_members, max(n_labels, 0))
+        fractions = histogram / histogram.sum(-1, keepdim=True).clamp_min(1)
+        for i in range(n_members):
+            for column in range(histogram.shape[1]):
+                if histogram[i].sum() > 0:
+                    metrics[f"train/sp_labels/member_{i}/{column - 1}"] = float(fractions[i, column])
+        metrics["train/sp_distinct_labels"] = float(distinct_labels(modal_labels(histogram)))
+    return metrics
+
+
+@dataclass
+class PairEvaluation:
+    """One episode per slot for ``episodes`` slots of every pair: returns and labels ``[P, episodes]``."""
+
+    pairs: Tensor  # [P, 2]
+    returns: Tensor  # [P, episodes]
+    labels: Tensor  # [P, episodes] long, -1 = no label
+
+    def return_matrix(self, n_members: int) -> Tensor:
+        """Mean return ``[N, N]`` of each ordered pair (rows: seat 0's member)."""
+        episodes = self.returns.shape[1]
+        counts = torch.full((self.pairs.shape[0],), episodes, device=self.returns.device)
+        return pair_matrix(self.pairs, self.returns.sum(-1), counts, n_members)[0]
+
+    def self_play_labels(self, n_members: int) -> Tensor:
+        """Each member's modal label in self-play ``[N]`` (-1: none); needs the SP pairs evaluated."""
+        sp = self.pairs[:, 0] == self.pairs[:, 1]
+        labels = self.labels[sp]
+        owner = self.pairs[sp, 0].unsqueeze(-1).expand_as(labels)
+        n_labels = max(int(labels.max()) + 1, 0) if labels.numel() else 0
+        return modal_labels(label_histogram(labels.flatten(), owner.flatten(), n_members, n_labels))
+
+
+@torch.no_grad()
+def evaluate_pairs(
+    population: Population,
+    cfg: PopulationConfig,
+    pairs: Tensor,
+    episodes_per_pair: int,
+    seed: int,
+    device: torch.device,
+    deterministic: bool = True,
+    env_kwargs: dict | None = None,
+) -> PairEvaluation:
+    """Play ``episodes_per_pair`` episodes of every pair ``[P, 2]`` in one batched env (the unrestricted
+    env of ``cfg``, plus ``env_kwargs``), from held-out starts fixed by ``seed``. Training's RNG streams are
+    left untouched (marl/training.py's ``heldout_episodes``)."""
+    assignment = assign_slots(pairs.to(device), episodes_per_pair)
+    env_cfg = cfg.env_config(assignment.num_envs)
+    env_cfg.kwargs.update(env_kwargs or {})
+    with untouched_rng(device):
+        env = make_env(env_cfg, device, seed)
+    env_info = describe_env(env, cfg.env.name, cfg.env.max_steps)
+    layout = seat_layout(assignment.member, population.n_members)
+
+    def policy(td: TensorDictBase) -> TensorDictBase:
+        action, _ = population.act(td[GROUP, "observation"], assignment.member, deterministic, layout=layout)
+        td.set((GROUP, "action"), action)
+        return td
+
+    episodes = heldout_episodes(env, env_info, policy, seed)
+    label_key = f"info/{cfg.population.label_key}"
+    if label_key not in episodes:
+        raise MarlError(f"population.label_key={cfg.population.label_key!r} is not in {cfg.env.name}'s info.")
+    shape = (pairs.shape[0], episodes_per_pair)
+    returns = episodes[f"{GROUP}/return"].mean(-1).view(shape)
+    labels = episodes[label_key].round().long().view(shape)
+    return PairEvaluation(assignment.pairs, returns, labels)
+
+
+def evaluate_population(
+    population: Population, cfg: PopulationConfig, device: torch.device
+) -> PairEvaluation:
+    """All N*N ordered pairs, ``experiment.eval_envs_per_pair`` episodes each, from held-out starts."""
+    return evaluate_pairs(
+        population,
+        cfg,
+        all_pairs(cfg.population.size),
+        cfg.experiment.eval_envs_per_pair,
+        cfg.experiment.seed + EVAL_SEED_OFFSET,
+        device,
+        cfg.experiment.eval_deterministic,
+    )
+
+
+def evaluation_metrics(evaluation: PairEvaluation, n_members: int) -> dict[str, float]:
+    matrix = evaluation.return_matrix(n_members)
+    off = ~torch.eye(n_members, dtype=torch.bool, device=matrix.device)
+    labels = evaluation.self_play_labels(n_members)
+    metrics = {
+        "eval/sp_return_mean": float(matrix.diagonal().mean()),
+        "eval/xp_return_mean": float(matrix[off].mean()) if n_members > 1 else float("nan"),
+        "eval/sp_distinct_labels": float(distinct_labels(labels)),
+    }
+    metrics.update({f"eval/sp_label/member_{i}": float(label) for i, label in enumerate(labels.tolist())})
+    return metrics
+
+
+def log_xp_matrix(logger: RunLogger, evaluation: PairEvaluation, n_members: int, iteration: int, frames: int):
+    """The N x N cross-play return matrix as a TensorBoard image."""
+    from marl.team_metrics import snd_heatmap
+
+    names = [f"m{i}" for i in range(n_members)]
+    title = f"Mean return, row = seat 0, col = seat 1 (iteration {iteration})"
+    logger.log_figure(
+        "population/xp_matrix", snd_heatmap(evaluation.return_matrix(n_members).cpu(), names, title), frames
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------------------
+
+
+def write_summary(run_dir: Path, trainer: PopulationTrainer) -> dict:
+    """`population.json`: the final all-pairs evaluation (XP matrix, SP labels), length, time, hardware."""
+    cfg, n = trainer.cfg, trainer.cfg.population.size
+    evaluation = evaluate_population(trainer.population, cfg, trainer.device)
+    labels = evaluation.self_play_labels(n)
+    summary = {
+        "method": cfg.population.method,
+        "seed": cfg.experiment.seed,
+        "iterations": trainer.iteration,
+        "frames": trainer.frames,
+        "wall_time_s": trainer.wall_time,
+        "xp_matrix": evaluation.return_matrix(n).cpu().tolist(),
+        "sp_labels": labels.cpu().tolist(),
+        "sp_distinct_labels": distinct_labels(labels),
+        "eval_deterministic": cfg.experiment.eval_deterministic,
+        "eval_episodes_per_pair": cfg.experiment.eval_envs_per_pair,
+        "hardware": hardware_summary(trainer.device),
+    }
+    (Path(run_dir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def load_population(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[Population, PopulationConfig]:
+    """A trained population (and its config) from a run directory or checkpoint, for evaluation/extraction."""
+    state = load_checkpoint(path, map_location=device)
+    if state.get("kind") != "population":
+        raise MarlError(f"{path} is not a population run (its checkpoint was written by marl train).")
+    cfg = population_config_from_dict(state["config"])
+    with untouched_rng(torch.device("cpu")):  # a one-slot env tells the observation and action sizes
+        probe = make_env(cfg.env_config(1), "cpu", 0)
+    info = describe_env(probe, cfg.env.name, cfg.env.max_steps).groups[0]
+    population = build_population(cfg, info.obs_dim, info.action_dim).to(device)
+    population.load_state_dict(state["population"])
+    return population, cfg
+
+
+def describe_run(trainer: PopulationTrainer, run_dir: Path) -> str:
+    cfg = trainer.cfg
+    params = sum(p.numel() for p in trainer.population.parameters())
+    envs = trainer.collector.assignment.num_envs
+    return (
+        f"{cfg.population.method} population of {cfg.population.size} ({cfg.population.scheme}, {params:,} "
+        f"params) on {cfg.env.name}: {trainer.collector.assignment.pairs.shape[0]} pairs x "
+        f"{cfg.population.envs_per_pair} envs = {envs} slots, {cfg.experiment.iterations} iterations on "
+        f"{trainer.device}\nLogs: {run_dir}  (tensorboard --logdir {run_dir})"
+    )
+
+
+def _check_resume_compatible(saved: PopulationConfig, cfg: PopulationConfig) -> None:
+    """A resumed run may only change its length and logging, not what it trains."""
+    allowed = {
+        "experiment.iterations",
+        "experiment.threads",
+        "experiment.progress",
+        "experiment.checkpoint_every",
+        "experiment.keep_checkpoints",
+        "experiment.eval_every",
+        "experiment.eval_envs_per_pair",
+        "experiment.eval_deterministic",
+    }
+    a, b = flatten(population_config_to_dict(saved)), flatten(population_config_to_dict(cfg))
+    changed = [
+        f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k) and k not in allowed
+    ]
+    if changed:
+        raise MarlError(
+            "A resumed population run must train what it started with, but these settings differ from its "
+            f"saved config: {'; '.join(changed)}. Only {', '.join(sorted(allowed))} may change on resume."
+        )
+
+
+def _clone(tree):
+    if isinstance(tree, Tensor):
+        return tree.detach().clone()
+    if isinstance(tree, dict):
+        return {k: _clone(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_clone(v) for v in tree)
+    return tree
+
+
+__all__ = [
+    "PairCollector",
+    "PairEvaluation",
+    "PopulationTrainer",
+    "Rollout",
+    "build_population",
+    "evaluate_pairs",
+    "evaluate_population",
+    "load_population",
+    "train",
+]

@@ -1,0 +1,282 @@
+"""Partner populations (issue 9): batched pair rollouts, XP-min vs self-play conventions, config, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from agents.population import MemberLayout, Population, seat_layout
+from envs.native import CookingEnv
+from marl.checkpoint import load_checkpoint
+from marl.cli import main
+from marl.errors import ConfigError
+from marl.population.config import load_population_config, population_config_from_dict
+from marl.population.pairs import (
+    all_pairs,
+    assign_slots,
+    best_partners,
+    sampled_pairs,
+    seat_weights,
+    self_play_pairs,
+)
+from marl.population.xpmin import PairCollector, Shard, load_population, train
+from marl.run_logger import read_metrics
+
+OBS_DIM, N_ACTIONS = 40, 6  # the cooking env's seats
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one torch thread is faster, and on a busy machine much faster (no spinning threads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _population(scheme: str, n: int = 4) -> Population:
+    torch.manual_seed(0)
+    return Population(n, OBS_DIM, N_ACTIONS, hidden_sizes=[32, 32], scheme=scheme)
+
+
+def _run_config(tmp_path, *overrides: str):
+    quiet = ["experiment.progress=false", "experiment.threads=1", f"experiment.runs_dir={tmp_path}"]
+    return load_population_config([*overrides, *quiet])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# (a) one batched rollout of many pairs = every pair run alone
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_member_layout_round_trip_with_unequal_counts():
+    member = torch.tensor([2, 0, 2, 2, 1, 0, 2])
+    layout = MemberLayout.build(member, n_members=4)
+    x = torch.arange(7.0).unsqueeze(-1) * torch.ones(1, 3)
+    grouped = layout.to_members(x)  # [4, 4, 3]
+    assert grouped.shape == (4, 4, 3)
+    assert layout.valid.sum(-1).tolist() == [2, 1, 4, 0]
+    for m in range(4):  # each member's row holds exactly its samples, in their original order
+        assert grouped[m][layout.valid[m], 0].tolist() == (member == m).nonzero().flatten().float().tolist()
+    assert torch.equal(layout.from_members(grouped), x)
+
+
+@pytest.mark.parametrize("scheme", ["independent", "hyper"])
+def test_batched_pair_actions_match_each_pair_alone(scheme):
+    """All 16 ordered pairs x 3 slots in one `act`; the reference loops over pairs and seats and runs each
+    member's own weights alone (plain matmuls), with the same sampling noise (same generator seed)."""
+    population = _population(scheme)
+    assignment = assign_slots(all_pairs(4), envs_per_pair=3)
+    obs = torch.randn(assignment.num_envs, 2, OBS_DIM)
+    for deterministic in (True, False):
+        action, log_prob = population.act(
+            obs, assignment.member, deterministic, generator=torch.Generator().manual_seed(7)
+        )
+        noise = torch.empty(assignment.num_envs, 2, N_ACTIONS).exponential_(
+            generator=torch.Generator().manual_seed(7)
+        )
+        with torch.no_grad():
+            for p, pair in enumerate(assignment.pairs.tolist()):
+                slots = (assignment.pair_index == p).nonzero().flatten()
+                for seat, member in enumerate(pair):
+                    log_p = population.member_logits(member, obs[slots, seat]).log_softmax(-1)
+                    score = log_p if deterministic else log_p - noise[slots, seat].log()
+                    expected = score.argmax(-1)
+                    assert torch.equal(action[slots, seat], expected)
+                    assert torch.allclose(log_prob[slots, seat], log_p.gather(-1, expected[:, None])[:, 0])
+    # the per-sample weight gather computes the same logits as the member-major layout
+    layout = seat_layout(assignment.member, 4)
+    with torch.no_grad():
+        batched = layout.from_members(population.logits(layout.to_members(obs.reshape(-1, OBS_DIM))))
+        gathered = population.per_sample_logits(obs.reshape(-1, OBS_DIM), assignment.member.reshape(-1))
+    assert torch.allclose(batched, gathered, atol=1e-6)
+
+
+def test_batched_rollout_equals_pairs_rolled_out_alone():
+    """Kitchens with fixed starts and the members' most likely actions are deterministic: 9 pairs x 2
+    kitchens in one env give, step for step, the trajectories of each pair in its own 2-kitchen env."""
+    population, steps, per_pair = _population("independent", n=3), 40, 2
+    assignment = assign_slots(all_pairs(3), per_pair)
+
+    def rollout(pairs: torch.Tensor):
+        slots = assign_slots(pairs, per_pair)
+        env = CookingEnv(num_envs=slots.num_envs, random_start=False, seed=0)
+        collector = PairCollector([Shard(env, 0, slots.num_envs)], slots, 3, "recipe")
+        return collector.collect(population, steps, deterministic=True)
+
+    together = rollout(assignment.pairs)
+    for p, pair in enumerate(assignment.pairs):
+        alone = rollout(pair.unsqueeze(0))
+        slots = slice(p * per_pair, (p + 1) * per_pair)
+        assert torch.equal(together.action[slots], alone.action)
+        assert torch.equal(together.obs[slots], alone.obs)
+        assert torch.equal(together.reward[slots], alone.reward)
+        assert torch.allclose(together.log_prob[slots], alone.log_prob)
+    assert together.action.unique().numel() > 1  # the members do act differently
+
+
+# ---------------------------------------------------------------------------------------------------------
+# pairs and reward signs
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_pair_schedules_and_xpmin_weights():
+    assert all_pairs(3).shape == (9, 2) and torch.equal(self_play_pairs(2), torch.tensor([[0, 0], [1, 1]]))
+    returns = torch.tensor([[1.0, 0.6, 0.0], [0.2, 1.0, 0.1], [0.0, 0.5, 1.0]])
+    best = best_partners(returns)  # seat-symmetric: (0,1) 0.4, (0,2) 0.0, (1,2) 0.3
+    assert best.tolist() == [1, 0, 1]
+    slots = assign_slots(all_pairs(3), envs_per_pair=2)
+    weights = seat_weights(slots.member, best, xp_lambda=0.3)
+    for (first, second), weight in zip(slots.member.tolist(), weights.tolist()):
+        for seat, (member, partner) in enumerate([(first, second), (second, first)]):
+            # both seat orders of (i, j*) are played equally often: -lambda/2 each (see seat_weights)
+            expected = 1.0 if member == partner else -0.15 if partner == best[member] else 0.0
+            assert weight[seat] == pytest.approx(expected)
+    pairs = sampled_pairs(4, 2, "bandit", torch.rand(4, 4), torch.Generator().manual_seed(0))
+    assert pairs.shape == (4 + 2 * 4 * 2, 2)
+    assert (pairs[:4, 0] == pairs[:4, 1]).all() and (pairs[4:, 0] != pairs[4:, 1]).all()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# (b) XP-min finds distinct conventions, self-play seeds collapse onto fewer
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_xpmin_finds_distinct_conventions_where_self_play_collapses(tmp_path):
+    """One-shot matrix game, K = 4 conventions, N = 4 members, seed 0.
+
+    XP-min must settle its members on at least K - 1 different conventions, each played perfectly in
+    self-play and failing in cross-play. Self-play members never interact (separate losses, per-member
+    gradient clipping, element-wise Adam), so a self-play population of 8 x 4 members is 8 independent
+    self-play populations of 4. The game and the initial policies are symmetric in the conventions (the
+    one-shot observation is all zeros, so every initial policy is exactly uniform), so each self-play member
+    picks a uniformly random convention: 4 of them cover K(1 - (1 - 1/K)^N) = 2.73 conventions on average,
+    and all 4 only with probability 4!/4^4 = 9%. Their mean over 8 populations must be below XP-min's.
+    """
+    k, n, groups = 4, 4, 8
+    common = ["experiment.iterations=60", "experiment.eval_every=0", "experiment.checkpoint_every=0"]
+    xpmin = json.loads(
+        (train(_run_config(tmp_path, "preset=matrix_game_xpmin", *common)) / "population.json").read_text()
+    )
+    selfplay = json.loads(
+        (
+            train(
+                _run_config(tmp_path, "preset=matrix_game_selfplay", f"population.size={n * groups}", *common)
+            )
+            / "population.json"
+        ).read_text()
+    )
+    xp = torch.tensor(xpmin["xp_matrix"])
+    assert xpmin["sp_distinct_labels"] >= k - 1
+    assert (xp.diagonal() > 0.95).all() and (xp[~torch.eye(n, dtype=torch.bool)] < 0.05).all()
+
+    sp_labels = torch.tensor(selfplay["sp_labels"]).view(groups, n)
+    assert (torch.tensor(selfplay["xp_matrix"]).diagonal() > 0.95).all()  # every self-play member converged
+    distinct = [len(set(group.tolist())) for group in sp_labels]
+    assert sum(distinct) / groups < xpmin["sp_distinct_labels"], distinct
+
+
+def test_specialists_learn_their_restricted_convention(tmp_path):
+    cfg = _run_config(
+        tmp_path,
+        "preset=matrix_game_specialists",
+        "population.size=3",
+        "population.specialist_targets=[2, 0, 3]",
+        "experiment.iterations=25",
+        "experiment.eval_every=0",
+    )
+    summary = json.loads((train(cfg) / "population.json").read_text())
+    assert summary["sp_labels"] == [2, 0, 3]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# (c) config errors
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["population.siz=3"], ["'population.siz'", "Keys of 'population'", "size", "Did you mean 'size'"]),
+        (["populaton.size=3"], ["'populaton.size'", "Sections", "Did you mean 'population'"]),
+        (["method=xpmn"], ["population.method", "xpmin, selfplay, specialists"]),
+        (["population.size=two"], ["population.size", "expected an integer"]),
+        (["foo=1"], ["Unknown argument 'foo'", "method, preset, resume"]),
+        (["preset=nope"], ["Unknown population preset 'nope'", "matrix_game_xpmin"]),
+        (["method=xpmin", "population.size=1"], ["population.size", ">= 2"]),
+        (
+            ["method=specialists", "population.size=3", "population.specialist_targets=[0, 1]"],
+            ["specialist_targets", "one target label per member"],
+        ),
+        (
+            ["population.pairs=sampled", "population.size=3", "population.partners_per_member=3"],
+            ["partners_per_member", "1..2"],
+        ),
+    ],
+)
+def test_config_errors_name_the_key_and_the_valid_ones(args, needles):
+    with pytest.raises(ConfigError) as error:
+        load_population_config(args)
+    for needle in needles:
+        assert needle in str(error.value)
+
+
+def test_config_layers_and_cli_error(capsys):
+    cfg = load_population_config(["preset=cooking_xpmin", "env.chop_steps=2", "method=selfplay"])
+    assert cfg.population.method == "selfplay" and cfg.env.kwargs == {"chop_steps": 2}
+    assert cfg.algorithm.lr == 5e-4 and cfg.algorithm.clip_epsilon == 0.3 and cfg.population.xp_lambda == 0.3
+    with pytest.raises(ConfigError, match="'algorithm.lrr'"):
+        population_config_from_dict({"algorithm": {"lrr": 1.0}})
+    assert main(["population", "train", "population.sze=4"]) == 2
+    assert "Did you mean 'size'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------
+# (d) exact resume
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["preset=matrix_game_xpmin"],
+        [  # episodes crossing iterations, sampled partners, hyper scheme
+            "preset=cooking_xpmin",
+            "population.size=3",
+            "population.pairs=sampled",
+            "population.partners_per_member=1",
+            "population.scheme=hyper",
+            "population.envs_per_pair=2",
+            "model.hidden_sizes=[16]",
+            "algorithm.rollout_steps=6",
+        ],
+    ],
+    ids=["matrix_game", "cooking_sampled_hyper"],
+)
+def test_resume_continues_exactly(tmp_path, overrides):
+    cfg = _run_config(
+        tmp_path,
+        *overrides,
+        "experiment.iterations=4",
+        "experiment.eval_every=2",
+        "experiment.eval_envs_per_pair=2",
+        "experiment.checkpoint_every=1",
+        "algorithm.epochs=2",
+    )
+    straight = train(cfg)
+    interrupted = train(cfg, stop_after=2)
+    resumed = train(cfg, resume=interrupted)
+    assert resumed == interrupted
+    a, b = load_checkpoint(straight), load_checkpoint(resumed)
+    assert a["iteration"] == b["iteration"] == 4
+    for key, value in a["population"].items():
+        assert torch.equal(value, b["population"][key]), key
+
+    def without_timing(rows):
+        return [{k: v for k, v in row.items() if not k.startswith("perf/")} for row in rows]
+
+    assert without_timing(read_metrics(straight)) == without_timing(read_metrics(resumed))
+    population, saved = load_population(resumed)
+    assert isinstance(population, Population) and saved.population.size == cfg.population.size
