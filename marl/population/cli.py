@@ -52,13 +52,23 @@ def add_population_parser(commands: argparse._SubParsersAction) -> argparse.Argu
     train.add_argument(
         "overrides", nargs="*", metavar="key=value", help="method=, preset=, resume= and section.key=value"
     )
+    from marl.population.evaluate import add_evaluate_parser
+
+    add_evaluate_parser(sub)
     return population
 
 
 def run_population(args: argparse.Namespace) -> int:
     """Run a parsed `population` command; MarlError propagates (marl's main prints it)."""
+    if args.population_command == "evaluate":
+        from marl.population.evaluate import run_evaluate
+
+        return run_evaluate(args)
     if args.population_command != "train":
-        raise MarlError("marl population needs a subcommand: marl population train method=xpmin ...")
+        raise MarlError(
+            "marl population needs a subcommand: train (marl population train method=xpmin ...) or evaluate "
+            "(marl population evaluate <run> --specialists <run>)."
+        )
     return train_command(args.overrides)
 
 
