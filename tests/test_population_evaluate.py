@@ -10,12 +10,12 @@ import math
 import pytest
 import torch
 
+from marl.population.cli import add_evaluate_parser
 from marl.population.config import load_population_config
 from marl.population.evaluate import (
     EVALUATION_FILE,
     MATRIX_FILE,
     MemberPolicy,
-    add_evaluate_parser,
     evaluate_run,
     harmonic_mean,
     pair_outcomes,

@@ -52,10 +52,77 @@ def add_population_parser(commands: argparse._SubParsersAction) -> argparse.Argu
     train.add_argument(
         "overrides", nargs="*", metavar="key=value", help="method=, preset=, resume= and section.key=value"
     )
-    from marl.population.evaluate import add_evaluate_parser
-
     add_evaluate_parser(sub)
+    add_generalist_parser(sub)
     return population
+
+
+EVALUATE_EPILOG = """\
+examples:
+  marl population evaluate results/runs/matrix_game_xpmin-20261124-101500
+  marl population evaluate results/runs/cooking_xpmin-<time> \\
+      --specialists results/runs/cooking_specialists-<time>
+  marl population evaluate <run> --episodes 64 --seed 1 --out results/eval/xpmin
+
+Writes evaluation.json (matrices, D, S, capable members, O, per-specialist success) and xp_matrix.png into
+the run directory (or --out) and logs evaluate/... to the run's TensorBoard. Definitions: docs/metrics.md.
+"""
+
+
+def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add `evaluate` to the `population` command's subparsers; returns it."""
+    evaluate = subparsers.add_parser(
+        "evaluate",
+        help="cross-play matrix, diversity, specialisation and overfitness of a population run",
+        description=(
+            "Play every ordered pair of a trained population from held-out starts and report the cross-play "
+            "matrix, diversity D = H(Y), specialisation S = I(X;Y)/H(Y), capable members and, with "
+            "--specialists, overfitness O against held-out specialists."
+        ),
+        epilog=EVALUATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument("run", help="a population run directory (or one of its checkpoint files)")
+    evaluate.add_argument("--specialists", metavar="RUN", help="a method=specialists run: held-out partners")
+    evaluate.add_argument("--episodes", type=int, default=32, help="episodes per pair (default 32)")
+    evaluate.add_argument("--seed", type=int, help="held-out starts (default: the run's evaluation seed)")
+    evaluate.add_argument("--out", metavar="DIR", help="write the files here instead of the run directory")
+    evaluate.add_argument("--device", default="auto", help="device to evaluate on (default auto)")
+    evaluate.add_argument("--no-tensorboard", action="store_true", help="do not log to the run's TensorBoard")
+    return evaluate
+
+
+GENERALIST_EPILOG = """\
+examples:
+  marl population generalist results/runs/matrix_game_specialists-20261124-101500
+  marl population generalist <population run> iterations=500 envs=128 hidden_size=128 chunk_length=16
+  marl population generalist <population run> test_population=<another population run>
+  marl population generalist resume=results/runs/generalist-20261124-111500      continue a stopped run
+
+Keys: the fields of GeneralistConfig in marl/population/generalist.py (population, iterations, envs,
+chunk_length, rollout_steps, hidden_size, lr, ...); a misspelt key is refused with the valid ones.
+The generalist trains with every member of the population (frozen), in both seats; test_population is only
+evaluated. Ctrl-C saves a checkpoint and prints the resume command.
+"""
+
+
+def add_generalist_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add `generalist` to the subparsers of `marl population` (its `population_command`)."""
+    parser = commands.add_parser(
+        "generalist",
+        help="train a recurrent generalist with a frozen partner population",
+        description=(
+            "Train a GRU agent by PPO over sequence chunks with partners sampled from a trained population "
+            "(frozen), in both seats; it is evaluated by its success with each partner and their harmonic "
+            "mean."
+        ),
+        epilog=GENERALIST_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "overrides", nargs="*", metavar="POPULATION_RUN|key=value", help="the population run, then key=value"
+    )
+    return parser
 
 
 def run_population(args: argparse.Namespace) -> int:
@@ -64,10 +131,15 @@ def run_population(args: argparse.Namespace) -> int:
         from marl.population.evaluate import run_evaluate
 
         return run_evaluate(args)
+    if args.population_command == "generalist":
+        from marl.population.generalist import run_generalist
+
+        return run_generalist(args)
     if args.population_command != "train":
         raise MarlError(
-            "marl population needs a subcommand: train (marl population train method=xpmin ...) or evaluate "
-            "(marl population evaluate <run> --specialists <run>)."
+            "marl population needs a subcommand: train (marl population train method=xpmin ...), evaluate "
+            "(marl population evaluate <run> --specialists <run>) or generalist (marl population "
+            "generalist <population run>)."
         )
     return train_command(args.overrides)
 

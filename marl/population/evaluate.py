@@ -654,40 +654,6 @@ def _jsonable(tree):
 # Command line
 # ---------------------------------------------------------------------------------------------------------
 
-EVALUATE_EPILOG = """\
-examples:
-  marl population evaluate results/runs/matrix_game_xpmin-20261124-101500
-  marl population evaluate results/runs/cooking_xpmin-<time> \\
-      --specialists results/runs/cooking_specialists-<time>
-  marl population evaluate <run> --episodes 64 --seed 1 --out results/eval/xpmin
-
-Writes evaluation.json (matrices, D, S, capable members, O, per-specialist success) and xp_matrix.png into
-the run directory (or --out) and logs evaluate/... to the run's TensorBoard. Definitions: docs/metrics.md.
-"""
-
-
-def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add `evaluate` to the `population` command's subparsers; returns it."""
-    evaluate = subparsers.add_parser(
-        "evaluate",
-        help="cross-play matrix, diversity, specialisation and overfitness of a population run",
-        description=(
-            "Play every ordered pair of a trained population from held-out starts and report the cross-play "
-            "matrix, diversity D = H(Y), specialisation S = I(X;Y)/H(Y), capable members and, with "
-            "--specialists, overfitness O against held-out specialists."
-        ),
-        epilog=EVALUATE_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    evaluate.add_argument("run", help="a population run directory (or one of its checkpoint files)")
-    evaluate.add_argument("--specialists", metavar="RUN", help="a method=specialists run: held-out partners")
-    evaluate.add_argument("--episodes", type=int, default=32, help="episodes per pair (default 32)")
-    evaluate.add_argument("--seed", type=int, help="held-out starts (default: the run's evaluation seed)")
-    evaluate.add_argument("--out", metavar="DIR", help="write the files here instead of the run directory")
-    evaluate.add_argument("--device", default="auto", help="device to evaluate on (default auto)")
-    evaluate.add_argument("--no-tensorboard", action="store_true", help="do not log to the run's TensorBoard")
-    return evaluate
-
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run a parsed `marl population evaluate`; prints the report and where the files are."""
@@ -712,7 +678,6 @@ __all__ = [
     "MemberPolicy",
     "PopulationSeats",
     "SeatPolicy",
-    "add_evaluate_parser",
     "evaluate_run",
     "harmonic_mean",
     "partner_success",

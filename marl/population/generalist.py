@@ -1,0 +1,990 @@
+"""`marl population generalist <population run>`: a recurrent agent trained with frozen population partners.
+
+Issue 9's last step. The generalist (agents/recurrent.py: GRU over the observation, its previous action and
+the previous reward) learns by PPO to cooperate with every member of a trained, frozen partner population,
+in either seat, so that it can work with partners it has never met. Read ``train_generalist`` top to bottom;
+one iteration is:
+
+1. **Rollout** (``GeneralistCollector``). Every env slot holds one episode of the generalist with a partner
+   member drawn uniformly from the population, the generalist in seat 0 or 1 (probability 1/2 each); both
+   are drawn anew whenever the slot's episode ends. All partners act in one batched ``Population.act`` (the
+   member-major layout, no loop over partners); the generalist steps its GRU for all slots at once, and its
+   hidden state is stored at every chunk start (every ``chunk_length`` steps). Episodes run across
+   iterations, with their hidden states.
+2. **GAE** (torchrl's vectorised GAE) on the generalist's rewards with the values it computed while acting;
+   a time-limit truncation bootstraps from the value of the true final observation (one extra GRU step),
+   a termination does not.
+3. **PPO over chunks**: the ``[envs, T]`` rollout is cut into ``envs * T / chunk_length`` chunks; each
+   minibatch replays ``minibatch_chunks`` of them from their stored hidden states (truncated BPTT, the
+   hidden states are those of the policy that acted), clipped surrogate + value loss - entropy bonus.
+
+Robustness is measured as in "Diversity Is Not All You Need": success with each partner from held-out starts
+(in both seats), and the harmonic mean over partners (``evaluate_generalist``). ``test_population=<run>``
+adds a population the generalist never trains with (e.g. specialists from another seed).
+
+The partners' weights and config are copied into every checkpoint: a resumed run, or a later evaluation,
+plays exactly the partners it trained with even if the population's run directory moved on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import difflib
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, get_type_hints
+
+import torch
+import yaml
+from torch import Tensor, nn
+from torchrl.envs import EnvBase
+from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
+from tqdm.auto import tqdm
+
+from agents.population import Population, sample_categorical
+from agents.recurrent import RecurrentActorCritic
+from envs.factory import describe_env, make_env
+from marl.checkpoint import (
+    checkpointed_iterations,
+    load_checkpoint,
+    resolve_checkpoint,
+    restore_rng_state,
+    rng_state,
+)
+from marl.config import coerce_value, parse_value
+from marl.errors import ConfigError, MarlError
+from marl.population.config import PopulationConfig, population_config_from_dict
+from marl.population.evaluate import harmonic_mean
+from marl.population.xpmin import EVAL_SEED_OFFSET, GROUP, build_population
+from marl.ppo import clipped_surrogate_loss, explained_variance
+from marl.run_logger import RunLogger, flatten
+from marl.training import hardware_summary, resolve_device, untouched_rng
+
+SUMMARY_FILE = "generalist.json"
+TEST_SEED_OFFSET = 2_000_003  # held-out starts of the test population's evaluation
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Configuration: one flat section, `key=value` on the command line
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GeneralistConfig:
+    """`marl population generalist` settings (PPO defaults from issue 9)."""
+
+    population: str = ""  # the partner population: a `marl population train` run directory or checkpoint
+    test_population: str | None = None  # held-out partners, evaluated only (never trained with)
+    name: str = "generalist"  # run-name prefix
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 1  # torch CPU threads; 0 = torch's default
+    iterations: int = 300
+    envs: int = 64  # env slots, each with its own partner and seat
+    rollout_steps: int = 32  # env steps per slot per iteration, a multiple of chunk_length
+    chunk_length: int = 8  # steps per BPTT chunk
+    hidden_size: int = 64  # GRU state
+    encoder_sizes: list[int] = field(default_factory=lambda: [64])  # MLP in front of the GRU
+    activation: Literal["tanh", "relu", "elu", "gelu", "silu"] = "tanh"
+    lr: float = 5e-4
+    adam_eps: float = 1e-5
+    clip_epsilon: float = 0.2
+    entropy_coef: float = 0.01
+    value_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    epochs: int = 4
+    minibatch_chunks: int = 64  # chunks per PPO minibatch
+    normalize_advantage: bool = True  # per minibatch
+    partner_deterministic: bool = False  # partners take their most likely action (default: they sample)
+    success_key: str = "success"  # the env's info key saying an episode succeeded
+    eval_every: int = 25  # iterations between evaluations; 0 = only at the end
+    eval_episodes: int = 16  # per partner and seat
+    eval_deterministic: bool = True  # generalist and partners take their most likely actions
+    runs_dir: str = "results/runs"
+    checkpoint_every: int = 25  # the last iteration and Ctrl-C always checkpoint
+    keep_checkpoints: int = 3
+    progress: bool = True  # tqdm progress bar with frames/s
+
+
+KEYS = tuple(f.name for f in dataclasses.fields(GeneralistConfig))
+RESUMABLE = {  # what a resumed run may change: its length, logging and evaluation, not what it trains
+    "population",  # the partners come from the checkpoint; the path is only a record
+    "test_population",
+    "iterations",
+    "threads",
+    "progress",
+    "eval_every",
+    "eval_episodes",
+    "eval_deterministic",
+    "checkpoint_every",
+    "keep_checkpoints",
+}
+
+
+def generalist_config_from_dict(data: dict, source: str = "config", base: GeneralistConfig | None = None):
+    """A validated config: ``base`` (default: the defaults) with the keys of ``data`` set and type-checked."""
+    tree = dataclasses.asdict(base or GeneralistConfig())
+    hints = get_type_hints(GeneralistConfig)
+    for key, value in data.items():
+        if key not in KEYS:
+            raise ConfigError(
+                f"Unknown key {key!r} ({source}). Valid keys of marl population generalist: "
+                f"{', '.join(KEYS)}.{_did_you_mean(str(key), KEYS)}"
+            )
+        example = getattr(GeneralistConfig(), key)
+        tree[key] = coerce_value(value, hints[key], key, source, example=example)
+    cfg = GeneralistConfig(**copy.deepcopy(tree))
+    check_config(cfg)
+    return cfg
+
+
+def parse_generalist_args(words: list[str]) -> tuple[dict[str, Any], str | None]:
+    """CLI words -> (``{key: YAML-parsed value}``, resume run dir). A bare word is the population run."""
+    values: dict[str, Any] = {}
+    resume = None
+    for word in words:
+        key, sep, raw = word.partition("=")
+        if not sep:
+            if "population" in values:
+                raise ConfigError(
+                    f"Two population runs given ({values['population']!r} and {word!r}). Give the partner "
+                    "population once; held-out partners go in test_population=<run>."
+                )
+            values["population"] = word
+        elif key.strip() == "resume":
+            resume = raw.strip() or None
+            if resume is None:
+                raise ConfigError("'resume=' needs a generalist run directory, e.g. resume=results/runs/...")
+        elif not key.strip() or " " in key.strip():
+            raise ConfigError(f"Malformed argument {word!r}: expected key=value, e.g. iterations=200.")
+        else:
+            values[key.strip()] = parse_value(key.strip(), raw)
+    return values, resume
+
+
+def load_generalist_config(words: list[str]) -> GeneralistConfig:
+    """Defaults < the command line (``<population run> key=value ...``), validated."""
+    values, _ = parse_generalist_args(words)
+    return generalist_config_from_dict(values, "command line")
+
+
+def generalist_config_to_dict(cfg: GeneralistConfig) -> dict:
+    return copy.deepcopy(dataclasses.asdict(cfg))
+
+
+def check_config(cfg: GeneralistConfig) -> None:
+    """Value checks the types cannot express; the first failure raises ConfigError."""
+    _require(
+        bool(cfg.population),
+        "No partner population given: marl population generalist <population run dir> [key=value ...] "
+        "(train one with marl population train, e.g. preset=matrix_game_specialists).",
+    )
+    positive = {
+        "iterations": cfg.iterations,
+        "envs": cfg.envs,
+        "rollout_steps": cfg.rollout_steps,
+        "chunk_length": cfg.chunk_length,
+        "hidden_size": cfg.hidden_size,
+        "epochs": cfg.epochs,
+        "minibatch_chunks": cfg.minibatch_chunks,
+        "eval_episodes": cfg.eval_episodes,
+        "keep_checkpoints": cfg.keep_checkpoints,
+        **{f"encoder_sizes[{i}]": size for i, size in enumerate(cfg.encoder_sizes)},
+    }
+    for key, value in positive.items():
+        _require(value > 0, f"'{key}' must be a positive integer, got {value}.")
+    for key, value in {
+        "seed": cfg.seed,
+        "threads": cfg.threads,
+        "entropy_coef": cfg.entropy_coef,
+        "value_coef": cfg.value_coef,
+        "eval_every": cfg.eval_every,
+        "checkpoint_every": cfg.checkpoint_every,
+    }.items():
+        _require(value >= 0, f"'{key}' must be >= 0, got {value}.")
+    for key, value in {
+        "lr": cfg.lr,
+        "adam_eps": cfg.adam_eps,
+        "clip_epsilon": cfg.clip_epsilon,
+        "max_grad_norm": cfg.max_grad_norm,
+    }.items():
+        _require(value > 0, f"'{key}' must be > 0, got {value}.")
+    _require(0 < cfg.gamma <= 1, f"'gamma' must be in (0, 1], got {cfg.gamma}.")
+    _require(0 <= cfg.gae_lambda <= 1, f"'gae_lambda' must be in [0, 1], got {cfg.gae_lambda}.")
+    _require(
+        cfg.rollout_steps % cfg.chunk_length == 0,
+        f"'rollout_steps={cfg.rollout_steps}' must be a multiple of 'chunk_length={cfg.chunk_length}' (the "
+        f"rollout is cut into whole chunks), e.g. rollout_steps={cfg.chunk_length * 4}.",
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Partners
+# ---------------------------------------------------------------------------------------------------------
+
+
+def partner_snapshot(path: str | Path) -> dict:
+    """A population run's newest checkpoint reduced to what partners need: its config, weights and file."""
+    state = load_checkpoint(path)
+    if state.get("kind") != "population":
+        raise MarlError(
+            f"{path} is not a population run (train one with marl population train, e.g. "
+            "preset=matrix_game_specialists); a generalist needs a population of partners."
+        )
+    return {
+        "source": str(resolve_checkpoint(path)),
+        "config": state["config"],
+        "weights": state["population"],
+    }
+
+
+def build_partners(snapshot: dict, device: torch.device) -> tuple[Population, PopulationConfig]:
+    """The frozen partner population (no gradients) and its config from a ``partner_snapshot``."""
+    cfg = population_config_from_dict(snapshot["config"])
+    obs_dim, n_actions = env_dims(cfg)
+    population = build_population(cfg, obs_dim, n_actions).to(device)
+    population.load_state_dict(snapshot["weights"])
+    population.requires_grad_(False).eval()
+    return population, cfg
+
+
+def env_dims(cfg: PopulationConfig) -> tuple[int, int]:
+    """(observation size, number of actions) of one seat of the population's env (a one-slot probe)."""
+    with untouched_rng(torch.device("cpu")):
+        probe = make_env(cfg.env_config(1), "cpu", 0)
+    info = describe_env(probe, cfg.env.name, cfg.env.max_steps).groups[0]
+    if info.n_agents != 2 or not info.discrete or info.action_nvec is not None:
+        raise MarlError(
+            f"{cfg.env.name} is not a two-seat env with one categorical action per seat; a generalist plays "
+            "one seat of the native two-seat envs (native/matrix_game, native/cooking)."
+        )
+    return info.obs_dim, info.action_dim
+
+
+def same_env(a: PopulationConfig, b: PopulationConfig) -> bool:
+    """Whether two populations play the same (unrestricted) env."""
+    return (a.env.name, a.env.max_steps, a.env.kwargs) == (b.env.name, b.env.max_steps, b.env.kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rollouts: the generalist in one seat, a frozen population member in the other
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GeneralistRollout:
+    """One iteration of the generalist's data ``[envs, T, ...]`` and the episodes that ended in it."""
+
+    obs: Tensor  # [E, T, D] the generalist's own observation
+    prev_action: Tensor  # [E, T] long (-1: none)
+    prev_reward: Tensor  # [E, T]
+    start: Tensor  # [E, T] bool: an episode starts at this step (the GRU resets)
+    action: Tensor  # [E, T] long
+    log_prob: Tensor  # [E, T]
+    value: Tensor  # [E, T]
+    reward: Tensor  # [E, T]
+    done: Tensor  # [E, T] bool
+    terminated: Tensor  # [E, T] bool
+    bootstrap: Tensor  # [E, T] value of the true final observation where the episode was truncated, else 0
+    last_value: Tensor  # [E] value of the observation after the rollout
+    chunk_hidden: Tensor  # [E, T / chunk_length, H] the GRU state before each chunk's first step
+    episode_partner: Tensor  # [M] each ended episode's partner member
+    episode_seat: Tensor  # [M] the generalist's seat in it
+    episode_return: Tensor  # [M]
+    episode_success: Tensor  # [M] bool
+
+    @property
+    def frames(self) -> int:
+        return self.done.numel()
+
+
+class GeneralistCollector:
+    """Steps every env slot with the generalist in one seat and a frozen partner member in the other.
+
+    ``reset(partner, seat)`` starts new episodes everywhere with the given assignment (evaluation), or one
+    drawn uniformly (training); ``collect`` redraws a slot's partner and seat whenever its episode ends.
+    Draws and the actions' sampling noise come from torch's global RNG (saved in checkpoints).
+    """
+
+    def __init__(self, env: EnvBase, partners: Population, hidden_size: int, success_key: str):
+        self.env, self.partners, self.success_key = env, partners, success_key
+        self.device = env.device
+        self.num_envs = int(env.batch_size[0])
+        self.hidden_size = hidden_size
+        self.slots = torch.arange(self.num_envs, device=self.device)
+        self.reset()
+
+    def reset(self, partner: Tensor | None = None, seat: Tensor | None = None) -> None:
+        n, device = self.num_envs, self.device
+        self.td = self.env.reset()
+        info = self.td[GROUP, "info"]
+        if self.success_key not in info.keys():  # noqa: SIM118 - a TensorDict's keys
+            raise MarlError(
+                f"success_key={self.success_key!r} is not in the env's info (it reports "
+                f"{', '.join(info.keys())}). Set success_key to the key that is 1 where an episode succeeded."
+            )
+        self.partner = torch.zeros(n, dtype=torch.long, device=device)
+        self.seat = torch.zeros(n, dtype=torch.long, device=device)
+        if partner is None or seat is None:
+            self.resample(torch.ones(n, dtype=torch.bool, device=device))
+        else:
+            self.partner, self.seat = partner.to(device).long(), seat.to(device).long()
+        self.hidden = torch.zeros(n, self.hidden_size, device=device)
+        self.prev_action = torch.full((n,), -1, dtype=torch.long, device=device)
+        self.prev_reward = torch.zeros(n, device=device)
+        self.start = torch.ones(n, dtype=torch.bool, device=device)
+        self.episode_return = torch.zeros(n, device=device)
+
+    def resample(self, mask: Tensor) -> None:
+        """New partner (uniform over members) and seat (0 or 1) for the slots where ``mask [envs]`` holds."""
+        partner = torch.randint(self.partners.n_members, (self.num_envs,), device=self.device)
+        seat = torch.randint(2, (self.num_envs,), device=self.device)
+        self.partner = torch.where(mask, partner, self.partner)
+        self.seat = torch.where(mask, seat, self.seat)
+
+    def own_observation(self, obs: Tensor) -> Tensor:
+        """``[envs, 2, D]`` -> the generalist's seat ``[envs, D]``."""
+        return obs[self.slots, self.seat]
+
+    @torch.no_grad()
+    def step(
+        self, model: RecurrentActorCritic, deterministic: bool = False, partner_deterministic: bool = False
+    ) -> dict[str, Tensor]:
+        """One step of every slot; -> the generalist's inputs, action, value and outcome ``[envs]`` each."""
+        obs = self.td[GROUP, "observation"]  # [E, 2, D]
+        own = self.own_observation(obs)
+        logits, value, hidden = model.step(own, self.prev_action, self.prev_reward, self.hidden, self.start)
+        action, log_prob = sample_categorical(logits.log_softmax(-1), deterministic)
+        partner_obs = obs[self.slots, 1 - self.seat].unsqueeze(1)  # [E, 1, D]: one seat per slot
+        partner_action = self.partners.act(partner_obs, self.partner.unsqueeze(1), partner_deterministic)[0]
+        first = (self.seat == 0).unsqueeze(-1)
+        joint = torch.where(
+            first,
+            torch.stack([action, partner_action[:, 0]], -1),
+            torch.stack([partner_action[:, 0], action], -1),
+        )
+        self.td[GROUP, "action"] = joint
+        out, self.td = self.env.step_and_maybe_reset(self.td)
+        nxt = out["next"]
+        reward = nxt[GROUP, "reward"][self.slots, self.seat, 0]
+        done, terminated = nxt["done"].squeeze(-1), nxt["terminated"].squeeze(-1)
+        truncated = done & ~terminated
+        bootstrap = torch.zeros_like(value)
+        if truncated.any():  # GAE bootstraps a time limit from the true final observation's value
+            final = self.own_observation(nxt[GROUP, "observation"])
+            _, final_value, _ = model.step(final, action, reward, hidden, torch.zeros_like(done))
+            bootstrap = torch.where(truncated, final_value, bootstrap)
+        self.episode_return += reward
+        record = {
+            "obs": own,
+            "prev_action": self.prev_action,
+            "prev_reward": self.prev_reward,
+            "start": self.start,
+            "action": action,
+            "log_prob": log_prob,
+            "value": value,
+            "reward": reward,
+            "done": done,
+            "terminated": terminated,
+            "bootstrap": bootstrap,
+            "partner": self.partner,
+            "seat": self.seat,
+            "episode_return": self.episode_return.clone(),
+            "success": nxt[GROUP, "info", self.success_key][self.slots, self.seat, 0] > 0.5,
+        }
+        self.prev_action, self.prev_reward, self.hidden, self.start = action, reward, hidden, done
+        self.episode_return = self.episode_return * ~done
+        return record
+
+    @torch.no_grad()
+    def collect(
+        self, model: RecurrentActorCritic, steps: int, chunk_length: int, partner_deterministic: bool = False
+    ) -> GeneralistRollout:
+        """``steps`` steps of every slot (a multiple of ``chunk_length``); partners are redrawn at episode
+        ends, and the GRU state is stored before every chunk's first step."""
+        records, chunk_hidden = [], []
+        for t in range(steps):
+            if t % chunk_length == 0:
+                chunk_hidden.append(self.hidden)
+            record = self.step(model, partner_deterministic=partner_deterministic)
+            self.resample(record["done"])
+            records.append(record)
+        data = {key: torch.stack([r[key] for r in records], dim=1) for key in records[0]}
+        own = self.own_observation(self.td[GROUP, "observation"])
+        _, last_value, _ = model.step(own, self.prev_action, self.prev_reward, self.hidden, self.start)
+        ended = data["done"]
+        return GeneralistRollout(
+            **{key: data[key] for key in ("obs", "prev_action", "prev_reward", "start", "action")},
+            **{key: data[key] for key in ("log_prob", "value", "reward", "done", "terminated", "bootstrap")},
+            last_value=last_value,
+            chunk_hidden=torch.stack(chunk_hidden, dim=1),
+            episode_partner=data["partner"][ended],
+            episode_seat=data["seat"][ended],
+            episode_return=data["episode_return"][ended],
+            episode_success=data["success"][ended],
+        )
+
+    def state_dict(self) -> dict:
+        """Env state, current observations, assignment, GRU state and running returns: an exact resume."""
+        return {
+            "env": self.env.snapshot(),
+            "td": {k: v.clone() for k, v in self.td.flatten_keys(".").items()},
+            **{
+                name: getattr(self, name).clone()
+                for name in (
+                    "partner",
+                    "seat",
+                    "hidden",
+                    "prev_action",
+                    "prev_reward",
+                    "start",
+                    "episode_return",
+                )
+            },
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.env.restore(state["env"])
+        td = self.td.clone()
+        for key, value in state["td"].items():
+            td.set(tuple(key.split(".")), value.to(self.device))
+        self.td = td
+        for name in ("partner", "seat", "hidden", "prev_action", "prev_reward", "start", "episode_return"):
+            setattr(self, name, state[name].to(self.device).clone())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Building a run
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GeneralistTrainer:
+    """Everything a generalist run holds in memory; ``state_dict`` is its checkpoint."""
+
+    cfg: GeneralistConfig
+    device: torch.device
+    model: RecurrentActorCritic
+    optimizer: torch.optim.Optimizer
+    partners: Population
+    partner_cfg: PopulationConfig
+    partner_snapshot: dict
+    collector: GeneralistCollector
+    test_partners: tuple[Population, PopulationConfig] | None = None
+    iteration: int = 0
+    frames: int = 0
+    wall_time: float = 0.0
+
+    def state_dict(self) -> dict:
+        return {
+            "format": 1,
+            "kind": "generalist",
+            "iteration": self.iteration,
+            "frames": self.frames,
+            "wall_time": self.wall_time,
+            "config": generalist_config_to_dict(self.cfg),
+            "model_spec": self.model.spec(),
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "partners": self.partner_snapshot,
+            "collector": self.collector.state_dict(),
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.iteration, self.frames, self.wall_time = state["iteration"], state["frames"], state["wall_time"]
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.collector.load_state_dict(state["collector"])
+        restore_rng_state(state["rng"])
+
+
+def build_trainer(cfg: GeneralistConfig, snapshot: dict | None = None) -> GeneralistTrainer:
+    """Seed, then load the partners (from ``snapshot``, else the population run) and build the rest."""
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    snapshot = snapshot or partner_snapshot(cfg.population)
+    partners, partner_cfg = build_partners(snapshot, device)
+    torch.manual_seed(cfg.seed)
+    obs_dim, n_actions = env_dims(partner_cfg)
+    model = RecurrentActorCritic(obs_dim, n_actions, cfg.hidden_size, cfg.encoder_sizes, cfg.activation)
+    model = model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+    env = make_env(partner_cfg.env_config(cfg.envs), device, cfg.seed)
+    collector = GeneralistCollector(env, partners, cfg.hidden_size, cfg.success_key)
+    test_partners = None
+    if cfg.test_population:
+        test_partners = build_partners(partner_snapshot(cfg.test_population), device)
+        if not same_env(test_partners[1], partner_cfg):
+            raise MarlError(
+                f"test_population={cfg.test_population} plays another env than the training partners "
+                f"({test_partners[1].env} vs {partner_cfg.env}); held-out partners must play the same game."
+            )
+    return GeneralistTrainer(
+        cfg, device, model, optimizer, partners, partner_cfg, snapshot, collector, test_partners
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The training loop
+# ---------------------------------------------------------------------------------------------------------
+
+
+def train_generalist(
+    cfg: GeneralistConfig, resume: str | Path | None = None, stop_after: int | None = None
+) -> Path:
+    """Train (or continue) a generalist run; returns its directory. ``stop_after`` ends this call after that
+    many iterations (tests use it to simulate an interruption)."""
+    state = None
+    if resume is not None:
+        state = load_checkpoint(resume)
+        if state.get("kind") != "generalist":
+            raise MarlError(
+                f"{resume} is not a generalist run (its checkpoint is a {state.get('kind')!r} run)."
+            )
+        run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
+        _check_resume_compatible(generalist_config_from_dict(state["config"]), cfg)
+    trainer = build_trainer(cfg, None if state is None else state["partners"])
+    if state is not None:
+        trainer.load_state_dict(state)
+    else:
+        run_dir = _new_run_dir(cfg)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(generalist_config_to_dict(cfg), sort_keys=False))
+    logger = RunLogger(run_dir, resume_frames=trainer.frames if state is not None else None)
+    if state is None:
+        logger.log_text("run/hardware", hardware_summary(trainer.device))
+        logger.log_text("run/partners", trainer.partner_snapshot["source"])
+    if cfg.progress:
+        print(describe_run(trainer, run_dir))
+
+    start_iteration = trainer.iteration
+    final: dict[str, float] = {}
+
+    def one_iteration() -> dict[str, float]:
+        metrics = train_iteration(trainer)
+        last = trainer.iteration == cfg.iterations
+        if last or (cfg.eval_every and trainer.iteration % cfg.eval_every == 0):
+            metrics.update(evaluation_metrics(trainer))
+        logger.log(trainer.iteration, trainer.frames, metrics)
+        final.update({k: v for k, v in metrics.items() if k.endswith(("_mean", "harmonic_mean"))})
+        return metrics
+
+    def postfix(metrics: dict[str, float]) -> dict[str, str]:
+        return {
+            "fps": f"{metrics['perf/total_fps']:.0f}",
+            "success": f"{metrics.get('train/success_mean', float('nan')):.2f}",
+        }
+
+    bar = tqdm(
+        total=cfg.iterations,
+        initial=trainer.iteration,
+        disable=not cfg.progress,
+        unit="it",
+        dynamic_ncols=True,
+        desc=cfg.name,
+    )
+    checkpointed_iterations(
+        trainer,
+        run_dir,
+        cfg.iterations,
+        one_iteration,
+        bar,
+        postfix,
+        cfg.checkpoint_every,
+        cfg.keep_checkpoints,
+        f"marl population generalist resume={run_dir}",
+        logger.close,
+        stop_after,
+        last_good=state,
+    )
+    if trainer.iteration >= cfg.iterations:
+        if trainer.iteration > start_iteration:
+            logger.log_hparams(flatten(generalist_config_to_dict(cfg)), final)
+        write_summary(run_dir, trainer)
+    logger.close()
+    return run_dir
+
+
+def train_iteration(trainer: GeneralistTrainer) -> dict[str, float]:
+    """Rollout with frozen partners -> GAE -> PPO over chunks. Returns the iteration's metrics."""
+    cfg, model = trainer.cfg, trainer.model
+    start = time.perf_counter()
+    rollout = trainer.collector.collect(model, cfg.rollout_steps, cfg.chunk_length, cfg.partner_deterministic)
+    collected = time.perf_counter()
+    advantage, target = advantages(rollout, cfg.gamma, cfg.gae_lambda)
+    stats = ppo_update_chunks(model, trainer.optimizer, rollout, advantage, target, cfg)
+    trained = time.perf_counter()
+
+    trainer.iteration += 1
+    trainer.frames += rollout.frames
+    trainer.wall_time += trained - start
+    metrics = episode_metrics(rollout, trainer.partners.n_members)
+    metrics.update({f"train/{k}": v for k, v in stats.items()})
+    metrics["train/explained_variance"] = explained_variance(rollout.value, target)
+    metrics.update(
+        {
+            "perf/rollout_fps": rollout.frames / (collected - start),
+            "perf/training_fps": rollout.frames / (trained - collected),
+            "perf/total_fps": rollout.frames / (trained - start),
+        }
+    )
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------------------
+# GAE and PPO over chunks
+# ---------------------------------------------------------------------------------------------------------
+
+
+def advantages(rollout: GeneralistRollout, gamma: float, lmbda: float) -> tuple[Tensor, Tensor]:
+    """GAE advantages and value targets ``[E, T]`` (torchrl's vectorised GAE). The next value is the next
+    step's value, the one after the rollout at its end, and the true final observation's value where an
+    episode was truncated; a terminated episode does not bootstrap and the recursion stops at every end."""
+    next_value = torch.cat([rollout.value[:, 1:], rollout.last_value.unsqueeze(1)], dim=1)
+    next_value = torch.where(rollout.done & ~rollout.terminated, rollout.bootstrap, next_value)
+    advantage, target = vec_generalized_advantage_estimate(
+        gamma,
+        lmbda,
+        rollout.value.unsqueeze(-1),
+        next_value.unsqueeze(-1),
+        rollout.reward.unsqueeze(-1),
+        rollout.done.unsqueeze(-1),
+        rollout.terminated.unsqueeze(-1),
+        time_dim=-2,
+    )
+    return advantage.squeeze(-1), target.squeeze(-1)
+
+
+def ppo_update_chunks(
+    model: RecurrentActorCritic,
+    optimizer: torch.optim.Optimizer,
+    rollout: GeneralistRollout,
+    advantage: Tensor,
+    target: Tensor,
+    cfg: GeneralistConfig,
+) -> dict[str, float]:
+    """``cfg.epochs`` epochs of clipped PPO over chunks of ``cfg.chunk_length`` steps,
+    ``cfg.minibatch_chunks`` chunks per minibatch, each replayed from its stored hidden state (truncated
+    BPTT; the states are those of the policy that acted)."""
+    length = cfg.chunk_length
+
+    def chunks(x: Tensor) -> Tensor:  # [E, T, ...] -> [E * T / L, L, ...]
+        return x.reshape(-1, length, *x.shape[2:])
+
+    names = ("obs", "prev_action", "prev_reward", "start", "action", "log_prob")
+    data = {name: chunks(getattr(rollout, name)) for name in names}
+    data.update(advantage=chunks(advantage), target=chunks(target))
+    hidden = rollout.chunk_hidden.reshape(-1, rollout.chunk_hidden.shape[-1])
+    totals: dict[str, Tensor] = {}
+    steps = 0
+    for _ in range(cfg.epochs):
+        for idx in torch.randperm(hidden.shape[0], device=hidden.device).split(cfg.minibatch_chunks):
+            batch = {name: x[idx] for name, x in data.items()}
+            logits, value = model.evaluate_chunks(
+                batch["obs"], batch["prev_action"], batch["prev_reward"], hidden[idx], batch["start"]
+            )
+            log_p = logits.log_softmax(-1)
+            log_prob = log_p.gather(-1, batch["action"].unsqueeze(-1)).squeeze(-1)
+            entropy = -(log_p.exp() * log_p).sum(-1).mean()
+            adv = batch["advantage"]
+            if cfg.normalize_advantage and adv.numel() > 1:
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            policy_loss, approx_kl, clip_fraction = clipped_surrogate_loss(
+                log_prob, batch["log_prob"], adv, cfg.clip_epsilon
+            )
+            value_loss = (value - batch["target"]).pow(2).mean()
+            loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
+            if not torch.isfinite(loss):
+                raise MarlError(
+                    f"The generalist's PPO loss became {loss.item()} (not finite). Lower lr (now {cfg.lr}) "
+                    "and resume from the last checkpoint."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            step_stats = {
+                "policy_loss": policy_loss,
+                "value_loss": value_loss,
+                "entropy": entropy,
+                "approx_kl": approx_kl,
+                "clip_fraction": clip_fraction,
+                "grad_norm": grad_norm,
+            }
+            for key, value_ in step_stats.items():
+                totals[key] = totals.get(key, 0.0) + value_.detach()
+            steps += 1
+    return {key: float(value) / max(steps, 1) for key, value in totals.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Metrics and evaluation
+# ---------------------------------------------------------------------------------------------------------
+
+
+def episode_metrics(rollout: GeneralistRollout, n_members: int) -> dict[str, float]:
+    """Success and return of the episodes that ended, overall, per partner member and per seat."""
+    if rollout.episode_partner.numel() == 0:
+        return {"train/episodes": 0.0}
+    success, returns = rollout.episode_success.float(), rollout.episode_return
+    metrics = {
+        "train/episodes": float(success.numel()),
+        "train/success_mean": float(success.mean()),
+        "train/return_mean": float(returns.mean()),
+    }
+    for name, owner, size in (
+        ("partner", rollout.episode_partner, n_members),
+        ("seat", rollout.episode_seat, 2),
+    ):
+        counts = torch.bincount(owner, minlength=size)
+        for metric, values in (("success", success), ("return", returns)):
+            means = torch.zeros(size, device=values.device).index_add_(0, owner, values) / counts.clamp_min(1)
+            for i in (counts > 0).nonzero().flatten().tolist():
+                metrics[f"train/{metric}/{name}_{i}"] = float(means[i])
+    return metrics
+
+
+@torch.no_grad()
+def play_partners(
+    model: RecurrentActorCritic,
+    partners: Population,
+    partner_cfg: PopulationConfig,
+    episodes: int,
+    seed: int,
+    deterministic: bool = True,
+    success_key: str = "success",
+) -> dict[str, Tensor]:
+    """One episode in each of ``episodes`` slots per (partner member, generalist seat), all in one batched
+    env, from the held-out starts that ``seed`` fixes; -> success rate and mean return ``[N, 2]``. Training's
+    RNG streams are left untouched."""
+    device = model.value_head.weight.device
+    n = partners.n_members
+    partner = torch.arange(n, device=device).repeat_interleave(2 * episodes)
+    seat = torch.arange(2, device=device).repeat_interleave(episodes).repeat(n)
+    with untouched_rng(device):
+        torch.manual_seed(seed)
+        env = make_env(partner_cfg.env_config(partner.numel()), device, seed)
+        collector = GeneralistCollector(env, partners, model.hidden_size, success_key)
+        collector.reset(partner, seat)
+        returns = torch.zeros(partner.numel(), device=device)
+        success = torch.zeros(partner.numel(), dtype=torch.bool, device=device)
+        running = torch.ones(partner.numel(), dtype=torch.bool, device=device)
+        for _ in range(partner_cfg.env.max_steps):
+            record = collector.step(model, deterministic, deterministic)
+            returns += record["reward"] * running
+            success = torch.where(running & record["done"], record["success"], success)
+            running &= ~record["done"]
+            if not running.any():
+                break
+    shape = (n, 2, episodes)
+    return {"success": success.float().view(shape).mean(-1), "return": returns.view(shape).mean(-1)}
+
+
+def partner_report(result: dict[str, Tensor]) -> dict[str, Any]:
+    """``play_partners`` as plain numbers: per partner and seat, per partner, mean and harmonic mean."""
+    per_partner = result["success"].mean(-1)
+    return {
+        "success": result["success"].cpu().tolist(),
+        "return": result["return"].cpu().tolist(),
+        "success_per_partner": per_partner.cpu().tolist(),
+        "success_mean": float(per_partner.mean()),
+        "harmonic_mean": harmonic_mean(per_partner),
+    }
+
+
+def evaluation_metrics(trainer: GeneralistTrainer) -> dict[str, float]:
+    """Held-out evaluation with the training partners (``eval/``) and the test population (``test/``)."""
+    cfg, metrics = trainer.cfg, {}
+    groups = [("eval", trainer.partners, trainer.partner_cfg, cfg.seed + EVAL_SEED_OFFSET)]
+    if trainer.test_partners is not None:
+        groups.append(("test", *trainer.test_partners, cfg.seed + TEST_SEED_OFFSET))
+    for prefix, partners, partner_cfg, seed in groups:
+        result = play_partners(
+            trainer.model,
+            partners,
+            partner_cfg,
+            cfg.eval_episodes,
+            seed,
+            cfg.eval_deterministic,
+            cfg.success_key,
+        )
+        report = partner_report(result)
+        metrics[f"{prefix}/success_mean"] = report["success_mean"]
+        metrics[f"{prefix}/harmonic_mean"] = report["harmonic_mean"]
+        metrics[f"{prefix}/return_mean"] = float(result["return"].mean())
+        for j, seats in enumerate(report["success"]):
+            metrics[f"{prefix}/success/partner_{j}"] = report["success_per_partner"][j]
+            for s, value in enumerate(seats):
+                metrics[f"{prefix}/success/partner_{j}/seat_{s}"] = value
+    return metrics
+
+
+def load_generalist(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[RecurrentActorCritic, dict]:
+    """A trained generalist network and its checkpoint (config, training partners) from a run or file."""
+    state = load_checkpoint(path, map_location=device)
+    if state.get("kind") != "generalist":
+        raise MarlError(f"{path} is not a generalist run (its checkpoint is a {state.get('kind')!r} run).")
+    model = RecurrentActorCritic(**state["model_spec"]).to(device)
+    model.load_state_dict(state["model"])
+    return model.eval(), state
+
+
+def evaluate_generalist(
+    generalist: str | Path | RecurrentActorCritic,
+    partners: str | Path | tuple[Population, PopulationConfig] | None = None,
+    episodes: int = 16,
+    seed: int = EVAL_SEED_OFFSET,
+    deterministic: bool = True,
+    device: str | torch.device = "cpu",
+    success_key: str | None = None,
+) -> dict[str, Any]:
+    """Success of a generalist (a run directory or checkpoint, or a network) with every member of a partner
+    population (a population run, a ``(Population, PopulationConfig)`` pair, or None: the run's own training
+    partners), in both seats, ``episodes`` held-out episodes each; -> per partner and seat success and
+    return, per partner success, their mean and harmonic mean (the robustness score). ``device`` applies
+    to a run; a network is evaluated where its parameters are."""
+    trained_env, run_cfg = None, None
+    if isinstance(generalist, RecurrentActorCritic):
+        model, device = generalist, generalist.value_head.weight.device
+        if partners is None:
+            raise MarlError("evaluate_generalist needs partners when given a network instead of a run.")
+    else:
+        device = torch.device(device)
+        model, state = load_generalist(generalist, device)
+        run_cfg = generalist_config_from_dict(state["config"])
+        trained_env = population_config_from_dict(state["partners"]["config"])
+        if partners is None:
+            partners = build_partners(state["partners"], device)
+    if isinstance(partners, (str, Path)):
+        partners = build_partners(partner_snapshot(partners), device)
+    population, partner_cfg = partners
+    if trained_env is not None and not same_env(trained_env, partner_cfg):
+        raise MarlError(
+            f"The partners play {partner_cfg.env}, but the generalist trained on {trained_env.env}; evaluate "
+            "it with partners of the same game."
+        )
+    key = success_key or (run_cfg.success_key if run_cfg is not None else "success")
+    result = play_partners(model, population.to(device), partner_cfg, episodes, seed, deterministic, key)
+    return {**partner_report(result), "episodes": episodes, "seed": seed, "deterministic": deterministic}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Files and CLI
+# ---------------------------------------------------------------------------------------------------------
+
+
+def write_summary(run_dir: Path, trainer: GeneralistTrainer) -> dict:
+    """``generalist.json``: the final held-out evaluation with the training (and test) partners."""
+    cfg = trainer.cfg
+    summary: dict[str, Any] = {
+        "seed": cfg.seed,
+        "iterations": trainer.iteration,
+        "frames": trainer.frames,
+        "wall_time_s": trainer.wall_time,
+        "partners": trainer.partner_snapshot["source"],
+        "eval_episodes": cfg.eval_episodes,
+        "eval_deterministic": cfg.eval_deterministic,
+        "hardware": hardware_summary(trainer.device),
+    }
+    groups = [("train_partners", trainer.partners, trainer.partner_cfg, cfg.seed + EVAL_SEED_OFFSET)]
+    if trainer.test_partners is not None:
+        groups.append(("test_partners", *trainer.test_partners, cfg.seed + TEST_SEED_OFFSET))
+    for name, partners, partner_cfg, seed in groups:
+        result = play_partners(
+            trainer.model,
+            partners,
+            partner_cfg,
+            cfg.eval_episodes,
+            seed,
+            cfg.eval_deterministic,
+            cfg.success_key,
+        )
+        summary[name] = partner_report(result)
+    (Path(run_dir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def describe_run(trainer: GeneralistTrainer, run_dir: Path) -> str:
+    cfg = trainer.cfg
+    params = sum(p.numel() for p in trainer.model.parameters())
+    return (
+        f"Generalist (GRU {cfg.hidden_size}, {params:,} params) with {trainer.partners.n_members} frozen "
+        f"partners from {trainer.partner_snapshot['source']} on {trainer.partner_cfg.env.name}: {cfg.envs} "
+        f"slots x {cfg.rollout_steps} steps, {cfg.iterations} iterations on {trainer.device}\n"
+        f"Logs: {run_dir}  (tensorboard --logdir {run_dir})"
+    )
+
+
+def run_generalist(args: argparse.Namespace) -> int:
+    """`marl population generalist ...`: a new run, or ``resume=<run dir>`` with optional overrides."""
+    from marl.cli import stop_signals_interrupt
+
+    values, resume = parse_generalist_args(args.overrides)
+    if resume is not None:
+        saved = generalist_config_from_dict(load_checkpoint(resume)["config"])
+        cfg = generalist_config_from_dict(values, "command line", base=saved)
+        print(f"Resuming {resume}")
+    else:
+        cfg = generalist_config_from_dict(values, "command line")
+    with stop_signals_interrupt():
+        run_dir = train_generalist(cfg, resume=resume)
+    print(
+        f"\nRun saved in {run_dir}\n"
+        f"  TensorBoard: tensorboard --logdir {run_dir}\n"
+        f"  Summary:     {Path(run_dir) / SUMMARY_FILE} (success per partner and seat, harmonic mean)"
+    )
+    return 0
+
+
+def _new_run_dir(cfg: GeneralistConfig) -> Path:
+    """``<runs_dir>/<name>-<time>`` (with a suffix if taken), created."""
+    stem = Path(cfg.runs_dir) / f"{cfg.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    run_dir, suffix = stem, 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = stem.with_name(f"{stem.name}-{suffix}")
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def _check_resume_compatible(saved: GeneralistConfig, cfg: GeneralistConfig) -> None:
+    """A resumed run may only change its length, logging and evaluation (``RESUMABLE``)."""
+    a, b = generalist_config_to_dict(saved), generalist_config_to_dict(cfg)
+    changed = [f"{k}: {a[k]!r} -> {b[k]!r}" for k in KEYS if a[k] != b[k] and k not in RESUMABLE]
+    if changed:
+        raise MarlError(
+            "A resumed generalist run must train what it started with, but these settings differ from its "
+            f"saved config: {'; '.join(changed)}. Only {', '.join(sorted(RESUMABLE))} may change on resume."
+        )
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _did_you_mean(word: str, options: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+__all__ = [
+    "GeneralistCollector",
+    "GeneralistConfig",
+    "evaluate_generalist",
+    "generalist_config_from_dict",
+    "load_generalist",
+    "load_generalist_config",
+    "run_generalist",
+    "train_generalist",
+]
