@@ -53,6 +53,7 @@ def add_population_parser(commands: argparse._SubParsersAction) -> argparse.Argu
         "overrides", nargs="*", metavar="key=value", help="method=, preset=, resume= and section.key=value"
     )
     add_evaluate_parser(sub)
+    add_extract_parser(sub)
     add_generalist_parser(sub)
     return population
 
@@ -125,12 +126,55 @@ def add_generalist_parser(commands: argparse._SubParsersAction) -> argparse.Argu
     return parser
 
 
+EXTRACT_EPILOG = """\
+examples:
+  marl population extract results/runs/matrix_game_xpmin-20261124-101500 method=dagger
+  marl population extract results/runs/cooking_xpmin-20261124-101500 method=rl reward=modal
+  marl population extract <teacher run> method=dagger beta0=1 beta_decay=0.7 window=0 iterations=50
+  marl population extract resume=results/runs/extract_dagger-20261125-090000    continue a stopped run
+
+The teacher is a population run directory (or checkpoint) of marl population train. Keys: method (dagger,
+rl), iterations, seed, envs_per_member, rollout_steps, lr, epochs, minibatches; dagger: beta0, beta_decay,
+window, student_actions (sample, mode); rl: reward (prob, modal), env_reward_scale, entropy_coef,
+label_episodes; bookkeeping: name, device, threads, runs_dir, progress, checkpoint_every, keep_checkpoints,
+eval_every, eval_episodes. The students get the teacher run's env, networks and other PPO settings. Ctrl-C
+saves a checkpoint and prints the resume command. The run directory loads like any population run (marl
+population evaluate, load_population).
+"""
+
+
+def add_extract_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add `extract` to `marl population`'s subcommands (the subparsers of marl/population/cli.py)."""
+    parser = commands.add_parser(
+        "extract",
+        help="extract a population's members into fresh, less overfit partners (dagger or rl)",
+        description=(
+            "Train a fresh population, student i from member i of a population run, in self-play only: "
+            "method=dagger imitates the member's action distribution on the students' own self-play states "
+            "(a beta-mixture of teacher and student acts); method=rl runs PPO on a reward that pays only "
+            "for the member's self-play label distribution. No cross-play term: the members' specialty "
+            "is kept; their responses to strangers (a handshake's sabotage) are copied only where the "
+            "students' self-play reaches them (dagger), or not at all (rl)."
+        ),
+        epilog=EXTRACT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "words", nargs="*", metavar="TEACHER_RUN | key=value", help="the teacher run, then key=value settings"
+    )
+    return parser
+
+
 def run_population(args: argparse.Namespace) -> int:
     """Run a parsed `population` command; MarlError propagates (marl's main prints it)."""
     if args.population_command == "evaluate":
         from marl.population.evaluate import run_evaluate
 
         return run_evaluate(args)
+    if args.population_command == "extract":
+        from marl.population.extract import run_extract
+
+        return run_extract(args)
     if args.population_command == "generalist":
         from marl.population.generalist import run_generalist
 
@@ -138,8 +182,8 @@ def run_population(args: argparse.Namespace) -> int:
     if args.population_command != "train":
         raise MarlError(
             "marl population needs a subcommand: train (marl population train method=xpmin ...), evaluate "
-            "(marl population evaluate <run> --specialists <run>) or generalist (marl population "
-            "generalist <population run>)."
+            "(marl population evaluate <run> --specialists <run>), extract (marl population extract <run> "
+            "method=dagger) or generalist (marl population generalist <population run>)."
         )
     return train_command(args.overrides)
 

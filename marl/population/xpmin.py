@@ -347,6 +347,10 @@ def train(cfg: PopulationConfig, resume: str | Path | None = None, stop_after: i
         state = load_checkpoint(resume)
         if state.get("kind") != "population":
             raise MarlError(f"{resume} is not a population run (its checkpoint was written by marl train).")
+        if "extraction" in state:
+            raise MarlError(
+                f"{resume} is an extraction run: continue it with marl population extract resume={resume}."
+            )
         run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
         _check_resume_compatible(population_config_from_dict(state["config"]), cfg)
     trainer = build_trainer(cfg)

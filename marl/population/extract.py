@@ -1,0 +1,767 @@
+"""`marl population extract <teacher run> method=dagger|rl`: fresh partners that keep each member's specialty
+but not its overfitness (issue 9 item 4; "Diversity Is Not All You Need", Charakorn et al., NeurIPS 2024).
+
+An XP-min member (the *teacher*) is specialised: its self-play episodes carry one behaviour label, or a few
+(a convention, a recipe). It may also be overfit: XP-min pays it for failing with the other members, so it
+can learn to recognise its own self-play partner (a handshake) and to fail on purpose with anyone else.
+Extraction trains a new population of the same size from a fresh initialisation (the *students*), student
+``i`` from teacher ``i``, only ever in self-play and with no cross-play term:
+
+- ``dagger``: imitation on the students' own self-play states (DAgger, Ross et al. 2011). Iteration ``k``
+  rolls every student out with itself, each seat acting as the teacher with probability
+  ``beta_k = beta0 * beta_decay ** k``, else as the student (sampled actions, or its most likely one with
+  ``student_actions=mode``). Every visited state is labelled with the teacher's action distribution there;
+  the labelled states of the last ``window`` iterations (0: all of them, classic DAgger aggregation) form
+  the dataset, and each student minimises the forward KL(teacher || student) over its own states for
+  ``epochs`` epochs. Only the actors train (the critics keep their initialisation). What this keeps: the
+  teacher's behaviour wherever self-play goes. What it drops: the teacher's responses to states that
+  self-play does not reach. A handshake-detecting branch is reached only when a seat misses the handshake,
+  i.e. through the students' own mistakes (``beta0 = 1`` makes the first iteration pure teacher self-play,
+  so the students learn the handshake before they act). Where the students do visit such states, DAgger
+  copies the teacher's response there, sabotage included: on a planted handshake (tests/
+  test_population_extract.py) a single labelled stranger state sufficed. So the students must fit each
+  iteration's data closely before they act (hence ``DAGGER_DEFAULTS``: many full-batch steps), and
+  ``student_actions=mode`` avoids the rare sampled mistakes (at the price of following only the students'
+  most likely branches once the teacher no longer acts).
+- ``rl``: PPO in self-play (``ppo_update_members``, GAE, per-member losses, as ``marl population train``)
+  on a reward that pays only for the teacher's behaviour: when an episode ends, both seats get
+  ``p_i(label)``, teacher ``i``'s self-play label distribution over its labelled episodes
+  (``reward=prob``), or 1 for teacher ``i``'s most frequent label and 0 otherwise (``reward=modal``); no
+  label (e.g. disagreement) pays 0. The env's own reward is dropped unless ``env_reward_scale > 0`` adds it
+  back (cooking's shaping rewards). Nothing pays for failing with strangers, so nothing teaches the
+  students to recognise them. Both rewards make a student concentrate on the teacher's most likely
+  label(s); ``prob`` still gives partial credit for the teacher's other labels. The distribution
+  ``p_i`` is measured once, before training, from ``label_episodes`` sampled self-play episodes per teacher.
+
+Both save a run directory like ``marl population train``'s (checkpoint kind ``population`` with the
+students' ``PopulationConfig``, so ``load_population`` and the evaluation tools read it): config.yaml (the
+students'), extract.yaml (this extraction's settings and teacher), metrics.jsonl and TensorBoard,
+checkpoints (exact resume; Ctrl-C saves), population.json (final cross-play matrix and labels, plus the
+teacher's and students' self-play label distributions). The checkpoint also holds the teacher's weights,
+so a resumed extraction does not depend on the teacher's run directory staying as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Literal, get_type_hints
+
+import torch
+import yaml
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from agents.population import MemberLayout, Population
+from envs.factory import describe_env, make_env
+from marl.checkpoint import checkpointed_iterations, load_checkpoint, restore_rng_state, rng_state
+from marl.config import coerce_value, parse_value
+from marl.errors import ConfigError, MarlError
+from marl.population.config import (
+    PopulationConfig,
+    population_config_from_dict,
+    population_config_to_dict,
+    population_config_to_yaml,
+)
+from marl.population.pairs import assign_slots, seat_weights, self_play_pairs
+from marl.population.xpmin import (
+    EVAL_SEED_OFFSET,
+    PairCollector,
+    Rollout,
+    build_population,
+    build_shards,
+    clip_member_grad_norms,
+    evaluate_pairs,
+    evaluate_population,
+    evaluation_metrics,
+    label_histogram,
+    load_population,
+    log_xp_matrix,
+    member_batch,
+    ppo_update_members,
+    seat_advantages,
+    write_summary,
+)
+from marl.run_logger import RunLogger, flatten
+from marl.training import hardware_summary, new_run_dir, resolve_device, untouched_rng
+
+EXTRACT_FILE = "extract.yaml"
+TEACHER_SEED_OFFSET = 2_000_003  # the teacher's label-distribution episodes use their own seed
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExtractConfig:
+    """Settings of one extraction. The students' env and networks are the teacher run's; the PPO settings
+    not listed here (gamma, gae_lambda, clip_epsilon, ...) are the teacher run's ``algorithm`` section.
+    ``null`` settings take the method's default: for dagger ``DAGGER_DEFAULTS``, for rl the teacher run's."""
+
+    method: Literal["dagger", "rl"] = "dagger"
+    iterations: int = 100
+    seed: int = 0  # students' initialisation, env and sampling
+    envs_per_member: int = 32  # self-play env slots per student
+    rollout_steps: int = 16  # env steps per slot per iteration
+    lr: float | None = None  # Adam step size; null = the method's default
+    epochs: int | None = None  # passes over the dataset (dagger) or the rollout (rl) per iteration
+    minibatches: int | None = None  # per epoch; each holds 1/minibatches of every member's samples
+    # dagger
+    beta0: float = 1.0  # probability that a seat acts as the teacher at iteration 0
+    beta_decay: float = 0.8  # beta_k = beta0 * beta_decay ** k
+    window: int = 10  # iterations of labelled states kept in the dataset; 0 = all (classic DAgger)
+    student_actions: Literal["sample", "mode"] = "sample"  # students' rollout actions: drawn, or their mode
+    # rl
+    reward: Literal["prob", "modal"] = "prob"  # p_teacher(label), or 1 for the teacher's modal label
+    env_reward_scale: float = 0.0  # weight of the env's own reward added to the label reward
+    entropy_coef: float | None = None  # PPO entropy bonus; null = the teacher run's
+    label_episodes: int = 128  # sampled teacher self-play episodes per member measuring p_teacher(label)
+    # bookkeeping
+    name: str = ""  # run-name prefix; empty = extract_<method>
+    device: str = "auto"
+    threads: int = 1  # torch CPU threads; 0 = torch's default
+    runs_dir: str = "results/runs"
+    progress: bool = True
+    checkpoint_every: int = 25  # the last iteration and Ctrl-C always checkpoint
+    keep_checkpoints: int = 3
+    eval_every: int = 25  # iterations between evaluations (all pairs; self-play label distributions); 0 = off
+    eval_episodes: int = 64  # episodes per ordered pair, and sampled self-play episodes per member
+
+
+# Imitation wants each iteration's dataset fitted closely before the students act on it (the students'
+# mistakes decide which states get labelled): full-batch steps, many more than PPO's few cautious epochs.
+DAGGER_DEFAULTS = {"lr": 1e-2, "epochs": 50, "minibatches": 1}
+
+RESUME_MAY_CHANGE = (
+    "iterations",
+    "threads",
+    "progress",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "eval_every",
+    "eval_episodes",
+)
+
+
+def extract_config(base: ExtractConfig | Mapping[str, Any] | None = None, **overrides: Any) -> ExtractConfig:
+    """A validated ExtractConfig: ``base`` (a config, or a mapping of its keys) with ``overrides`` on top.
+    Unknown keys and wrong types raise ConfigError naming the key and the valid ones."""
+    tree = dataclasses.asdict(ExtractConfig())
+    if isinstance(base, ExtractConfig):
+        tree = dataclasses.asdict(base)
+    elif base is not None:
+        overrides = {**base, **overrides}
+    hints = get_type_hints(ExtractConfig)
+    for key, value in overrides.items():
+        if key not in hints:
+            close = difflib.get_close_matches(key, list(hints), n=1, cutoff=0.6)
+            raise ConfigError(
+                f"Unknown extraction setting {key!r}. Valid keys: {', '.join(hints)}."
+                + (f" Did you mean {close[0]!r}?" if close else "")
+            )
+        default = getattr(ExtractConfig(), key)
+        tree[key] = coerce_value(value, hints[key], key, "extraction settings", example=default)
+    cfg = ExtractConfig(**tree)
+    _check(cfg)
+    return cfg
+
+
+def _check(cfg: ExtractConfig) -> None:
+    positive = ("iterations", "envs_per_member", "rollout_steps", "epochs", "minibatches", "label_episodes")
+    for key in (*positive, "keep_checkpoints", "eval_episodes"):
+        if getattr(cfg, key) is not None and getattr(cfg, key) <= 0:
+            raise ConfigError(f"'{key}' must be a positive integer, got {getattr(cfg, key)}.")
+    for key in ("seed", "window", "threads", "checkpoint_every", "eval_every", "env_reward_scale"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"'{key}' must be >= 0, got {getattr(cfg, key)}.")
+    if cfg.lr is not None and cfg.lr <= 0:
+        raise ConfigError(f"'lr' must be > 0 (or null), got {cfg.lr}.")
+    if cfg.entropy_coef is not None and cfg.entropy_coef < 0:
+        raise ConfigError(f"'entropy_coef' must be >= 0 (or null), got {cfg.entropy_coef}.")
+    for key in ("beta0", "beta_decay"):
+        if not 0 <= getattr(cfg, key) <= 1:
+            raise ConfigError(f"'{key}' must be in [0, 1], got {getattr(cfg, key)}.")
+
+
+def student_config(cfg: ExtractConfig, teacher_cfg: PopulationConfig) -> PopulationConfig:
+    """The students' PopulationConfig: the teacher's env and model, self-play, this extraction's settings."""
+    tree = population_config_to_dict(teacher_cfg)
+    tree["experiment"].update(
+        name=cfg.name or f"extract_{cfg.method}",
+        seed=cfg.seed,
+        device=cfg.device,
+        threads=cfg.threads,
+        iterations=cfg.iterations,
+        runs_dir=cfg.runs_dir,
+        checkpoint_every=cfg.checkpoint_every,
+        keep_checkpoints=cfg.keep_checkpoints,
+        progress=cfg.progress,
+        eval_every=cfg.eval_every,
+        eval_envs_per_pair=cfg.eval_episodes,
+    )
+    tree["population"].update(method="selfplay", envs_per_pair=cfg.envs_per_member, specialist_targets=None)
+    defaults = DAGGER_DEFAULTS if cfg.method == "dagger" else {}
+    tree["algorithm"]["rollout_steps"] = cfg.rollout_steps
+    for key in ("lr", "epochs", "minibatches", "entropy_coef"):
+        value = getattr(cfg, key)
+        tree["algorithm"][key] = defaults.get(key, tree["algorithm"][key]) if value is None else value
+    return population_config_from_dict(tree)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What a run holds
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Extraction:
+    """Everything an extraction run holds in memory; `state_dict` is its checkpoint."""
+
+    cfg: ExtractConfig
+    student_cfg: PopulationConfig
+    teacher_cfg: PopulationConfig
+    teacher_run: str
+    device: torch.device
+    teacher: Population
+    population: Population  # the students
+    optimizer: torch.optim.Optimizer
+    collector: PairCollector
+    teacher_labels: Tensor  # [N, n_labels + 1] teacher self-play label counts; column 0 = no label
+    dataset: list[tuple[Tensor, Tensor]] = field(default_factory=list)  # dagger: (obs, teacher log-probs)
+    iteration: int = 0
+    frames: int = 0
+    wall_time: float = 0.0
+
+    def state_dict(self) -> dict:
+        return {
+            "format": 1,
+            "kind": "population",
+            "iteration": self.iteration,
+            "frames": self.frames,
+            "wall_time": self.wall_time,
+            "config": population_config_to_dict(self.student_cfg),
+            "population": {k: v.detach().clone() for k, v in self.population.state_dict().items()},
+            "optimizer": _clone(self.optimizer.state_dict()),
+            "collector": self.collector.state_dict(),
+            "rng": rng_state(),
+            "extraction": {
+                "config": dataclasses.asdict(self.cfg),
+                "teacher_run": self.teacher_run,
+                "teacher_config": population_config_to_dict(self.teacher_cfg),
+                "teacher": {k: v.detach().clone() for k, v in self.teacher.state_dict().items()},
+                "teacher_labels": self.teacher_labels.clone(),
+                "dataset": [{"obs": obs.clone(), "target": target.clone()} for obs, target in self.dataset],
+            },
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.iteration, self.frames, self.wall_time = state["iteration"], state["frames"], state["wall_time"]
+        self.population.load_state_dict(state["population"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.collector.load_state_dict(state["collector"], self.cfg.envs_per_member)
+        saved = state["extraction"]
+        self.teacher_labels = saved["teacher_labels"].to(self.device).clone()
+        self.dataset = [(d["obs"].to(self.device), d["target"].to(self.device)) for d in saved["dataset"]]
+        restore_rng_state(state["rng"])
+
+
+def build_extraction(
+    cfg: ExtractConfig, teacher: Population, teacher_cfg: PopulationConfig, teacher_run: str
+) -> Extraction:
+    """Seed, then build the students (fresh), their self-play envs, optimizer and collector, and measure the
+    teacher's self-play label distribution."""
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    student_cfg = student_config(cfg, teacher_cfg)
+    n = student_cfg.population.size
+    pairs = self_play_pairs(n)
+    shards = build_shards(student_cfg, pairs, device)
+    info = describe_env(shards[0].env, student_cfg.env.name, student_cfg.env.max_steps).groups[0]
+    if (info.obs_dim, info.action_dim) != (teacher.obs_dim, teacher.n_actions):
+        raise MarlError(
+            f"The teacher's networks take {teacher.obs_dim} observations and {teacher.n_actions} actions, "
+            f"but its env {student_cfg.env.name} now gives {info.obs_dim} and {info.action_dim}."
+        )
+    students = build_population(student_cfg, info.obs_dim, info.action_dim).to(device)
+    trained = students.actor.parameters() if cfg.method == "dagger" else students.parameters()
+    optimizer = torch.optim.Adam(trained, lr=student_cfg.algorithm.lr, eps=student_cfg.algorithm.adam_eps)
+    label_key = student_cfg.population.label_key
+    collector = PairCollector(shards, assign_slots(pairs.to(device), cfg.envs_per_member), n, label_key)
+    teacher = teacher.to(device).eval()
+    labels = self_play_label_counts(teacher, teacher_cfg, cfg.label_episodes, cfg.seed + TEACHER_SEED_OFFSET)
+    if cfg.method == "rl" and (labels[:, 1:].sum(-1) == 0).any():
+        empty = (labels[:, 1:].sum(-1) == 0).nonzero().flatten().tolist()
+        raise MarlError(
+            f"Teacher member(s) {empty} never ended a self-play episode with a label in {cfg.label_episodes} "
+            f"episodes, so method=rl has no behaviour to reward. Raise label_episodes, or use method=dagger."
+        )
+    return Extraction(
+        cfg, student_cfg, teacher_cfg, teacher_run, device, teacher, students, optimizer, collector, labels
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------------------
+
+
+def extract(
+    teacher_run: str | Path | None = None,
+    cfg: ExtractConfig | Mapping[str, Any] | None = None,
+    resume: str | Path | None = None,
+    stop_after: int | None = None,
+    **overrides: Any,
+) -> Path:
+    """Extract a population run's members into fresh students; returns the new run's directory.
+
+    ``cfg`` (an ExtractConfig or a mapping of its keys) and keyword ``overrides`` set the extraction, e.g.
+    ``extract(run, method="dagger", iterations=20)``. ``resume`` continues an extraction run from its last
+    checkpoint (with its saved teacher and settings; only ``RESUME_MAY_CHANGE`` may be overridden);
+    ``stop_after`` ends this call after that many iterations (tests use it to simulate an interruption).
+    """
+    state = None
+    if resume is not None:
+        if teacher_run is not None:
+            raise MarlError("resume= continues an extraction with its saved teacher; drop the teacher run.")
+        state = load_checkpoint(resume)
+        if state.get("kind") != "population" or "extraction" not in state:
+            raise MarlError(f"{resume} is not an extraction run (written by marl population extract).")
+        saved = state["extraction"]
+        base = extract_config(saved["config"])
+        given = {} if cfg is None or isinstance(cfg, ExtractConfig) else dict(cfg)
+        new = extract_config(cfg if isinstance(cfg, ExtractConfig) else base, **{**given, **overrides})
+        _check_resume_compatible(base, new)
+        cfg = new
+        teacher_cfg = population_config_from_dict(saved["teacher_config"])
+        teacher = _population_from_state(teacher_cfg, saved["teacher"])
+        teacher_run = saved["teacher_run"]
+        run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
+    else:
+        if teacher_run is None:
+            raise MarlError("marl population extract needs a teacher: a population run directory or a .pt.")
+        cfg = extract_config(cfg, **overrides)
+        teacher, teacher_cfg = load_population(teacher_run)
+    ex = build_extraction(cfg, teacher, teacher_cfg, str(teacher_run))
+    if state is not None:
+        ex.load_state_dict(state)
+    else:
+        run_dir = new_run_dir(ex.student_cfg)
+    (run_dir / "config.yaml").write_text(population_config_to_yaml(ex.student_cfg))
+    settings = {"teacher_run": str(teacher_run), "extraction": dataclasses.asdict(cfg)}
+    (run_dir / EXTRACT_FILE).write_text(yaml.safe_dump(settings, sort_keys=False))
+    logger = RunLogger(run_dir, resume_frames=ex.frames if state is not None else None)
+    if state is None:
+        logger.log_text("run/hardware", hardware_summary(ex.device))
+        logger.log_text("run/extraction", "```\n" + yaml.safe_dump(settings, sort_keys=False) + "\n```")
+    if cfg.progress:
+        print(describe_run(ex, run_dir))
+
+    start_iteration = ex.iteration
+    final: dict[str, float] = {}
+    step = dagger_iteration if cfg.method == "dagger" else rl_iteration
+
+    def one_iteration() -> dict[str, float]:
+        metrics = step(ex)
+        last = ex.iteration == cfg.iterations
+        if cfg.eval_every and (ex.iteration % cfg.eval_every == 0 or last):
+            metrics.update(evaluate_extraction(ex, logger))
+        logger.log(ex.iteration, ex.frames, metrics)
+        final.update({k: v for k, v in metrics.items() if k.endswith(("_mean", "distinct_labels"))})
+        return metrics
+
+    def postfix(metrics: dict[str, float]) -> dict[str, str]:
+        shown = {"fps": f"{metrics['perf/total_fps']:.0f}"}
+        if cfg.method == "dagger":
+            shown.update(beta=f"{metrics['train/beta']:.2f}", kl=f"{metrics['train/imitation_kl']:.3g}")
+        else:
+            shown.update(label_reward=f"{metrics['train/label_reward_mean']:.3g}")
+        return shown
+
+    bar = tqdm(
+        total=cfg.iterations,
+        initial=ex.iteration,
+        disable=not cfg.progress,
+        unit="it",
+        dynamic_ncols=True,
+        desc=ex.student_cfg.experiment.name,
+    )
+    checkpointed_iterations(
+        ex,
+        run_dir,
+        cfg.iterations,
+        one_iteration,
+        bar,
+        postfix,
+        cfg.checkpoint_every,
+        cfg.keep_checkpoints,
+        f"marl population extract resume={run_dir}",
+        logger.close,
+        stop_after,
+        last_good=state,
+    )
+    if ex.iteration >= cfg.iterations:
+        if ex.iteration > start_iteration:
+            logger.log_hparams(flatten({"extract": dataclasses.asdict(cfg)}), final)
+        write_extraction_summary(run_dir, ex)
+    logger.close()
+    return run_dir
+
+
+def dagger_iteration(ex: Extraction) -> dict[str, float]:
+    """Mixed self-play rollout -> teacher labels on every visited state -> KL epochs on the window."""
+    cfg, students = ex.cfg, ex.population
+    beta = cfg.beta0 * cfg.beta_decay**ex.iteration
+    start = time.perf_counter()
+    students.eval()
+    mixture = TeacherMixture(ex.teacher, students, beta, student_mode=cfg.student_actions == "mode")
+    rollout = ex.collector.collect(mixture, cfg.rollout_steps)
+    obs = member_major(rollout.obs, ex.collector.layout)  # [N, L, D]
+    with torch.no_grad():
+        target = ex.teacher.logits(obs).log_softmax(-1)
+        agreement = (students.logits(obs).argmax(-1) == target.argmax(-1)).float().mean()
+    ex.dataset.append((obs, target))
+    if cfg.window:  # a recent window only; 0 keeps every iteration's states
+        ex.dataset = ex.dataset[-cfg.window :]
+    collected = time.perf_counter()
+    students.train()
+    data_obs = torch.cat([o for o, _ in ex.dataset], dim=1)
+    data_target = torch.cat([t for _, t in ex.dataset], dim=1)
+    stats = imitation_update(students, ex.optimizer, data_obs, data_target, ex.student_cfg.algorithm)
+    trained = time.perf_counter()
+    ex.iteration += 1
+    ex.frames += rollout.frames
+    ex.wall_time += trained - start
+    return {
+        "train/beta": beta,
+        "train/agreement": float(agreement),  # student's mode = teacher's, on the new states, before update
+        "train/dataset_samples": float(data_obs.shape[1]),  # per member
+        "train/rollout_return_mean": _mean(rollout.episode_return),  # the teacher/student mixture's
+        **{f"train/{k}": v for k, v in stats.items()},
+        **_fps(rollout.frames, start, collected, trained),
+    }
+
+
+def rl_iteration(ex: Extraction) -> dict[str, float]:
+    """Self-play rollout -> label rewards in place of the env's -> GAE -> PPO update of all students."""
+    students, collector, alg = ex.population, ex.collector, ex.student_cfg.algorithm
+    start = time.perf_counter()
+    students.eval()
+    rollout = collector.collect(students, ex.cfg.rollout_steps)
+    env_return = rollout.episode_return
+    member, layout = collector.assignment.member, collector.layout
+    table = label_reward_table(ex.teacher_labels, ex.cfg.reward)
+    rollout = with_label_rewards(rollout, table, member, ex.cfg.env_reward_scale)
+    collected = time.perf_counter()
+    students.train()
+    weight = seat_weights(member, None, 0.0)  # self-play only: +1 for every seat
+    advantage, target = seat_advantages(students, rollout, member, layout, alg)
+    batch = member_batch(rollout, member, layout, advantage, target, weight)
+    stats = ppo_update_members(students, ex.optimizer, batch, alg)
+    trained = time.perf_counter()
+    ex.iteration += 1
+    ex.frames += rollout.frames
+    ex.wall_time += trained - start
+    label_reward = rollout.episode_return - ex.cfg.env_reward_scale * env_return
+    return {
+        "train/label_reward_mean": _mean(label_reward),
+        "train/env_return_mean": _mean(env_return),
+        **{f"train/{k}": v for k, v in stats.items()},
+        **_fps(rollout.frames, start, collected, trained),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# DAgger pieces
+# ---------------------------------------------------------------------------------------------------------
+
+
+class TeacherMixture:
+    """``Population.act`` for the collector: every seat of every step acts as the teacher with probability
+    ``beta`` (torch's global RNG), else as the student (its most likely action with ``student_mode``); both
+    are the seat's own member. The log-probability returned is the one of whoever acted (unused)."""
+
+    def __init__(self, teacher: Population, student: Population, beta: float, student_mode: bool = False):
+        self.teacher, self.student, self.beta, self.student_mode = teacher, student, beta, student_mode
+
+    @torch.no_grad()
+    def act(
+        self, obs: Tensor, member: Tensor, deterministic: bool = False, layout: MemberLayout | None = None
+    ) -> tuple[Tensor, Tensor]:
+        if self.beta >= 1:
+            return self.teacher.act(obs, member, deterministic, layout=layout)
+        student = self.student.act(obs, member, deterministic or self.student_mode, layout=layout)
+        if self.beta <= 0:
+            return student
+        teacher = self.teacher.act(obs, member, deterministic, layout=layout)
+        use_teacher = torch.rand(member.shape, device=obs.device) < self.beta
+        return tuple(torch.where(use_teacher, t, s) for t, s in zip(teacher, student))  # type: ignore[return-value]
+
+
+def member_major(x: Tensor, layout: MemberLayout) -> Tensor:
+    """Seat layout ``[E, T, 2, ...]`` -> member-major ``[N, C * T, ...]`` (self-play: no padding)."""
+    return layout.to_members(x.transpose(1, 2).flatten(0, 1)).flatten(1, 2)
+
+
+def imitation_update(
+    students: Population, optimizer: torch.optim.Optimizer, obs: Tensor, target: Tensor, alg
+) -> dict[str, float]:
+    """``alg.epochs`` epochs of KL(teacher || student) on ``obs [N, L, D]`` with the teacher's log-probs
+    ``target [N, L, A]``, all members at once: every minibatch takes a random ``1/alg.minibatches`` of each
+    member's samples; the loss is the sum of the members' mean KLs; gradients are clipped per member to
+    ``alg.max_grad_norm``."""
+    n, length = obs.shape[:2]
+    rows = torch.arange(n, device=obs.device).unsqueeze(-1)
+    totals = torch.zeros(2, device=obs.device)  # summed KL and grad norm (one sync at the end)
+    steps = 0
+    for _ in range(alg.epochs):
+        order = torch.rand(n, length, device=obs.device).argsort(-1)
+        for idx in order.chunk(alg.minibatches, dim=1):
+            log_q = students.logits(obs[rows, idx]).log_softmax(-1)
+            log_p = target[rows, idx]
+            kl = (log_p.exp() * (log_p - log_q)).sum(-1).mean(-1)  # [N]
+            loss = kl.sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            norm = clip_member_grad_norms(students.actor, alg.max_grad_norm)
+            optimizer.step()
+            totals += torch.stack([kl.detach().mean(), norm.mean()])
+            steps += 1
+    kl_mean, norm_mean = (totals / max(steps, 1)).tolist()
+    if not math.isfinite(kl_mean):
+        raise MarlError(
+            f"The extraction's imitation loss became {kl_mean} (not finite). Lower lr (now {alg.lr}) and "
+            "resume from the last checkpoint."
+        )
+    return {"imitation_kl": kl_mean, "actor_grad_norm": norm_mean}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# RL pieces
+# ---------------------------------------------------------------------------------------------------------
+
+
+def label_reward_table(counts: Tensor, kind: str) -> Tensor:
+    """Reward ``[N, n_labels + 1]`` of ending an episode with each label (column 0: no label, pays 0) from
+    the teacher's label counts: ``prob`` = its label distribution over labelled episodes, ``modal`` = 1 for
+    its most frequent label."""
+    labelled = counts[:, 1:].float()
+    if kind == "prob":
+        table = labelled / labelled.sum(-1, keepdim=True).clamp_min(1)
+    else:
+        table = torch.nn.functional.one_hot(labelled.argmax(-1), labelled.shape[1]).float()
+        table = table * (labelled.sum(-1, keepdim=True) > 0)
+    return torch.cat([torch.zeros_like(table[:, :1]), table], dim=-1)
+
+
+def with_label_rewards(rollout: Rollout, table: Tensor, member: Tensor, env_reward_scale: float) -> Rollout:
+    """The rollout with its rewards replaced: ``env_reward_scale`` x the env's, plus, at every step where an
+    episode ended, ``table[member, label + 1]`` to both seats (labels the table does not know pay 0)."""
+    slot, step = rollout.done.nonzero(as_tuple=True)  # the order of rollout.episode_* (see PairCollector)
+    column = rollout.episode_label + 1
+    known = (column >= 0) & (column < table.shape[1])
+    paid = table[member[slot, 0], column.clamp(0, table.shape[1] - 1)] * known
+    reward = rollout.reward * env_reward_scale
+    reward[slot, step] += paid.unsqueeze(-1)
+    episode_return = paid + env_reward_scale * rollout.episode_return
+    return dataclasses.replace(rollout, reward=reward, episode_return=episode_return)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Evaluation and files
+# ---------------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def self_play_label_counts(population: Population, cfg: PopulationConfig, episodes: int, seed: int) -> Tensor:
+    """Label counts ``[N, n_labels + 1]`` (column 0: no label) of ``episodes`` sampled self-play episodes
+    per member, from held-out starts fixed by ``seed`` (training's RNG is left untouched)."""
+    n = population.n_members
+    device = next(population.parameters()).device
+    result = evaluate_pairs(population, cfg, self_play_pairs(n), episodes, seed, device, deterministic=False)
+    owner = result.pairs[:, :1].expand_as(result.labels)
+    n_labels = max(int(result.labels.max()) + 1, 0)
+    return label_histogram(result.labels.flatten(), owner.flatten(), n, n_labels)
+
+
+def label_distance(a: Tensor, b: Tensor) -> Tensor:
+    """Total-variation distance ``[N]`` between two members' label distributions given as counts."""
+    width = max(a.shape[1], b.shape[1])
+    p, q = (torch.nn.functional.pad(x.float(), (0, width - x.shape[1])) for x in (a, b))
+    p, q = p / p.sum(-1, keepdim=True).clamp_min(1), q / q.sum(-1, keepdim=True).clamp_min(1)
+    return 0.5 * (p - q).abs().sum(-1)
+
+
+def evaluate_extraction(ex: Extraction, logger: RunLogger) -> dict[str, float]:
+    """All-pairs evaluation of the students (XP matrix image) and the distance of each student's sampled
+    self-play label distribution from its teacher's."""
+    n = ex.student_cfg.population.size
+    evaluation = evaluate_population(ex.population, ex.student_cfg, ex.device)
+    log_xp_matrix(logger, evaluation, n, ex.iteration, ex.frames)
+    seed = ex.cfg.seed + EVAL_SEED_OFFSET
+    distance = label_distance(
+        self_play_label_counts(ex.population, ex.student_cfg, ex.cfg.eval_episodes, seed), ex.teacher_labels
+    )
+    metrics = evaluation_metrics(evaluation, n)
+    metrics["eval/label_tv_mean"] = float(distance.mean())
+    metrics.update({f"eval/label_tv/member_{i}": float(d) for i, d in enumerate(distance.tolist())})
+    return metrics
+
+
+def write_extraction_summary(run_dir: Path, ex: Extraction) -> dict:
+    """population.json as `marl population train` writes it, plus the teacher's and the students' sampled
+    self-play label distributions (lists per member, entry 0 = no label) and their distance."""
+    view = SimpleNamespace(
+        cfg=ex.student_cfg,
+        population=ex.population,
+        device=ex.device,
+        iteration=ex.iteration,
+        frames=ex.frames,
+        wall_time=ex.wall_time,
+    )
+    summary = write_summary(run_dir, view)  # type: ignore[arg-type]
+    seed = ex.cfg.seed + EVAL_SEED_OFFSET
+    students = self_play_label_counts(ex.population, ex.student_cfg, ex.cfg.eval_episodes, seed)
+
+    def distribution(counts: Tensor) -> list[list[float]]:
+        return (counts.float() / counts.sum(-1, keepdim=True).clamp_min(1)).cpu().tolist()
+
+    summary["extraction"] = {
+        "method": ex.cfg.method,
+        "teacher_run": ex.teacher_run,
+        "teacher_sp_label_distribution": distribution(ex.teacher_labels),
+        "student_sp_label_distribution": distribution(students),
+        "label_tv": label_distance(students, ex.teacher_labels).cpu().tolist(),
+    }
+    (Path(run_dir) / "population.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def describe_run(ex: Extraction, run_dir: Path) -> str:
+    cfg, n = ex.cfg, ex.student_cfg.population.size
+    how = (
+        f"DAgger, beta {cfg.beta0} x {cfg.beta_decay}^k, window {cfg.window or 'all'}"
+        if cfg.method == "dagger"
+        else f"PPO on the teacher's label reward ({cfg.reward})"
+    )
+    return (
+        f"Extracting {n} members of {ex.teacher_run} into fresh students ({how}) on "
+        f"{ex.student_cfg.env.name}: {n} x {cfg.envs_per_member} self-play slots, {cfg.iterations} "
+        f"iterations on {ex.device}\nLogs: {run_dir}  (tensorboard --logdir {run_dir})"
+    )
+
+
+def _check_resume_compatible(saved: ExtractConfig, cfg: ExtractConfig) -> None:
+    a, b = dataclasses.asdict(saved), dataclasses.asdict(cfg)
+    changed = [f"{k}: {a[k]!r} -> {b[k]!r}" for k in a if a[k] != b[k] and k not in RESUME_MAY_CHANGE]
+    if changed:
+        raise MarlError(
+            "A resumed extraction must train what it started with, but these settings differ from its saved "
+            f"ones: {'; '.join(changed)}. Only {', '.join(RESUME_MAY_CHANGE)} may change on resume."
+        )
+
+
+def _population_from_state(cfg: PopulationConfig, state: dict) -> Population:
+    """A population of ``cfg``'s shape holding the weights ``state`` (sizes from a one-slot probe env)."""
+    with untouched_rng(torch.device("cpu")):
+        probe = make_env(cfg.env_config(1), "cpu", 0)
+    info = describe_env(probe, cfg.env.name, cfg.env.max_steps).groups[0]
+    population = build_population(cfg, info.obs_dim, info.action_dim)
+    population.load_state_dict(state)
+    return population
+
+
+def _fps(frames: int, start: float, collected: float, trained: float) -> dict[str, float]:
+    return {
+        "perf/rollout_fps": frames / (collected - start),
+        "perf/training_fps": frames / (trained - collected),
+        "perf/total_fps": frames / (trained - start),
+    }
+
+
+def _mean(x: Tensor) -> float:
+    return float(x.mean()) if x.numel() else float("nan")
+
+
+def _clone(tree):
+    if isinstance(tree, Tensor):
+        return tree.detach().clone()
+    if isinstance(tree, dict):
+        return {k: _clone(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_clone(v) for v in tree)
+    return tree
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Command line: marl population extract <teacher run> method=dagger|rl [key=value ...]
+# ---------------------------------------------------------------------------------------------------------
+
+
+def parse_extract_args(words: list[str]) -> tuple[str | None, dict[str, Any], str | None]:
+    """CLI words -> (teacher run, settings with YAML-parsed values, resume run). A word without ``=`` (or
+    ``teacher=``) is the teacher run."""
+    teacher, resume, settings = None, None, {}
+    valid = list(get_type_hints(ExtractConfig))
+    for word in words:
+        key, sep, raw = word.partition("=")
+        key = key.strip()
+        if not sep or key == "teacher":
+            if teacher is not None:
+                raise ConfigError(
+                    f"Two teacher runs given ({teacher!r} and {(raw if sep else word)!r}); extract one at a "
+                    "time. Settings are key=value, e.g. method=dagger iterations=50."
+                )
+            teacher = (raw if sep else word).strip()
+        elif key == "resume":
+            resume = raw.strip()
+        elif key in valid:
+            settings[key] = parse_value(key, raw)
+        else:
+            close = difflib.get_close_matches(key, [*valid, "resume", "teacher"], n=1, cutoff=0.6)
+            raise ConfigError(
+                f"Unknown extraction setting {key!r} in {word!r}. Valid keys: {', '.join(valid)}, resume, "
+                f"teacher." + (f" Did you mean {close[0]!r}?" if close else "")
+            )
+    return teacher, settings, resume
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    """`marl population extract ...`; MarlError propagates (marl's main prints it)."""
+    from marl.cli import stop_signals_interrupt
+
+    teacher, settings, resume = parse_extract_args(args.words)
+    if resume is not None:
+        print(f"Resuming {resume}")
+    with stop_signals_interrupt():
+        run_dir = extract(teacher, settings, resume=resume)
+    print(
+        f"\nRun saved in {run_dir}\n"
+        f"  TensorBoard: tensorboard --logdir {run_dir}\n"
+        f"  Summary:     {Path(run_dir) / 'population.json'} (cross-play matrix, teacher and student labels)"
+    )
+    return 0
+
+
+__all__ = [
+    "ExtractConfig",
+    "Extraction",
+    "TeacherMixture",
+    "extract",
+    "extract_config",
+    "label_reward_table",
+    "parse_extract_args",
+    "run_extract",
+    "with_label_rewards",
+]
