@@ -93,7 +93,8 @@ def checkpointed_iterations(
     run_dir: Path,
     n_iterations: int,
     one_iteration: Callable[[], dict[str, float]],
-    progress: tqdm,
+    show_progress: bool,
+    name: str,
     postfix: Callable[[dict[str, float]], dict[str, str]],
     checkpoint_every: int,
     keep: int,
@@ -103,7 +104,8 @@ def checkpointed_iterations(
     last_good: dict | None = None,
 ) -> None:
     """Run `one_iteration` (train, evaluate, log; -> its metrics) until `trainer.iteration` reaches
-    `n_iterations` (or `stop_after` iterations of this call), so that nothing a user ran is lost:
+    `n_iterations` (or `stop_after` iterations of this call), with a progress bar named `name` (its
+    postfix, e.g. frames/s, from `postfix(metrics)`), so that nothing a user ran is lost:
 
     - every `checkpoint_every` iterations (0: never) and at the last one, `trainer.state_dict()` is saved;
     - Ctrl-C or SIGTERM (KeyboardInterrupt) saves the last completed iteration, prints `resume_command`
@@ -111,6 +113,14 @@ def checkpointed_iterations(
     - on those two ways out, `close()` releases the logger, envs and workers first; a normal end (also one
       cut short by `stop_after`) saves a final checkpoint and leaves closing to the caller."""
     last_good = trainer.state_dict() if last_good is None else last_good
+    progress = tqdm(
+        total=n_iterations,
+        initial=trainer.iteration,
+        disable=not show_progress,
+        unit="it",
+        dynamic_ncols=True,
+        desc=name,
+    )
     try:
         while trainer.iteration < n_iterations and (stop_after is None or stop_after > 0):
             metrics = one_iteration()

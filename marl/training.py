@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 from torch import nn
 from torchrl.envs import EnvBase
-from tqdm.auto import tqdm
 
 from agents.policy import ActorCritic
 from agents.seats import SeatPolicy, build_frozen, frozen_actor_state, frozen_by_source
@@ -320,20 +319,13 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
         ret = metrics.get("train/return_mean", float("nan"))
         return {"fps": f"{metrics['perf/total_fps']:.0f}", "ret": f"{ret:.3g}"}
 
-    bar = tqdm(
-        total=n_iterations,
-        initial=trainer.iteration,
-        disable=not exp.progress,
-        unit="it",
-        dynamic_ncols=True,
-        desc=exp.name,
-    )
     checkpointed_iterations(
         trainer,
         run_dir,
         n_iterations,
         one_iteration,
-        bar,
+        exp.progress,
+        exp.name,
         postfix,
         exp.checkpoint_every,
         exp.keep_checkpoints,

@@ -58,7 +58,6 @@ from typing import Any, Literal, get_type_hints
 import torch
 import yaml
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from agents.population import MemberLayout, Population
 from envs.factory import describe_env, make_env
@@ -389,20 +388,13 @@ def extract(
             shown.update(label_reward=f"{metrics['train/label_reward_mean']:.3g}")
         return shown
 
-    bar = tqdm(
-        total=cfg.iterations,
-        initial=ex.iteration,
-        disable=not cfg.progress,
-        unit="it",
-        dynamic_ncols=True,
-        desc=ex.student_cfg.experiment.name,
-    )
     checkpointed_iterations(
         ex,
         run_dir,
         cfg.iterations,
         one_iteration,
-        bar,
+        cfg.progress,
+        ex.student_cfg.experiment.name,
         postfix,
         cfg.checkpoint_every,
         cfg.keep_checkpoints,

@@ -44,7 +44,6 @@ import yaml
 from torch import Tensor, nn
 from torchrl.envs import EnvBase
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
-from tqdm.auto import tqdm
 
 from agents.population import Population, sample_categorical
 from agents.recurrent import RecurrentActorCritic
@@ -583,20 +582,13 @@ def train_generalist(
             "success": f"{metrics.get('train/success_mean', float('nan')):.2f}",
         }
 
-    bar = tqdm(
-        total=cfg.iterations,
-        initial=trainer.iteration,
-        disable=not cfg.progress,
-        unit="it",
-        dynamic_ncols=True,
-        desc=cfg.name,
-    )
     checkpointed_iterations(
         trainer,
         run_dir,
         cfg.iterations,
         one_iteration,
-        bar,
+        cfg.progress,
+        cfg.name,
         postfix,
         cfg.checkpoint_every,
         cfg.keep_checkpoints,

@@ -44,7 +44,6 @@ from tensordict import TensorDictBase
 from torch import Tensor, nn
 from torchrl.envs import EnvBase
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
-from tqdm.auto import tqdm
 
 from agents.population import MemberLayout, Population, seat_layout
 from envs.factory import describe_env, make_env
@@ -387,20 +386,13 @@ def train(cfg: PopulationConfig, resume: str | Path | None = None, stop_after: i
             "xp": f"{metrics.get('train/xp_return_mean', float('nan')):.3g}",
         }
 
-    bar = tqdm(
-        total=exp.iterations,
-        initial=trainer.iteration,
-        disable=not exp.progress,
-        unit="it",
-        dynamic_ncols=True,
-        desc=exp.name,
-    )
     checkpointed_iterations(
         trainer,
         run_dir,
         exp.iterations,
         one_iteration,
-        bar,
+        exp.progress,
+        exp.name,
         postfix,
         exp.checkpoint_every,
         exp.keep_checkpoints,
