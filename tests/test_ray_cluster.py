@@ -1,11 +1,15 @@
 """A real two-node Ray cluster on loopback, with token authentication, joined through `ray.address`."""
 
+import contextlib
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -36,7 +40,34 @@ def _run(command: list[str], env: dict, timeout: float = 120) -> subprocess.Comp
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def _processes_naming(text: str) -> list[int]:
+    """Pids of the processes whose command line contains `text`."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                if text in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore"):
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _stop_cluster(temp_dir: str) -> None:
+    """Stop this test's cluster only: its processes name its temp dir. (`ray stop` would stop every Ray
+    instance on the machine, a user's running jobs included.)"""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in _processes_naming(temp_dir):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.time() + 10
+        while _processes_naming(temp_dir) and time.time() < deadline:
+            time.sleep(0.2)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
 @pytest.mark.skipif(RAY is None, reason="the ray CLI is not installed")
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="stopping only this test's cluster reads /proc")
 def test_training_on_a_two_node_cluster_with_token_auth(tmp_path):
     token = tmp_path / "token"
     token.write_text(secrets.token_hex(32))
@@ -49,6 +80,7 @@ def test_training_on_a_two_node_cluster_with_token_auth(tmp_path):
     port = _free_port()
     address = f"127.0.0.1:{port}"
     common = ["--num-cpus=1", "--disable-usage-stats"]
+    temp_dir = tempfile.mkdtemp(prefix="marl-ray-", dir="/tmp")  # short: Ray's socket paths must fit
     try:
         head = _run(
             [
@@ -58,6 +90,7 @@ def test_training_on_a_two_node_cluster_with_token_auth(tmp_path):
                 f"--port={port}",
                 "--node-ip-address=127.0.0.1",
                 "--include-dashboard=false",
+                f"--temp-dir={temp_dir}",
                 *common,
             ],
             env,
@@ -96,4 +129,5 @@ def test_training_on_a_two_node_cluster_with_token_auth(tmp_path):
         status = _run([RAY, "status", f"--address={address}"], env)
         assert status.stdout.count("node_") >= 2, status.stdout + status.stderr
     finally:
-        _run([RAY, "stop", "--force"], env)
+        _stop_cluster(temp_dir)
+    assert not _processes_naming(temp_dir)
