@@ -21,7 +21,8 @@ role-grouped or HyperMARL parameter sharing, logged to TensorBoard.
 
 Commands: train, eval (returns), metrics (diversity and specialisation), sweep (a grid of runs),
 compare (curves and tables from many runs), pareto (trade-off fronts of many teams), population (partner
-populations: XP-min, self-play, specialists), check-env (test a PettingZoo env), config show.
+populations: XP-min and baselines, evaluation, extraction, a generalist), check-env (test a PettingZoo
+env), config show.
 
 Configs are YAML presets under configs/ (groups: experiment, algorithm, env, sharing), overridden with
 key=value on the command line. `marl config show [overrides]` prints the resolved config.

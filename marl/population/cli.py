@@ -34,7 +34,7 @@ def add_population_parser(commands: argparse._SubParsersAction) -> argparse.Argu
     """Add `population` (with its `train` subcommand) to an argparse subparsers object; returns it."""
     population = commands.add_parser(
         "population",
-        help="train partner populations (XP-min, self-play, specialists)",
+        help="partner populations: train (XP-min, self-play, specialists), evaluate, extract, generalist",
         description="Partner populations trained as one batched module (issue 9).",
     )
     sub = population.add_subparsers(dest="population_command", metavar="SUBCOMMAND")
