@@ -792,26 +792,37 @@ def partner_report(result: dict[str, Tensor]) -> dict[str, Any]:
     }
 
 
+def held_out_reports(trainer: GeneralistTrainer) -> dict[str, dict[str, Any]]:
+    """`partner_report`s from held-out starts with the training partners (``"train"``) and, if given, the
+    test population (``"test"``)."""
+    cfg = trainer.cfg
+    groups = {"train": (trainer.partners, trainer.partner_cfg, cfg.seed + EVAL_SEED_OFFSET)}
+    if trainer.test_partners is not None:
+        groups["test"] = (*trainer.test_partners, cfg.seed + TEST_SEED_OFFSET)
+    return {
+        name: partner_report(
+            play_partners(
+                trainer.model,
+                partners,
+                partner_cfg,
+                cfg.eval_episodes,
+                seed,
+                cfg.eval_deterministic,
+                cfg.success_key,
+            )
+        )
+        for name, (partners, partner_cfg, seed) in groups.items()
+    }
+
+
 def evaluation_metrics(trainer: GeneralistTrainer) -> dict[str, float]:
     """Held-out evaluation with the training partners (``eval/``) and the test population (``test/``)."""
-    cfg, metrics = trainer.cfg, {}
-    groups = [("eval", trainer.partners, trainer.partner_cfg, cfg.seed + EVAL_SEED_OFFSET)]
-    if trainer.test_partners is not None:
-        groups.append(("test", *trainer.test_partners, cfg.seed + TEST_SEED_OFFSET))
-    for prefix, partners, partner_cfg, seed in groups:
-        result = play_partners(
-            trainer.model,
-            partners,
-            partner_cfg,
-            cfg.eval_episodes,
-            seed,
-            cfg.eval_deterministic,
-            cfg.success_key,
-        )
-        report = partner_report(result)
+    metrics = {}
+    for name, report in held_out_reports(trainer).items():
+        prefix = "eval" if name == "train" else "test"
         metrics[f"{prefix}/success_mean"] = report["success_mean"]
         metrics[f"{prefix}/harmonic_mean"] = report["harmonic_mean"]
-        metrics[f"{prefix}/return_mean"] = float(result["return"].mean())
+        metrics[f"{prefix}/return_mean"] = float(torch.tensor(report["return"]).mean())
         for j, seats in enumerate(report["success"]):
             metrics[f"{prefix}/success/partner_{j}"] = report["success_per_partner"][j]
             for s, value in enumerate(seats):
@@ -888,20 +899,8 @@ def write_summary(run_dir: Path, trainer: GeneralistTrainer) -> dict:
         "eval_deterministic": cfg.eval_deterministic,
         "hardware": hardware_summary(trainer.device),
     }
-    groups = [("train_partners", trainer.partners, trainer.partner_cfg, cfg.seed + EVAL_SEED_OFFSET)]
-    if trainer.test_partners is not None:
-        groups.append(("test_partners", *trainer.test_partners, cfg.seed + TEST_SEED_OFFSET))
-    for name, partners, partner_cfg, seed in groups:
-        result = play_partners(
-            trainer.model,
-            partners,
-            partner_cfg,
-            cfg.eval_episodes,
-            seed,
-            cfg.eval_deterministic,
-            cfg.success_key,
-        )
-        summary[name] = partner_report(result)
+    for name, report in held_out_reports(trainer).items():
+        summary[f"{name}_partners"] = report
     (Path(run_dir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
