@@ -73,6 +73,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from error
 
 
+def clone_tree(tree):
+    """A deep copy of nested dicts, lists and tuples whose tensors are detached clones (a state dict to
+    keep as the last good checkpoint while training goes on)."""
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().clone()
+    if isinstance(tree, dict):
+        return {k: clone_tree(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(clone_tree(v) for v in tree)
+    return tree
+
+
 def rng_state() -> dict:
     """Torch's CPU and CUDA RNG states, for a checkpoint."""
     return {

@@ -45,13 +45,8 @@ def evaluate_checkpoint(
     prints a per-agent table and returns the metrics."""
     trainer, state, path = load_trained(run, device)
 
-    frames = []
-    record = None
-    if render:
-        from envs.render import render_frame, save_animation
-
-        def record():
-            frames.append(render_frame(trainer.eval_env, env_index=0))
+    recorder = FrameRecorder(lambda: trainer.eval_env) if render else None  # the eval env is built lazily
+    record = recorder.record if recorder else None
 
     result = evaluation_episodes(trainer, episodes, deterministic, record)
     metrics = episode_metrics(result, trainer.env_info, prefix="")
@@ -59,9 +54,8 @@ def evaluate_checkpoint(
     print(f"{path}  (iteration {state['iteration']}, {state['frames']:,} frames)")
     print(f"{len(result['length'])} {mode} episodes of {trainer.env_info.name}\n")
     print(format_returns(result, trainer.env_info, metrics))
-    if render:
-        out = save_animation(frames, render)
-        print(f"Rendered {len(frames)} frames of env 0 to {out}")
+    if recorder:
+        recorder.save(render)
     return metrics
 
 
@@ -82,23 +76,36 @@ def evaluate_heuristic(
         env = make_env(cfg.env, "cpu", eval_seed, num_envs=episodes, global_state=False)
     env_info = describe_env(env, cfg.env.name, cfg.env.max_steps, cfg.env.kwargs)
     policy = make_heuristic(spec, env_info, seed)
-    frames = []
-    record = None
-    if render:
-        from envs.render import render_frame, save_animation
-
-        def record():
-            frames.append(render_frame(env, env_index=0))
+    recorder = FrameRecorder(lambda: env) if render else None
+    record = recorder.record if recorder else None
 
     result = heldout_episodes(env, env_info, policy, eval_seed, record)
     metrics = episode_metrics(result, env_info, prefix="")
     print(f"{spec} (seed {seed})\n{episodes} episodes of {env_info.name}\n")
     print(format_returns(result, env_info, metrics))
-    if render:
-        out = save_animation(frames, render)
-        print(f"Rendered {len(frames)} frames of env 0 to {out}")
+    if recorder:
+        recorder.save(render)
     env.close()
     return metrics
+
+
+class FrameRecorder:
+    """Frames of env 0 of the env `get_env()` returns, one per `record()` call, saved as an animation."""
+
+    def __init__(self, get_env):
+        self.get_env = get_env
+        self.frames = []
+
+    def record(self) -> None:
+        from envs.render import render_frame
+
+        self.frames.append(render_frame(self.get_env(), env_index=0))
+
+    def save(self, path: str) -> None:
+        from envs.render import save_animation
+
+        out = save_animation(self.frames, path)
+        print(f"Rendered {len(self.frames)} frames of env 0 to {out}")
 
 
 def format_returns(result: dict, env_info: EnvInfo, metrics: dict[str, float]) -> str:

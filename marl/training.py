@@ -27,6 +27,7 @@ from envs.factory import EnvInfo, describe_env, make_env, needs_global_state
 from envs.vmas_state import isolated_vmas_rng
 from marl.checkpoint import (
     checkpointed_iterations,
+    clone_tree,
     load_checkpoint,
     restore_rng_state,
     rng_state,
@@ -93,9 +94,9 @@ class Trainer:
             "frames": self.frames,
             "wall_time": self.wall_time,
             "config": config_to_dict(self.cfg),
-            "model": _clone(self.model.state_dict()),
-            "optimizer": _clone(self.optimizer.state_dict()),
-            "value_norms": None if self.value_norms is None else _clone(self.value_norms.state_dict()),
+            "model": clone_tree(self.model.state_dict()),
+            "optimizer": clone_tree(self.optimizer.state_dict()),
+            "value_norms": None if self.value_norms is None else clone_tree(self.value_norms.state_dict()),
             "collector": self.collector.state_dict(),
             "rng": rng_state(),
         }
@@ -108,16 +109,6 @@ class Trainer:
             self.value_norms.load_state_dict(state["value_norms"])
         self.collector.load_state_dict(state["collector"])
         restore_rng_state(state["rng"])
-
-
-def _clone(tree):
-    if isinstance(tree, torch.Tensor):
-        return tree.detach().clone()
-    if isinstance(tree, dict):
-        return {k: _clone(v) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(_clone(v) for v in tree)
-    return tree
 
 
 def build_trainer(cfg: Config) -> Trainer:

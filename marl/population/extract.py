@@ -61,7 +61,13 @@ from torch import Tensor
 
 from agents.population import MemberLayout, Population
 from envs.factory import describe_env, make_env
-from marl.checkpoint import checkpointed_iterations, load_checkpoint, restore_rng_state, rng_state
+from marl.checkpoint import (
+    checkpointed_iterations,
+    clone_tree,
+    load_checkpoint,
+    restore_rng_state,
+    rng_state,
+)
 from marl.config import coerce_value, parse_value
 from marl.errors import ConfigError, MarlError
 from marl.population.config import (
@@ -250,7 +256,7 @@ class Extraction:
             "wall_time": self.wall_time,
             "config": population_config_to_dict(self.student_cfg),
             "population": {k: v.detach().clone() for k, v in self.population.state_dict().items()},
-            "optimizer": _clone(self.optimizer.state_dict()),
+            "optimizer": clone_tree(self.optimizer.state_dict()),
             "collector": self.collector.state_dict(),
             "rng": rng_state(),
             "extraction": {
@@ -684,16 +690,6 @@ def _fps(frames: int, start: float, collected: float, trained: float) -> dict[st
 
 def _mean(x: Tensor) -> float:
     return float(x.mean()) if x.numel() else float("nan")
-
-
-def _clone(tree):
-    if isinstance(tree, Tensor):
-        return tree.detach().clone()
-    if isinstance(tree, dict):
-        return {k: _clone(v) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(_clone(v) for v in tree)
-    return tree
 
 
 # ---------------------------------------------------------------------------------------------------------

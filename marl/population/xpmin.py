@@ -47,7 +47,13 @@ from torchrl.objectives.value.functional import vec_generalized_advantage_estima
 
 from agents.population import MemberLayout, Population, seat_layout
 from envs.factory import describe_env, make_env
-from marl.checkpoint import checkpointed_iterations, load_checkpoint, restore_rng_state, rng_state
+from marl.checkpoint import (
+    checkpointed_iterations,
+    clone_tree,
+    load_checkpoint,
+    restore_rng_state,
+    rng_state,
+)
 from marl.errors import MarlError
 from marl.population.config import (
     PopulationConfig,
@@ -291,7 +297,7 @@ class PopulationTrainer:
             "wall_time": self.wall_time,
             "config": population_config_to_dict(self.cfg),
             "population": {k: v.detach().clone() for k, v in self.population.state_dict().items()},
-            "optimizer": _clone(self.optimizer.state_dict()),
+            "optimizer": clone_tree(self.optimizer.state_dict()),
             "collector": self.collector.state_dict(),
             "xp_estimate": self.xp_estimate.clone(),
             "rng": rng_state(),
@@ -859,16 +865,6 @@ def _check_resume_compatible(saved: PopulationConfig, cfg: PopulationConfig) -> 
             "A resumed population run must train what it started with, but these settings differ from its "
             f"saved config: {'; '.join(changed)}. Only {', '.join(sorted(allowed))} may change on resume."
         )
-
-
-def _clone(tree):
-    if isinstance(tree, Tensor):
-        return tree.detach().clone()
-    if isinstance(tree, dict):
-        return {k: _clone(v) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(_clone(v) for v in tree)
-    return tree
 
 
 __all__ = [
