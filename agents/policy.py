@@ -4,6 +4,11 @@
 `(group, "action")` (what the env receives), `(group, "sample")` (what the distribution produced, e.g. the
 pre-tanh Gaussian sample) and `(group, "log_prob")`. Anything with that signature can drive a collector, so
 a different policy per seat (a frozen partner beside a learner) is just another callable.
+
+With `model.recurrent`, each actor is MLP -> GRU cell -> linear head: the MLP and the head follow the sharing
+scheme, the GRU cell is shared within a group, and the critic stays feed-forward. Its state travels in the
+step's TensorDict (the RNN_STATE keys below), carried from step to step by the collector, and PPO replays
+whole chunks of steps from the stored states (marl/ppo.py).
 """
 
 from __future__ import annotations
@@ -15,11 +20,15 @@ import torch.nn.functional as F
 from tensordict import TensorDictBase
 from torch import nn
 
-from agents.sharing import MultiAgentMLP
+from agents.sharing import ACTIVATIONS, MultiAgentMLP
 from envs.factory import EnvInfo, GroupInfo
 from marl.errors import ConfigError
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+# Recurrent actors (model.recurrent): keys of the GRU state in a step's TensorDict. The policy reads
+# (group, RNN_STATE) and EPISODE_START [envs] and writes (group, RNN_STATE_NEXT); the collector carries
+# RNN_STATE_NEXT into the next step's RNN_STATE and sets EPISODE_START where the step ended an episode.
+RNN_STATE, RNN_STATE_NEXT, EPISODE_START = "rnn_state", "rnn_state_next", "episode_start"
 MIN_STD = 1e-4
 
 
@@ -62,24 +71,82 @@ class Actor(nn.Module):
     sent to the env and scores the unclipped sample.
     """
 
-    def __init__(self, group: GroupInfo, distribution: str, initial_std: float, **net_kwargs):
+    def __init__(
+        self, group: GroupInfo, distribution: str, initial_std: float, recurrent_size: int = 0, **net_kwargs
+    ):
         super().__init__()
         self.discrete = group.discrete
         self.nvec = group.action_nvec  # multi-discrete: one categorical head per entry
         self.distribution = "categorical" if group.discrete else distribution
+        self.n_agents, self.recurrent_size = group.n_agents, recurrent_size
         out_dim = group.action_dim if group.discrete else 2 * group.action_dim
-        self.net = MultiAgentMLP(group.obs_dim, out_dim, group.n_agents, output_gain=0.01, **net_kwargs)
+        if recurrent_size:  # obs -> MLP (the scheme) -> GRU cell (shared in the group) -> linear head
+            self.net = MultiAgentMLP(
+                group.obs_dim, recurrent_size, group.n_agents, output_gain=math.sqrt(2.0), **net_kwargs
+            )
+            self.activation = ACTIVATIONS[net_kwargs.get("activation", "tanh")]
+            self.gru = nn.GRUCell(recurrent_size, recurrent_size)
+            head_kwargs = dict(net_kwargs, hidden_sizes=[], agent_id=False)
+            self.head = MultiAgentMLP(
+                recurrent_size, out_dim, group.n_agents, output_gain=0.01, **head_kwargs
+            )
+        else:
+            self.net = MultiAgentMLP(group.obs_dim, out_dim, group.n_agents, output_gain=0.01, **net_kwargs)
         if not group.discrete:
             self.register_buffer("low", group.action_low.clone().float())
             self.register_buffer("high", group.action_high.clone().float())
             self.scale_bias = math.log(math.expm1(initial_std))
 
-    def _params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        out = self.net(obs)
+    @property
+    def recurrent(self) -> bool:
+        return self.recurrent_size > 0
+
+    def initial_state(self, batch_shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """Zero GRU states ``[*batch_shape, n_agents, recurrent_size]``."""
+        return torch.zeros(*batch_shape, self.n_agents, self.recurrent_size, device=device)
+
+    def _split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.discrete:
             return out, None
         loc, raw_scale = out.chunk(2, dim=-1)
         return loc, F.softplus(raw_scale + self.scale_bias) + MIN_STD
+
+    def _params(
+        self, obs: torch.Tensor, hidden: torch.Tensor | None = None, start: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Distribution parameters of one step (recurrent: from ``hidden``, zeroed where ``start``)."""
+        if not self.recurrent:
+            return self._split(self.net(obs))
+        return self._split(self.head(self._step(obs, hidden, start)))
+
+    def _step(
+        self, obs: torch.Tensor, hidden: torch.Tensor | None, start: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The GRU state after one step ``[..., n_agents, recurrent_size]``; no state (or ``start`` [...]
+        True) means the episode starts here."""
+        if hidden is None:
+            hidden = self.initial_state(obs.shape[:-2], obs.device)
+        elif start is not None:
+            hidden = hidden * (~start).unsqueeze(-1).unsqueeze(-1).to(hidden.dtype)
+        return self._cell(self.activation(self.net(obs)), hidden)
+
+    def _cell(self, x: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        flat = self.gru(x.reshape(-1, x.shape[-1]), hidden.reshape(-1, self.recurrent_size))
+        return flat.view(hidden.shape)
+
+    def _sequence_params(
+        self, obs: torch.Tensor, hidden: torch.Tensor, starts: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Replay chunks ``obs [B, L, n, D]`` from the states before their first steps ``hidden [B, n, H]``,
+        resetting where ``starts [B, L]``: the parameters ``step`` gave at every step, ``[B, L, n, ...]``.
+        The MLP and the head see all steps at once; only the GRU cell loops over the chunk's steps."""
+        x = self.activation(self.net(obs))
+        keep = (~starts).to(x.dtype).unsqueeze(-1).unsqueeze(-1)
+        states = []
+        for t in range(obs.shape[1]):
+            hidden = self._cell(x[:, t], hidden * keep[:, t])
+            states.append(hidden)
+        return self._split(self.head(torch.stack(states, dim=1)))
 
     def counterfactual_params(
         self, obs: torch.Tensor, mask: torch.Tensor | None = None
@@ -106,10 +173,17 @@ class Actor(nn.Module):
         return torch.maximum(torch.minimum(sample, self.high), self.low)
 
     def sample(
-        self, obs: torch.Tensor, deterministic: bool = False, mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """-> (env action, raw sample, log-prob of the sample [..., n_agents])."""
-        loc, scale = self._params(obs)
+        self,
+        obs: torch.Tensor,
+        deterministic: bool = False,
+        mask: torch.Tensor | None = None,
+        hidden: torch.Tensor | None = None,
+        start: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """-> (env action, raw sample, log-prob of the sample [..., n_agents], new GRU state or None). A
+        recurrent actor reads its state ``hidden`` (none, or ``start`` [...] True: an episode starts)."""
+        state = self._step(obs, hidden, start) if self.recurrent else None
+        loc, scale = self._params(obs) if state is None else self._split(self.head(state))
         if self.discrete:
             samples, log_prob = [], 0.0
             for log_p in _categorical_log_probs(loc, mask, self.nvec):
@@ -121,9 +195,9 @@ class Actor(nn.Module):
                 samples.append(sample)
                 log_prob = log_prob + log_p.gather(-1, sample.unsqueeze(-1)).squeeze(-1)
             sample = samples[0] if self.nvec is None else torch.stack(samples, dim=-1)
-            return sample, sample, log_prob
+            return sample, sample, log_prob, state
         sample = loc if deterministic else loc + scale * torch.randn_like(loc)
-        return self._to_env_action(sample), sample, self._log_prob(sample, loc, scale)
+        return self._to_env_action(sample), sample, self._log_prob(sample, loc, scale), state
 
     def _log_prob(self, sample: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         log_prob = _gaussian_log_prob(sample, loc, scale)
@@ -133,10 +207,17 @@ class Actor(nn.Module):
         return log_prob
 
     def evaluate(
-        self, obs: torch.Tensor, sample: torch.Tensor, mask: torch.Tensor | None = None
+        self,
+        obs: torch.Tensor,
+        sample: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        hidden: torch.Tensor | None = None,
+        starts: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """-> (log-prob of `sample`, entropy, distribution stats) under the current parameters."""
-        loc, scale = self._params(obs)
+        """-> (log-prob of `sample`, entropy, distribution stats) under the current parameters. A recurrent
+        actor takes chunks: ``obs [B, L, n, D]``, the states before them ``hidden [B, n, H]`` and where
+        episodes start ``starts [B, L]``."""
+        loc, scale = self._params(obs) if not self.recurrent else self._sequence_params(obs, hidden, starts)
         if self.discrete:
             heads = _categorical_log_probs(loc, mask, self.nvec)
             choices = [sample.long()] if self.nvec is None else sample.long().unbind(-1)
@@ -225,7 +306,10 @@ class ActorCritic(nn.Module):
         for g in env_info.groups:
             actor_net = _net_kwargs(common, sharing.actor, roles[g.name])
             critic_net = _net_kwargs(common, sharing.critic, roles[g.name])
-            self.actors[g.name] = Actor(g, algo.action_distribution, algo.initial_std, **actor_net)
+            recurrent_size = cfg.model.recurrent_size if cfg.model.recurrent else 0
+            self.actors[g.name] = Actor(
+                g, algo.action_distribution, algo.initial_std, recurrent_size, **actor_net
+            )
             critic_dim = global_dim if self.centralised else g.obs_dim
             self.critics[g.name] = Critic(g, critic_dim, self.centralised, **critic_net)
 
@@ -234,11 +318,27 @@ class ActorCritic(nn.Module):
         """Write every group's actions (and raw samples and log-probs) into `td`."""
         for name, actor in self.actors.items():
             mask = td.get((name, "action_mask"), None)
-            action, sample, log_prob = actor.sample(td[name, "observation"], deterministic, mask)
+            hidden, start = None, None
+            if actor.recurrent:  # the state the collector carried over (marl/collector.py), or a fresh one
+                hidden = td.get((name, RNN_STATE), None)
+                if hidden is None:
+                    hidden = actor.initial_state(td.batch_size, td.device)
+                    td.set(EPISODE_START, torch.ones(td.batch_size, dtype=torch.bool, device=td.device))
+                start = td[EPISODE_START]
+            action, sample, log_prob, state = actor.sample(
+                td[name, "observation"], deterministic, mask, hidden, start
+            )
             td.set((name, "action"), action)
             td.set((name, "sample"), sample)
             td.set((name, "log_prob"), log_prob)
+            if state is not None:
+                td.set((name, RNN_STATE), hidden)  # the state this step started from (PPO replays from it)
+                td.set((name, RNN_STATE_NEXT), state)
         return td
+
+    @property
+    def recurrent(self) -> bool:
+        return any(actor.recurrent for actor in self.actors.values())
 
     def critic_inputs(self, td: TensorDictBase) -> dict[str, torch.Tensor]:
         """Per-group critic input: the group's observations (IPPO), or one global vector (MAPPO)."""

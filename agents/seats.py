@@ -72,6 +72,12 @@ def build_frozen(
                     raise ConfigError(f"Agent {agent!r} is seated twice in collector.frozen.")
                 taken[agent] = source
         config, actors = saved[source]
+        if config.get("model", {}).get("recurrent", False):
+            raise ConfigError(
+                f"The frozen policy {source} is recurrent (model.recurrent=true); frozen seats take "
+                "feed-forward policies only (their GRU states would not be carried). Freeze a feed-forward "
+                "run."
+            )
         model = ActorCritic(env_info, config_from_dict(config))
         try:
             model.actors.load_state_dict(actors)

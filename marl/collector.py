@@ -13,9 +13,23 @@ import torch
 from tensordict import TensorDictBase
 from torchrl.envs import EnvBase
 
+from agents.policy import EPISODE_START, RNN_STATE, RNN_STATE_NEXT
 from envs.factory import EnvInfo
 
 Policy = Callable[[TensorDictBase], TensorDictBase]
+
+
+def carry_recurrent_state(step: TensorDictBase, next_td: TensorDictBase) -> None:
+    """Hand a recurrent policy's new GRU states (``(group, RNN_STATE_NEXT)`` in ``step``) to the next step's
+    input ``next_td`` as ``(group, RNN_STATE)``, and mark where an episode starts (``EPISODE_START``: the
+    step just ended one, so that state is reset). A feed-forward policy writes no state: nothing happens."""
+    carried = False
+    for group, entry in step.items():
+        if isinstance(entry, TensorDictBase) and RNN_STATE_NEXT in entry.keys():  # noqa: SIM118
+            next_td.set((group, RNN_STATE), entry[RNN_STATE_NEXT])
+            carried = True
+    if carried:
+        next_td.set(EPISODE_START, step["next", "done"].reshape(step.batch_size))
 
 
 class LocalCollector:
@@ -47,6 +61,7 @@ class LocalCollector:
         for _ in range(self.steps_per_batch):
             td = policy(self._td)
             td, self._td = self.env.step_and_maybe_reset(td)
+            carry_recurrent_state(td, self._td)
             steps.append(td)
         batch = torch.stack(steps, dim=1)
         return batch, self._finished_episodes(batch)
@@ -142,6 +157,7 @@ def run_episodes(
             steps.append(step)
         td = policy(td)
         td, next_td = env.step_and_maybe_reset(td)
+        carry_recurrent_state(td, next_td)
         if record is not None and running[0] and not td["next", "done"][0]:
             record()  # env 0's world, unless it just ended (then it already shows the next episode)
         for name in returns:

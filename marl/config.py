@@ -95,6 +95,7 @@ class AlgorithmConfig:
     # policy distribution for continuous actions; discrete actions always use a categorical
     action_distribution: Literal["tanh_gaussian", "gaussian"] = "tanh_gaussian"
     initial_std: float = 1.0  # initial action std of Gaussian policies
+    chunk_length: int = 16  # model.recurrent: steps per BPTT chunk (PPO samples whole chunks)
 
 
 @dataclass
@@ -103,6 +104,8 @@ class ModelConfig:
 
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
     activation: Literal["tanh", "relu", "elu", "gelu", "silu"] = "tanh"
+    recurrent: bool = False  # actors carry a GRU state through each episode (the critic stays feed-forward)
+    recurrent_size: int = 64  # the GRU's state size
 
 
 @dataclass
@@ -659,6 +662,8 @@ def _check(cfg: Config) -> None:
         f"worker steps env.num_envs / num_workers envs). Make env.num_envs a multiple of {workers}.",
     )
     _check_batch(exp.frames_per_batch, env.num_envs, alg.minibatch_size)
+    if cfg.model.recurrent:
+        _check_recurrent(cfg)
     _check_sharing(sharing, env.kwargs.get("n_agents"))
 
 
@@ -684,6 +689,20 @@ def _check_batch(frames_per_batch: int, num_envs: int, minibatch_size: int) -> N
         minibatch_size <= frames_per_batch,
         f"'algorithm.minibatch_size={minibatch_size}' is larger than 'experiment.frames_per_batch="
         f"{frames_per_batch}'. Lower algorithm.minibatch_size or raise experiment.frames_per_batch.",
+    )
+
+
+def _check_recurrent(cfg: Config) -> None:
+    """A recurrent actor replays whole chunks: each env's steps per batch must split into chunks."""
+    steps, chunk = cfg.experiment.frames_per_batch // cfg.env.num_envs, cfg.algorithm.chunk_length
+    size = cfg.model.recurrent_size
+    _require(size > 0, f"'model.recurrent_size' must be > 0, got {size}.")
+    _require(chunk > 0, f"'algorithm.chunk_length' must be > 0, got {chunk}.")
+    _require(
+        steps % chunk == 0,
+        f"'algorithm.chunk_length={chunk}' does not divide the {steps} steps each env takes per batch "
+        f"(experiment.frames_per_batch / env.num_envs). Use a divisor of {steps} as algorithm.chunk_length, "
+        "or change experiment.frames_per_batch.",
     )
 
 

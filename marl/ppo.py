@@ -13,7 +13,7 @@ from tensordict import TensorDictBase
 from torch import nn
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
-from agents.policy import ActorCritic
+from agents.policy import EPISODE_START, RNN_STATE, ActorCritic
 from marl.errors import MarlError
 
 
@@ -114,11 +114,19 @@ def ppo_update(
     """Run `algo.epochs` epochs of clipped-PPO minibatch steps over a batch with advantages.
 
     Samples are (env, time) pairs: all agents of a step stay together, so one minibatch of 400 holds
-    400 x n_agents agent-steps, as in BenchMARL/TorchRL's multi-agent PPO.
+    400 x n_agents agent-steps, as in BenchMARL/TorchRL's multi-agent PPO. A recurrent model's samples are
+    chunks of `algo.chunk_length` consecutive steps of one env (truncated BPTT): each minibatch holds
+    minibatch_size / chunk_length shuffled chunks, replayed from the GRU states stored at their starts.
     """
-    flat = batch.reshape(-1)
+    if model.recurrent:
+        envs, steps = batch.shape
+        length = algo.chunk_length
+        flat = batch.reshape(envs * steps // length, length)  # [chunks, L]: consecutive steps of one env
+        minibatch = max(1, min(algo.minibatch_size // length, flat.shape[0]))
+    else:
+        flat = batch.reshape(-1)
+        minibatch = min(algo.minibatch_size, flat.shape[0])
     n_samples = flat.shape[0]
-    minibatch = min(algo.minibatch_size, n_samples)
     # Pull everything the loss needs into plain tensors once: indexing tensors is far cheaper than
     # indexing a nested TensorDict hundreds of times per iteration.
     critic_inputs = model.critic_inputs(flat)
@@ -137,6 +145,9 @@ def ppo_update(
             # wherever it was alive. Absent keys mean every step counts (VMAS).
             "acting": _all_of(flat, name, ("acting", "alive", "learner")),
             "alive": _all_of(flat, name, ("alive", "learner")),
+            # recurrent actors: the GRU state before each chunk, and where episodes start inside it
+            "rnn_state": flat[:, 0][name, RNN_STATE] if model.actors[name].recurrent else None,
+            "starts": flat[EPISODE_START] if model.actors[name].recurrent else None,
         }
         for name in model.group_names
     }
@@ -221,7 +232,10 @@ def _minibatch_loss(model: ActorCritic, data: dict, idx: torch.Tensor, algo) -> 
         mask = None if d["mask"] is None else d["mask"][idx]
         acting = None if d["acting"] is None else d["acting"][idx]
         alive = None if d["alive"] is None else d["alive"][idx]
-        log_prob, entropy, dist_stats = model.actors[name].evaluate(d["obs"][idx], d["sample"][idx], mask)
+        hidden, starts = (None, None) if d["rnn_state"] is None else (d["rnn_state"][idx], d["starts"][idx])
+        log_prob, entropy, dist_stats = model.actors[name].evaluate(
+            d["obs"][idx], d["sample"][idx], mask, hidden, starts
+        )
         advantage = d["advantage"][idx]
         if algo.normalize_advantage:
             counted = advantage if acting is None else advantage[acting]

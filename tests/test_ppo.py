@@ -119,7 +119,7 @@ def test_gaussian_actor_log_prob_and_entropy_match_torch():
     torch.manual_seed(0)
     actor = Actor(_continuous_group(), "gaussian", initial_std=0.7, **NET)
     obs = torch.randn(32, 2, 5)
-    action, sample, log_prob = actor.sample(obs)
+    action, sample, log_prob, _ = actor.sample(obs)
     loc, scale = actor._params(obs)
     reference = D.Normal(loc, scale)
     torch.testing.assert_close(log_prob, reference.log_prob(sample).sum(-1))
@@ -133,7 +133,7 @@ def test_tanh_gaussian_log_prob_matches_torch_transformed_distribution():
     torch.manual_seed(0)
     actor = Actor(_continuous_group(), "tanh_gaussian", initial_std=1.0, **NET)
     obs = torch.randn(64, 2, 5)
-    action, sample, log_prob = actor.sample(obs)
+    action, sample, log_prob, _ = actor.sample(obs)
     loc, scale = actor._params(obs)
     squashed = D.TransformedDistribution(
         D.Normal(loc, scale), [D.TanhTransform(), D.AffineTransform(torch.zeros(2), 2 * torch.ones(2))]
@@ -142,7 +142,7 @@ def test_tanh_gaussian_log_prob_matches_torch_transformed_distribution():
     re_log_prob, _, _ = actor.evaluate(obs, sample)
     torch.testing.assert_close(re_log_prob, log_prob)
     assert (action.abs() < 2).all()
-    deterministic, _, _ = actor.sample(obs, deterministic=True)
+    deterministic, _, _, _ = actor.sample(obs, deterministic=True)
     torch.testing.assert_close(deterministic, 2 * torch.tanh(loc))
 
 
@@ -152,12 +152,12 @@ def test_categorical_actor_respects_masks_and_matches_torch():
     actor = Actor(group, "tanh_gaussian", initial_std=1.0, **NET)
     obs = torch.randn(500, 3, 5)
     mask = torch.tensor([True, False, True, False]).expand(500, 3, 4)
-    action, sample, log_prob = actor.sample(obs, mask=mask)
+    action, sample, log_prob, _ = actor.sample(obs, mask=mask)
     assert set(action.unique().tolist()) <= {0, 2}
     logits, _ = actor._params(obs)
     reference = D.Categorical(logits=logits.masked_fill(~mask, float("-inf")))
     torch.testing.assert_close(log_prob, reference.log_prob(action))
     _, entropy, _ = actor.evaluate(obs, sample, mask)
     torch.testing.assert_close(entropy, reference.entropy())
-    unmasked, _, _ = actor.sample(obs)
+    unmasked, _, _, _ = actor.sample(obs)
     assert len(unmasked.unique()) == 4
