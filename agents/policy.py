@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from tensordict import TensorDictBase
 from torch import nn
 
+from agents.recurrent import gru_cell, gru_replay
 from agents.sharing import ACTIVATIONS, MultiAgentMLP
 from envs.factory import EnvInfo, GroupInfo
 from marl.errors import ConfigError
@@ -128,11 +129,7 @@ class Actor(nn.Module):
             hidden = self.initial_state(obs.shape[:-2], obs.device)
         elif start is not None:
             hidden = hidden * (~start).unsqueeze(-1).unsqueeze(-1).to(hidden.dtype)
-        return self._cell(self.activation(self.net(obs)), hidden)
-
-    def _cell(self, x: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        flat = self.gru(x.reshape(-1, x.shape[-1]), hidden.reshape(-1, self.recurrent_size))
-        return flat.view(hidden.shape)
+        return gru_cell(self.gru, self.activation(self.net(obs)), hidden)
 
     def _sequence_params(
         self, obs: torch.Tensor, hidden: torch.Tensor, starts: torch.Tensor
@@ -140,13 +137,7 @@ class Actor(nn.Module):
         """Replay chunks ``obs [B, L, n, D]`` from the states before their first steps ``hidden [B, n, H]``,
         resetting where ``starts [B, L]``: the parameters ``step`` gave at every step, ``[B, L, n, ...]``.
         The MLP and the head see all steps at once; only the GRU cell loops over the chunk's steps."""
-        x = self.activation(self.net(obs))
-        keep = (~starts).to(x.dtype).unsqueeze(-1).unsqueeze(-1)
-        states = []
-        for t in range(obs.shape[1]):
-            hidden = self._cell(x[:, t], hidden * keep[:, t])
-            states.append(hidden)
-        return self._split(self.head(torch.stack(states, dim=1)))
+        return self._split(self.head(gru_replay(self.gru, self.activation(self.net(obs)), hidden, starts)))
 
     def counterfactual_params(
         self, obs: torch.Tensor, mask: torch.Tensor | None = None

@@ -95,7 +95,7 @@ class RecurrentActorCritic(nn.Module):
             (logits ``[..., n_actions]``, value ``[...]``, new hidden ``[..., hidden_size]``).
         """
         hidden = hidden * (~done_mask).unsqueeze(-1).to(hidden.dtype)
-        new_hidden = self._cell(self._encode(obs, prev_action, prev_reward, done_mask), hidden)
+        new_hidden = gru_cell(self.gru, self._encode(obs, prev_action, prev_reward, done_mask), hidden)
         return self.policy_head(new_hidden), self.value_head(new_hidden).squeeze(-1), new_hidden
 
     def evaluate_chunks(
@@ -116,18 +116,8 @@ class RecurrentActorCritic(nn.Module):
             (logits ``[B, L, ..., n_actions]``, values ``[B, L, ...]``), as ``step`` gives them step by step.
         """
         x = self._encode(obs_seq, prev_action_seq, prev_reward_seq, resets)  # all steps at once
-        keep = (~resets).unsqueeze(-1).to(x.dtype)
-        hidden, outputs = start_hidden, []
-        for t in range(x.shape[1]):  # the recurrence is the only loop, over the chunk's time steps
-            hidden = self._cell(x[:, t], hidden * keep[:, t])
-            outputs.append(hidden)
-        features = torch.stack(outputs, dim=1)
+        features = gru_replay(self.gru, x, start_hidden, resets)
         return self.policy_head(features), self.value_head(features).squeeze(-1)
-
-    def _cell(self, x: Tensor, hidden: Tensor) -> Tensor:
-        """The GRU cell on any leading batch shape: ``x [..., in]``, ``hidden [..., H]`` -> ``[..., H]``."""
-        flat = self.gru(x.reshape(-1, x.shape[-1]), hidden.reshape(-1, self.hidden_size))
-        return flat.view(*hidden.shape[:-1], self.hidden_size)
 
     def _encode(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, start: Tensor) -> Tensor:
         """The GRU's input: the encoder on ``[obs, one_hot(prev_action), prev_reward]`` (masked at starts)."""
@@ -140,4 +130,24 @@ class RecurrentActorCritic(nn.Module):
         return x
 
 
-__all__ = ["RecurrentActorCritic"]
+def gru_cell(cell: nn.GRUCell, x: Tensor, hidden: Tensor) -> Tensor:
+    """A GRU cell on any leading batch shape: ``x [..., in]``, ``hidden [..., H]`` -> ``[..., H]``."""
+    flat = cell(x.reshape(-1, x.shape[-1]), hidden.reshape(-1, hidden.shape[-1]))
+    return flat.view(hidden.shape)
+
+
+def gru_replay(cell: nn.GRUCell, x: Tensor, hidden: Tensor, resets: Tensor) -> Tensor:
+    """Replay chunks of ``L`` steps through a GRU cell (truncated BPTT): ``x [B, L, *batch, in]`` from the
+    states before each chunk ``hidden [B, *batch, H]``; the state is zeroed before a step where ``resets``
+    (``[B, L]`` or ``[B, L, *batch]``) is True. -> the state after every step ``[B, L, *batch, H]``. The
+    recurrence is the only loop, over the chunk's steps."""
+    keep = (~resets).to(x.dtype)
+    keep = keep.reshape(*keep.shape, *([1] * (x.dim() - keep.dim())))  # broadcast over the rest
+    states = []
+    for t in range(x.shape[1]):
+        hidden = gru_cell(cell, x[:, t], hidden * keep[:, t])
+        states.append(hidden)
+    return torch.stack(states, dim=1)
+
+
+__all__ = ["RecurrentActorCritic", "gru_cell", "gru_replay"]
