@@ -161,3 +161,100 @@ def test_pettingzoo_copies_spread_over_workers():
         assert batch["next", "done"].sum() == reference["next", "done"].sum() == 16  # 4 episodes per env
     finally:
         remote.close()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Population rollouts on workers (marl/population/ray_pairs.py) and recurrent actors on workers
+# ---------------------------------------------------------------------------------------------------------
+
+POPULATION = [
+    "preset=matrix_game_xpmin",
+    "population.pairs=sampled",
+    "population.partners_per_member=1",
+    "population.envs_per_pair=4",
+    "experiment.progress=false",
+    "experiment.eval_every=0",
+]
+
+
+def test_population_pairs_spread_over_workers_slot_for_slot():
+    """Two workers step the assignment's pairs; the joined rollout has the in-process layout, and each
+    worker's part is exactly what its pairs give in-process with its seed (new sampled pairs included)."""
+    from marl.population.config import load_population_config, population_config_to_dict
+    from marl.population.pairs import assign_slots
+    from marl.population.ray_pairs import PairWorker, split_pairs
+    from marl.population.xpmin import build_trainer as build_population_trainer
+    from marl.population.xpmin import training_pairs
+    from marl.ray_collector import WORKER_SEED_STRIDE
+
+    cfg = load_population_config([*POPULATION, "collector.num_workers=2"])
+    trainer = build_population_trainer(cfg)
+    collector, population = trainer.collector, trainer.population
+    first_pairs = collector.assignment.pairs.clone()
+    try:
+        first = collector.collect(population, 6)
+        new_pairs = training_pairs(cfg)  # a new draw: the workers restart their slots with their shares
+        collector.reset(assign_slots(new_pairs, cfg.population.envs_per_pair))
+        second = collector.collect(population, 6)
+        assert collector.last_stats["perf/worker_1_fps"] > 0
+    finally:
+        collector.close()
+    assert first.action.shape == second.action.shape == (collector.assignment.num_envs, 6, 2)
+
+    weights = {k: v.clone() for k, v in population.state_dict().items()}
+    offset = 0
+    shares = zip(split_pairs(first_pairs, 2), split_pairs(new_pairs, 2), strict=True)
+    for w, (first_share, new_share) in enumerate(shares):
+        seed = cfg.experiment.seed + WORKER_SEED_STRIDE * (w + 1)
+        alone = PairWorker(population_config_to_dict(cfg), first_share, seed, 1)  # in-process, no Ray
+        part_one = alone.collect(weights, 6, None)[0]
+        part_two = alone.collect(weights, 6, new_share)[0]
+        slots = part_one["action"].shape[0]
+        assert torch.equal(part_one["action"], first.action[offset : offset + slots])
+        assert torch.equal(part_two["action"], second.action[offset : offset + slots])
+        ended = (second.episode_slot >= offset) & (second.episode_slot < offset + slots)
+        assert torch.equal(part_two["episode_slot"] + offset, second.episode_slot[ended])
+        offset += slots
+    assert offset == second.action.shape[0]
+
+
+def test_population_stop_and_resume_with_workers_equals_uninterrupted(tmp_path):
+    from marl.checkpoint import load_checkpoint
+    from marl.population.config import load_population_config
+    from marl.population.xpmin import train as train_population
+
+    def config(folder):
+        extra = ["collector.num_workers=2", "experiment.iterations=4", "experiment.checkpoint_every=1"]
+        return load_population_config([*POPULATION, *extra, f"experiment.runs_dir={tmp_path / folder}"])
+
+    full = train_population(config("full"))
+    part = train_population(config("part"), stop_after=2)
+    resumed = train_population(config("part"), resume=part)
+    a, b = load_checkpoint(full), load_checkpoint(resumed)
+    assert a["iteration"] == b["iteration"] == 4
+    for key in a["population"]:
+        assert torch.equal(a["population"][key], b["population"][key]), key
+    with pytest.raises(Exception, match="collector.num_workers: 2 -> 0"):
+        in_process = load_population_config([*POPULATION, "experiment.iterations=5"])
+        train_population(in_process, resume=resumed)
+
+
+def test_recurrent_actors_on_workers_carry_their_states():
+    """Each worker carries its envs' GRU states: the joined batch replays to its own log-probs."""
+    from agents.policy import EPISODE_START, RNN_STATE
+
+    trainer = _trainer(2, "model.recurrent=true", "algorithm.chunk_length=4")
+    try:
+        batch, _ = trainer.collect()
+        batch, _ = trainer.collect()  # the second batch starts from carried (non-zero) states
+    finally:
+        trainer.close()
+    envs, steps = batch.shape
+    chunks = batch.reshape(envs * steps // 4, 4)
+    actor = trainer.model.actors["agents"]
+    stored = chunks[:, 0]["agents", RNN_STATE]
+    assert stored[0].abs().sum() > 0
+    log_prob, _, _ = actor.evaluate(
+        chunks["agents", "observation"], chunks["agents", "sample"], None, stored, chunks[EPISODE_START]
+    )
+    torch.testing.assert_close(log_prob, chunks["agents", "log_prob"], atol=1e-5, rtol=0)

@@ -18,15 +18,17 @@ examples:
   marl population train preset=matrix_game_selfplay         the self-play baseline (independent seeds)
   marl population train preset=matrix_game_specialists      one member per convention (env restricted)
   marl population train method=xpmin population.size=8 env.k=8 population.xp_lambda=0.5
-  marl population train preset=cooking_xpmin population.pairs=sampled population.partners_per_member=2
+  marl population train preset=cooking_xpmin population.pairs=all     every ordered pair every iteration
+  marl population train preset=cooking_xpmin collector.num_workers=2   the pairs' rollouts on 2 Ray workers
   marl population train preset=cooking_xpmin population.scheme=hyper    members from a hypernetwork
   marl population train resume=results/runs/matrix_game_xpmin-20261124-101500   continue a stopped run
 
 Sections: experiment (seed, iterations, eval_every, ...), env (name, max_steps, the env's own arguments),
 population (method, size, scheme, xp_lambda, pairs, partners_per_member, partner_sampling, envs_per_pair,
 label_key, restrict_kwarg, specialist_targets), algorithm (PPO: lr, clip_epsilon, entropy_coef, gamma,
-gae_lambda, epochs, minibatches, rollout_steps, ...), model (hidden_sizes, activation, hyper_*). Presets live
-in configs/population/. Ctrl-C saves a checkpoint and prints the resume command.
+gae_lambda, epochs, minibatches, rollout_steps, ...), model (hidden_sizes, activation, hyper_*), collector
+(num_workers: Ray rollout workers, the pairs split over them; worker_threads), ray (address, num_cpus).
+Presets live in configs/population/. Ctrl-C saves a checkpoint and prints the resume command.
 """
 
 

@@ -20,7 +20,7 @@ from typing import Any, Literal, get_type_hints
 
 import yaml
 
-from marl.config import CONFIG_DIR, EnvConfig, coerce_value, parse_value, read_yaml
+from marl.config import CONFIG_DIR, EnvConfig, RayConfig, coerce_value, parse_value, read_yaml
 from marl.errors import ConfigError
 
 PRESET_DIR = "population"
@@ -102,6 +102,14 @@ class ModelSection:
 
 
 @dataclass
+class CollectorSection:
+    """Where the training rollouts run (evaluations always run in-process)."""
+
+    num_workers: int = 0  # 0 = in-process; N = N Ray rollout workers, the pairs split over them
+    worker_threads: int = 1  # torch CPU threads per worker
+
+
+@dataclass
 class PopulationConfig:
     """The whole `marl population train` configuration."""
 
@@ -110,6 +118,8 @@ class PopulationConfig:
     population: PopulationSection = field(default_factory=PopulationSection)
     algorithm: AlgorithmSection = field(default_factory=AlgorithmSection)
     model: ModelSection = field(default_factory=ModelSection)
+    collector: CollectorSection = field(default_factory=CollectorSection)
+    ray: RayConfig = field(default_factory=RayConfig)  # marl train's: address, num_cpus
 
     def env_config(self, num_envs: int) -> EnvConfig:
         """The main config's `EnvConfig` for `envs.factory.make_env` with `num_envs` slots."""
@@ -303,8 +313,11 @@ def check_config(cfg: PopulationConfig) -> None:
         "algorithm.entropy_coef": alg.entropy_coef,
         "algorithm.value_coef": alg.value_coef,
         "population.xp_lambda": pop.xp_lambda,
+        "collector.num_workers": cfg.collector.num_workers,
+        "ray.num_cpus": cfg.ray.num_cpus,
     }.items():
         _require(value >= 0, f"'{key}' must be >= 0, got {value}.")
+    _require(cfg.collector.worker_threads > 0, "'collector.worker_threads' must be a positive integer.")
     for key, value in {
         "algorithm.lr": alg.lr,
         "algorithm.adam_eps": alg.adam_eps,

@@ -212,6 +212,11 @@ class PairCollector:
         }
 
     def load_state_dict(self, state: dict, envs_per_pair: int) -> None:
+        if "workers" in state:
+            raise MarlError(
+                f"The checkpoint's rollouts were collected by {len(state['workers'])} Ray workers; resume "
+                f"with the same collector.num_workers={len(state['workers'])}."
+            )
         self.reset(assign_slots(state["pairs"].to(self.device), envs_per_pair))
         self.episode_return = state["episode_return"].to(self.device).clone()
         for shard, saved in zip(self.shards, state["shards"], strict=True):
@@ -320,8 +325,10 @@ def build_trainer(cfg: PopulationConfig) -> PopulationTrainer:
     torch.manual_seed(cfg.experiment.seed)
     n = cfg.population.size
     pairs = training_pairs(cfg)
-    shards = build_shards(cfg, pairs, device)
-    info = describe_env(shards[0].env, cfg.env.name, cfg.env.max_steps).groups[0]
+    on_ray = cfg.collector.num_workers > 0  # the workers build the envs; here a one-slot probe suffices
+    shards = [] if on_ray else build_shards(cfg, pairs, device)
+    probe = make_env(cfg.env_config(1), "cpu", cfg.experiment.seed) if on_ray else shards[0].env
+    info = describe_env(probe, cfg.env.name, cfg.env.max_steps).groups[0]
     if info.n_agents != 2 or not info.discrete or info.action_nvec is not None:
         raise MarlError(
             f"{cfg.env.name} is not a two-seat env with one categorical action per seat (it has "
@@ -331,9 +338,13 @@ def build_trainer(cfg: PopulationConfig) -> PopulationTrainer:
     optimizer = torch.optim.Adam(
         population.parameters(), lr=cfg.algorithm.lr, eps=cfg.algorithm.adam_eps, fused=device.type == "cuda"
     )
-    collector = PairCollector(
-        shards, assign_slots(pairs.to(device), cfg.population.envs_per_pair), n, cfg.population.label_key
-    )
+    assignment = assign_slots(pairs.to(device), cfg.population.envs_per_pair)
+    if on_ray:
+        from marl.population.ray_pairs import RayPairCollector
+
+        collector = RayPairCollector(cfg, assignment, device)
+    else:
+        collector = PairCollector(shards, assignment, n, cfg.population.label_key)
     xp_estimate = torch.full((n, n), float("nan"), device=device)
     return PopulationTrainer(cfg, device, population, optimizer, collector, xp_estimate)
 
@@ -392,6 +403,11 @@ def train(cfg: PopulationConfig, resume: str | Path | None = None, stop_after: i
             "xp": f"{metrics.get('train/xp_return_mean', float('nan')):.3g}",
         }
 
+    def close() -> None:
+        logger.close()
+        if hasattr(trainer.collector, "close"):  # Ray workers
+            trainer.collector.close()
+
     checkpointed_iterations(
         trainer,
         run_dir,
@@ -403,7 +419,7 @@ def train(cfg: PopulationConfig, resume: str | Path | None = None, stop_after: i
         exp.checkpoint_every,
         exp.keep_checkpoints,
         f"marl population train resume={run_dir}",
-        logger.close,
+        close,
         stop_after,
         last_good=state,
     )
@@ -411,7 +427,7 @@ def train(cfg: PopulationConfig, resume: str | Path | None = None, stop_after: i
         if trainer.iteration > start_iteration:
             logger.log_hparams(flatten(population_config_to_dict(cfg)), final)
         write_summary(run_dir, trainer)
-    logger.close()
+    close()
     return run_dir
 
 
@@ -458,6 +474,7 @@ def train_iteration(trainer: PopulationTrainer) -> dict[str, float]:
     trainer.wall_time += trained - start
     metrics = rollout_metrics(rollout, assignment, returns, best, n)
     metrics.update({f"train/{k}": v for k, v in stats.items()})
+    metrics.update(getattr(collector, "last_stats", {}))  # Ray: per-worker frames/s, waiting time
     metrics.update(
         {
             "perf/rollout_fps": rollout.frames / (collected - start),
