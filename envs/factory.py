@@ -84,6 +84,7 @@ def make_env(
             device=device,
             groups=env_cfg.groups,
             global_state=global_state,
+            info_keys=env_cfg.info_keys,
         )
     if env_cfg.name.startswith(NATIVE_PREFIX):
         return _make_native(env_cfg, device, seed, num_envs or env_cfg.num_envs)

@@ -11,6 +11,7 @@ TensorDicts with the same multi-agent key layout as VMAS, so the learner cannot 
     (group, "reward")       [envs, agents, 1]
     "state"                 [envs, state]             where the env implements `state()` (MAPPO critic input)
     "done", "terminated", "truncated"  [envs, 1]
+    (group, "info", key)    [envs, agents, 1]         with `info_keys`: that number from each agent's info
 
 Agents are grouped by identical observation layout and action space (or by `env.groups`); agents with
 different spaces are never padded into one group. An agent that leaves early keeps its slot: after
@@ -279,10 +280,14 @@ class PettingZooEnv(EnvBase):
         groups: dict[str, list] | None = None,
         global_state: bool = True,
         name: str = PETTINGZOO,
+        info_keys: list[str] | None = None,
     ):
         super().__init__(device=device, batch_size=torch.Size([num_envs]))
         self.name = name
         self.max_steps = max_steps
+        # numeric entries of the agents' infos to expose (labels, success, ...): the last value an agent's
+        # info reported in the current episode, -1 until it reports one
+        self.info_keys = list(info_keys or [])
         self.copies = [self._build(factory, kwargs or {}) for _ in range(num_envs)]
         self.description = describe_pettingzoo(self.copies[0], groups, seed)
         self.global_state = global_state and self.description.state_dim is not None
@@ -326,6 +331,7 @@ class PettingZooEnv(EnvBase):
         self._reward = [np.zeros((n, len(g.agents), 1), np.float32) for g in groups]
         self._alive = [np.zeros((n, len(g.agents)), bool) for g in groups]
         self._acting = [np.zeros((n, len(g.agents)), bool) for g in groups]
+        self._info = [np.full((n, len(g.agents), len(self.info_keys)), -1.0, np.float32) for g in groups]
         self._done = np.zeros((n, 3), bool)  # done, terminated, truncated
         sd = self.description.state_dim
         self._state = np.zeros((n, sd), np.float32) if self.global_state else None
@@ -345,6 +351,9 @@ class PettingZooEnv(EnvBase):
                 )
             if self.aec:
                 entries["acting"] = Categorical(2, shape, dtype=torch.bool, device=self.device)
+            if self.info_keys:
+                info = {key: Unbounded((*shape, 1), device=self.device) for key in self.info_keys}
+                entries["info"] = Composite(info, shape=shape, device=self.device)
             obs[g.name] = Composite(entries, shape=shape, device=self.device)
             head = g.head
             if head.kind == "discrete":
@@ -381,6 +390,9 @@ class PettingZooEnv(EnvBase):
                 entry["action_mask"] = torch.tensor(self._mask[gi])
             if self.aec:
                 entry["acting"] = torch.tensor(self._acting[gi])
+            if self.info_keys:
+                values = torch.tensor(self._info[gi])
+                entry["info"] = {key: values[..., k : k + 1] for k, key in enumerate(self.info_keys)}
             if with_reward:
                 entry["reward"] = torch.tensor(self._reward[gi])
             out[g.name] = entry
@@ -397,6 +409,7 @@ class PettingZooEnv(EnvBase):
             self._obs[gi][i] = 0.0
             self._alive[gi][i] = False
             self._acting[gi][i] = False
+            self._info[gi][i] = -1.0
             if self._mask[gi] is not None:
                 self._mask[gi][i] = True
 
@@ -408,6 +421,11 @@ class PettingZooEnv(EnvBase):
         else:
             flatten_into(observation, layout, self._obs[gi][i, j])
         self._alive[gi][i, j] = alive
+        if self.info_keys and isinstance(info, dict):
+            for k, key in enumerate(self.info_keys):
+                value = info.get(key)
+                if value is not None:
+                    self._info[gi][i, j, k] = float(value)
         mask_row = self._mask[gi]
         if mask_row is not None:
             mask = None
@@ -559,7 +577,7 @@ class PettingZooEnv(EnvBase):
             )
             return None
 
-    _buffer_names = ("_obs", "_mask", "_reward", "_alive", "_acting")
+    _buffer_names = ("_obs", "_mask", "_reward", "_alive", "_acting", "_info")
 
     def restore(self, state: bytes | None) -> None:
         if state is None:
@@ -568,8 +586,8 @@ class PettingZooEnv(EnvBase):
             return
         saved = pickle.loads(state)
         self.copies = saved["copies"]
-        for name in self._buffer_names:
-            setattr(self, name, saved["buffers"][name])
+        for name in self._buffer_names:  # (a snapshot from before info_keys has no "_info": keep ours)
+            setattr(self, name, saved["buffers"].get(name, getattr(self, name)))
         self._steps, self._done, self._state = saved["steps"], saved["done"], saved["state"]
         self._seed_pending = saved["seed_pending"]
 

@@ -71,6 +71,7 @@ class EnvConfig:
     entry_point: str | None = None  # pettingzoo: "package.module:factory" returning a Parallel or AEC env
     # {group: [agent names, or indices for VMAS]}; default: PettingZoo by space, VMAS by name prefix
     groups: dict[str, list[Any]] | None = None
+    info_keys: list[str] | None = None  # pettingzoo: info numbers to expose as (group, "info", key)
     kwargs: dict[str, Any] = field(default_factory=dict, metadata={"merge": True})  # scenario kwargs
 
 
@@ -626,6 +627,11 @@ def _check(cfg: Config) -> None:
         env.name == "pettingzoo" or env.entry_point is None,
         f"env.entry_point is a PettingZoo setting, but env.name={env.name!r}. Use "
         f"env=pettingzoo to plug in a PettingZoo env.",
+    )
+    _require(
+        env.name == "pettingzoo" or env.info_keys is None,
+        f"env.info_keys is a PettingZoo setting (VMAS and native envs expose their infos already), but "
+        f"env.name={env.name!r}. Drop env.info_keys.",
     )
     _require(
         not env.name.startswith("native/") or env.groups is None,

@@ -207,3 +207,43 @@ class TakeTurns(AECEnv):
                 self.terminations = {a: True for a in self.agents}
         self._accumulate_rewards()
         self.agent_selection = "second" if agent == "first" else "first"
+
+
+class ConventionGame(ParallelEnv):
+    """Two players, one step: both pick one of `k` actions and are paid 1 when they pick the same one (and it
+    is in `conventions`). Every info reports `convention` (the action they agreed on, -1 if none) and
+    `success`: a two-seat env with behaviour labels, for partner populations through the plug-in."""
+
+    metadata = {"name": "convention_game_v0", "is_parallelizable": True}
+
+    def __init__(self, k: int = 4, conventions: list[int] | None = None):
+        self.possible_agents = ["left", "right"]
+        self.k, self.paying = k, set(range(k) if conventions is None else conventions)
+
+    def observation_space(self, agent):
+        return spaces.Box(0, 1, (1,), np.float32)
+
+    def action_space(self, agent):
+        return spaces.Discrete(self.k)
+
+    def reset(self, seed=None, options=None):
+        self.agents = list(self.possible_agents)
+        blank = {"convention": -1, "success": 0.0}
+        return {a: np.zeros(1, np.float32) for a in self.agents}, {a: dict(blank) for a in self.agents}
+
+    def step(self, actions):
+        left, right = int(actions["left"]), int(actions["right"])
+        paid = left == right and left in self.paying
+        info = {"convention": left if left == right else -1, "success": float(paid)}
+        agents, self.agents = self.agents, []
+        return (
+            {a: np.zeros(1, np.float32) for a in agents},
+            {a: float(paid) for a in agents},
+            {a: True for a in agents},
+            {a: False for a in agents},
+            {a: dict(info) for a in agents},
+        )
+
+
+def convention_game(**kwargs) -> ConventionGame:
+    return ConventionGame(**kwargs)

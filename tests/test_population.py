@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from marl.checkpoint import load_checkpoint
 from marl.cli import main
 from marl.errors import ConfigError
 from marl.population.config import load_population_config, population_config_from_dict
+from marl.population.evaluate import evaluate_run
 from marl.population.pairs import (
     all_pairs,
     assign_slots,
@@ -280,3 +282,38 @@ def test_resume_continues_exactly(tmp_path, overrides):
     assert without_timing(read_metrics(straight)) == without_timing(read_metrics(resumed))
     population, saved = load_population(resumed)
     assert isinstance(population, Population) and saved.population.size == cfg.population.size
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A PettingZoo env through the plug-in
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_xpmin_on_a_pettingzoo_env_finds_its_conventions(tmp_path):
+    """The one-shot convention game written as a PettingZoo ParallelEnv (tests/pz_envs.py): the labels come
+    from its infos, the seats from env.seats, and XP-min spreads over at least K - 1 of its K conventions."""
+    pettingzoo = [
+        "method=xpmin",
+        "env.name=pettingzoo",
+        "env.entry_point=tests.pz_envs:convention_game",
+        "env.seats=[left, right]",
+        "env.max_steps=1",
+        "env.k=4",
+        "population.size=4",
+        "population.envs_per_pair=32",
+        "algorithm.rollout_steps=8",
+        "model.hidden_sizes=[32]",
+        "experiment.iterations=60",
+        "experiment.eval_every=0",
+        "experiment.checkpoint_every=0",
+    ]
+    run = train(_run_config(tmp_path, *pettingzoo))
+    summary = json.loads((run / "population.json").read_text())
+    assert summary["sp_distinct_labels"] >= 3
+    assert (torch.tensor(summary["xp_matrix"]).diagonal() > 0.95).all()
+    evaluation = evaluate_run(run, episodes_per_pair=8, tensorboard=False)  # D, S from the env's infos
+    assert evaluation["specialisation"] > 0.95 and evaluation["diversity"] > math.log(2)
+    with pytest.raises(ConfigError, match="env.seats"):
+        _run_config(tmp_path, *pettingzoo[:3], "env.seats=[left]")
+    with pytest.raises(ConfigError, match="PettingZoo settings"):
+        _run_config(tmp_path, "preset=matrix_game_xpmin", "env.seats=[left, right]")

@@ -24,6 +24,7 @@ from marl.config import CONFIG_DIR, EnvConfig, RayConfig, coerce_value, parse_va
 from marl.errors import ConfigError
 
 PRESET_DIR = "population"
+GROUP = "agents"  # the two seats' agent group (native envs: seat_0, seat_1; PettingZoo: env.seats)
 METHODS = ("xpmin", "selfplay", "specialists")
 
 
@@ -47,10 +48,13 @@ class ExperimentSection:
 
 @dataclass
 class EnvSection:
-    """The two-seat env (`native/matrix_game`, `native/cooking`); unknown keys are the env's arguments."""
+    """The two-seat env (`native/matrix_game`, `native/cooking`, or `pettingzoo`); unknown keys are the env's
+    arguments (a PettingZoo factory's keyword arguments)."""
 
     name: str = "native/matrix_game"
     max_steps: int = 10
+    entry_point: str | None = None  # pettingzoo: "package.module:factory" returning a two-agent env
+    seats: list[str] | None = None  # pettingzoo: the agents playing seat 0 and seat 1, in that order
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -123,8 +127,12 @@ class PopulationConfig:
 
     def env_config(self, num_envs: int) -> EnvConfig:
         """The main config's `EnvConfig` for `envs.factory.make_env` with `num_envs` slots."""
+        pettingzoo = self.env.name == "pettingzoo"  # its two seats form the group "agents", as natively
         return EnvConfig(
             name=self.env.name,
+            entry_point=self.env.entry_point,
+            groups={GROUP: list(self.env.seats)} if pettingzoo and self.env.seats else None,
+            info_keys=[self.population.label_key, "success"] if pettingzoo else None,
             num_envs=num_envs,
             max_steps=self.env.max_steps,
             continuous_actions=False,
@@ -332,10 +340,26 @@ def check_config(cfg: PopulationConfig) -> None:
         f"'population.xp_estimate_decay' must be in [0, 1), got {pop.xp_estimate_decay}.",
     )
     _require(
-        cfg.env.name.startswith("native/"),
-        f"'env.name={cfg.env.name}': populations train on the two-seat native envs (native/matrix_game, "
-        "native/cooking), whose info labels each episode's behaviour.",
+        cfg.env.name.startswith("native/") or cfg.env.name == "pettingzoo",
+        f"'env.name={cfg.env.name}': populations train on two-seat envs whose info labels each episode's "
+        "behaviour: the native ones (native/matrix_game, native/cooking) or a PettingZoo env "
+        "(env.name=pettingzoo env.entry_point=package.module:factory env.seats=[agent_a, agent_b]).",
     )
+    if cfg.env.name == "pettingzoo":
+        _require(
+            cfg.env.entry_point is not None and cfg.env.seats is not None and len(cfg.env.seats) == 2,
+            "A PettingZoo population env needs env.entry_point=package.module:factory and env.seats=[a, b] "
+            f"(the env's two agents, seat 0 first); got entry_point={cfg.env.entry_point!r}, "
+            f"seats={cfg.env.seats!r}. Its agents' infos must report, at every step, "
+            f"'{cfg.population.label_key}' (population.label_key: the behaviour label so far, -1 for none) "
+            "and 'success' (0 or 1).",
+        )
+    else:
+        _require(
+            cfg.env.entry_point is None and cfg.env.seats is None,
+            f"env.entry_point and env.seats are PettingZoo settings, but env.name={cfg.env.name!r}. Drop "
+            "them.",
+        )
     minimum = 2 if pop.method == "xpmin" else 1
     _require(
         pop.size >= minimum,

@@ -56,6 +56,7 @@ from marl.checkpoint import (
 )
 from marl.errors import MarlError
 from marl.population.config import (
+    GROUP,
     PopulationConfig,
     population_config_from_dict,
     population_config_to_dict,
@@ -76,7 +77,6 @@ from marl.population.pairs import (
 from marl.run_logger import RunLogger, flatten
 from marl.training import hardware_summary, heldout_episodes, new_run_dir, resolve_device, untouched_rng
 
-GROUP = "agents"  # the native envs' one group, seats seat_0 and seat_1
 SHARD_SEED_STRIDE = 7919  # env seeds of the specialists' per-label env instances: seed + k * stride
 EVAL_SEED_OFFSET = 1_000_003  # all-pairs evaluations use their own seed: the same episodes every time
 SUMMARY_FILE = "population.json"
