@@ -25,6 +25,7 @@ from marl.population.evaluate import (
 )
 from marl.population.pairs import all_pairs
 from marl.population.xpmin import build_population, evaluate_pairs, load_population, train
+from marl.run_logger import read_metrics
 
 
 @pytest.fixture(autouse=True)
@@ -261,3 +262,34 @@ def test_evaluate_command_and_tensorboard(runs, tmp_path, capsys):
     )
     assert "evaluate/partner_success/specialist_0" in events.Tags()["scalars"]
     assert "evaluate/xp_matrix" in events.Tags()["images"]
+
+
+def test_training_logs_d_s_o_and_specialist_success(runs, tmp_path):
+    """With experiment.eval_specialists, every periodic evaluation logs D, S (with intervals), the capable
+    members, O and each specialist's success; the final one equals `evaluate_run` on the same episodes."""
+    _, specialists = runs
+    cfg = load_population_config(
+        [
+            "preset=matrix_game_xpmin",
+            "experiment.iterations=6",
+            "experiment.eval_every=3",
+            "experiment.eval_envs_per_pair=4",
+            f"experiment.eval_specialists={specialists}",
+            "experiment.progress=false",
+            f"experiment.runs_dir={tmp_path}",
+            "population.envs_per_pair=16",
+        ]
+    )
+    run = train(cfg)
+    rows = [row for row in read_metrics(run) if "eval/diversity" in row]
+    assert [row["iteration"] for row in rows] == [3, 6]
+    last = rows[-1]
+    result = evaluate_run(run, specialists, episodes_per_pair=4, tensorboard=False)
+    assert last["eval/diversity"] == pytest.approx(result["diversity"])
+    assert last["eval/specialisation"] == pytest.approx(result["specialisation"])
+    assert last["eval/capable_members"] == result["capable_members"]
+    assert last["eval/overfitness"] == pytest.approx(result["overfitness"], nan_ok=True)
+    per_specialist = result["specialists"]["per_partner_success"]
+    for label, value in zip(result["specialists"]["labels"], per_specialist, strict=True):
+        assert last[f"eval/specialist_success/specialist_{label}"] == pytest.approx(value)
+    assert last["eval/diversity_low"] <= last["eval/diversity"] + 1e-9

@@ -44,6 +44,7 @@ class ExperimentSection:
     eval_every: int = 25  # iterations between all-pairs evaluations (XP matrix image, SP labels); 0 = off
     eval_envs_per_pair: int = 16  # episodes per ordered pair in an evaluation
     eval_deterministic: bool = True  # evaluate the members' most likely actions
+    eval_specialists: str | None = None  # a specialists run: O and per-specialist success in each evaluation
 
 
 @dataclass

@@ -370,6 +370,49 @@ def population_metrics(
 
 
 # ---------------------------------------------------------------------------------------------------------
+# During training (marl population train's periodic evaluations, TensorBoard tags eval/...)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def training_metrics(
+    population: Population,
+    cfg: PopulationConfig,
+    sp_labels: Tensor,
+    device: torch.device,
+    specialists: tuple[Population, list] | None = None,
+) -> dict[str, float]:
+    """D and S (with 95% intervals) of the self-play labels ``sp_labels [N, episodes]`` of a periodic
+    evaluation and, with held-out ``specialists`` (population, labels), the capable members, O and each
+    specialist's success with the members (mean over members and seats): ``eval/...`` scalars."""
+    n = cfg.population.size
+    n_labels = max(label_count(cfg) or 1, int(sp_labels.max()) + 1)
+    owner = torch.arange(n, device=sp_labels.device).unsqueeze(-1).expand_as(sp_labels)
+    counts = label_histogram(sp_labels.flatten(), owner.flatten(), n, n_labels)[:, 1:].cpu()
+    info = label_information(counts, n_boot=100)
+    metrics = {
+        f"eval/{name}{end}": info[f"{name}{end}"]
+        for name in ("diversity", "specialisation")
+        for end in ("", "_low", "_high")
+    }
+    if specialists is None:
+        return metrics
+    members, labels = specialists
+    exp = cfg.experiment
+    seed, episodes = exp.seed + EVAL_SEED_OFFSET, exp.eval_envs_per_pair
+    deterministic = exp.eval_deterministic
+    own = pair_outcomes(population, cfg, self_play_pairs(n), episodes, seed, device, deterministic)
+    partners = partner_success(population, members, cfg, episodes, seed, device, deterministic).cpu()
+    sp_success = own.success.mean(-1).cpu()
+    capable = sp_success >= CAPABLE_SUCCESS
+    fit = overfitness(sp_success, modal_label(counts), capable, partners, labels)
+    metrics["eval/capable_members"] = float(capable.sum())
+    metrics["eval/overfitness"] = fit["overfitness"]
+    for label, value in zip(labels, partners.mean((0, 2)).tolist(), strict=True):
+        metrics[f"eval/specialist_success/specialist_{label}"] = value
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------------------
 # A run
 # ---------------------------------------------------------------------------------------------------------
 

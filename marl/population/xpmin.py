@@ -384,14 +384,22 @@ def train(cfg: PopulationConfig, resume: str | Path | None = None, stop_after: i
 
     start_iteration = trainer.iteration
     final: dict[str, float] = {}
+    from marl.population.evaluate import load_specialists, training_metrics  # (evaluate imports this module)
+
+    specialists = None
+    if exp.eval_specialists:
+        specialists = load_specialists(exp.eval_specialists, cfg, trainer.device)
 
     def one_iteration() -> dict[str, float]:
         metrics = train_iteration(trainer)
         last = trainer.iteration == exp.iterations
         if exp.eval_every and (trainer.iteration % exp.eval_every == 0 or last):
+            n = cfg.population.size
             evaluation = evaluate_population(trainer.population, cfg, trainer.device)
-            metrics.update(evaluation_metrics(evaluation, cfg.population.size))
-            log_xp_matrix(logger, evaluation, cfg.population.size, trainer.iteration, trainer.frames)
+            metrics.update(evaluation_metrics(evaluation, n))
+            sp_labels = evaluation.labels[evaluation.pairs[:, 0] == evaluation.pairs[:, 1]]  # [N, episodes]
+            metrics.update(training_metrics(trainer.population, cfg, sp_labels, trainer.device, specialists))
+            log_xp_matrix(logger, evaluation, n, trainer.iteration, trainer.frames)
         logger.log(trainer.iteration, trainer.frames, metrics)
         final.update({k: v for k, v in metrics.items() if k.endswith(("_mean", "distinct_labels"))})
         return metrics
@@ -870,6 +878,7 @@ def _check_resume_compatible(saved: PopulationConfig, cfg: PopulationConfig) -> 
         "experiment.eval_every",
         "experiment.eval_envs_per_pair",
         "experiment.eval_deterministic",
+        "experiment.eval_specialists",
     }
     a, b = flatten(population_config_to_dict(saved)), flatten(population_config_to_dict(cfg))
     changed = [
