@@ -232,7 +232,8 @@ def _minibatch_loss(model: ActorCritic, data: dict, idx: torch.Tensor, algo) -> 
         mask = None if d["mask"] is None else d["mask"][idx]
         acting = None if d["acting"] is None else d["acting"][idx]
         alive = None if d["alive"] is None else d["alive"][idx]
-        hidden, starts = (None, None) if d["rnn_state"] is None else (d["rnn_state"][idx], d["starts"][idx])
+        recurrent = d.get("rnn_state") is not None  # feed-forward data may leave the recurrent keys out
+        hidden, starts = (d["rnn_state"][idx], d["starts"][idx]) if recurrent else (None, None)
         log_prob, entropy, dist_stats = model.actors[name].evaluate(
             d["obs"][idx], d["sample"][idx], mask, hidden, starts
         )

@@ -48,7 +48,7 @@ ITERATIONS = {
     "selfplay": 250,  # the same
     "xpmin": 200,  # 6 members x (self + 1 sampled partner in both seat orders) x 16 kitchens x 64 (18,432)
     "extract-rl": 150,  # 6 students x 32 kitchens x 16 steps (3,072)
-    "extract-dagger": 60,  # the same, plus the teacher's labels
+    "extract-dagger": 30,  # the same, plus the teacher's labels and 50 full-batch imitation epochs
     "generalist": 600,  # 64 kitchens x 32 steps (2,048)
 }
 EVAL_EPISODES = 32  # per ordered pair (populations) and per partner and seat (generalists)
@@ -82,8 +82,13 @@ def extract_population(method: str, teacher: str, seed: int, iterations: int, ru
     """`marl population extract <teacher> method=<method>`; -> the students' directory and cost."""
     from marl.population.extract import extract
 
+    # rl: the label reward (paid only when an episode ends with a recipe) plus a tenth of the kitchen's own
+    # reward, so the students get the sub-goal shaping the populations trained with; the teacher's recipe
+    # still pays about twice any other (1 + 1 against 1 per delivery).
+    settings = {"env_reward_scale": 0.1} if method == "rl" else {}
     run_dir = extract(
         teacher,
+        **settings,
         method=method,
         seed=seed,
         iterations=iterations,
