@@ -32,6 +32,7 @@ import argparse
 import json
 import math
 import multiprocessing
+import textwrap
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -232,6 +233,7 @@ METRICS = (  # (key, where it comes from, table heading)
     ("specialisation", "evaluate", "S = I(X;Y)/H(Y)"),
     ("capable_members", "evaluate", f"capable members (of {MEMBERS})"),
     ("overfitness", "evaluate", "O"),
+    ("xp_success_within", "evaluate", "cross-play success between members"),
     ("harmonic_mean", "generalist", "generalist: harmonic-mean success with held-out specialists"),
     ("success_mean", "generalist", "generalist: mean success"),
 )
@@ -240,6 +242,13 @@ METRICS = (  # (key, where it comes from, table heading)
 def summarise(done: dict[str, Any], args: argparse.Namespace, iters: dict[str, int]) -> dict[str, Any]:
     from marl.compare import mean_interval
 
+    for seed in args.seeds:  # members with each other: the mean off-diagonal success of evaluation.json
+        for population in POPULATIONS:
+            saved = Path(done[f"{population}/{seed}"]["run"]) / "evaluation.json"
+            success = json.loads(saved.read_text())["xp_success"]
+            n = len(success)
+            within = [success[i][j] for i in range(n) for j in range(n) if i != j]
+            done[f"evaluate-{population}/{seed}"]["xp_success_within"] = sum(within) / len(within)
     rows = []
     for population in POPULATIONS:
         row: dict[str, Any] = {"population": population}
@@ -297,15 +306,19 @@ def table(summary: dict[str, Any]) -> str:
         f"{HELD_OUT_SEED}) that no population or generalist trained with. Sampled actions in every "
         f"evaluation ({summary['eval_episodes']} episodes per pair, or per partner and seat).",
         "",
-        "| population | " + " | ".join(heading for _, _, heading in METRICS) + " | population env steps "
-        "(wall clock) | generalist env steps (wall clock) |",
-        "|---" * (len(METRICS) + 3) + "|",
+        "| population | " + " | ".join(heading for _, _, heading in METRICS) + " | generalist success "
+        "cooking (left seat) / carrying (right seat) | population env steps (wall clock) | generalist env "
+        "steps (wall clock) |",
+        "|---" * (len(METRICS) + 4) + "|",
     ]
     for row in summary["rows"]:
         cells = [cell(row[key]) for key, _, _ in METRICS]
+        seats = row["generalist_success_per_seat"]
+        left, right = (sum(s[i] for s in seats) / len(seats) for i in (0, 1))
         lines.append(
             f"| P_{row['population']} | "
             + " | ".join(cells)
+            + f" | {left:.2f} / {right:.2f}"
             + f" | {row['population_frames'] / 1e6:.2f}M ({row['population_minutes']:.1f} min) | "
             f"{row['generalist_frames'] / 1e6:.2f}M ({row['generalist_minutes']:.1f} min) |"
         )
@@ -326,7 +339,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     panels = [m for m in METRICS if m[0] != "success_mean"]
-    figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6))
+    figure, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 3.8))
     names = [row["population"] for row in summary["rows"]]
     for axis, (key, _, heading) in zip(axes, panels, strict=True):
         stats = [row[key] for row in summary["rows"]]
@@ -337,7 +350,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
             dots = [float(v) for v in s["per_seed"] if v is not None]
             axis.plot([i] * len(dots), dots, "k.", ms=4)
         axis.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
-        axis.set_title(heading, fontsize=8)
+        axis.set_title(textwrap.fill(heading, 32), fontsize=8)
         axis.grid(axis="y", alpha=0.3)
     figure.suptitle(f"Cooking populations, mean and 95% interval over seeds {summary['seeds']}", fontsize=9)
     figure.tight_layout()
