@@ -100,6 +100,24 @@ def restore_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def trainer_state(trainer, config: dict, kind: str | None = None, **parts) -> dict:
+    """A trainer's checkpoint: format, ``kind`` (what wrote it), progress counters (``iteration``,
+    ``frames``, ``wall_time``), its config, its own ``parts`` (as given: clone what training keeps
+    changing) and the RNG states. Every trainer (marl train, populations, extraction, generalist) saves
+    this shape, so resume, `last good` copies and loaders read them alike."""
+    state = {"format": 1} | ({"kind": kind} if kind else {})
+    state |= {"iteration": trainer.iteration, "frames": trainer.frames, "wall_time": trainer.wall_time}
+    return state | {"config": config, **parts, "rng": rng_state()}
+
+
+def restore_trainer_state(trainer, state: dict) -> None:
+    """Put back what `trainer_state` saved of every trainer: progress counters and RNG states (the parts
+    are the trainer's own to load)."""
+    trainer.iteration, trainer.frames = state["iteration"], state["frames"]
+    trainer.wall_time = state["wall_time"]
+    restore_rng_state(state["rng"])
+
+
 def checkpointed_iterations(
     trainer,
     run_dir: Path,

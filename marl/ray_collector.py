@@ -71,6 +71,16 @@ class RolloutWorker:
         return os.getpid()
 
 
+def stop_workers(workers: list, started_ray: bool) -> None:
+    """Kill rollout workers, and shut Ray down if this run started it (a joined instance stays up)."""
+    import ray
+
+    for worker in workers:
+        ray.kill(worker)
+    if started_ray:
+        ray.shutdown()
+
+
 def start_ray(ray_cfg, num_workers: int) -> bool:
     """Start a local Ray instance or join a cluster, unless Ray is already up; -> whether we started it."""
     import ray
@@ -207,10 +217,5 @@ class RayCollector:
         ray.get([w.load_state_dict.remote(s) for w, s in zip(self.workers, state["workers"], strict=True)])
 
     def close(self) -> None:
-        import ray
-
-        for worker in self.workers:
-            ray.kill(worker)
-        self.workers = []
-        if self.started_ray:
-            ray.shutdown()
+        stop_workers(self.workers, self.started_ray)
+        self.workers, self.started_ray = [], False

@@ -29,8 +29,8 @@ from marl.checkpoint import (
     checkpointed_iterations,
     clone_tree,
     load_checkpoint,
-    restore_rng_state,
-    rng_state,
+    restore_trainer_state,
+    trainer_state,
 )
 from marl.collector import LocalCollector, run_episodes
 from marl.config import Config, config_from_dict, config_to_dict, config_to_yaml
@@ -88,27 +88,22 @@ class Trainer:
 
     def state_dict(self) -> dict:
         """A checkpoint: tensors, numbers and strings only, so it loads with weights_only=True."""
-        return {
-            "format": 1,
-            "iteration": self.iteration,
-            "frames": self.frames,
-            "wall_time": self.wall_time,
-            "config": config_to_dict(self.cfg),
-            "model": clone_tree(self.model.state_dict()),
-            "optimizer": clone_tree(self.optimizer.state_dict()),
-            "value_norms": None if self.value_norms is None else clone_tree(self.value_norms.state_dict()),
-            "collector": self.collector.state_dict(),
-            "rng": rng_state(),
-        }
+        return trainer_state(
+            self,
+            config_to_dict(self.cfg),
+            model=clone_tree(self.model.state_dict()),
+            optimizer=clone_tree(self.optimizer.state_dict()),
+            value_norms=None if self.value_norms is None else clone_tree(self.value_norms.state_dict()),
+            collector=self.collector.state_dict(),
+        )
 
     def load_state_dict(self, state: dict) -> None:
-        self.iteration, self.frames, self.wall_time = state["iteration"], state["frames"], state["wall_time"]
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.value_norms is not None:
             self.value_norms.load_state_dict(state["value_norms"])
         self.collector.load_state_dict(state["collector"])
-        restore_rng_state(state["rng"])
+        restore_trainer_state(self, state)
 
 
 def build_trainer(cfg: Config) -> Trainer:

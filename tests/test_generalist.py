@@ -36,17 +36,12 @@ from marl.population.generalist import (
 )
 from marl.population.xpmin import train
 from marl.run_logger import read_metrics
+from tests.helpers import without_timing
 
 K, HORIZON = 3, 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one torch thread is faster, and on a busy machine much faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _specialists(runs_dir, seed: int) -> str:
@@ -328,9 +323,6 @@ def test_resume_continues_exactly(tmp_path, partners, game):
     assert a["iteration"] == b["iteration"] == 4
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
-
-    def without_timing(rows):
-        return [{k: v for k, v in row.items() if not k.startswith("perf/")} for row in rows]
 
     assert without_timing(read_metrics(straight)) == without_timing(read_metrics(resumed))
     assert len(read_metrics(resumed)) == 4

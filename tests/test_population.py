@@ -25,17 +25,12 @@ from marl.population.pairs import (
 )
 from marl.population.xpmin import PairCollector, Shard, load_population, train
 from marl.run_logger import read_metrics
+from tests.helpers import without_timing
 
 OBS_DIM, N_ACTIONS = 40, 6  # the cooking env's seats
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one torch thread is faster, and on a busy machine much faster (no spinning threads)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _population(scheme: str, n: int = 4) -> Population:
@@ -275,9 +270,6 @@ def test_resume_continues_exactly(tmp_path, overrides):
     assert a["iteration"] == b["iteration"] == 4
     for key, value in a["population"].items():
         assert torch.equal(value, b["population"][key]), key
-
-    def without_timing(rows):
-        return [{k: v for k, v in row.items() if not k.startswith("perf/")} for row in rows]
 
     assert without_timing(read_metrics(straight)) == without_timing(read_metrics(resumed))
     population, saved = load_population(resumed)

@@ -10,6 +10,8 @@ import math
 import pytest
 import torch
 
+from agents.population import seat_layout
+from envs.factory import describe_env, make_env
 from marl.population.cli import add_evaluate_parser
 from marl.population.config import load_population_config
 from marl.population.evaluate import (
@@ -23,18 +25,12 @@ from marl.population.evaluate import (
     run_evaluate,
     specialist_robustness,
 )
-from marl.population.pairs import all_pairs
-from marl.population.xpmin import build_population, evaluate_pairs, load_population, train
+from marl.population.pairs import all_pairs, assign_slots
+from marl.population.xpmin import build_population, load_population, train
 from marl.run_logger import read_metrics
+from marl.training import heldout_episodes, untouched_rng
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one torch thread is faster, and on a busy machine much faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _entropy(*p: float) -> float:
@@ -133,16 +129,29 @@ def test_harmonic_mean():
     assert math.isnan(harmonic_mean([]))
 
 
-def test_batched_core_plays_the_episodes_of_xpmin_evaluate_pairs():
+def test_batched_core_plays_the_episodes_of_the_platforms_episode_runner():
     """Kitchens with random starts, sampled actions, episodes ending at different steps: the seat-policy core
-    gives the returns and labels of xpmin.evaluate_pairs (heldout_episodes) for the same pairs and seed."""
+    of every population evaluation gives the returns, labels and success that marl/training.py's
+    ``heldout_episodes`` (marl train's evaluation) gives for the same pairs, policy and seed."""
     cfg = load_population_config(["preset=cooking_xpmin", "population.size=2", "env.max_steps=60"])
     torch.manual_seed(0)
     population = build_population(cfg, 40, 6)  # the cooking env's observation and action sizes
-    device = torch.device("cpu")
-    ours = pair_outcomes(population, cfg, all_pairs(2), 3, 5, device, deterministic=False)
-    reference = evaluate_pairs(population, cfg, all_pairs(2), 3, 5, device, deterministic=False)
-    assert torch.equal(ours.returns, reference.returns) and torch.equal(ours.labels, reference.labels)
+    device, seed = torch.device("cpu"), 5
+    ours = pair_outcomes(population, cfg, all_pairs(2), 3, seed, device, deterministic=False)
+
+    assignment = assign_slots(all_pairs(2), 3)
+    with untouched_rng(device):
+        env = make_env(cfg.env_config(assignment.num_envs), device, seed)
+    layout = seat_layout(assignment.member, 2)
+
+    def policy(td):
+        action, _ = population.act(td["agents", "observation"], assignment.member, False, layout=layout)
+        return td.set(("agents", "action"), action)
+
+    reference = heldout_episodes(env, describe_env(env, cfg.env.name, cfg.env.max_steps), policy, seed)
+    assert torch.equal(ours.returns.flatten(), reference["agents/return"].mean(-1))
+    assert torch.equal(ours.labels.flatten(), reference["info/recipe"].round().long())
+    assert torch.equal(ours.success.flatten(), reference["info/success"])
     assert ours.returns.unique().numel() > 1  # the episodes do differ
 
 

@@ -25,6 +25,7 @@ from marl.checkpoint import load_checkpoint, save_checkpoint
 from marl.errors import ConfigError, MarlError
 from marl.population.cli import add_extract_parser
 from marl.population.config import load_population_config, population_config_to_dict
+from marl.population.evaluate import pair_outcomes
 from marl.population.extract import (
     extract,
     extract_config,
@@ -32,8 +33,9 @@ from marl.population.extract import (
     parse_extract_args,
     run_extract,
 )
-from marl.population.xpmin import evaluate_pairs, load_population
+from marl.population.xpmin import load_population
 from marl.run_logger import read_metrics
+from tests.helpers import without_timing
 
 K, BLOCK, T = 3, 2, 2
 N_ACTIONS, OBS_DIM = K * BLOCK, 2 * K * BLOCK + 1  # observation: partner one-hot, own one-hot, t / T
@@ -46,12 +48,7 @@ HIDDEN = [32]
 BIG = 20.0  # logit gap of the planted choices: the planted members are deterministic up to ~e^-20
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def teacher_config(tmp_path):
@@ -118,7 +115,7 @@ def play(cfg, first: tuple[Population, int], second: tuple[Population, int], epi
     """Sampled episodes of ``first`` (seat 0) with ``second`` (seat 1), and of the reverse seating:
     -> (mean return, labels of all episodes)."""
     population, pairs = merged(first, second), torch.tensor([[0, 1], [1, 0]])
-    result = evaluate_pairs(
+    result = pair_outcomes(
         population, cfg, pairs, episodes, seed=123, device=torch.device("cpu"), deterministic=False
     )
     return float(result.returns.mean()), result.labels.flatten()
@@ -265,9 +262,6 @@ def test_extraction_resumes_exactly(tmp_path, method):
     assert a["iteration"] == b["iteration"] == 4
     for key in a["population"]:
         assert torch.equal(a["population"][key], b["population"][key]), key
-
-    def without_timing(rows):
-        return [{k: v for k, v in row.items() if not k.startswith("perf/")} for row in rows]
 
     assert without_timing(read_metrics(straight)) == without_timing(read_metrics(interrupted))
     with pytest.raises(MarlError, match="beta0"):

@@ -11,6 +11,7 @@ ray = pytest.importorskip("ray")
 from marl.config import load_config  # noqa: E402
 from marl.run_logger import read_metrics  # noqa: E402
 from marl.training import build_trainer, train  # noqa: E402
+from tests.helpers import without_timing  # noqa: E402
 
 SMOKE = ["experiment=smoke", "experiment.progress=false"]
 
@@ -105,10 +106,7 @@ def test_stop_and_resume_with_workers_equals_uninterrupted(tmp_path):
     part = train(load_config([*overrides, f"experiment.runs_dir={tmp_path / 'part'}"]), stop_after=2)
     train(load_config([*overrides, f"experiment.runs_dir={tmp_path / 'part'}"]), resume=part)
 
-    def comparable(run):
-        return [{k: v for k, v in row.items() if not k.startswith("perf/")} for row in read_metrics(run)]
-
-    assert comparable(full) == comparable(part)
+    assert without_timing(read_metrics(full)) == without_timing(read_metrics(part))
 
 
 def test_sigterm_stops_workers_and_learner_with_a_checkpoint(tmp_path):

@@ -8,19 +8,13 @@ from marl.config import load_config
 from marl.errors import MarlError
 from marl.run_logger import read_metrics
 from marl.training import build_trainer, train, train_iteration
-
-TIMING_PREFIX = "perf/"
+from tests.helpers import without_timing
 
 
 def _cfg(tmp_path, *overrides):
     return load_config(
         ["experiment=smoke", f"experiment.runs_dir={tmp_path}", "experiment.progress=false", *overrides]
     )
-
-
-def _comparable(rows):
-    """Logged metrics without wall-clock timings (those legitimately differ between two runs)."""
-    return [{k: v for k, v in row.items() if not k.startswith(TIMING_PREFIX)} for row in rows]
 
 
 def test_short_run_improves_return_with_fixed_seed(tmp_path):
@@ -62,7 +56,7 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path, checkpoint_every):
     assert a["iteration"] == b["iteration"] == 4
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
-    assert _comparable(read_metrics(full)) == _comparable(read_metrics(resumed))
+    assert without_timing(read_metrics(full)) == without_timing(read_metrics(resumed))
     assert torch.equal(a["rng"]["cpu"], b["rng"]["cpu"])
 
 
@@ -93,7 +87,7 @@ def test_ctrl_c_mid_iteration_checkpoints_last_complete_iteration_and_resumes_ex
     a, b = load_checkpoint(full), load_checkpoint(resumed)
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
-    assert _comparable(read_metrics(full)) == _comparable(read_metrics(resumed))
+    assert without_timing(read_metrics(full)) == without_timing(read_metrics(resumed))
 
 
 def test_checkpoints_are_weights_only_and_pruned(tmp_path):

@@ -39,7 +39,13 @@ from marl.errors import MarlError
 from marl.metrics import bootstrap_ci, entropy_discrete, mutual_information_discrete
 from marl.population.config import PopulationConfig, specialist_targets
 from marl.population.pairs import all_pairs, assign_slots, self_play_pairs
-from marl.population.xpmin import EVAL_SEED_OFFSET, GROUP, label_histogram, load_population
+from marl.population.xpmin import (
+    EVAL_SEED_OFFSET,
+    GROUP,
+    PairEvaluation,
+    label_histogram,
+    load_population,
+)
 from marl.training import resolve_device, untouched_rng
 
 EVALUATION_FILE = "evaluation.json"
@@ -158,16 +164,6 @@ def play(
 # ---------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class PairOutcomes:
-    """Episodes of each ordered pair ``pairs [P, 2]``: returns, success and labels ``[P, episodes]``."""
-
-    pairs: Tensor
-    returns: Tensor
-    success: Tensor
-    labels: Tensor
-
-
 def pair_outcomes(
     population: Population,
     cfg: PopulationConfig,
@@ -176,15 +172,15 @@ def pair_outcomes(
     seed: int,
     device: torch.device,
     deterministic: bool = True,
-) -> PairOutcomes:
-    """Every pair of ``pairs [P, 2]`` (seat 0's member, seat 1's member) in one env batch; the episodes equal
-    xpmin.evaluate_pairs' for the same pairs, episodes and seed."""
+) -> PairEvaluation:
+    """Every pair of ``pairs [P, 2]`` (seat 0's member, seat 1's member) in one env batch: each pair's
+    returns, labels and success over ``episodes_per_pair`` episodes."""
     assignment = assign_slots(pairs.to(device), episodes_per_pair)
     seats = PopulationSeats(population, assignment.member.reshape(-1), deterministic)
     played = play(cfg, assignment.num_envs, [(seats, torch.arange(2 * assignment.num_envs))], seed, device)
     shape = (pairs.shape[0], episodes_per_pair)
-    return PairOutcomes(
-        assignment.pairs, played.returns.view(shape), played.success.view(shape), played.label.view(shape)
+    return PairEvaluation(
+        assignment.pairs, played.returns.view(shape), played.label.view(shape), played.success.view(shape)
     )
 
 
@@ -377,14 +373,16 @@ def population_metrics(
 def training_metrics(
     population: Population,
     cfg: PopulationConfig,
-    sp_labels: Tensor,
+    evaluation: PairEvaluation,
     device: torch.device,
     specialists: tuple[Population, list] | None = None,
 ) -> dict[str, float]:
-    """D and S (with 95% intervals) of the self-play labels ``sp_labels [N, episodes]`` of a periodic
-    evaluation and, with held-out ``specialists`` (population, labels), the capable members, O and each
-    specialist's success with the members (mean over members and seats): ``eval/...`` scalars."""
+    """D and S (with 95% intervals) of the self-play episodes of a periodic all-pairs ``evaluation`` and,
+    with held-out ``specialists`` (population, labels), the capable members, O and each specialist's
+    success with the members (mean over members and seats): ``eval/...`` scalars."""
     n = cfg.population.size
+    self_play = evaluation.pairs[:, 0] == evaluation.pairs[:, 1]  # all_pairs order: member i's is i-th
+    sp_labels = evaluation.labels[self_play]  # [N, episodes]
     n_labels = max(label_count(cfg) or 1, int(sp_labels.max()) + 1)
     owner = torch.arange(n, device=sp_labels.device).unsqueeze(-1).expand_as(sp_labels)
     counts = label_histogram(sp_labels.flatten(), owner.flatten(), n, n_labels)[:, 1:].cpu()
@@ -400,9 +398,8 @@ def training_metrics(
     exp = cfg.experiment
     seed, episodes = exp.seed + EVAL_SEED_OFFSET, exp.eval_envs_per_pair
     deterministic = exp.eval_deterministic
-    own = pair_outcomes(population, cfg, self_play_pairs(n), episodes, seed, device, deterministic)
     partners = partner_success(population, members, cfg, episodes, seed, device, deterministic).cpu()
-    sp_success = own.success.mean(-1).cpu()
+    sp_success = evaluation.success[self_play].mean(-1).cpu()
     capable = sp_success >= CAPABLE_SUCCESS
     fit = overfitness(sp_success, modal_label(counts), capable, partners, labels)
     metrics["eval/capable_members"] = float(capable.sum())

@@ -65,8 +65,8 @@ from marl.checkpoint import (
     checkpointed_iterations,
     clone_tree,
     load_checkpoint,
-    restore_rng_state,
-    rng_state,
+    restore_trainer_state,
+    trainer_state,
 )
 from marl.config import coerce_value, parse_value
 from marl.errors import ConfigError, MarlError
@@ -76,6 +76,7 @@ from marl.population.config import (
     population_config_to_dict,
     population_config_to_yaml,
 )
+from marl.population.evaluate import pair_outcomes
 from marl.population.pairs import assign_slots, seat_weights, self_play_pairs
 from marl.population.xpmin import (
     EVAL_SEED_OFFSET,
@@ -84,7 +85,6 @@ from marl.population.xpmin import (
     build_population,
     build_shards,
     clip_member_grad_norms,
-    evaluate_pairs,
     evaluate_population,
     evaluation_metrics,
     label_histogram,
@@ -248,36 +248,31 @@ class Extraction:
     wall_time: float = 0.0
 
     def state_dict(self) -> dict:
-        return {
-            "format": 1,
-            "kind": "population",
-            "iteration": self.iteration,
-            "frames": self.frames,
-            "wall_time": self.wall_time,
-            "config": population_config_to_dict(self.student_cfg),
-            "population": {k: v.detach().clone() for k, v in self.population.state_dict().items()},
-            "optimizer": clone_tree(self.optimizer.state_dict()),
-            "collector": self.collector.state_dict(),
-            "rng": rng_state(),
-            "extraction": {
+        return trainer_state(
+            self,
+            population_config_to_dict(self.student_cfg),
+            "population",
+            population=clone_tree(self.population.state_dict()),
+            optimizer=clone_tree(self.optimizer.state_dict()),
+            collector=self.collector.state_dict(),
+            extraction={
                 "config": dataclasses.asdict(self.cfg),
                 "teacher_run": self.teacher_run,
                 "teacher_config": population_config_to_dict(self.teacher_cfg),
-                "teacher": {k: v.detach().clone() for k, v in self.teacher.state_dict().items()},
+                "teacher": clone_tree(self.teacher.state_dict()),
                 "teacher_labels": self.teacher_labels.clone(),
                 "dataset": [{"obs": obs.clone(), "target": target.clone()} for obs, target in self.dataset],
             },
-        }
+        )
 
     def load_state_dict(self, state: dict) -> None:
-        self.iteration, self.frames, self.wall_time = state["iteration"], state["frames"], state["wall_time"]
         self.population.load_state_dict(state["population"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.collector.load_state_dict(state["collector"], self.cfg.envs_per_member)
         saved = state["extraction"]
         self.teacher_labels = saved["teacher_labels"].to(self.device).clone()
         self.dataset = [(d["obs"].to(self.device), d["target"].to(self.device)) for d in saved["dataset"]]
-        restore_rng_state(state["rng"])
+        restore_trainer_state(self, state)
 
 
 def build_extraction(
@@ -587,7 +582,7 @@ def self_play_label_counts(population: Population, cfg: PopulationConfig, episod
     per member, from held-out starts fixed by ``seed`` (training's RNG is left untouched)."""
     n = population.n_members
     device = next(population.parameters()).device
-    result = evaluate_pairs(population, cfg, self_play_pairs(n), episodes, seed, device, deterministic=False)
+    result = pair_outcomes(population, cfg, self_play_pairs(n), episodes, seed, device, deterministic=False)
     owner = result.pairs[:, :1].expand_as(result.labels)
     n_labels = max(int(result.labels.max()) + 1, 0)
     return label_histogram(result.labels.flatten(), owner.flatten(), n, n_labels)

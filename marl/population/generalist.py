@@ -50,10 +50,11 @@ from agents.recurrent import RecurrentActorCritic
 from envs.factory import describe_env, make_env
 from marl.checkpoint import (
     checkpointed_iterations,
+    clone_tree,
     load_checkpoint,
     resolve_checkpoint,
-    restore_rng_state,
-    rng_state,
+    restore_trainer_state,
+    trainer_state,
 )
 from marl.config import coerce_value, parse_value
 from marl.errors import ConfigError, MarlError
@@ -482,27 +483,22 @@ class GeneralistTrainer:
     wall_time: float = 0.0
 
     def state_dict(self) -> dict:
-        return {
-            "format": 1,
-            "kind": "generalist",
-            "iteration": self.iteration,
-            "frames": self.frames,
-            "wall_time": self.wall_time,
-            "config": generalist_config_to_dict(self.cfg),
-            "model_spec": self.model.spec(),
-            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-            "partners": self.partner_snapshot,
-            "collector": self.collector.state_dict(),
-            "rng": rng_state(),
-        }
+        return trainer_state(
+            self,
+            generalist_config_to_dict(self.cfg),
+            "generalist",
+            model_spec=self.model.spec(),
+            model=clone_tree(self.model.state_dict()),
+            optimizer=clone_tree(self.optimizer.state_dict()),
+            partners=self.partner_snapshot,
+            collector=self.collector.state_dict(),
+        )
 
     def load_state_dict(self, state: dict) -> None:
-        self.iteration, self.frames, self.wall_time = state["iteration"], state["frames"], state["wall_time"]
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.collector.load_state_dict(state["collector"])
-        restore_rng_state(state["rng"])
+        restore_trainer_state(self, state)
 
 
 def build_trainer(cfg: GeneralistConfig, snapshot: dict | None = None) -> GeneralistTrainer:

@@ -24,7 +24,7 @@ from torch import Tensor
 from agents.population import seat_layout
 from marl.errors import MarlError
 from marl.population.pairs import SlotAssignment, assign_slots
-from marl.ray_collector import WORKER_SEED_STRIDE, start_ray
+from marl.ray_collector import WORKER_SEED_STRIDE, start_ray, stop_workers
 
 
 def split_pairs(pairs: Tensor, workers: int) -> list[Tensor]:
@@ -162,10 +162,5 @@ class RayPairCollector:
         self._set_assignment(assign_slots(state["pairs"].to(self.device), envs_per_pair))
 
     def close(self) -> None:
-        import ray
-
-        for worker in self.workers:
-            ray.kill(worker)
-        self.workers = []
-        if self.started_ray:
-            ray.shutdown()
+        stop_workers(self.workers, self.started_ray)
+        self.workers, self.started_ray = [], False

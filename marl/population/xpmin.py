@@ -51,8 +51,8 @@ from marl.checkpoint import (
     checkpointed_iterations,
     clone_tree,
     load_checkpoint,
-    restore_rng_state,
-    rng_state,
+    restore_trainer_state,
+    trainer_state,
 )
 from marl.errors import MarlError
 from marl.population.config import (
@@ -75,7 +75,7 @@ from marl.population.pairs import (
     symmetric_returns,
 )
 from marl.run_logger import RunLogger, flatten
-from marl.training import hardware_summary, heldout_episodes, new_run_dir, resolve_device, untouched_rng
+from marl.training import hardware_summary, new_run_dir, resolve_device, untouched_rng
 
 SHARD_SEED_STRIDE = 7919  # env seeds of the specialists' per-label env instances: seed + k * stride
 EVAL_SEED_OFFSET = 1_000_003  # all-pairs evaluations use their own seed: the same episodes every time
@@ -294,27 +294,22 @@ class PopulationTrainer:
     wall_time: float = 0.0
 
     def state_dict(self) -> dict:
-        return {
-            "format": 1,
-            "kind": "population",
-            "iteration": self.iteration,
-            "frames": self.frames,
-            "wall_time": self.wall_time,
-            "config": population_config_to_dict(self.cfg),
-            "population": {k: v.detach().clone() for k, v in self.population.state_dict().items()},
-            "optimizer": clone_tree(self.optimizer.state_dict()),
-            "collector": self.collector.state_dict(),
-            "xp_estimate": self.xp_estimate.clone(),
-            "rng": rng_state(),
-        }
+        return trainer_state(
+            self,
+            population_config_to_dict(self.cfg),
+            "population",
+            population=clone_tree(self.population.state_dict()),
+            optimizer=clone_tree(self.optimizer.state_dict()),
+            collector=self.collector.state_dict(),
+            xp_estimate=self.xp_estimate.clone(),
+        )
 
     def load_state_dict(self, state: dict) -> None:
-        self.iteration, self.frames, self.wall_time = state["iteration"], state["frames"], state["wall_time"]
         self.population.load_state_dict(state["population"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.collector.load_state_dict(state["collector"], self.cfg.population.envs_per_pair)
         self.xp_estimate = state["xp_estimate"].to(self.device).clone()
-        restore_rng_state(state["rng"])
+        restore_trainer_state(self, state)
 
 
 def build_trainer(cfg: PopulationConfig) -> PopulationTrainer:
@@ -397,8 +392,7 @@ def train(cfg: PopulationConfig, resume: str | Path | None = None, stop_after: i
             n = cfg.population.size
             evaluation = evaluate_population(trainer.population, cfg, trainer.device)
             metrics.update(evaluation_metrics(evaluation, n))
-            sp_labels = evaluation.labels[evaluation.pairs[:, 0] == evaluation.pairs[:, 1]]  # [N, episodes]
-            metrics.update(training_metrics(trainer.population, cfg, sp_labels, trainer.device, specialists))
+            metrics.update(training_metrics(trainer.population, cfg, evaluation, trainer.device, specialists))
             log_xp_matrix(logger, evaluation, n, trainer.iteration, trainer.frames)
         logger.log(trainer.iteration, trainer.frames, metrics)
         final.update({k: v for k, v in metrics.items() if k.endswith(("_mean", "distinct_labels"))})
@@ -715,11 +709,12 @@ def rollout_metrics(
 
 @dataclass
 class PairEvaluation:
-    """One episode per slot for ``episodes`` slots of every pair: returns and labels ``[P, episodes]``."""
+    """One episode in each of ``episodes`` slots of every pair: returns, labels, success ``[P, episodes]``."""
 
     pairs: Tensor  # [P, 2]
-    returns: Tensor  # [P, episodes]
+    returns: Tensor  # [P, episodes] team return (mean over seats)
     labels: Tensor  # [P, episodes] long, -1 = no label
+    success: Tensor  # [P, episodes] 0/1
 
     def return_matrix(self, n_members: int) -> Tensor:
         """Mean return ``[N, N]`` of each ordered pair (rows: seat 0's member)."""
@@ -736,48 +731,13 @@ class PairEvaluation:
         return modal_labels(label_histogram(labels.flatten(), owner.flatten(), n_members, n_labels))
 
 
-@torch.no_grad()
-def evaluate_pairs(
-    population: Population,
-    cfg: PopulationConfig,
-    pairs: Tensor,
-    episodes_per_pair: int,
-    seed: int,
-    device: torch.device,
-    deterministic: bool = True,
-    env_kwargs: dict | None = None,
-) -> PairEvaluation:
-    """Play ``episodes_per_pair`` episodes of every pair ``[P, 2]`` in one batched env (the unrestricted
-    env of ``cfg``, plus ``env_kwargs``), from held-out starts fixed by ``seed``. Training's RNG streams are
-    left untouched (marl/training.py's ``heldout_episodes``)."""
-    assignment = assign_slots(pairs.to(device), episodes_per_pair)
-    env_cfg = cfg.env_config(assignment.num_envs)
-    env_cfg.kwargs.update(env_kwargs or {})
-    with untouched_rng(device):
-        env = make_env(env_cfg, device, seed)
-    env_info = describe_env(env, cfg.env.name, cfg.env.max_steps)
-    layout = seat_layout(assignment.member, population.n_members)
-
-    def policy(td: TensorDictBase) -> TensorDictBase:
-        action, _ = population.act(td[GROUP, "observation"], assignment.member, deterministic, layout=layout)
-        td.set((GROUP, "action"), action)
-        return td
-
-    episodes = heldout_episodes(env, env_info, policy, seed)
-    label_key = f"info/{cfg.population.label_key}"
-    if label_key not in episodes:
-        raise MarlError(f"population.label_key={cfg.population.label_key!r} is not in {cfg.env.name}'s info.")
-    shape = (pairs.shape[0], episodes_per_pair)
-    returns = episodes[f"{GROUP}/return"].mean(-1).view(shape)
-    labels = episodes[label_key].round().long().view(shape)
-    return PairEvaluation(assignment.pairs, returns, labels)
-
-
 def evaluate_population(
     population: Population, cfg: PopulationConfig, device: torch.device
 ) -> PairEvaluation:
     """All N*N ordered pairs, ``experiment.eval_envs_per_pair`` episodes each, from held-out starts."""
-    return evaluate_pairs(
+    from marl.population.evaluate import pair_outcomes  # (evaluate.py imports this module)
+
+    return pair_outcomes(
         population,
         cfg,
         all_pairs(cfg.population.size),
@@ -899,7 +859,6 @@ __all__ = [
     "PopulationTrainer",
     "Rollout",
     "build_population",
-    "evaluate_pairs",
     "evaluate_population",
     "load_population",
     "train",
