@@ -8,9 +8,9 @@ live beside their scenario (`envs/scenarios/patrol_search_heuristics.py`) and re
 from __future__ import annotations
 
 import torch
+from marl.envs.factory import EnvInfo
 from tensordict import TensorDictBase
 
-from envs.factory import EnvInfo
 from marl.errors import ConfigError
 
 PREFIX = "heuristic:"
@@ -24,7 +24,7 @@ def is_heuristic(spec: str) -> bool:
 
 def check_heuristic(spec: str, env_name: str) -> tuple[str, str]:
     """The (team, search) `spec` names, or a ConfigError saying what exists."""
-    from envs.scenarios.patrol_search_heuristics import SEARCHES, TEAMS
+    from marl.envs.scenarios.patrol_search_heuristics import SEARCHES, TEAMS
 
     if env_name != PATROL_SEARCH:
         raise ConfigError(f"{spec}: hand-designed policies exist for env={PATROL_SEARCH}, not {env_name}.")
@@ -41,7 +41,7 @@ def check_heuristic(spec: str, env_name: str) -> tuple[str, str]:
 
 def make_heuristic(spec: str, env_info: EnvInfo, seed: int = 0):
     """The policy `spec` names, for the env `env_info` describes, with its own seeded random stream."""
-    from envs.scenarios.patrol_search_heuristics import ObservationLayout, PatrolSearchHeuristic
+    from marl.envs.scenarios.patrol_search_heuristics import ObservationLayout, PatrolSearchHeuristic
 
     team, search = check_heuristic(spec, env_info.name)
     controller = PatrolSearchHeuristic(

@@ -17,12 +17,12 @@ import math
 
 import torch
 import torch.nn.functional as F
+from marl.agents.recurrent import gru_cell, gru_replay
+from marl.agents.sharing import ACTIVATIONS, MultiAgentMLP
+from marl.envs.factory import EnvInfo, GroupInfo
 from tensordict import TensorDictBase
 from torch import nn
 
-from agents.recurrent import gru_cell, gru_replay
-from agents.sharing import ACTIVATIONS, MultiAgentMLP
-from envs.factory import EnvInfo, GroupInfo
 from marl.errors import ConfigError
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)

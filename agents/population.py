@@ -26,9 +26,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from marl.agents.sharing import MultiAgentMLP
 from torch import Tensor, nn
-
-from agents.sharing import MultiAgentMLP
 
 POPULATION_SCHEMES = ("independent", "hyper")
 

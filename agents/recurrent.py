@@ -24,9 +24,8 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from marl.agents.sharing import ACTIVATIONS
 from torch import Tensor, nn
-
-from agents.sharing import ACTIVATIONS
 
 HIDDEN_GAIN = math.sqrt(2.0)  # the platform's orthogonal init: sqrt(2) hidden, 0.01 policy, 1.0 value
 

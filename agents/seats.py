@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from marl.agents.policy import ActorCritic
+from marl.envs.factory import EnvInfo
 from tensordict import TensorDictBase
 
-from agents.policy import ActorCritic
-from envs.factory import EnvInfo
 from marl.errors import ConfigError
 
 

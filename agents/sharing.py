@@ -7,11 +7,15 @@
 - ``"independent"`` (NoPS): each agent has its own weights, stacked ``[n_agents, in, out]``.
 - ``"grouped"``: one set of weights per role, stacked ``[n_roles, in, out]``; agents gather their role's.
 - ``"hyper"`` (HyperMARL): a hypernetwork maps an agent embedding to all weights and biases of that
-  agent's MLP.
+  agent's MLP. Variants: ``linear`` (one-hot ID), ``mlp`` (learned embedding) and ``mip`` (Magnitude
+  Invariant Parametrization: constant-norm input encoding, output added to a learned base network).
 
 Everything is batched: the three non-shared schemes build per-agent weight stacks once per forward pass
 and run them through ``_per_agent_mlp`` (``torch.baddbmm`` on an ``[n_agents, batch, features]`` layout),
 so each agent's weights only ever touch that agent's own samples and there is no Python loop over agents.
+Without gradients (rollouts, evaluation) the generated or gathered stacks are cached and rebuilt only when
+a parameter has changed (an optimizer step, a loaded checkpoint): a rollout of T steps runs the
+hypernetwork once, not T times.
 
 Every agent network starts orthogonally initialised (gain sqrt(2) for hidden layers, whatever the
 activation, ``output_gain`` for the last layer, biases zero), however its weights are produced.
@@ -27,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 SCHEMES = ("shared", "independent", "grouped", "hyper")
-HYPER_VARIANTS = ("linear", "mlp")
+HYPER_VARIANTS = ("linear", "mlp", "mip")
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "tanh": torch.tanh,
     "relu": F.relu,
@@ -118,6 +122,23 @@ def _flat_orthogonal_init(n: int, dims: Sequence[tuple[int, int]], gains: Sequen
     return torch.cat(parts, dim=-1)
 
 
+def magnitude_invariant_encoding(z: Tensor) -> Tensor:
+    """MIP's input encoding (Ortiz et al., ICLR 2024): each entry of ``z`` in [0, 1] becomes
+    ``[cos(pi z / 2), sin(pi z / 2)]``, so every encoded vector has norm sqrt(dim) whatever its value, and
+    the hypernetwork's output scale no longer follows its input's. ``[..., d] -> [..., 2d]``."""
+    angle = 0.5 * math.pi * z
+    return torch.cat([torch.cos(angle), torch.sin(angle)], dim=-1)
+
+
+def _fit_output_layer(layer: nn.Linear, features: Tensor, target: Tensor) -> None:
+    """Set ``layer`` (bias 0) so that ``layer(features) = target`` for every row: the minimum-norm
+    least-squares solution (singular values below 1% of the largest dropped, which keeps it bounded)."""
+    with torch.no_grad():
+        k = torch.linalg.pinv(features.double(), rtol=1e-2) @ target.double()  # [hidden, P]
+        layer.weight.copy_(k.T)
+        layer.bias.zero_()
+
+
 def _bad(message: str) -> ValueError:
     return ValueError(f"MultiAgentMLP: {message}")
 
@@ -144,8 +165,10 @@ class MultiAgentMLP(nn.Module):
         output_gain: orthogonal gain of the output layer (0.01 for actors, 1.0 for critics).
         agent_id: ``"shared"`` only: append a one-hot agent ID to the input.
         roles: ``"grouped"`` only: role index of each agent, ids ``0..R-1``, e.g. ``[0, 0, 1, 1]``.
-        hyper_variant: ``"hyper"`` only: ``"linear"`` (one-hot ID -> all weights, one Linear) or ``"mlp"``
-            (learned embedding -> Linear -> ReLU -> Linear -> all weights).
+        hyper_variant: ``"hyper"`` only: ``"linear"`` (one-hot ID -> all weights, one Linear), ``"mlp"``
+            (learned embedding -> Linear -> ReLU -> Linear -> all weights) or ``"mip"`` (learned embedding
+            squashed to [0, 1] -> ``magnitude_invariant_encoding`` -> Linear -> ReLU -> Linear -> a change
+            added to a learned base network: theta_i = theta_0 + delta(E(z_i))).
         hyper_embedding_dim, hyper_hidden: size of the learned embedding and hypernet hidden layer
             (``"mlp"`` variant).
 
@@ -164,6 +187,10 @@ class MultiAgentMLP(nn.Module):
       nothing is frozen or zero on the path. (The reference HyperMARL code instead fills each hidden
       unit's output row with a random orthogonal matrix, so generated weights are a ReLU-weighted mix of
       orthogonal matrices whose scale depends on ``|H|``; the exact fit avoids that scale drift.)
+    - ``"mip"``: the base theta_0 is an ordinary orthogonal init (shared by all agents, so its gradient is
+      the sum of theirs, as for a shared network); the embeddings, hidden layer and the exact fit are as for
+      ``"mlp"``, with the fit's target ``T - theta_0``, so theta_0 + delta_i starts as agent ``i``'s own
+      orthogonal init and all three variants start from the same kind of agent networks.
     """
 
     def __init__(
@@ -225,17 +252,20 @@ class MultiAgentMLP(nn.Module):
                 self.embeddings = nn.Parameter(
                     nn.init.orthogonal_(torch.empty(n_agents, hyper_embedding_dim))
                 )
+                in_features = hyper_embedding_dim * (2 if hyper_variant == "mip" else 1)
                 self.hypernet = nn.Sequential(
-                    nn.Linear(hyper_embedding_dim, hyper_hidden), nn.ReLU(), nn.Linear(hyper_hidden, n_params)
+                    nn.Linear(in_features, hyper_hidden), nn.ReLU(), nn.Linear(hyper_hidden, n_params)
                 )
                 hidden_layer, out_layer = self.hypernet[0], self.hypernet[2]
                 nn.init.orthogonal_(hidden_layer.weight, gain=HIDDEN_GAIN)
                 nn.init.zeros_(hidden_layer.bias)
+                if hyper_variant == "mip":
+                    self.base = nn.Parameter(_flat_orthogonal_init(1, self.dims, gains)[0])  # theta_0 [P]
+                    target = target - self.base.detach()
                 with torch.no_grad():
-                    h = torch.relu(hidden_layer(self.embeddings)).double()  # [n, hidden]
-                    k = torch.linalg.pinv(h, rtol=1e-2) @ target.double()  # [hidden, P]
-                    out_layer.weight.copy_(k.T)
-                    out_layer.bias.zero_()
+                    _fit_output_layer(out_layer, torch.relu(hidden_layer(self._hyper_input())), target)
+        # (parameters, their versions, the stacks built from them): see agent_parameters
+        self._rollout_cache: tuple[tuple, tuple, tuple[list[Tensor], list[Tensor]]] | None = None
 
     # -- construction-time checks ------------------------------------------------------------------------
 
@@ -312,24 +342,54 @@ class MultiAgentMLP(nn.Module):
         """Number of trainable parameters."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
+    def _hyper_input(self) -> Tensor:
+        """What the hypernetwork reads for every agent, ``[n, features]``: the learned embeddings (``mlp``),
+        their constant-norm encoding after a sigmoid to [0, 1] (``mip``)."""
+        if self.hyper_variant == "mip":
+            return magnitude_invariant_encoding(torch.sigmoid(self.embeddings))
+        return self.embeddings
+
+    def _generate_parameters(self) -> tuple[list[Tensor], list[Tensor]]:
+        """Per-agent stacks built from the module's parameters (gathered, or generated by the hypernetwork
+        once for all agents)."""
+        if self.scheme == "grouped":
+            return [w[self.role_index] for w in self.weights], [b[self.role_index] for b in self.biases]
+        if self.hyper_variant == "linear":
+            # hypernet(one-hot IDs) for all agents; eye is [n, n] so this is tiny.
+            w = self.hypernet.weight
+            flat = self.hypernet(torch.eye(self.n_agents, device=w.device, dtype=w.dtype))
+        else:
+            flat = self.hypernet(self._hyper_input())
+            if self.hyper_variant == "mip":
+                flat = self.base + flat  # theta_i = theta_0 + delta(E(z_i))
+        return _split_flat(flat, self.dims)
+
     def agent_parameters(self) -> tuple[list[Tensor], list[Tensor]]:
         """Per-agent weights ``[n, in, out]`` and biases ``[n, out]`` of every layer (not for ``shared``).
 
-        For ``hyper`` this runs the hypernetwork once for all agents.
+        For ``hyper`` this runs the hypernetwork once for all agents. Without gradients the result is
+        cached until a parameter changes (its version counter moves, or it is replaced), so a rollout's
+        many forward passes share one generation; with gradients it is always rebuilt, so the hypernetwork
+        is part of the graph.
         """
         if self.scheme == "independent":
             return list(self.weights), list(self.biases)
-        if self.scheme == "grouped":
-            return [w[self.role_index] for w in self.weights], [b[self.role_index] for b in self.biases]
-        if self.scheme == "hyper":
-            if self.hyper_variant == "linear":
-                # hypernet(one-hot IDs) for all agents; eye is [n, n] so this is tiny.
-                w = self.hypernet.weight
-                flat = self.hypernet(torch.eye(self.n_agents, device=w.device, dtype=w.dtype))
-            else:
-                flat = self.hypernet(self.embeddings)
-            return _split_flat(flat, self.dims)
-        raise RuntimeError("scheme 'shared' has no per-agent parameter stacks; use self.layers.")
+        if self.scheme == "shared":
+            raise RuntimeError("scheme 'shared' has no per-agent parameter stacks; use self.layers.")
+        if torch.is_grad_enabled():
+            self._rollout_cache = None
+            return self._generate_parameters()
+        params = tuple(self.parameters())
+        versions = tuple(p._version for p in params)
+        cached = self._rollout_cache
+        fresh = (
+            cached is not None
+            and cached[1] == versions
+            and all(a is b for a, b in zip(cached[0], params, strict=True))
+        )
+        if not fresh:
+            self._rollout_cache = (params, versions, self._generate_parameters())
+        return self._rollout_cache[2]
 
     def forward(self, x: Tensor, shared_input: bool = False) -> Tensor:
         """``[..., n_agents, in_dim] -> [..., n_agents, out_dim]``.

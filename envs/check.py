@@ -70,7 +70,7 @@ def check_env(
     max_steps: int = 100,
 ) -> CheckReport:
     """Run every check on the env that `entry_point(**kwargs)` builds; never raises for env faults."""
-    from envs.pettingzoo_env import PettingZooEnv, is_aec, load_factory
+    from marl.envs.pettingzoo_env import PettingZooEnv, is_aec, load_factory
 
     kwargs = dict(kwargs or {})
     report = CheckReport(entry_point, kwargs)

@@ -73,7 +73,7 @@ def make_env(
     computing a PettingZoo env's `state()` every step when nothing reads it (see `needs_global_state`).
     """
     if env_cfg.name == PETTINGZOO:
-        from envs.pettingzoo_env import PettingZooEnv, load_factory
+        from marl.envs.pettingzoo_env import PettingZooEnv, load_factory
 
         return PettingZooEnv(
             load_factory(env_cfg.entry_point),
@@ -105,7 +105,7 @@ def needs_global_state(cfg) -> bool:
 
 def _make_native(env_cfg, device, seed: int, num_envs: int) -> EnvBase:
     """`native/<name>`: one of our batched torch envs (envs/native/), scenario kwargs checked by name."""
-    from envs.native import NATIVE_ENVS
+    from marl.envs.native import NATIVE_ENVS
 
     name = env_cfg.name[len(NATIVE_PREFIX) :]
     if name not in NATIVE_ENVS:
@@ -138,9 +138,8 @@ def _make_native(env_cfg, device, seed: int, num_envs: int) -> EnvBase:
 
 def _make_vmas(env_cfg, device, seed: int, num_envs: int) -> EnvBase:
     import vmas
+    from marl.envs.scenarios import SCENARIOS
     from torchrl.envs.libs.vmas import VmasEnv
-
-    from envs.scenarios import SCENARIOS
 
     scenario = env_cfg.name[len(VMAS_PREFIX) :]
     if scenario not in SCENARIOS and scenario not in vmas.scenarios:

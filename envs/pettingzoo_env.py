@@ -36,11 +36,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from gymnasium import spaces
+from marl.envs.spaces import (
+    MASK_KEY,
+    ActionHead,
+    ObservationLayout,
+    action_head,
+    flatten_into,
+    observation_layout,
+)
 from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, MultiCategorical, Unbounded
 from torchrl.envs import EnvBase
 
-from envs.spaces import MASK_KEY, ActionHead, ObservationLayout, action_head, flatten_into, observation_layout
 from marl.errors import ConfigError
 
 PETTINGZOO = "pettingzoo"

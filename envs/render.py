@@ -18,13 +18,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from marl.envs.vmas_state import vmas_environment
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, Rectangle
-
-from envs.vmas_state import vmas_environment
 
 BACKGROUND = (1.0, 1.0, 1.0)
 BOUNDARY_COLOR = (0.6, 0.6, 0.6)

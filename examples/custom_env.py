@@ -60,7 +60,8 @@ def make_doors(episode_length: int = 10) -> Doors:
 
 
 if __name__ == "__main__":
-    from envs.check import check_env
+    from marl.envs.check import check_env
+
     from marl.config import load_config
     from marl.run_logger import read_metrics
     from marl.training import train

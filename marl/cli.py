@@ -332,7 +332,7 @@ def _train(overrides: list[str]) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from agents.heuristics import is_heuristic
+    from marl.agents.heuristics import is_heuristic
     from marl.evaluation import evaluate_checkpoint, evaluate_heuristic
 
     if is_heuristic(args.run):
@@ -349,8 +349,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _check_env(args: argparse.Namespace) -> int:
-    from envs.check import check_env
     from marl.config import parse_value
+    from marl.envs.check import check_env
 
     kwargs = {}
     for item in args.kwargs:

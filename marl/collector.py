@@ -13,8 +13,8 @@ import torch
 from tensordict import TensorDictBase
 from torchrl.envs import EnvBase
 
-from agents.policy import EPISODE_START, RNN_STATE, RNN_STATE_NEXT
-from envs.factory import EnvInfo
+from marl.agents.policy import EPISODE_START, RNN_STATE, RNN_STATE_NEXT
+from marl.envs.factory import EnvInfo
 
 Policy = Callable[[TensorDictBase], TensorDictBase]
 
@@ -87,7 +87,7 @@ class LocalCollector:
 
     def state_dict(self) -> dict:
         """Everything needed to continue exactly where this collector is (env state included)."""
-        from envs.vmas_state import get_env_state
+        from marl.envs.vmas_state import get_env_state
 
         # Envs that carry their own state (PettingZoo copies) save it themselves; VMAS is read off its world.
         env_state = self.env.snapshot() if hasattr(self.env, "snapshot") else get_env_state(self.env)
@@ -99,7 +99,7 @@ class LocalCollector:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        from envs.vmas_state import set_env_state
+        from marl.envs.vmas_state import set_env_state
 
         if hasattr(self.env, "restore"):
             self.env.restore(state["env"])
@@ -133,7 +133,7 @@ def run_episodes(
     mean_idleness and time_to_find) are read at each env's last step, averaged over agents: `"info/<key>"
     [envs]`.
     """
-    from envs.factory import agent_positions
+    from marl.envs.factory import agent_positions
 
     td = env.reset()
     n_envs = env.batch_size[0]  # may differ from the training env's batch

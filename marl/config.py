@@ -32,8 +32,64 @@ import yaml
 
 from marl.errors import ConfigError
 
-CONFIG_DIR: Path = Path(os.environ.get("MARL_CONFIG_DIR") or Path(__file__).resolve().parents[1] / "configs")
-"""Where presets live: `<repo>/configs`, or `$MARL_CONFIG_DIR` when set."""
+
+def _packaged_config_dir() -> Path:
+    """The presets that ship with the package: `marl/configs` in an installed wheel, `<repo>/configs` in a
+    source checkout (the repository keeps configs/ at the top level; pyproject.toml installs it as
+    marl/configs)."""
+    here = Path(__file__).resolve().parent
+    installed, checkout = here / "configs", here.parent / "configs"
+    return installed if (installed / "default.yaml").is_file() else checkout
+
+
+PACKAGED_CONFIG_DIR: Path = _packaged_config_dir()
+
+
+def config_dirs(config_dir: Path | str | None = None) -> list[Path]:
+    """Where presets are looked up, first match wins: `config_dir` alone when given; otherwise the
+    directories in `$MARL_CONFIG_DIR` (a user's own presets, several joined with the path separator),
+    then the packaged presets. A user's file of the same name overrides the packaged one; every other
+    preset still comes from the package."""
+    if config_dir is not None:
+        return [Path(config_dir)]
+    user = [Path(d).expanduser() for d in os.environ.get("MARL_CONFIG_DIR", "").split(os.pathsep) if d]
+    return [*user, PACKAGED_CONFIG_DIR]
+
+
+def find_config_file(relative: str | Path, config_dir: Path | str | None = None) -> Path | None:
+    """The first `<dir>/<relative>` (also tried with .yml for .yaml) that exists in `config_dirs`."""
+    relative = Path(relative)
+    names = [relative, relative.with_suffix(".yml")] if relative.suffix == ".yaml" else [relative]
+    for directory in config_dirs(config_dir):
+        for name in names:
+            if (directory / name).is_file():
+                return directory / name
+    return None
+
+
+def resolve_config_path(path: str | Path, kind: str) -> Path:
+    """A YAML file named on the command line (a sweep or Pareto file): the path itself when it exists,
+    else the same file among the presets (`configs/sweeps/x.yaml`, `sweeps/x.yaml` or just `x` for
+    kind "sweeps"), so the README's commands also run from an empty directory with an installed wheel."""
+    given = Path(path).expanduser()
+    if given.is_file():
+        return given
+    parts = given.with_suffix(".yaml").parts if given.suffix != ".yml" else given.parts
+    if parts and parts[0] == "configs":
+        parts = parts[1:]
+    candidates = [Path(*parts)] if parts else []
+    if len(parts) == 1:
+        candidates.append(Path(kind, *parts))
+    for candidate in candidates:
+        found = find_config_file(candidate)
+        if found is not None:
+            return found
+    presets = sorted(p.stem for d in config_dirs() if (d / kind).is_dir() for p in (d / kind).glob("*.y*ml"))
+    raise ConfigError(
+        f"File {path} does not exist (resolved to {given.resolve()}), and it is none of the packaged {kind} "
+        f"files ({', '.join(presets) or 'none'}). Pass an existing YAML file, or a packaged name such as "
+        f"{presets[0] if presets else 'name'}."
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -81,6 +137,7 @@ class AlgorithmConfig:
 
     name: Literal["mappo", "ippo"] = "mappo"
     lr: float = 3e-4
+    lr_schedule: Literal["constant", "linear"] = "constant"  # linear: lr x (1 - frames / total_frames)
     adam_eps: float = 1e-8
     gamma: float = 0.99  # discount
     gae_lambda: float = 0.9
@@ -121,7 +178,7 @@ class NetworkSharingConfig:
 class HyperConfig:
     """HyperMARL: a hypernetwork maps a learned agent embedding to each agent's weights."""
 
-    variant: Literal["linear", "mlp"] = "mlp"
+    variant: Literal["linear", "mlp", "mip"] = "mlp"
     embedding_dim: int = 8
     hidden_size: int = 64  # hidden width of the mlp hypernetwork
 
@@ -221,7 +278,7 @@ def parse_overrides(args: list[str]) -> tuple[dict[str, str], list[tuple[str, An
             overrides.append((key, parse_value(key, raw)))
         elif key in SECTIONS:
             if not raw.strip():
-                raise ConfigError(f"'{key}=' needs a preset name. {_presets_hint(key, CONFIG_DIR)}")
+                raise ConfigError(f"'{key}=' needs a preset name. {_presets_hint(key, None)}")
             choices[key] = raw.strip()
         else:
             raise ConfigError(
@@ -237,14 +294,15 @@ def load_config(args: list[str] = (), config_dir: Path | None = None) -> Config:
 
     `resume=<dir>` in `args` is ignored here; the caller restores that run's config instead.
     """
-    config_dir = Path(config_dir) if config_dir is not None else CONFIG_DIR
     cli_choices, overrides, _resume = parse_overrides(list(args))
 
-    default_file = config_dir / "default.yaml"
-    if not default_file.is_file():
+    default_file = find_config_file("default.yaml", config_dir)
+    if default_file is None:
+        where = ", ".join(_show(d) for d in config_dirs(config_dir))
         raise ConfigError(
-            f"No default.yaml in config directory {_show(config_dir)}. Point MARL_CONFIG_DIR at the "
-            "project's configs/ directory, or create default.yaml there."
+            f"No default.yaml in the config directories ({where}). The package ships one in marl/configs: "
+            "reinstall the package (pip install marl-hetero), or unset MARL_CONFIG_DIR / pass a directory "
+            "that has default.yaml."
         )
     base_choices, base_body = _split_defaults(read_yaml(default_file), default_file, config_dir)
 
@@ -296,12 +354,15 @@ def apply_overrides(cfg: Config, overrides: list[tuple[str, Any]]) -> Config:
 
 
 def list_presets(group: str, config_dir: Path | None = None) -> list[str]:
-    """Preset names of a group, e.g. ['vmas/balance', 'vmas/dispersion', ...] for 'env'."""
-    root = (Path(config_dir) if config_dir is not None else CONFIG_DIR) / group
-    if not root.is_dir():
-        return []
-    files = [p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()]
-    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in files)
+    """Preset names of a group, e.g. ['vmas/balance', 'vmas/dispersion', ...] for 'env', over every
+    config directory (see `config_dirs`)."""
+    names: set[str] = set()
+    for directory in config_dirs(config_dir):
+        root = directory / group
+        if root.is_dir():
+            files = [p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()]
+            names.update(p.relative_to(root).with_suffix("").as_posix() for p in files)
+    return sorted(names)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -309,7 +370,7 @@ def list_presets(group: str, config_dir: Path | None = None) -> list[str]:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _split_defaults(data: dict, path: Path, config_dir: Path) -> tuple[dict[str, str], dict]:
+def _split_defaults(data: dict, path: Path, config_dir: Path | None) -> tuple[dict[str, str], dict]:
     """Separate a file's `defaults:` (group choices) from its section bodies."""
     body = dict(data)
     choices = body.pop("defaults", None) or {}
@@ -338,28 +399,27 @@ def _split_defaults(data: dict, path: Path, config_dir: Path) -> tuple[dict[str,
     return choices, body
 
 
-def _find_experiment(choice: str, config_dir: Path) -> Path:
+def _find_experiment(choice: str, config_dir: Path | None) -> Path:
     """Resolve `experiment=<name>` to configs/experiment/<name>.yaml; `experiment=<file>.yaml` is a path."""
     if choice.endswith((".yaml", ".yml")):
         path = Path(choice).expanduser()
         if not path.is_file():
             raise ConfigError(f"Experiment file not found: {choice} (resolved to {path.resolve()}).")
         return path
-    if choice in list_presets("experiment", config_dir):
-        return config_dir / "experiment" / f"{choice}.yaml"
+    found = find_config_file(f"experiment/{choice}.yaml", config_dir)
+    if found is not None:
+        return found
     raise ConfigError(
         f"Unknown experiment {choice!r}. {_presets_hint('experiment', config_dir)} Or pass your own file: "
         f"experiment=path/to/file.yaml.{_did_you_mean(choice, list_presets('experiment', config_dir))}"
     )
 
 
-def _load_preset(group: str, choice: str, config_dir: Path) -> tuple[Any, str]:
+def _load_preset(group: str, choice: str, config_dir: Path | None) -> tuple[Any, str]:
     """Body of preset `choice` of `group` and where it came from. `env=vmas/<any>` needs no file."""
     names = list_presets(group, config_dir)
-    if choice in names:
-        path = config_dir / group / f"{choice}.yaml"
-        if not path.is_file():
-            path = path.with_suffix(".yml")
+    path = find_config_file(f"{group}/{choice}.yaml", config_dir) if choice in names else None
+    if path is not None:
         body = read_yaml(path, mapping=False)
         if group == "env" and isinstance(body, dict):
             body = {"name": choice, **body}  # the preset's name is the env name unless it says otherwise
@@ -838,11 +898,11 @@ def _did_you_mean(word: str, options: Any, prefix: str = "", suffix: str = "") -
     return f" Did you mean '{prefix}{close[0]}{suffix}'?" if close else ""
 
 
-def _presets_hint(group: str, config_dir: Path) -> str:
+def _presets_hint(group: str, config_dir: Path | None) -> str:
     names = list_presets(group, config_dir)
     if names:
         return f"Available {group} presets: {', '.join(names)}."
-    where = _show(Path(config_dir) / group)
+    where = ", ".join(_show(d / group) for d in config_dirs(config_dir))
     return f"There are no {group} presets (in {where}); set values with {group}.<key>=<value>."
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from envs.factory import EnvInfo
 from marl.checkpoint import load_checkpoint, resolve_checkpoint
 from marl.config import config_from_dict
+from marl.envs.factory import EnvInfo
 from marl.team_metrics import TeamMetrics, snd_heatmap
 from marl.training import (
     Trainer,
@@ -65,9 +65,9 @@ def evaluate_heuristic(
     """Evaluate a hand-designed policy (`heuristic:<team>[/<search>]`, agents/heuristics.py) in the env the
     overrides configure, on the held-out starts a trained run with the same experiment.seed is evaluated
     on; prints the same table as for a trained run and returns the metrics."""
-    from agents.heuristics import make_heuristic
-    from envs.factory import describe_env, make_env
+    from marl.agents.heuristics import make_heuristic
     from marl.config import load_config
+    from marl.envs.factory import describe_env, make_env
     from marl.training import EVAL_SEED_OFFSET, heldout_episodes, untouched_rng
 
     cfg = load_config(overrides)
@@ -97,12 +97,12 @@ class FrameRecorder:
         self.frames = []
 
     def record(self) -> None:
-        from envs.render import render_frame
+        from marl.envs.render import render_frame
 
         self.frames.append(render_frame(self.get_env(), env_index=0))
 
     def save(self, path: str) -> None:
-        from envs.render import save_animation
+        from marl.envs.render import save_animation
 
         out = save_animation(self.frames, path)
         print(f"Rendered {len(self.frames)} frames of env 0 to {out}")

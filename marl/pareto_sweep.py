@@ -33,11 +33,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from agents.heuristics import check_heuristic, is_heuristic
+from marl.agents.heuristics import check_heuristic, is_heuristic
 from marl.compare import mean_interval
-from marl.config import load_config
+from marl.config import load_config, read_yaml, resolve_config_path
 from marl.errors import ConfigError, MarlError
 from marl.pareto import balance, hypervolume, non_dominated
 from marl.sweep import check_envs_build
@@ -93,10 +91,8 @@ class Member:
 
 def load_pareto(path: str | Path, extra: list[str] = ()) -> ParetoSweep:
     """Read and validate a Pareto file; every member's config is checked before anything runs."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"Pareto file {path} does not exist. Examples live in configs/pareto/.")
-    data = yaml.safe_load(path.read_text()) or {}
+    path = resolve_config_path(path, "pareto")
+    data = read_yaml(path)
     unknown = set(data) - PARETO_KEYS
     missing = {"name", "grid", "objectives", "reference", "out"} - set(data)
     if unknown or missing:
@@ -186,8 +182,8 @@ def run_member(sweep: ParetoSweep, member: Member, seed: int) -> dict:
     -> its objectives, team return, and the frames and seconds it cost."""
     import torch
 
-    from agents.heuristics import make_heuristic
-    from envs.factory import describe_env, make_env
+    from marl.agents.heuristics import make_heuristic
+    from marl.envs.factory import describe_env, make_env
     from marl.training import episode_metrics, evaluation_episodes, heldout_episodes, untouched_rng
 
     torch.set_num_threads(1)

@@ -13,7 +13,7 @@ from tensordict import TensorDictBase
 from torch import nn
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
-from agents.policy import EPISODE_START, RNN_STATE, ActorCritic
+from marl.agents.policy import EPISODE_START, RNN_STATE, ActorCritic
 from marl.errors import MarlError
 
 
@@ -66,7 +66,8 @@ def compute_advantages(
     Bootstraps from the value of the next observation unless the episode *terminated* (a time-limit
     truncation still bootstraps); GAE's recursion is cut wherever the episode is done.
     """
-    values, next_values = model.values(batch), model.values(batch["next"])
+    values = model.values(batch)
+    next_values = _next_values(model, batch, values)
     done, terminated = batch["next", "done"], batch["next", "terminated"]  # [E, T, 1]
     stats = {}
     for name, value in values.items():
@@ -102,6 +103,27 @@ def compute_advantages(
         if value_norms is not None:
             value_norms[name].update(target if alive is None else target.squeeze(-1)[alive])
     return stats
+
+
+def _next_values(
+    model: ActorCritic, batch: TensorDictBase, values: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """V(next observation) [envs, time, agents] of every group, with the critic run only where needed.
+
+    A step's next observation is the following step's observation, unless the episode ended there and the
+    env was reset in between: so the values of steps t + 1 serve as next values of steps t, and the critic
+    runs again only on the next observations of the last step and of the steps that ended an episode
+    (about half the critic's work of evaluating every next observation)."""
+    ended = batch["next", "done"].reshape(batch.shape).clone()
+    ended[:, -1] = True
+    fresh = model.values(batch["next"][ended])  # [K, agents]
+    next_values = {}
+    for name, value in values.items():
+        shifted = torch.empty_like(value)
+        shifted[:, :-1] = value[:, 1:]
+        shifted[ended] = fresh[name]
+        next_values[name] = shifted
+    return next_values
 
 
 def ppo_update(
@@ -154,20 +176,12 @@ def ppo_update(
     actor_params = [p for a in model.actors.values() for p in a.parameters()]
     critic_params = [p for c in model.critics.values() for p in c.parameters()]
     totals: dict[str, torch.Tensor] = {}
-    steps = 0
+    losses = []  # checked once after the update: no host-device sync per minibatch
     for _ in range(algo.epochs):
         order = torch.randperm(n_samples, device=flat.device)
         for start in range(0, n_samples - minibatch + 1, minibatch):
             idx = order[start : start + minibatch]
             loss, step_stats = _minibatch_loss(model, data, idx, algo)
-            if not torch.isfinite(loss):
-                raise MarlError(
-                    f"The PPO loss became {loss.item()} (not finite) at minibatch step {steps}. "
-                    f"Usual causes: "
-                    f"a learning rate too high for this task (algorithm.lr={algo.lr}), rewards of very large "
-                    f"magnitude (try algorithm.value_normalization=true), or NaN observations from the env. "
-                    f"Training stopped; resume from the last checkpoint with a smaller algorithm.lr."
-                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             step_stats["actor_grad_norm"] = nn.utils.clip_grad_norm_(actor_params, algo.max_grad_norm)
@@ -175,8 +189,25 @@ def ppo_update(
             optimizer.step()
             for key, value in step_stats.items():
                 totals[key] = totals.get(key, 0.0) + value.detach()
-            steps += 1
-    return {key: float(value) / max(steps, 1) for key, value in totals.items()}
+            losses.append(loss.detach())
+    _check_finite(torch.stack(losses), algo)
+    return {key: float(value) / max(len(losses), 1) for key, value in totals.items()}
+
+
+def _check_finite(losses: torch.Tensor, algo) -> None:
+    """Stop with a clear message if any minibatch loss was NaN or infinite. The parameters after such a
+    step are garbage, but nothing is lost: the trainer saves the last good iteration when this raises."""
+    bad = ~torch.isfinite(losses)
+    if not bad.any():
+        return
+    step = int(bad.nonzero()[0, 0])
+    raise MarlError(
+        f"The PPO loss became {losses[step].item()} (not finite) at minibatch step {step} of this "
+        f"iteration. Usual causes: a learning rate too high for this task (algorithm.lr={algo.lr}), "
+        f"rewards of very large magnitude (try algorithm.value_normalization=true), or NaN observations from "
+        f"the env. Training stopped at the last good iteration; resume from its checkpoint with a smaller "
+        f"algorithm.lr."
+    )
 
 
 def _all_of(batch: TensorDictBase, group: str, keys: tuple[str, ...]) -> torch.Tensor | None:

@@ -36,11 +36,11 @@ class RolloutWorker:
     def __init__(
         self, config: dict, num_envs: int, steps: int, seed: int, threads: int, frozen: dict | None = None
     ):
-        from agents.policy import ActorCritic
-        from agents.seats import SeatPolicy, build_frozen, frozen_by_source
-        from envs.factory import describe_env, make_env, needs_global_state
+        from marl.agents.policy import ActorCritic
+        from marl.agents.seats import SeatPolicy, build_frozen, frozen_by_source
         from marl.collector import LocalCollector
         from marl.config import config_from_dict
+        from marl.envs.factory import describe_env, make_env, needs_global_state
 
         torch.set_num_threads(threads)
         torch.manual_seed(seed)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from marl.config import config_to_dict, load_config
+from marl.config import config_to_dict, load_config, read_yaml, resolve_config_path
 from marl.errors import ConfigError, MarlError
 
 SWEEP_KEYS = {"name", "runs_dir", "parallel", "base", "grid"}
@@ -56,12 +56,8 @@ class SweepRun:
 
 def load_sweep(path: str | Path, extra: list[str] = ()) -> Sweep:
     """Read and validate a sweep file; `extra` overrides are appended to its `base`."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(
-            f"Sweep file {path} does not exist. Sweeps live in configs/sweeps/ (see marl sweep -h)."
-        )
-    data = yaml.safe_load(path.read_text()) or {}
+    path = resolve_config_path(path, "sweeps")
+    data = read_yaml(path)
     unknown = set(data) - SWEEP_KEYS
     if unknown or "name" not in data or "grid" not in data:
         raise ConfigError(
@@ -93,7 +89,7 @@ def load_sweep(path: str | Path, extra: list[str] = ()) -> Sweep:
 def check_envs_build(name: str, configs: dict) -> None:
     """Build each distinct environment of the sweep `name` once ({label: config}, one env each), so that an
     env setting the scenario rejects stops the sweep now instead of failing every run after it starts."""
-    from envs.factory import make_env
+    from marl.envs.factory import make_env
 
     seen = set()
     for label, cfg in configs.items():

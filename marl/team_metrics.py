@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from agents.policy import ActorCritic
-from envs.factory import EnvInfo
+from marl.agents.policy import ActorCritic
 from marl.config import MetricsConfig
+from marl.envs.factory import EnvInfo
 from marl.metrics import (
     bootstrap_ci,
     categorical_identity_information,

@@ -21,10 +21,8 @@ import torch
 from torch import nn
 from torchrl.envs import EnvBase
 
-from agents.policy import ActorCritic
-from agents.seats import SeatPolicy, build_frozen, frozen_actor_state, frozen_by_source
-from envs.factory import EnvInfo, describe_env, make_env, needs_global_state
-from envs.vmas_state import isolated_vmas_rng
+from marl.agents.policy import ActorCritic
+from marl.agents.seats import SeatPolicy, build_frozen, frozen_actor_state, frozen_by_source
 from marl.checkpoint import (
     checkpointed_iterations,
     clone_tree,
@@ -34,6 +32,8 @@ from marl.checkpoint import (
 )
 from marl.collector import LocalCollector, run_episodes
 from marl.config import Config, config_from_dict, config_to_dict, config_to_yaml
+from marl.envs.factory import EnvInfo, describe_env, make_env, needs_global_state
+from marl.envs.vmas_state import isolated_vmas_rng
 from marl.errors import MarlError
 from marl.ppo import RunningMeanStd, compute_advantages, ppo_update
 from marl.ray_collector import RayCollector
@@ -337,6 +337,7 @@ def train_iteration(trainer: Trainer) -> dict[str, float]:
     batch, episodes = trainer.collect()
     collected = time.perf_counter()
     trainer.model.train()
+    set_learning_rate(trainer.optimizer, learning_rate(cfg, trainer.frames))
     stats = compute_advantages(
         batch, trainer.model, cfg.algorithm.gamma, cfg.algorithm.gae_lambda, trainer.value_norms
     )
@@ -349,6 +350,7 @@ def train_iteration(trainer: Trainer) -> dict[str, float]:
     trainer.wall_time += trained - start
     metrics = episode_metrics(episodes, trainer.env_info, prefix="train/")
     metrics.update({f"train/{k}": v for k, v in stats.items()})
+    metrics["train/lr"] = trainer.optimizer.param_groups[0]["lr"]
     metrics.update(
         {
             "perf/collection_fps": frames / (collected - start),
@@ -360,6 +362,20 @@ def train_iteration(trainer: Trainer) -> dict[str, float]:
     )
     metrics.update(getattr(trainer.collector, "last_stats", {}))  # Ray: per-worker frames/s, waits
     return metrics
+
+
+def learning_rate(cfg: Config, frames: int) -> float:
+    """The learning rate of the iteration that starts after `frames`: constant, or annealed linearly to
+    zero over experiment.total_frames (`algorithm.lr_schedule=linear`, as in CleanRL's PPO)."""
+    lr = cfg.algorithm.lr
+    if cfg.algorithm.lr_schedule == "linear":
+        lr *= max(0.0, 1.0 - frames / cfg.experiment.total_frames)
+    return lr
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 SUMMARY_FILE = "summary.json"

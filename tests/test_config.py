@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from marl.config import (
-    CONFIG_DIR,
+    PACKAGED_CONFIG_DIR,
     Config,
     apply_overrides,
     config_from_dict,
@@ -18,6 +18,7 @@ from marl.config import (
     list_presets,
     load_config,
     parse_overrides,
+    resolve_config_path,
 )
 from marl.errors import ConfigError, MarlError
 
@@ -368,8 +369,30 @@ def test_list_presets():
     assert list_presets("model") == []
 
 
-def test_config_dir_is_repo_configs():
-    assert (CONFIG_DIR / "default.yaml").is_file()
+def test_packaged_presets_are_the_repository_configs():
+    assert (PACKAGED_CONFIG_DIR / "default.yaml").is_file()
+    assert PACKAGED_CONFIG_DIR.resolve() == (Path(__file__).resolve().parents[1] / "configs")
+
+
+def test_user_config_dir_overrides_packaged_presets(tmp_path, monkeypatch):
+    """$MARL_CONFIG_DIR layers over the packaged presets: its files win, the rest still load."""
+    (tmp_path / "algorithm").mkdir()
+    (tmp_path / "algorithm" / "ippo.yaml").write_text("name: ippo\nlr: 0.123\n")
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "mine.yaml").write_text("experiment: {total_frames: 4242}\n")
+    monkeypatch.setenv("MARL_CONFIG_DIR", str(tmp_path))
+    cfg = load_config(["algorithm=ippo", "experiment=mine"])
+    assert cfg.algorithm.lr == 0.123 and cfg.experiment.total_frames == 4242
+    assert cfg.env.name == "vmas/navigation"  # default.yaml and env presets come from the package
+    assert "mine" in list_presets("experiment") and "hypermarl_dispersion" in list_presets("experiment")
+
+
+def test_sweep_and_pareto_files_resolve_from_the_package(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an empty directory: no configs/ here
+    for given in ("configs/sweeps/dispersion.yaml", "sweeps/dispersion.yaml", "dispersion"):
+        assert resolve_config_path(given, "sweeps") == PACKAGED_CONFIG_DIR / "sweeps" / "dispersion.yaml"
+    with pytest.raises(ConfigError, match="none of the packaged sweeps files"):
+        resolve_config_path("nope.yaml", "sweeps")
 
 
 ROLES = "sharing.roles={a: [0, 1], b: [2]}"

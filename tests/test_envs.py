@@ -2,8 +2,8 @@
 
 import pytest
 import torch
+from marl.envs.factory import describe_env, make_env
 
-from envs.factory import describe_env, make_env
 from marl.config import load_config
 from marl.errors import ConfigError
 

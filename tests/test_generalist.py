@@ -14,9 +14,9 @@ import json
 
 import pytest
 import torch
+from marl.agents.recurrent import RecurrentActorCritic
+from marl.envs.factory import make_env
 
-from agents.recurrent import RecurrentActorCritic
-from envs.factory import make_env
 from marl.checkpoint import load_checkpoint
 from marl.errors import ConfigError, MarlError
 from marl.population.cli import add_generalist_parser

@@ -3,11 +3,11 @@ partial resets, exact snapshot/restore, seeding, the factory's errors, and short
 
 import pytest
 import torch
+from marl.envs.factory import describe_env, make_env
+from marl.envs.native import NATIVE_ENVS, CookingEnv, MatrixGameEnv
+from marl.envs.native.cooking import COLS, DELIVERED, DOWN, HELD, INTERACT, LEFT, NOOP, ON_COUNTER, RIGHT, UP
 from tensordict import TensorDict
 
-from envs.factory import describe_env, make_env
-from envs.native import NATIVE_ENVS, CookingEnv, MatrixGameEnv
-from envs.native.cooking import COLS, DELIVERED, DOWN, HELD, INTERACT, LEFT, NOOP, ON_COUNTER, RIGHT, UP
 from marl.config import load_config
 from marl.errors import ConfigError
 from marl.run_logger import read_metrics

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 import vmas
+from marl.envs.factory import describe_env, make_env
+from marl.envs.scenarios import PatrolSearchScenario
 
-from envs.factory import describe_env, make_env
-from envs.scenarios import PatrolSearchScenario
 from marl.config import load_config
 from marl.errors import ConfigError
 

@@ -4,9 +4,8 @@ team-level contrasts measured on short batched episodes (fixed seeds)."""
 import pytest
 import torch
 import vmas
-
-from envs.scenarios import PatrolSearchScenario
-from envs.scenarios.patrol_search_heuristics import (
+from marl.envs.scenarios import PatrolSearchScenario
+from marl.envs.scenarios.patrol_search_heuristics import (
     SEARCHES,
     TEAMS,
     ObservationLayout,

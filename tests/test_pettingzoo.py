@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from marl.envs.check import check_env
+from marl.envs.factory import describe_env
+from marl.envs.pettingzoo_env import PettingZooEnv, load_factory
+from marl.envs.spaces import flatten_into, observation_layout
 
-from envs.check import check_env
-from envs.factory import describe_env
-from envs.pettingzoo_env import PettingZooEnv, load_factory
-from envs.spaces import flatten_into, observation_layout
 from marl.cli import main
 from marl.config import load_config
 from marl.errors import ConfigError

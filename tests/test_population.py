@@ -7,9 +7,9 @@ import math
 
 import pytest
 import torch
+from marl.agents.population import MemberLayout, Population, seat_layout
+from marl.envs.native import CookingEnv
 
-from agents.population import MemberLayout, Population, seat_layout
-from envs.native import CookingEnv
 from marl.checkpoint import load_checkpoint
 from marl.cli import main
 from marl.errors import ConfigError

@@ -9,9 +9,9 @@ import math
 
 import pytest
 import torch
+from marl.agents.population import seat_layout
+from marl.envs.factory import describe_env, make_env
 
-from agents.population import seat_layout
-from envs.factory import describe_env, make_env
 from marl.population.cli import add_evaluate_parser
 from marl.population.config import load_population_config
 from marl.population.evaluate import (

@@ -18,9 +18,9 @@ import json
 
 import pytest
 import torch
+from marl.agents.population import Population
 from torch import Tensor
 
-from agents.population import Population
 from marl.checkpoint import load_checkpoint, save_checkpoint
 from marl.errors import ConfigError, MarlError
 from marl.population.cli import add_extract_parser

@@ -4,11 +4,11 @@ import math
 
 import pytest
 import torch
+from marl.agents.policy import Actor
+from marl.envs.factory import GroupInfo
 from tensordict import TensorDict
 from torch import distributions as D
 
-from agents.policy import Actor
-from envs.factory import GroupInfo
 from marl.ppo import RunningMeanStd, clipped_surrogate_loss, compute_advantages, explained_variance
 
 

@@ -239,7 +239,7 @@ def test_population_stop_and_resume_with_workers_equals_uninterrupted(tmp_path):
 
 def test_recurrent_actors_on_workers_carry_their_states():
     """Each worker carries its envs' GRU states: the joined batch replays to its own log-probs."""
-    from agents.policy import EPISODE_START, RNN_STATE
+    from marl.agents.policy import EPISODE_START, RNN_STATE
 
     trainer = _trainer(2, "model.recurrent=true", "algorithm.chunk_length=4")
     try:

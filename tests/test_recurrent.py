@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from marl.agents.policy import EPISODE_START, RNN_STATE
+from marl.envs.native import NATIVE_ENVS, NativeEnv
 
-from agents.policy import EPISODE_START, RNN_STATE
-from envs.native import NATIVE_ENVS, NativeEnv
 from marl.checkpoint import load_checkpoint
 from marl.config import load_config
 from marl.errors import ConfigError

@@ -8,10 +8,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from marl.envs.render import BACKGROUND, render_frame, save_animation
 from PIL import Image
 from torchrl.envs.libs.vmas import VmasEnv
-
-from envs.render import BACKGROUND, render_frame, save_animation
 
 warnings.filterwarnings("ignore", module="vmas")
 

@@ -6,8 +6,7 @@ import math
 
 import pytest
 import torch
-
-from agents.sharing import ACTIVATIONS, MultiAgentMLP
+from marl.agents.sharing import ACTIVATIONS, MultiAgentMLP, magnitude_invariant_encoding
 
 N, IN, OUT, HIDDEN = 4, 6, 3, (16, 16)
 ROLES = [0, 0, 1, 1]
@@ -20,8 +19,10 @@ CONFIGS = {
     "grouped": dict(scheme="grouped", roles=ROLES),
     "hyper_linear": dict(scheme="hyper", hyper_variant="linear"),
     "hyper_mlp": dict(scheme="hyper", hyper_variant="mlp", hyper_embedding_dim=8, hyper_hidden=32),
+    "hyper_mip": dict(scheme="hyper", hyper_variant="mip", hyper_embedding_dim=8, hyper_hidden=32),
 }
-PER_AGENT = ["independent", "grouped", "hyper_linear", "hyper_mlp"]
+PER_AGENT = ["independent", "grouped", "hyper_linear", "hyper_mlp", "hyper_mip"]
+HYPER = ["hyper_linear", "hyper_mlp", "hyper_mip"]
 
 
 def make(name: str, output_gain: float = 1.0, activation: str = "tanh", **overrides) -> MultiAgentMLP:
@@ -85,6 +86,8 @@ def test_parameter_counts():
     assert make("hyper_linear").num_parameters == N * n_params + n_params
     d, h = 8, 32
     assert make("hyper_mlp").num_parameters == N * d + (d * h + h) + (h * n_params + n_params)
+    # MIP: the encoding doubles the hypernetwork's input; plus the base network theta_0
+    assert make("hyper_mip").num_parameters == N * d + (2 * d * h + h) + (h * n_params + n_params) + n_params
     assert make("shared").num_parameters == sum(p.numel() for p in make("shared").parameters())
 
 
@@ -139,7 +142,7 @@ def _perturb_agent(net: MultiAgentMLP, name: str, agent: int) -> None:
             net.embeddings[agent] += 0.5 * torch.randn_like(net.embeddings[agent])
 
 
-@pytest.mark.parametrize("name", ["independent", "hyper_linear", "hyper_mlp"])
+@pytest.mark.parametrize("name", ["independent", *HYPER])
 @pytest.mark.parametrize("agent", [0, 2])
 def test_perturbing_one_agent_changes_only_that_agent(name, agent):
     net = make(name)
@@ -152,23 +155,79 @@ def test_perturbing_one_agent_changes_only_that_agent(name, agent):
     assert not torch.allclose(before[:, agent], after[:, agent])
 
 
-@pytest.mark.parametrize("name", ["hyper_linear", "hyper_mlp"])
+@pytest.mark.parametrize("name", HYPER)
 def test_gradients_reach_hypernetwork_and_embeddings(name):
     net = make(name)
     net(torch.randn(8, N, IN)).square().sum().backward()
     params = dict(net.named_parameters())
+    hypernet = {"embeddings", "hypernet.0.weight", "hypernet.0.bias", "hypernet.2.weight", "hypernet.2.bias"}
     if name == "hyper_mlp":
-        assert set(params) == {
-            "embeddings",
-            "hypernet.0.weight",
-            "hypernet.0.bias",
-            "hypernet.2.weight",
-            "hypernet.2.bias",
-        }
+        assert set(params) == hypernet
+    if name == "hyper_mip":
+        assert set(params) == hypernet | {"base"}
     for pname, p in params.items():
         assert p.grad is not None and p.grad.abs().sum() > 0, pname
-    if name == "hyper_mlp":
+    if name != "hyper_linear":
         assert (net.embeddings.grad.abs().sum(dim=1) > 0).all()  # every agent's embedding gets a gradient
+
+
+def test_magnitude_invariant_encoding_has_constant_norm():
+    z = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.3, 0.9, 0.5]])
+    encoded = magnitude_invariant_encoding(z)
+    assert encoded.shape == (3, 6)
+    torch.testing.assert_close(encoded.norm(dim=-1), torch.full((3,), math.sqrt(3.0)))
+    torch.testing.assert_close(encoded[0], torch.tensor([1.0, 1, 1, 0, 0, 0]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(encoded[1], torch.tensor([0.0, 0, 0, 1, 1, 1]), atol=1e-6, rtol=0)
+
+
+def test_mip_is_an_additive_change_on_a_learned_base():
+    """theta_i = theta_0 + delta(E(z_i)): moving the base moves every agent's weights by the same amount,
+    and the hypernetwork reads inputs of one norm, whatever the embeddings are."""
+    net = make("hyper_mip")
+    with torch.no_grad():
+        before = [w.clone() for w in net.agent_parameters()[0]]
+        net.base += 0.1
+        after = net.agent_parameters()[0]
+        for w0, w1 in zip(before, after):
+            torch.testing.assert_close(w1 - w0, torch.full_like(w0, 0.1), atol=1e-5, rtol=0)
+        net.embeddings.mul_(100.0)  # huge embeddings still give inputs of norm sqrt(embedding_dim)
+        torch.testing.assert_close(net._hyper_input().norm(dim=-1), torch.full((N,), math.sqrt(8.0)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The rollout cache: per-agent stacks built once while no gradient is taken
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["grouped", *HYPER])
+def test_cached_forward_equals_fresh_and_refreshes_after_an_update(name):
+    net = make(name)
+    x = torch.randn(6, N, IN)
+    calls = []
+    if name != "grouped":
+        net.hypernet.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        first, second = net(x), net(x)
+    assert torch.equal(first, second)
+    if name != "grouped":
+        assert len(calls) == 1  # the second forward used the cached weights
+    fresh = net(x)  # with gradients: never cached, always rebuilt from the parameters
+    assert torch.equal(first, fresh.detach())
+
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2, fused=True)
+    fresh.square().sum().backward()
+    optimizer.step()  # in place: the parameters' version counters move
+    with torch.no_grad():
+        updated = net(x)
+    assert not torch.allclose(updated, first)
+    torch.testing.assert_close(updated, net(x).detach(), rtol=0, atol=0)  # equals a fresh generation
+
+    other = make(name)
+    other.load_state_dict(net.state_dict())  # a loaded checkpoint also refreshes the cache
+    with torch.no_grad():
+        assert torch.equal(other(x), updated)
+        other.load_state_dict(make(name).state_dict())
+        assert torch.equal(other(x), first)
 
 
 def test_hypernetwork_runs_once_per_forward():
@@ -221,7 +280,7 @@ def assert_orthogonal(w: torch.Tensor, gain: float, atol: float = 1e-4) -> None:
     torch.testing.assert_close(gram, gain**2 * eye, atol=atol * max(gain**2, 1e-2), rtol=0)
 
 
-@pytest.mark.parametrize("name", ["independent", "grouped", "hyper_linear", "hyper_mlp"])
+@pytest.mark.parametrize("name", ["independent", "grouped", *HYPER])
 def test_agent_networks_start_orthogonal(name):
     # hidden_sizes (16, 16) covers a wide (6->16), a square (16->16) and a narrow (16->3) layer.
     net = make(name, output_gain=0.01)
@@ -243,7 +302,7 @@ def test_shared_layers_start_orthogonal():
         assert torch.equal(layer.bias, torch.zeros_like(layer.bias))
 
 
-@pytest.mark.parametrize("name", ["independent", "hyper_linear", "hyper_mlp"])
+@pytest.mark.parametrize("name", ["independent", *HYPER])
 def test_agents_start_different(name):
     with torch.no_grad():
         weights, _ = make(name).agent_parameters()
@@ -274,7 +333,7 @@ def test_hyper_mlp_init_fit_with_many_agents_stays_bounded():
     [
         (dict(scheme="fups"), r"'fups'.*shared, independent, grouped, hyper"),
         (dict(activation="sigmoid"), r"'sigmoid'.*tanh, relu, elu, gelu, silu"),
-        (dict(scheme="hyper", hyper_variant="deep"), r"'deep'.*linear, mlp"),
+        (dict(scheme="hyper", hyper_variant="deep"), r"'deep'.*linear, mlp, mip"),
         (dict(scheme="grouped", roles=None), r"needs roles"),
         (dict(scheme="grouped", roles=[0, 1]), r"\[0, 1\].*2 entries.*n_agents is 4"),
         (dict(scheme="grouped", roles=[0, 0, 2, 2]), r"\[0, 0, 2, 2\].*0\.\.R-1"),

@@ -7,10 +7,9 @@ import warnings
 
 import pytest
 import torch
+from marl.envs.vmas_state import get_env_state, isolated_vmas_rng, set_env_state
 from tensordict import TensorDictBase
 from torchrl.envs.libs.vmas import VmasEnv
-
-from envs.vmas_state import get_env_state, isolated_vmas_rng, set_env_state
 
 warnings.filterwarnings("ignore", module="vmas")
 

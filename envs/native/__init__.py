@@ -6,9 +6,9 @@ kitchen with a divider that forces hand-overs). Both label every episode with th
 (the convention / the recipe), for diversity and specialisation metrics over partner populations.
 """
 
-from envs.native.base import NativeEnv
-from envs.native.cooking import CookingEnv
-from envs.native.matrix_game import MatrixGameEnv
+from marl.envs.native.base import NativeEnv
+from marl.envs.native.cooking import CookingEnv
+from marl.envs.native.matrix_game import MatrixGameEnv
 
 NATIVE_ENVS: dict[str, type[NativeEnv]] = {"matrix_game": MatrixGameEnv, "cooking": CookingEnv}
 

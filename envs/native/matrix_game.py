@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from marl.envs.native.base import NativeEnv, index_mask
 
-from envs.native.base import NativeEnv, index_mask
 from marl.errors import ConfigError
 
 

@@ -1,6 +1,6 @@
 """The platform's own VMAS scenarios, built by `env=vmas/<name>` like VMAS's bundled ones."""
 
-from envs.scenarios.patrol_search import PatrolSearchScenario
+from marl.envs.scenarios.patrol_search import PatrolSearchScenario
 
 SCENARIOS = {"patrol_search": PatrolSearchScenario}
 

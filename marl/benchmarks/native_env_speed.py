@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from envs.native import NATIVE_ENVS
 from marl.benchmarks.machine import hardware
+from marl.envs.native import NATIVE_ENVS
 
 ENV_KWARGS = {
     "cooking": {"max_steps": 200},  # the preset's defaults (configs/env/native/cooking.yaml)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from envs.factory import make_env
 from marl.benchmarks.machine import hardware
 from marl.config import load_config
+from marl.envs.factory import make_env
 
 
 def steps_per_second(num_envs: int, map_name: str, device: str, seconds: float, repeats: int) -> float:

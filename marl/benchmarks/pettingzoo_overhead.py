@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from envs.pettingzoo_env import PettingZooEnv, load_factory
 from marl.benchmarks.machine import hardware
+from marl.envs.pettingzoo_env import PettingZooEnv, load_factory
 
 ENTRY_POINT = "mpe2.simple_spread_v3:parallel_env"
 KWARGS = {"N": 3, "max_cycles": 25, "continuous_actions": False}

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
-from agents.population import Population, sample_categorical, seat_layout
-from envs.native import CookingEnv
+from marl.agents.population import Population, sample_categorical, seat_layout
 from marl.benchmarks.machine import hardware
+from marl.envs.native import CookingEnv
 from marl.population.pairs import all_pairs, assign_slots
 from marl.population.xpmin import PairCollector, Shard
 

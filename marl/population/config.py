@@ -20,7 +20,15 @@ from typing import Any, Literal, get_type_hints
 
 import yaml
 
-from marl.config import CONFIG_DIR, EnvConfig, RayConfig, coerce_value, parse_value, read_yaml
+from marl.config import (
+    EnvConfig,
+    RayConfig,
+    coerce_value,
+    config_dirs,
+    find_config_file,
+    parse_value,
+    read_yaml,
+)
 from marl.errors import ConfigError
 
 PRESET_DIR = "population"
@@ -101,7 +109,7 @@ class ModelSection:
 
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
     activation: Literal["tanh", "relu", "elu", "gelu", "silu"] = "tanh"
-    hyper_variant: Literal["linear", "mlp"] = "mlp"
+    hyper_variant: Literal["linear", "mlp", "mip"] = "mlp"
     hyper_embedding_dim: int = 8
     hyper_hidden: int = 64
 
@@ -228,9 +236,8 @@ def find_preset(name: str, config_dir: Path | None = None) -> Path:
         if not path.is_file():
             raise ConfigError(f"Population preset file not found: {name} (resolved to {path.resolve()}).")
         return path
-    root = Path(config_dir or CONFIG_DIR) / PRESET_DIR
-    path = root / f"{name}.yaml"
-    if not path.is_file():
+    path = find_config_file(f"{PRESET_DIR}/{name}.yaml", config_dir)
+    if path is None:
         raise ConfigError(
             f"Unknown population preset {name!r}. {presets_hint(config_dir)}"
             f"{_did_you_mean(name, list_presets(config_dir))} Or pass a file: preset=path/to/file.yaml."
@@ -239,8 +246,8 @@ def find_preset(name: str, config_dir: Path | None = None) -> Path:
 
 
 def list_presets(config_dir: Path | None = None) -> list[str]:
-    root = Path(config_dir or CONFIG_DIR) / PRESET_DIR
-    return sorted(p.stem for p in root.glob("*.yaml")) if root.is_dir() else []
+    roots = [d / PRESET_DIR for d in config_dirs(config_dir)]
+    return sorted({p.stem for root in roots if root.is_dir() for p in root.glob("*.yaml")})
 
 
 def presets_hint(config_dir: Path | None = None) -> str:

@@ -32,9 +32,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from agents.population import MemberLayout, Population, sample_categorical
-from envs.factory import make_env
+from marl.agents.population import MemberLayout, Population, sample_categorical
 from marl.checkpoint import load_checkpoint, resolve_checkpoint
+from marl.envs.factory import make_env
 from marl.errors import MarlError
 from marl.metrics import bootstrap_ci, entropy_discrete, mutual_information_discrete
 from marl.population.config import PopulationConfig, specialist_targets

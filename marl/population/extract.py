@@ -59,8 +59,7 @@ import torch
 import yaml
 from torch import Tensor
 
-from agents.population import MemberLayout, Population
-from envs.factory import describe_env, make_env
+from marl.agents.population import MemberLayout, Population
 from marl.checkpoint import (
     checkpointed_iterations,
     clone_tree,
@@ -69,6 +68,7 @@ from marl.checkpoint import (
     trainer_state,
 )
 from marl.config import coerce_value, parse_value
+from marl.envs.factory import describe_env, make_env
 from marl.errors import ConfigError, MarlError
 from marl.population.config import (
     PopulationConfig,

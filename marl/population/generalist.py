@@ -45,9 +45,8 @@ from torch import Tensor, nn
 from torchrl.envs import EnvBase
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
-from agents.population import Population, sample_categorical
-from agents.recurrent import RecurrentActorCritic
-from envs.factory import describe_env, make_env
+from marl.agents.population import Population, sample_categorical
+from marl.agents.recurrent import RecurrentActorCritic
 from marl.checkpoint import (
     checkpointed_iterations,
     clone_tree,
@@ -57,6 +56,7 @@ from marl.checkpoint import (
     trainer_state,
 )
 from marl.config import coerce_value, parse_value
+from marl.envs.factory import describe_env, make_env
 from marl.errors import ConfigError, MarlError
 from marl.population.config import PopulationConfig, population_config_from_dict
 from marl.population.evaluate import harmonic_mean

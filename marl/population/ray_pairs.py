@@ -21,7 +21,7 @@ import time
 import torch
 from torch import Tensor
 
-from agents.population import seat_layout
+from marl.agents.population import seat_layout
 from marl.errors import MarlError
 from marl.population.pairs import SlotAssignment, assign_slots
 from marl.ray_collector import WORKER_SEED_STRIDE, start_ray, stop_workers
@@ -41,7 +41,7 @@ class PairWorker:
     """One Ray actor: env instances for its pairs, a CPU copy of the population, a `PairCollector`."""
 
     def __init__(self, config: dict, pairs: Tensor, seed: int, threads: int):
-        from envs.factory import describe_env
+        from marl.envs.factory import describe_env
         from marl.population.config import population_config_from_dict
         from marl.population.xpmin import PairCollector, build_population, build_shards
 

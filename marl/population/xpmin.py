@@ -45,8 +45,7 @@ from torch import Tensor, nn
 from torchrl.envs import EnvBase
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
-from agents.population import MemberLayout, Population, seat_layout
-from envs.factory import describe_env, make_env
+from marl.agents.population import MemberLayout, Population, seat_layout
 from marl.checkpoint import (
     checkpointed_iterations,
     clone_tree,
@@ -54,6 +53,7 @@ from marl.checkpoint import (
     restore_trainer_state,
     trainer_state,
 )
+from marl.envs.factory import describe_env, make_env
 from marl.errors import MarlError
 from marl.population.config import (
     GROUP,
