@@ -13,7 +13,8 @@ from marl.ppo import RunningMeanStd, clipped_surrogate_loss, compute_advantages,
 
 
 class FixedValues:
-    """Stands in for ActorCritic: fixed values for the current and next observations."""
+    """Stands in for ActorCritic: fixed values for the current and next observations (of the steps the
+    TensorDict holds: compute_advantages asks for the next values of only some steps)."""
 
     group_names = ["agents"]
 
@@ -21,7 +22,9 @@ class FixedValues:
         self._values, self._next = values, next_values
 
     def values(self, td):
-        return {"agents": self._next if td.get("is_next", None) is not None else self._values}
+        if td.get("is_next", None) is None:
+            return {"agents": self._values}
+        return {"agents": self._next[0, td["step"]]}
 
 
 def _batch(rewards, done, terminated):
@@ -34,6 +37,7 @@ def _batch(rewards, done, terminated):
             "done": flag(done),
             "terminated": flag(terminated),
             "is_next": torch.ones(1, T),
+            "step": torch.arange(T).reshape(1, T),
         },
         [1, T],
     )
@@ -161,3 +165,27 @@ def test_categorical_actor_respects_masks_and_matches_torch():
     torch.testing.assert_close(entropy, reference.entropy())
     unmasked, _, _, _ = actor.sample(obs)
     assert len(unmasked.unique()) == 4
+
+
+@pytest.mark.parametrize("algorithm", ["ippo", "mappo"])
+def test_next_values_reuse_the_following_steps_values(algorithm):
+    """compute_advantages runs the critic on next observations only where an episode ended (and at the
+    batch's last step); everywhere else the next value is the following step's value. On a real rollout
+    with many resets the result equals running the critic on every next observation."""
+    from marl.config import load_config
+    from marl.ppo import _next_values
+    from marl.training import build_trainer
+
+    cfg = load_config(
+        [f"algorithm={algorithm}", "env=vmas/dispersion", "env.num_envs=6", "env.max_steps=7",
+         "experiment.frames_per_batch=120", "algorithm.minibatch_size=60", "model.hidden_sizes=[8]"]
+    )  # fmt: skip
+    trainer = build_trainer(cfg)
+    batch, _ = trainer.collector.collect(trainer.policy)
+    assert batch["next", "done"].sum() >= 12  # every env reset at least twice inside the batch
+    with torch.no_grad():
+        values = trainer.model.values(batch)
+        every = trainer.model.values(batch["next"])
+        fast = _next_values(trainer.model, batch, values)
+    for name in every:
+        assert torch.equal(fast[name], every[name])
