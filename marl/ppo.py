@@ -15,6 +15,7 @@ from torchrl.objectives.value.functional import vec_generalized_advantage_estima
 
 from marl.agents.policy import EPISODE_START, RNN_STATE, ActorCritic
 from marl.errors import MarlError
+from marl.optim import ActorCriticAdam
 
 
 class RunningMeanStd(nn.Module):
@@ -129,7 +130,7 @@ def _next_values(
 def ppo_update(
     batch: TensorDictBase,
     model: ActorCritic,
-    optimizer: torch.optim.Optimizer,
+    optimizer: ActorCriticAdam,
     algo,
     value_norms: nn.ModuleDict | None = None,
 ) -> dict[str, float]:
@@ -173,8 +174,6 @@ def ppo_update(
         }
         for name in model.group_names
     }
-    actor_params = [p for a in model.actors.values() for p in a.parameters()]
-    critic_params = [p for c in model.critics.values() for p in c.parameters()]
     totals: dict[str, torch.Tensor] = {}
     losses = []  # checked once after the update: no host-device sync per minibatch
     for _ in range(algo.epochs):
@@ -182,11 +181,10 @@ def ppo_update(
         for start in range(0, n_samples - minibatch + 1, minibatch):
             idx = order[start : start + minibatch]
             loss, step_stats = _minibatch_loss(model, data, idx, algo)
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss.backward()
-            step_stats["actor_grad_norm"] = nn.utils.clip_grad_norm_(actor_params, algo.max_grad_norm)
-            step_stats["critic_grad_norm"] = nn.utils.clip_grad_norm_(critic_params, algo.max_grad_norm)
-            optimizer.step()
+            norms = optimizer.clip_and_step(algo.max_grad_norm)  # each network clipped to its own norm
+            step_stats.update({f"{name}_grad_norm": norm for name, norm in norms.items()})
             for key, value in step_stats.items():
                 totals[key] = totals.get(key, 0.0) + value.detach()
             losses.append(loss.detach())

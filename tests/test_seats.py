@@ -5,6 +5,7 @@ import torch
 
 from marl.config import load_config
 from marl.errors import ConfigError
+from marl.optim import build_optimizer
 from marl.ppo import compute_advantages, ppo_update
 from marl.training import build_trainer, train
 
@@ -51,7 +52,7 @@ def test_ppo_ignores_the_frozen_seat(tmp_path, partner_run):
         torch.manual_seed(0)
         compute_advantages(b, model, 0.99, 0.95)
         b["agents", "advantage"][..., 2] = 5.0  # the partner's advantages are never used either
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        optimizer = build_optimizer(model, trainer.cfg.algorithm, torch.device("cpu"))
         stats = ppo_update(b, model, optimizer, trainer.cfg.algorithm)
         results.append((stats["policy_loss"], {k: v.clone() for k, v in model.state_dict().items()}))
         model.load_state_dict(state)
