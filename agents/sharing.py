@@ -188,9 +188,15 @@ class MultiAgentMLP(nn.Module):
       unit's output row with a random orthogonal matrix, so generated weights are a ReLU-weighted mix of
       orthogonal matrices whose scale depends on ``|H|``; the exact fit avoids that scale drift.)
     - ``"mip"``: the base theta_0 is an ordinary orthogonal init (shared by all agents, so its gradient is
-      the sum of theirs, as for a shared network); the embeddings, hidden layer and the exact fit are as for
-      ``"mlp"``, with the fit's target ``T - theta_0``, so theta_0 + delta_i starts as agent ``i``'s own
-      orthogonal init and all three variants start from the same kind of agent networks.
+      the sum of theirs, as for a shared network); the exact fit is as for ``"mlp"`` with the target
+      ``T - theta_0``, so theta_0 + delta_i starts as agent ``i``'s own orthogonal init and all three
+      variants start from the same kind of agent networks. The encoded inputs all lie in the positive
+      orthant (cos and sin of angles in [0, pi/2]), so two things keep the agents' hidden features apart:
+      the embeddings start with z = sigmoid(e) spread uniformly over (0.02, 0.98) (orthogonal embeddings
+      squash to z near 0.5 for every agent), and the hidden layer's bias starts at minus its weight times
+      the agents' mean encoding (centred pre-activations). Without them the features shared one dominant
+      direction (condition number 18 for 4 agents, against 2-3 with them) and the fit needed weights
+      twice as large.
     """
 
     def __init__(
@@ -249,9 +255,11 @@ class MultiAgentMLP(nn.Module):
                     self.hypernet.weight.copy_(target.T)
                     self.hypernet.bias.zero_()
             else:
-                self.embeddings = nn.Parameter(
-                    nn.init.orthogonal_(torch.empty(n_agents, hyper_embedding_dim))
-                )
+                if hyper_variant == "mip":  # z = sigmoid(e) spread over (0.02, 0.98) in every dimension
+                    embeddings = torch.logit(0.02 + 0.96 * torch.rand(n_agents, hyper_embedding_dim))
+                else:
+                    embeddings = nn.init.orthogonal_(torch.empty(n_agents, hyper_embedding_dim))
+                self.embeddings = nn.Parameter(embeddings)
                 in_features = hyper_embedding_dim * (2 if hyper_variant == "mip" else 1)
                 self.hypernet = nn.Sequential(
                     nn.Linear(in_features, hyper_hidden), nn.ReLU(), nn.Linear(hyper_hidden, n_params)
@@ -262,6 +270,8 @@ class MultiAgentMLP(nn.Module):
                 if hyper_variant == "mip":
                     self.base = nn.Parameter(_flat_orthogonal_init(1, self.dims, gains)[0])  # theta_0 [P]
                     target = target - self.base.detach()
+                    with torch.no_grad():  # centre the hidden pre-activations over the agents (see class doc)
+                        hidden_layer.bias.copy_(-hidden_layer.weight @ self._hyper_input().mean(0))
                 with torch.no_grad():
                     _fit_output_layer(out_layer, torch.relu(hidden_layer(self._hyper_input())), target)
         # (parameters, their versions, the stacks built from them): see agent_parameters
