@@ -52,6 +52,7 @@ SCALING_SCHEMES = ("shared", "independent", "hyper")
 LARGE_AGENTS = 16  # from this many agents on, measurements use --large-iterations timed iterations
 BENCHMARL_ITERATIONS = 4  # BenchMARL's timer covers this many iterations, the first one included
 TARGETS = {"independent": 1.25, "hyper": 1.5}  # max time per frame relative to shared, at 16 agents
+HYPER_VS_INDEPENDENT = 1.5  # max time per frame of hyper relative to independent, at 16 agents
 
 # BenchMARL 1.5.2 conf/task/vmas/navigation.yaml. VMAS's own defaults differ in n_agents (4) and shared_rew
 # (True), and our preset sets neither shared_rew nor the rest, so all of them are passed explicitly.
@@ -364,6 +365,12 @@ def ratios(rows: dict[str, dict]) -> dict:
         "work_per_frame_vs_shared": work,
         "targets": TARGETS,
         "pass": {scheme: values[scheme] <= target for scheme, target in TARGETS.items()},
+        # the networks hyper generates are independent's: what the hypernetwork costs on top of them
+        "hyper_vs_independent": {
+            "time_per_frame": rows["independent"]["fps"] / rows["hyper"]["fps"],
+            "target": HYPER_VS_INDEPENDENT,
+            "pass": rows["independent"]["fps"] / rows["hyper"]["fps"] <= HYPER_VS_INDEPENDENT,
+        },
     }
 
 
@@ -427,6 +434,9 @@ def print_report(results: dict) -> None:
                 f"  {scheme:<12} {value:5.2f}  (work {work:4.2f}; "
                 f"target <= {r['targets'][scheme]}: {verdict})"
             )
+        h = r["hyper_vs_independent"]
+        verdict = "PASS" if h["pass"] else "FAIL"
+        print(f"  hyper / independent {h['time_per_frame']:5.2f}  (target <= {h['target']}: {verdict})")
 
 
 def plot(results: dict, path: Path) -> None:
