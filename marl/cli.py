@@ -455,7 +455,9 @@ def stop_signals_interrupt():
 
 
 def _paragraph(text: str) -> str:
-    return "\n".join(textwrap.fill(part, width=110) for part in text.split("\n"))
+    """`text` wrapped to 110 columns, never inside a word: paths and commands stay copyable."""
+    wrap = dict(width=110, break_on_hyphens=False, break_long_words=False)
+    return "\n".join(textwrap.fill(part, **wrap) for part in text.split("\n"))
 
 
 if __name__ == "__main__":
