@@ -903,9 +903,10 @@ def check_name_setting(key: str, value: str) -> None:
 
 def check_scenario_counts(kwargs: dict[str, Any], section: str = "env") -> None:
     """Scenario arguments that count things (`n_agents`, `n_food`, ... any key starting with `n_`) must be
-    integers in [0, MAX_COUNT_KWARG] (`n_agents` at least 1), checked before the simulator sees them."""
+    integers in [0, MAX_COUNT_KWARG] (`n_agents` at least 1), checked before the simulator sees them; null
+    (the scenario's own default, e.g. patrol_search's n_sensing) is allowed except for n_agents."""
     for name, value in kwargs.items():
-        if not (isinstance(name, str) and name.startswith("n_")):
+        if not (isinstance(name, str) and name.startswith("n_")) or (value is None and name != "n_agents"):
             continue
         low = 1 if name == "n_agents" else 0
         _require(

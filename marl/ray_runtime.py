@@ -57,8 +57,11 @@ def start_ray(ray_cfg, num_workers: int) -> bool:
 def start_local(num_cpus: int, **options) -> None:
     """`ray.init` of a local instance whose every port listens on 127.0.0.1, with a private token file."""
     import ray
-    from ray._private import ray_constants
 
+    try:
+        from ray._private import ray_constants
+    except ImportError:  # a Ray without the switch: its node IP is what we ask for
+        ray_constants = None
     global _lost
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report to Ray's servers
     if "RAY_AUTH_TOKEN" not in os.environ and "RAY_AUTH_TOKEN_PATH" not in os.environ:
@@ -67,12 +70,14 @@ def start_local(num_cpus: int, **options) -> None:
     # With cluster mode on, ray.init swaps a node IP of 127.0.0.1 for the machine's routable address (and
     # every server then listens there); off while the instance starts, it keeps 127.0.0.1. The processes
     # it starts are handed that address, so nothing else needs the switch.
-    cluster_mode = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False
+    cluster_mode = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    if cluster_mode is not None:
+        ray_constants.ENABLE_RAY_CLUSTER = False
     try:
         ray.init(num_cpus=num_cpus, _node_ip_address=LOOPBACK, **{**settings, **options})
     finally:
-        ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
+        if cluster_mode is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
     _lost = False
 
 

@@ -96,21 +96,15 @@ def test_decoder_and_loopback_rule():
     assert not is_loopback("0.0.0.0") and not is_loopback("::") and not is_loopback("192.0.2.2")
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    """A home directory of the test's own, so Ray's token file is this test's."""
-    monkeypatch.setenv("HOME", str(tmp_path))
-    for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path
+def probe() -> None:
+    """Start a local instance through the platform, give it a task and an actor (worker processes with
+    servers of their own), and print as JSON every listening socket of its processes, the address its
+    workers report, and the token file's and folder's modes; then stop it. Run in a fresh process
+    (`test_a_local_instance_...`), so no Ray state of this one (a cached token) leaks in."""
+    import json
 
-
-def test_a_local_instance_listens_on_loopback_only_and_keeps_its_token_private(home):
-    if ray.is_initialized():
-        pytest.skip("another test's Ray instance is running in this process")
     started = start_ray(RayConfig(address=None, num_cpus=2), num_workers=2)
     try:
-        assert started
 
         @ray.remote
         def where() -> str:
@@ -121,25 +115,49 @@ def test_a_local_instance_listens_on_loopback_only_and_keeps_its_token_private(h
             def ping(self) -> int:
                 return os.getpid()
 
-        probe = Probe.remote()  # a task and an actor: worker processes with their own servers
-        assert ray.get(where.remote()) == "127.0.0.1" and ray.get(probe.ping.remote()) > 0
-        deadline = time.time() + 20  # agents and metrics exporters come up a little after init
-        sockets = []
-        while time.time() < deadline:
+        probe_actor = Probe.remote()
+        address, pid = ray.get([where.remote(), probe_actor.ping.remote()])
+        deadline, sockets = time.time() + 30, []
+        while time.time() < deadline:  # agents and metrics exporters come up a little after init
             sockets = listening_sockets(descendants(os.getpid()))
             names = {name for *_, name in sockets}
-            if any("raylet" in n for n in names) and any("gcs" in n for n in names) and len(sockets) >= 8:
+            if {"gcs_server", "raylet"} <= names and len(sockets) >= 8:
                 break
             time.sleep(1)
-        exposed = [s for s in sockets if not is_loopback(s[0])]
-        assert sockets and not exposed, f"listening beyond loopback: {exposed}"
-        assert any(name == "gcs_server" for *_, name in sockets)  # the check saw Ray's own servers
-        token = home / ".ray" / "auth_token"
-        assert stat.S_IMODE(token.stat().st_mode) == 0o600
-        assert stat.S_IMODE(token.parent.stat().st_mode) == 0o700
+        token = Path.home() / ".ray" / "auth_token"
+        report = {
+            "started": started,
+            "worker_address": address,
+            "sockets": sockets,
+            "token_mode": stat.S_IMODE(token.stat().st_mode),
+            "folder_mode": stat.S_IMODE(token.parent.stat().st_mode),
+        }
     finally:
-        stop_ray([], started)
-    assert not ray.is_initialized()
+        stop_ray([], True)
+    print(json.dumps(report))
+
+
+def test_a_local_instance_listens_on_loopback_only_and_keeps_its_token_private(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    env["HOME"] = str(tmp_path)  # Ray's token file is this test's own
+    repo = Path(__file__).resolve().parents[1]
+    code = "from tests.test_ray_exposure import probe; probe()"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["started"] and report["worker_address"] == "127.0.0.1"
+    sockets = report["sockets"]
+    exposed = [s for s in sockets if not is_loopback(s[0])]
+    assert sockets and not exposed, f"listening beyond loopback: {exposed}"
+    assert {"gcs_server", "raylet"} <= {name for *_, name in sockets}  # the check saw Ray's own servers
+    assert report["token_mode"] == 0o600 and report["folder_mode"] == 0o700
+    assert (tmp_path / ".ray" / "auth_token").exists()
 
 
 def test_an_existing_world_readable_token_is_made_private(tmp_path):
