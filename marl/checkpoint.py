@@ -1,13 +1,17 @@
 """Checkpoints: plain dicts of tensors and numbers, written atomically, loaded with weights_only=True.
 
 A checkpoint holds everything to continue a run bit-exactly: model, optimizer, value normalisers, the
-collector's env state and running episode sums, RNG states, counters, and the run's config.
+collector's env state and running episode sums, RNG states, counters, and the run's config. Settings in
+it that would execute code on load (`env.entry_point`, `ray.address`) are signed with this user's key when
+it is written, and a checkpoint whose signature does not verify is refused on load (marl/safe_load.py).
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
+import io
 import re
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +19,8 @@ import torch
 from tqdm.auto import tqdm
 
 from marl.errors import MarlError
+from marl.safe_load import check_references, sign_references
+from marl.storage import StorageError, storage_error, write_atomic
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"iter_(\d+)\.pt$")
@@ -32,12 +38,17 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 
 
 def save_checkpoint(run_dir: Path, state: dict, keep: int) -> Path:
-    """Write `state` for iteration `state['iteration']`, then delete all but the newest `keep`."""
+    """Write `state` for iteration `state['iteration']` (its code references signed), then delete all but
+    the newest `keep`. Atomic: a crash or a full disk never leaves a truncated or temporary file; a write
+    the disk refuses raises a `StorageError` that names the cause and the fix."""
     path = checkpoint_path(run_dir, state["iteration"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a crash mid-write never leaves a truncated checkpoint
+    buffer = io.BytesIO()
+    torch.save(sign_references(state), buffer)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise storage_error(error, path.parent) from None
+    write_atomic(path, buffer.getbuffer())
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
     return path
@@ -62,15 +73,28 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint safely (no code execution: weights_only=True)."""
+    """Load a checkpoint safely: no code execution while reading (weights_only=True), and none later from
+    its settings unless this user wrote it or trusts it (`safe_load.check_references`)."""
     path = resolve_checkpoint(path)
+    if not zipfile.is_zipfile(path):
+        raise MarlError(
+            f"{path} is not a checkpoint: checkpoints are PyTorch files (checkpoints/iter_NNNNNNN.pt in a "
+            "run folder). Pass a run directory (results/runs/<name>-<time>) or one of its .pt files."
+        )
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # corrupt file, or written by something else
         raise MarlError(
-            f"Could not read checkpoint {path}: {error}. If the run was killed while writing, use an older "
-            f"checkpoint from the same folder."
-        ) from error
+            f"Could not read checkpoint {path}: {str(error).splitlines()[0][:300]}. If the run was killed "
+            "while writing, use an older checkpoint from the same folder."
+        ) from None
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict) or "iteration" not in state:
+        raise MarlError(
+            f"{path} is a PyTorch file but not a marl checkpoint (no saved config and iteration). Pass a "
+            "run directory or a checkpoints/iter_NNNNNNN.pt file written by marl."
+        )
+    check_references(state, path)
+    return state
 
 
 def clone_tree(tree):
@@ -139,7 +163,9 @@ def checkpointed_iterations(
 
     - every `checkpoint_every` iterations (0: never) and at the last one, `trainer.state_dict()` is saved;
     - Ctrl-C or SIGTERM (KeyboardInterrupt) saves the last completed iteration, prints `resume_command`
-      and exits with status 130; any other error saves it too and is re-raised;
+      and exits with status 130; any other error saves it too and is re-raised: a `MarlError` (a NaN
+      loss, divergence, a lost Ray instance, a full disk) with what was saved and `resume_command`
+      appended, an OSError as a `StorageError`, a bug as itself;
     - on those two ways out, `close()` releases the logger, envs and workers first; a normal end (also one
       cut short by `stop_after`) saves a final checkpoint and leaves closing to the caller."""
     last_good = trainer.state_dict() if last_good is None else last_good
@@ -163,16 +189,40 @@ def checkpointed_iterations(
             if stop_after is not None:
                 stop_after -= 1
     except KeyboardInterrupt:
-        path = save_checkpoint(run_dir, last_good, keep)
+        saved = _save_after_stop(run_dir, last_good, keep)
         progress.close()
-        close()
-        print(f"\nInterrupted. Saved iteration {last_good['iteration']} to {path}.")
+        _quietly(close)
+        print(f"\nInterrupted. {saved}")
         print(f"Continue with: {resume_command}")
         raise SystemExit(130) from None
-    except Exception:
-        save_checkpoint(run_dir, last_good, keep)  # nothing is lost, whatever broke
+    except Exception as error:
+        saved = _save_after_stop(run_dir, last_good, keep)  # nothing is lost, whatever broke
         progress.close()
-        close()
+        _quietly(close)
+        if isinstance(error, OSError):
+            error = storage_error(error)
+        if isinstance(error, MarlError):
+            raise type(error)(f"{error} {saved} Continue with: {resume_command}") from None
         raise
     progress.close()
     save_checkpoint(run_dir, last_good, keep)
+
+
+def _save_after_stop(run_dir: Path, state: dict, keep: int) -> str:
+    """Save the last good iteration after a stop; -> a sentence saying what was saved (or why not, and
+    which checkpoint on disk is the newest)."""
+    try:
+        path = save_checkpoint(run_dir, state, keep)
+        return f"Saved iteration {state['iteration']} to {path}."
+    except (StorageError, OSError) as error:
+        newest = list_checkpoints(run_dir)
+        on_disk = f"the newest checkpoint is {newest[-1]}" if newest else "there is no checkpoint yet"
+        reason = str(error) if isinstance(error, StorageError) else error.strerror
+        return f"Iteration {state['iteration']} could not be saved ({reason}); {on_disk}."
+
+
+def _quietly(close: Callable[[], None]) -> None:
+    """Run `close` after a failure; a second failure while closing (e.g. the disk is still full when the
+    logger flushes) must not hide the first."""
+    with contextlib.suppress(Exception):
+        close()

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import textwrap
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -46,6 +47,36 @@ Ctrl-C saves a checkpoint and prints the resume command.
 """
 
 
+MAX_EPISODES = 1_000_000
+
+
+def count(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high], else a clear usage error (exit status 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f"from {low:,} to {high:,}" if high is not None else f"at least {low:,}"
+            raise argparse.ArgumentTypeError(f"must be an integer {bound}, got {value:,}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def add_trust_argument(parser: argparse.ArgumentParser) -> None:
+    """`--trust`: honour code named by runs that this user did not write (marl/safe_load.py)."""
+    parser.add_argument(
+        "--trust",
+        action="store_true",
+        help="load runs from others even where their saved config names code to run (env.entry_point, "
+        "ray.address); only for runs from people you trust (same as MARL_TRUST=1)",
+    )
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="marl", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -60,6 +91,7 @@ def _build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides and group choices")
+    add_trust_argument(train)
 
     config = commands.add_parser(
         "config", help="inspect configuration", description="Inspect the resolved configuration."
@@ -91,7 +123,10 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--render", metavar="FILE", help="also render env 0's episode to FILE (.gif or .mp4)"
     )
-    evaluate.add_argument("--seed", type=int, default=0, help="a heuristic's random stream (default 0)")
+    evaluate.add_argument(
+        "--seed", type=count(0, 2**31 - 1), default=0, help="a heuristic's random stream (default 0)"
+    )
+    add_trust_argument(evaluate)
 
     metrics = commands.add_parser(
         "metrics",
@@ -108,6 +143,7 @@ def _build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("--cell-size", type=float, help="grid cell side, world units (default: the run's)")
     metrics.add_argument("--heatmap", metavar="FILE", help="also save the SND matrix as an image (.png)")
     metrics.add_argument("--json", metavar="FILE", help="also write the metrics to FILE as JSON")
+    add_trust_argument(metrics)
 
     sweep = commands.add_parser(
         "sweep",
@@ -127,7 +163,10 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("file", help="sweep YAML file (configs/sweeps/*.yaml)")
     sweep.add_argument("overrides", nargs="*", metavar="key=value", help="overrides added to every run")
     sweep.add_argument("--dry-run", action="store_true", help="list the runs and their status, train nothing")
-    sweep.add_argument("--parallel", type=int, help="training processes at once (default: the file's)")
+    sweep.add_argument(
+        "--parallel", type=count(1, 256), help="training processes at once (default: the file's)"
+    )
+    add_trust_argument(sweep)
 
     compare = commands.add_parser(
         "compare",
@@ -165,7 +204,9 @@ def _build_parser() -> argparse.ArgumentParser:
     pareto.add_argument("file", help="Pareto YAML file (configs/pareto/*.yaml)")
     pareto.add_argument("overrides", nargs="*", metavar="key=value", help="overrides added to every member")
     pareto.add_argument("--dry-run", action="store_true", help="list the members, run nothing")
-    pareto.add_argument("--workers", type=int, help="Ray tasks at once (default: the file's; 0: in process)")
+    pareto.add_argument(
+        "--workers", type=count(0, 4096), help="Ray tasks at once (default: the file's; 0: in process)"
+    )
     pareto.add_argument("--ray-address", help="join this Ray cluster (auto or host:port), not a local one")
     pareto.add_argument("--out", help="write the table, figure and summary here instead of the file's `out`")
     pareto.add_argument(
@@ -174,6 +215,7 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="KEY",
         help="one front per value of these grid keys (default: the file's)",
     )
+    add_trust_argument(pareto)
 
     from marl.population.cli import add_population_parser
 
@@ -201,9 +243,9 @@ def _build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "kwargs", nargs="*", metavar="key=value", help="arguments for the factory (YAML values)"
     )
-    check.add_argument("--steps", type=int, default=200, help="rollout steps (default 200)")
+    check.add_argument("--steps", type=count(1, 10**6), default=200, help="rollout steps (default 200)")
     check.add_argument(
-        "--max-steps", type=int, default=100, help="episode limit, as env.max_steps (default 100)"
+        "--max-steps", type=count(1, 10**6), default=100, help="episode limit, as env.max_steps (default 100)"
     )
 
     compare.add_argument("runs", help="folder holding the runs (searched recursively)")
@@ -213,10 +255,15 @@ def _build_parser() -> argparse.ArgumentParser:
         action="append",
         help="metric to plot and tabulate (repeatable; default eval/return_mean and team/*/snd)",
     )
-    compare.add_argument("--window", type=int, default=3, help="final value = mean of the last N (default 3)")
+    compare.add_argument(
+        "--window", type=count(1, 10**6), default=3, help="final value = mean of the last N (default 3)"
+    )
     compare.add_argument("--title", help="figure title")
     compare.add_argument(
-        "--smooth", type=int, default=1, help="curves: trailing mean of each run's last N points (default 1)"
+        "--smooth",
+        type=count(1, 10**6),
+        default=1,
+        help="curves: trailing mean of each run's last N points (default 1)",
     )
     compare.add_argument(
         "--baseline",
@@ -233,7 +280,8 @@ def _add_evaluation_arguments(parser: argparse.ArgumentParser, episodes_default:
     )
     default = f"default {episodes_default}" if episodes_default else "default: the run's metrics.episodes"
     episodes_help = f"evaluation episodes ({default})"
-    parser.add_argument("--episodes", type=int, default=episodes_default, help=episodes_help)
+    episodes = count(1, MAX_EPISODES)
+    parser.add_argument("--episodes", type=episodes, default=episodes_default, help=episodes_help)
     parser.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the mode")
     parser.add_argument("--device", default="auto", help="device to evaluate on (default auto)")
 
@@ -241,6 +289,11 @@ def _add_evaluation_arguments(parser: argparse.ArgumentParser, episodes_default:
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "trust", False):
+        from marl.trust import trust_everything
+
+        trust_everything()
+        os.environ["MARL_TRUST"] = "1"  # and in the processes this command starts (sweep runs)
     try:
         if args.command == "train":
             return _train(args.overrides)
@@ -256,8 +309,6 @@ def main(argv: list[str] | None = None) -> int:
 
             sweep = load_pareto(args.file, args.overrides)
             if args.workers is not None:
-                if args.workers < 0:
-                    raise MarlError(f"--workers must be >= 0, got {args.workers}.")
                 sweep.workers = args.workers
             if args.out:
                 sweep.out = args.out
@@ -273,8 +324,6 @@ def main(argv: list[str] | None = None) -> int:
 
             sweep = load_sweep(args.file, args.overrides)
             if args.parallel is not None:
-                if args.parallel < 1:
-                    raise MarlError(f"--parallel must be >= 1, got {args.parallel}.")
                 sweep.parallel = args.parallel
             return 1 if run_sweep(sweep, dry_run=args.dry_run) else 0
         if args.command == "population":
@@ -287,8 +336,6 @@ def main(argv: list[str] | None = None) -> int:
             from marl.compare import compare
 
             metrics = tuple(args.metric or ("eval/return_mean", "team/*/snd"))
-            if args.smooth < 1 or args.window < 1:
-                raise MarlError("--smooth and --window must be >= 1.")
             options = dict(window=args.window, title=args.title, baseline=args.baseline, smooth=args.smooth)
             compare(args.runs, args.out, metrics, **options)
             print(f"Wrote {args.out}/curves.png, table.md and summary.json")
@@ -298,14 +345,20 @@ def main(argv: list[str] | None = None) -> int:
     except MarlError as error:
         print(_paragraph(f"error: {error}"), file=sys.stderr)
         return 2
-    except BrokenPipeError:  # output piped into `head` or similar, which stopped reading: not an error
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps Python's exit-time flush quiet
-        return 0
+    except OSError as error:  # a file the command had to write or read; the message says what to do
+        if isinstance(error, BrokenPipeError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - output piped into `head`: not an error
+            return 0
+        from marl.storage import storage_error
+
+        print(_paragraph(f"error: {storage_error(error)}"), file=sys.stderr)
+        return 2
 
 
 def _train(overrides: list[str]) -> int:
     from marl.checkpoint import load_checkpoint
     from marl.config import apply_overrides, config_from_dict, load_config, parse_overrides
+    from marl.storage import check_runs_dir
     from marl.training import train
 
     groups, dotted, resume = parse_overrides(overrides)
@@ -319,6 +372,7 @@ def _train(overrides: list[str]) -> int:
         print(f"Resuming {resume}")
     else:
         cfg = load_config(overrides)
+        check_runs_dir(cfg.experiment.runs_dir)
     with stop_signals_interrupt():
         run_dir = train(cfg, resume=resume)
     print(
@@ -358,8 +412,6 @@ def _check_env(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise MarlError(f"Factory arguments are key=value (e.g. continuous_actions=true), got {item!r}.")
         kwargs[key] = parse_value(key, raw)
-    if args.steps < 1 or args.max_steps < 1:
-        raise MarlError("--steps and --max-steps must be positive.")
     report = check_env(args.entry_point, kwargs, steps=args.steps, max_steps=args.max_steps)
     print(report.format())
     return 0 if report.ok else 1
@@ -370,10 +422,8 @@ def _metrics(args: argparse.Namespace) -> int:
 
     from marl.evaluation import measure_checkpoint
 
-    for name in ("episodes", "cell_size"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            raise MarlError(f"--{name.replace('_', '-')} must be positive, got {value}.")
+    if args.cell_size is not None and not 0 < args.cell_size < float("inf"):
+        raise MarlError(f"--cell-size must be a positive number of world units, got {args.cell_size}.")
     scalars = measure_checkpoint(
         args.run, args.episodes, not args.stochastic, args.device, args.cell_size, args.heatmap
     )
@@ -405,7 +455,9 @@ def stop_signals_interrupt():
 
 
 def _paragraph(text: str) -> str:
-    return "\n".join(textwrap.fill(part, width=110) for part in text.split("\n"))
+    """`text` wrapped to 110 columns, never inside a word: paths and commands stay copyable."""
+    wrap = dict(width=110, break_on_hyphens=False, break_long_words=False)
+    return "\n".join(textwrap.fill(part, **wrap) for part in text.split("\n"))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,17 @@ import yaml
 
 from marl.errors import ConfigError
 
+# Limits on what the config loader accepts, so that no input (a typo, a fuzzer, a hostile file) can make it
+# hang, exhaust memory or overflow the stack: every check below costs at most these many steps.
+MAX_ARGUMENT_CHARS = 10_000  # one key=value on the command line
+MAX_FILE_BYTES = 1_000_000  # one YAML config file
+MAX_DEPTH = 16  # nesting of lists and mappings inside one value (or a file)
+MAX_ITEMS = 10_000  # scalars, lists and mappings inside one value (YAML aliases count each time used)
+MAX_KEY_PARTS = 8  # components of a dotted key (env.kwargs.a.b...)
+INT_LIMIT = 2**63  # integers must lie in [-2^63, 2^63): what a torch int64 holds
+SEED_LIMIT = 2**31  # seeds must lie in [0, 2^31): numpy, VMAS and PettingZoo accept these (plus offsets)
+MAX_COUNT_KWARG = 1024  # scenario counts such as env.n_agents
+
 
 def _packaged_config_dir() -> Path:
     """The presets that ship with the package: `marl/configs` in an installed wheel, `<repo>/configs` in a
@@ -56,13 +67,21 @@ def config_dirs(config_dir: Path | str | None = None) -> list[Path]:
     return [*user, PACKAGED_CONFIG_DIR]
 
 
+def is_file(path: Path) -> bool:
+    """`path.is_file()`, False also for paths the OS refuses to look up (too long, NUL, no permission)."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def find_config_file(relative: str | Path, config_dir: Path | str | None = None) -> Path | None:
     """The first `<dir>/<relative>` (also tried with .yml for .yaml) that exists in `config_dirs`."""
     relative = Path(relative)
     names = [relative, relative.with_suffix(".yml")] if relative.suffix == ".yaml" else [relative]
     for directory in config_dirs(config_dir):
         for name in names:
-            if (directory / name).is_file():
+            if is_file(directory / name):
                 return directory / name
     return None
 
@@ -72,9 +91,9 @@ def resolve_config_path(path: str | Path, kind: str) -> Path:
     else the same file among the presets (`configs/sweeps/x.yaml`, `sweeps/x.yaml` or just `x` for
     kind "sweeps"), so the README's commands also run from an empty directory with an installed wheel."""
     given = Path(path).expanduser()
-    if given.is_file():
+    if is_file(given):
         return given
-    parts = given.with_suffix(".yaml").parts if given.suffix != ".yml" else given.parts
+    parts = given.with_suffix(".yaml").parts if given.name and given.suffix != ".yml" else given.parts
     if parts and parts[0] == "configs":
         parts = parts[1:]
     candidates = [Path(*parts)] if parts else []
@@ -86,7 +105,7 @@ def resolve_config_path(path: str | Path, kind: str) -> Path:
             return found
     presets = sorted(p.stem for d in config_dirs() if (d / kind).is_dir() for p in (d / kind).glob("*.y*ml"))
     raise ConfigError(
-        f"File {path} does not exist (resolved to {given.resolve()}), and it is none of the packaged {kind} "
+        f"File {path} does not exist (resolved to {_absolute(given)}), and it is none of the packaged {kind} "
         f"files ({', '.join(presets) or 'none'}). Pass an existing YAML file, or a packaged name such as "
         f"{presets[0] if presets else 'name'}."
     )
@@ -263,6 +282,7 @@ def parse_overrides(args: list[str]) -> tuple[dict[str, str], list[tuple[str, An
     overrides: list[tuple[str, Any]] = []
     resume: str | None = None
     for arg in args:
+        check_argument(arg)
         key, sep, raw = arg.partition("=")
         key = key.strip()
         if not sep or not key or " " in key:
@@ -330,6 +350,7 @@ def config_from_dict(data: dict) -> Config:
         raise ConfigError(
             f"A config must be a mapping of sections ({', '.join(SECTIONS)}), got {_kind(data)}."
         )
+    check_plain(data, "config", "saved config")
     tree = config_to_dict(Config())
     _apply_layer(tree, data, "config")
     return _build(tree)
@@ -403,8 +424,8 @@ def _find_experiment(choice: str, config_dir: Path | None) -> Path:
     """Resolve `experiment=<name>` to configs/experiment/<name>.yaml; `experiment=<file>.yaml` is a path."""
     if choice.endswith((".yaml", ".yml")):
         path = Path(choice).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"Experiment file not found: {choice} (resolved to {path.resolve()}).")
+        if not is_file(path):
+            raise ConfigError(f"Experiment file not found: {_clip(choice)} (resolved to {_absolute(path)}).")
         return path
     found = find_config_file(f"experiment/{choice}.yaml", config_dir)
     if found is not None:
@@ -446,6 +467,11 @@ def _set(tree: dict, key: str, value: Any, source: str) -> None:
     parts = key.split(".")
     if not all(parts):
         raise ConfigError(f"Malformed key {key!r} ({source}): expected section.key, e.g. algorithm.lr.")
+    if len(parts) > MAX_KEY_PARTS:
+        raise ConfigError(
+            f"The key {_clip(key)!r} ({source}) has {len(parts)} dotted parts; config keys have at most "
+            f"{MAX_KEY_PARTS} (e.g. sharing.actor.scheme)."
+        )
     node, cls, i = tree, Config, 0
     while True:
         types_ = _fields(cls)
@@ -556,10 +582,12 @@ def coerce_value(value: Any, tp: Any, key: str, source: str, example: Any = None
             return value
         raise bad(f" Write {key}=true or {key}=false.")
     if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
         if isinstance(value, float) and value.is_integer():
-            return int(value)
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not -INT_LIMIT <= value < INT_LIMIT:
+                raise bad(" It must lie in [-2^63, 2^63).")
+            return value
         raise bad()
     if tp is float:
         number = value
@@ -570,6 +598,8 @@ def coerce_value(value: Any, tp: Any, key: str, source: str, example: Any = None
                 raise bad() from None
         if isinstance(number, bool) or not isinstance(number, (int, float)):
             raise bad()
+        if isinstance(number, int) and not -INT_LIMIT <= number < INT_LIMIT:
+            raise bad(" It must lie in [-2^63, 2^63).")
         if not math.isfinite(number):
             raise bad(" The value must be finite.")
         return float(number)
@@ -673,6 +703,10 @@ def _check(cfg: Config) -> None:
     }.items():
         _require(value >= 0, f"'{key}' must be >= 0, got {value}.")
 
+    for key, value in {"experiment.seed": exp.seed, "metrics.seed": cfg.metrics.seed}.items():
+        _require(value < SEED_LIMIT, f"'{key}' must be below 2^31 ({SEED_LIMIT:,}), got {value}.")
+    check_path_setting("experiment.runs_dir", exp.runs_dir)
+    check_name_setting("experiment.name", exp.name)
     for key, value in {"experiment.device": exp.device, "env.device": env.device}.items():
         _require(
             _DEVICE.fullmatch(value) is not None,
@@ -697,6 +731,9 @@ def _check(cfg: Config) -> None:
         not env.name.startswith("native/") or env.groups is None,
         f"env.groups cannot regroup {env.name}: its agents always form one group.",
     )
+    if env.entry_point is not None:
+        check_entry_point("env.entry_point", env.entry_point)
+    check_scenario_counts(env.kwargs)
 
     _require(cfg.metrics.cell_size > 0, f"'metrics.cell_size' must be > 0, got {cfg.metrics.cell_size}.")
     for key, value in {
@@ -733,22 +770,30 @@ def _check(cfg: Config) -> None:
     _check_sharing(sharing, env.kwargs.get("n_agents"))
 
 
+_DIVISOR_WINDOW = 1_000  # how far from num_envs `_check_batch` looks for a num_envs that would divide
+
+
 def _check_batch(frames_per_batch: int, num_envs: int, minibatch_size: int) -> None:
     """frames_per_batch must split evenly over the envs and hold at least one minibatch."""
     if frames_per_batch % num_envs:
         lower = frames_per_batch // num_envs * num_envs
         multiples = [m for m in (lower, lower + num_envs) if m > 0]
-        small = [d for d in range(1, math.isqrt(frames_per_batch) + 1) if frames_per_batch % d == 0]
-        divisors = small + [frames_per_batch // d for d in small]
+        # divisors of frames_per_batch near num_envs: a bounded search, whatever the numbers' size
+        window = range(max(1, num_envs - _DIVISOR_WINDOW), num_envs + _DIVISOR_WINDOW + 1)
+        divisors = [d for d in window if d <= frames_per_batch and frames_per_batch % d == 0]
         near = sorted(divisors, key=lambda d: (abs(d - num_envs), d))[:2]
+        other = (
+            f", or a num_envs that divides {frames_per_batch}, e.g. "
+            + " or ".join(f"env.num_envs={d}" for d in near)
+            if near
+            else ""
+        )
         raise ConfigError(
             f"'experiment.frames_per_batch={frames_per_batch}' is not divisible by "
             f"'env.num_envs={num_envs}': each batch steps every env frames_per_batch / num_envs times. "
             f"Use a multiple of {num_envs}, e.g. "
             + " or ".join(f"experiment.frames_per_batch={m}" for m in multiples)
-            + ", or a num_envs that divides "
-            + f"{frames_per_batch}, e.g. "
-            + " or ".join(f"env.num_envs={d}" for d in near)
+            + other
             + "."
         )
     _require(
@@ -826,6 +871,52 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+_ENTRY_POINT = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+def check_entry_point(key: str, value: str) -> None:
+    """`package.module:factory`, identifiers only (checked before anything is imported)."""
+    _require(
+        _ENTRY_POINT.fullmatch(value) is not None,
+        f"Invalid value for '{key}': {_clip(value)!r}. Expected package.module:factory (Python names "
+        "separated by dots, a colon before the callable), e.g. mpe2.simple_spread_v3:parallel_env.",
+    )
+
+
+def check_path_setting(key: str, value: str) -> None:
+    """A directory setting: non-empty, at most 4,096 characters, no NUL character."""
+    _require(
+        0 < len(value) <= 4096 and "\0" not in value,
+        f"Invalid value for '{key}': {_clip(value)!r}. Give a directory path (at most 4,096 characters, no "
+        "NUL), e.g. results/runs.",
+    )
+
+
+def check_name_setting(key: str, value: str) -> None:
+    """A run-name prefix: 1 to 200 characters, usable in a folder name (no '/', no NUL)."""
+    _require(
+        0 < len(value) <= 200 and "/" not in value and os.sep not in value and "\0" not in value,
+        f"Invalid value for '{key}': {_clip(value)!r}. A run name is 1 to 200 characters and becomes part "
+        "of a folder name: no '/' and no NUL.",
+    )
+
+
+def check_scenario_counts(kwargs: dict[str, Any], section: str = "env") -> None:
+    """Scenario arguments that count things (`n_agents`, `n_food`, ... any key starting with `n_`) must be
+    integers in [0, MAX_COUNT_KWARG] (`n_agents` at least 1), checked before the simulator sees them; null
+    (the scenario's own default, e.g. patrol_search's n_sensing) is allowed except for n_agents."""
+    for name, value in kwargs.items():
+        if not (isinstance(name, str) and name.startswith("n_")) or (value is None and name != "n_agents"):
+            continue
+        low = 1 if name == "n_agents" else 0
+        _require(
+            isinstance(value, int) and not isinstance(value, bool) and low <= value <= MAX_COUNT_KWARG,
+            f"Invalid value for '{section}.{name}': {_clip(_show_value(value))} ({_kind(value)}). Scenario "
+            f"counts are integers from {low} to {MAX_COUNT_KWARG}, e.g. {section}.{name}="
+            f"{4 if name == 'n_agents' else low + 1}.",
+        )
+
+
 # --------------------------------------------------------------------------------------------------------
 # YAML and messages
 # --------------------------------------------------------------------------------------------------------
@@ -842,39 +933,166 @@ _Loader.add_implicit_resolver(
 )
 
 
-def parse_value(key: str, raw: str) -> Any:
-    """A CLI value parsed as YAML: `4` -> 4, `true` -> True, `[64,64]` -> list, `null` -> None."""
-    try:
-        return yaml.load(raw, Loader=_Loader)
-    except yaml.YAMLError as err:
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+def check_argument(arg: str) -> None:
+    """One command-line word (`key=value`) is short enough and printable enough to be a setting."""
+    if len(arg) > MAX_ARGUMENT_CHARS:
         raise ConfigError(
-            f"Could not parse the value of '{key}' ({raw!r}) as YAML: {problem}. Quote strings with special "
-            f"characters, e.g. '{key}=\"...\"', and close brackets in lists like [64, 64]."
+            f"The argument {_clip(arg)!r} is {len(arg):,} characters long; one key=value may hold at most "
+            f"{MAX_ARGUMENT_CHARS:,}. Put long settings in an experiment file (experiment=path/to/file.yaml)."
+        )
+    if "\0" in arg:
+        raise ConfigError(f"The argument {_clip(arg)!r} contains a NUL character; remove it.")
+
+
+def parse_value(key: str, raw: str) -> Any:
+    """A CLI value parsed as YAML: `4` -> 4, `true` -> True, `[64,64]` -> list, `null` -> None.
+
+    Plain data only (see `check_plain`); any way the text fails to parse is a `ConfigError`."""
+    check_argument(raw)
+    try:
+        value = _load_yaml(raw)
+    except _YamlProblem as err:
+        raise ConfigError(
+            f"Could not parse the value of '{key}' ({_clip(raw)!r}) as YAML: {err}. Quote strings with "
+            f"special characters, e.g. '{key}=\"...\"', and close brackets in lists like [64, 64]."
         ) from None
+    check_plain(value, key, "command line")
+    return value
 
 
 def read_yaml(path: Path, mapping: bool = True) -> Any:
-    """Parse a YAML file; syntax errors name the file and line. Empty files read as {}."""
+    """Parse a YAML file (at most MAX_FILE_BYTES); errors name the file and line. Empty files read as {}."""
     try:
-        text = Path(path).read_text()
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read(MAX_FILE_BYTES + 1)
     except OSError as err:
-        raise ConfigError(f"Could not read config file {_show(path)}: {err.strerror}.") from None
-    try:
-        data = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"Could not read config file {_show(path)}: {err.strerror or err}.") from None
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ConfigError(f"Config file {_show(path)} is not UTF-8 text ({err}); save it as UTF-8.") from None
+    if len(text) > MAX_FILE_BYTES:
         raise ConfigError(
-            f"YAML syntax error in {_show(path)}{where}: {problem}. Fix the file and retry."
-        ) from None
+            f"Config file {_show(path)} is larger than {MAX_FILE_BYTES:,} characters; a config file is a "
+            "few lines of YAML. Check that the path names the file you meant."
+        )
+    try:
+        data = _load_yaml(text)
+    except _YamlProblem as err:
+        kind = "YAML syntax error" if err.where else "Invalid YAML"
+        raise ConfigError(f"{kind} in {_show(path)}{err.where}: {err}. Fix the file and retry.") from None
+    check_plain(data, _show(path), "file")
     data = {} if data is None else data
     if mapping and not isinstance(data, dict):
         raise ConfigError(
             f"Config file {_show(path)} must hold a mapping of keys to values, got {_kind(data)}."
         )
     return data
+
+
+class _YamlProblem(Exception):
+    """Why a text is not a usable YAML value (`where`: ' at line L, column C' when known)."""
+
+    def __init__(self, message: str, where: str = ""):
+        super().__init__(message)
+        self.where = where
+
+
+def _load_yaml(text: str) -> Any:
+    """`yaml.load` with every way it can fail as a `_YamlProblem`: syntax errors, tags whose constructor
+    raises (`!!int abc` is a ValueError inside PyYAML), nesting deeper than the parser's recursion."""
+    if _flow_depth(text) > MAX_DEPTH:  # PyYAML's scanner slows down with nesting: refuse before parsing
+        raise _YamlProblem(f"brackets nested more than {MAX_DEPTH} levels deep")
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise _YamlProblem(str(problem), where) from None
+    except RecursionError:
+        raise _YamlProblem(f"nested more than {MAX_DEPTH} levels deep") from None
+    except Exception as err:  # noqa: BLE001 - a constructor's own error (ValueError, OverflowError, ...)
+        raise _YamlProblem(f"{type(err).__name__}: {_clip(str(err), 200)}") from None
+
+
+def _flow_depth(text: str) -> int:
+    """The deepest nesting of YAML flow brackets ([ and {) outside quoted strings, in one linear pass."""
+    depth = deepest = 0
+    quote = None
+    escaped = False
+    for char in text:
+        if quote is not None:
+            if escaped:
+                escaped = False
+            elif char == "\\" and quote == '"':
+                escaped = True
+            elif char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(0, depth - 1)
+    return deepest
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def check_plain(value: Any, key: str, source: str) -> None:
+    """`value` is plain config data: null, booleans, integers in [-2^63, 2^63), numbers, strings, and lists
+    and string-keyed mappings of them, at most MAX_DEPTH deep with at most MAX_ITEMS entries in all. YAML
+    can also build dates, bytes, sets and self-referencing aliases; none of those is a setting. Walks the
+    value with an explicit stack, so its cost is bounded by MAX_ITEMS whatever the value is."""
+    stack, seen = [(value, 0)], 0
+    while stack:
+        item, depth = stack.pop()
+        seen += 1
+        if seen > MAX_ITEMS:
+            raise ConfigError(
+                f"The value of '{key}' ({source}) has more than {MAX_ITEMS:,} entries (YAML aliases count "
+                "each time they are used); a setting is a few values."
+            )
+        if depth > MAX_DEPTH:
+            raise ConfigError(
+                f"The value of '{key}' ({source}) is nested more than {MAX_DEPTH} levels deep (or holds a "
+                "YAML alias that refers to itself); settings are flat values, lists or mappings."
+            )
+        if isinstance(item, bool) or item is None or isinstance(item, (str, float)):
+            continue
+        if isinstance(item, int):
+            if not -INT_LIMIT <= item < INT_LIMIT:
+                raise ConfigError(
+                    f"The value of '{key}' ({source}) holds a {item.bit_length()}-bit integer, outside "
+                    f"[-2^63, 2^63); use a smaller number."
+                )
+        elif isinstance(item, (list, tuple)):
+            stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, dict):
+            for k, v in item.items():
+                if not isinstance(k, _SCALARS):
+                    raise ConfigError(
+                        f"The value of '{key}' ({source}) has a mapping key of type {type(k).__name__}; "
+                        "keys are names (strings) or numbers."
+                    )
+                stack.extend(((k, depth + 1), (v, depth + 1)))
+        else:
+            raise ConfigError(
+                f"The value of '{key}' ({source}) holds a {type(item).__name__} (from a YAML tag such as "
+                "!!timestamp, !!binary or !!set); settings are numbers, strings, booleans, null, lists and "
+                "mappings. Quote it to pass a string."
+            )
+
+
+def _absolute(path: Path) -> str:
+    """`path` made absolute for a message (without touching the file system), clipped."""
+    return _clip(str(Path.cwd() / Path(path).expanduser()), 200)
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    """`text`, shortened with '...' beyond `limit` characters (for messages about long inputs)."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _unknown_key_message(parts: list[str], i: int, cls: type, source: str) -> str:

@@ -290,7 +290,7 @@ def _run_tasks(sweep: ParetoSweep, tasks: list, cache: Path, ray_address: str | 
     import ray
 
     from marl.config import RayConfig
-    from marl.ray_collector import start_ray
+    from marl.ray_runtime import start_ray, stop_ray
 
     started = start_ray(RayConfig(address=ray_address, num_cpus=sweep.workers), sweep.workers)
     try:
@@ -302,8 +302,7 @@ def _run_tasks(sweep: ParetoSweep, tasks: list, cache: Path, ray_address: str | 
             save(ray.get(done[0]), member)
     finally:
         bar.close()
-        if started:
-            ray.shutdown()
+        stop_ray([], started)
 
 
 def analyse(sweep: ParetoSweep, members: list[Member], results: list[dict]) -> dict:

@@ -6,25 +6,22 @@ weights into Ray's object store once, every worker collects its share of frames 
 are concatenated along the env dim into the `[envs, time]` layout the in-process collector produces. A
 worker whose process dies is replaced (with a warning) and its share collected again.
 
-Ray 2.60 turns on token authentication by default. A local instance (`ray.address: null`) keeps that
-default: Ray writes a token to ~/.ray/auth_token and hands it to its workers. To join a cluster that uses
-tokens, export RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH=<token file> (or RAY_AUTH_TOKEN) before `marl
-train`, as on every node.
+Ray is started (on loopback, with a private token file), joined, watched and stopped by
+marl/ray_runtime.py. If the local instance itself dies (its raylet or GCS), `collect` raises `RayLostError`
+before calling into it, and the trainer saves its last finished iteration and prints the resume command.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import threading
 import time
 import warnings
-from contextlib import contextmanager
 
 import torch
 from tensordict import TensorDictBase
 
 from marl.errors import MarlError
+from marl.ray_runtime import check_alive, start_ray, stop_ray
 
 WORKER_SEED_STRIDE = 7919  # worker i's env and RNG seed: seed + stride * (i + 1) (+ 104729 per replacement)
 MAX_REPLACEMENTS = 3  # attempts per share and iteration before the run gives up
@@ -71,65 +68,6 @@ class RolloutWorker:
         return os.getpid()
 
 
-def stop_workers(workers: list, started_ray: bool) -> None:
-    """Kill rollout workers, and shut Ray down if this run started it (a joined instance stays up)."""
-    import ray
-
-    for worker in workers:
-        ray.kill(worker)
-    if started_ray:
-        ray.shutdown()
-
-
-def start_ray(ray_cfg, num_workers: int) -> bool:
-    """Start a local Ray instance or join a cluster, unless Ray is already up; -> whether we started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    with _keep_signal_handlers():
-        return _init_ray(ray_cfg, num_workers)
-
-
-@contextmanager
-def _keep_signal_handlers():
-    """Ray's core installs its own SIGTERM handler (it aborts the process) on init; put ours back, so a
-    SIGTERM or Ctrl-C still checkpoints the run and stops the workers cleanly."""
-    watched = (signal.SIGINT, signal.SIGTERM)
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    saved = {s: signal.getsignal(s) for s in watched} if in_main_thread else {}
-    try:
-        yield
-    finally:
-        for sig, handler in saved.items():
-            if handler is not None:
-                signal.signal(sig, handler)
-
-
-def _init_ray(ray_cfg, num_workers: int) -> bool:
-    import ray
-
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    quiet = dict(include_dashboard=False, log_to_driver=False, logging_level="WARNING")
-    if ray_cfg.address is None:
-        ray.init(num_cpus=ray_cfg.num_cpus or num_workers, **quiet)
-        return True
-    token = os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
-    if token and "RAY_AUTH_MODE" not in os.environ:
-        os.environ["RAY_AUTH_MODE"] = "token"  # a token was given: use it (Ray ignores it otherwise)
-    try:
-        ray.init(address=ray_cfg.address, **quiet)
-    except (ConnectionError, RuntimeError) as error:
-        raise MarlError(
-            f"Could not join the Ray cluster at ray.address={ray_cfg.address!r}: "
-            f"{str(error).splitlines()[0]} "
-            "Check that the head node is running (ray status) and reachable. Ray 2.60 clusters use token "
-            "authentication by default: export RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH=<the cluster's "
-            "token file> (or RAY_AUTH_TOKEN) before marl train, as on every node."
-        ) from None
-    return True
-
-
 class RayCollector:
     """Drop-in for `LocalCollector` whose `collect(model)` runs on `num_workers` Ray actors."""
 
@@ -168,6 +106,7 @@ class RayCollector:
         import ray
         from ray.exceptions import RayActorError
 
+        check_alive()  # a dead local instance must not be called into (Ray could end this process)
         start = time.perf_counter()
         weights = ray.put({k: v.detach().cpu() for k, v in model.actors.state_dict().items()})
         broadcast = time.perf_counter() - start
@@ -179,6 +118,7 @@ class RayCollector:
                     results.append(ray.get(refs[index]))
                     break
                 except RayActorError as error:
+                    check_alive()  # a worker lost with the whole instance cannot be replaced
                     if attempt == MAX_REPLACEMENTS:
                         raise MarlError(
                             f"Rollout worker {index} died {MAX_REPLACEMENTS + 1} times in one iteration "
@@ -204,6 +144,7 @@ class RayCollector:
     def state_dict(self) -> dict:
         import ray
 
+        check_alive()
         return {"workers": ray.get([w.state_dict.remote() for w in self.workers])}
 
     def load_state_dict(self, state: dict) -> None:
@@ -217,5 +158,5 @@ class RayCollector:
         ray.get([w.load_state_dict.remote(s) for w, s in zip(self.workers, state["workers"], strict=True)])
 
     def close(self) -> None:
-        stop_workers(self.workers, self.started_ray)
+        stop_ray(self.workers, self.started_ray)
         self.workers, self.started_ray = [], False

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+from marl.storage import write_atomic
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -27,11 +30,12 @@ class RunLogger:
         self.writer = SummaryWriter(str(self.run_dir), purge_step=purge)
 
     def _truncate_after(self, frames: int) -> None:
+        """Keep the rows up to `frames` (the checkpoint's): a resumed run logs the later ones again. A row
+        cut short by a kill mid-write is dropped with a warning."""
         if not self.metrics_path.exists():
             return
-        rows = [line for line in self.metrics_path.read_text().splitlines() if line.strip()]
-        kept = [line for line in rows if json.loads(line)["frames"] <= frames]
-        self.metrics_path.write_text("".join(line + "\n" for line in kept))
+        kept = [row for row in _parse_rows(self.metrics_path) if row.get("frames", 0) <= frames]
+        write_atomic(self.metrics_path, "".join(json.dumps(row) + "\n" for row in kept).encode())
 
     def log(self, iteration: int, frames: int, metrics: dict[str, float]) -> None:
         for key, value in metrics.items():
@@ -64,11 +68,36 @@ class RunLogger:
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    """All rows of a run's metrics.jsonl."""
+    """All rows of a run's metrics.jsonl (a torn or garbled row is skipped with a warning)."""
     path = Path(run_dir) / METRICS_FILE
-    return (
-        [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-    )
+    return _parse_rows(path) if path.exists() else []
+
+
+def _parse_rows(path: Path) -> list[dict]:
+    """The JSON objects of a .jsonl file. A process killed while appending leaves a torn last line; any
+    line that is not a JSON object is dropped with a warning that says which."""
+    rows, dropped = [], []
+    lines = path.read_text(errors="replace").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            dropped.append(number)
+    if dropped:
+        where = "its last line" if dropped == [len(lines)] else f"lines {dropped[:10]}"
+        warnings.warn(
+            f"{path}: dropped {where}, which is not a complete JSON row (a process killed while writing "
+            "leaves a torn last line); the other rows are kept.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return rows
 
 
 def _json_number(value: float) -> float | None:

@@ -35,6 +35,7 @@ from marl.config import Config, config_from_dict, config_to_dict, config_to_yaml
 from marl.envs.factory import EnvInfo, describe_env, make_env, needs_global_state
 from marl.envs.vmas_state import isolated_vmas_rng
 from marl.errors import MarlError
+from marl.health import check_health
 from marl.memory import reuse_freed_memory
 from marl.optim import ActorCriticAdam, build_optimizer
 from marl.ppo import RunningMeanStd, compute_advantages, ppo_update
@@ -255,10 +256,18 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
         state = load_checkpoint(resume)
         run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
         saved = config_from_dict(state["config"])
-        _check_resume_compatible(saved, cfg)
+        retuned = _check_resume_compatible(saved, cfg)
     trainer = build_trainer(cfg)
     if state is not None:
         trainer.load_state_dict(state)
+        # the restored optimizer holds the saved lr and eps: apply this config's (they may have changed)
+        for group in trainer.optimizer.param_groups:
+            group.update(lr=learning_rate(cfg, trainer.frames), eps=cfg.algorithm.adam_eps)
+        if retuned:
+            print(
+                f"Resuming with changed optimiser settings ({'; '.join(retuned)}): from here on the run "
+                "differs from one that was never stopped."
+            )
     else:
         run_dir = new_run_dir(cfg)
     (run_dir / "config.yaml").write_text(config_to_yaml(cfg))
@@ -338,6 +347,7 @@ def train_iteration(trainer: Trainer) -> dict[str, float]:
         batch, trainer.model, cfg.algorithm.gamma, cfg.algorithm.gae_lambda, trainer.value_norms
     )
     stats.update(ppo_update(batch, trainer.model, trainer.optimizer, cfg.algorithm, trainer.value_norms))
+    check_health(trainer, batch, stats)  # diverged (not only NaN): stop at the last good iteration
     trained = time.perf_counter()
 
     frames = batch.numel()
@@ -389,9 +399,20 @@ def _write_summary(run_dir: Path, trainer: Trainer) -> None:
     (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
 
 
-def _check_resume_compatible(saved: Config, cfg: Config) -> None:
-    """A resumed run may only change how long it trains (and logging niceties), not what it trains."""
-    changed = []
+def _check_resume_compatible(saved: Config, cfg: Config) -> list[str]:
+    """A resumed run may change how long it trains (and logging niceties) and its optimiser settings
+    (`retunable`: the fix after a NaN or divergence stop), not what it trains. -> the optimiser settings
+    that changed, as 'key: old -> new'."""
+    retunable = (
+        "algorithm.lr",
+        "algorithm.lr_schedule",
+        "algorithm.adam_eps",
+        "algorithm.max_grad_norm",
+        "algorithm.entropy_coef",
+        "algorithm.value_coef",
+        "algorithm.clip_epsilon",
+    )
+    changed, retuned = [], []
     a, b = flatten(config_to_dict(saved)), flatten(config_to_dict(cfg))
     allowed = {
         "experiment.threads",
@@ -404,14 +425,17 @@ def _check_resume_compatible(saved: Config, cfg: Config) -> None:
         "ray.num_cpus",
     }
     for key in sorted(set(a) | set(b)):
-        if a.get(key) != b.get(key) and key not in allowed and not key.startswith("metrics."):
-            changed.append(f"{key}: {a.get(key)!r} -> {b.get(key)!r}")
+        if a.get(key) == b.get(key) or key in allowed or key.startswith("metrics."):
+            continue
+        (retuned if key in retunable else changed).append(f"{key}: {a.get(key)!r} -> {b.get(key)!r}")
     if changed:
         raise MarlError(
             "A resumed run must train the same thing it started with, but these settings differ from the "
-            f"run's saved config: {'; '.join(changed)}. Only {', '.join(sorted(allowed))} may change on "
-            "resume (and metrics.*, which never change training); start a new run for anything else."
+            f"run's saved config: {'; '.join(changed)}. Only {', '.join(sorted(allowed))}, the optimiser "
+            f"settings {', '.join(retunable)} and metrics.* may change on resume; start a new run "
+            "for anything else."
         )
+    return retuned
 
 
 def _log_run_header(logger: RunLogger, trainer: Trainer) -> None:

@@ -186,7 +186,7 @@ ERRORS = {
     ),
     "unknown sharing preset": (
         ["sharing=hyperr"],
-        ["hyper_linear, independent", "Did you mean 'sharing=hyper'?"],
+        ["hyper_linear, hyper_mip, independent", "Did you mean 'sharing=hyper'?"],
     ),
     "unknown env preset": (
         ["env=navigaton"],
@@ -362,6 +362,7 @@ def test_list_presets():
         "grouped",
         "hyper",
         "hyper_linear",
+        "hyper_mip",
         "independent",
         "shared",
         "shared_id",

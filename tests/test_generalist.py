@@ -274,6 +274,20 @@ def test_defaults_cli_and_bad_population(tmp_path, capsys):
         run_generalist(args)
 
 
+def test_the_command_prints_its_result(partners, tmp_path, capsys):
+    from marl.cli import main
+
+    words = ["envs=16", "rollout_steps=6", "chunk_length=6", "hidden_size=16", "encoder_sizes=[16]"]
+    words += ["minibatch_chunks=8", "eval_episodes=2", "iterations=2", "progress=false"]
+    words.append(f"runs_dir={tmp_path}")
+    assert main(["population", "generalist", partners, *words]) == 0
+    out = capsys.readouterr().out
+    (run,) = tmp_path.iterdir()
+    summary = json.loads((run / "generalist.json").read_text())["train_partners"]
+    assert "training partners: harmonic-mean success" in out
+    assert f"harmonic-mean success {summary['harmonic_mean']:.3f}, mean {summary['success_mean']:.3f}" in out
+
+
 # ---------------------------------------------------------------------------------------------------------
 # (d) exact resume
 # ---------------------------------------------------------------------------------------------------------

@@ -41,3 +41,16 @@ def test_no_module_imports_bare_envs_or_agents():
         if bare.search(path.read_text())
     ]
     assert not offenders, f"import marl.envs / marl.agents instead of envs / agents in {offenders}"
+
+
+def test_dash_m_slow_selects_the_slow_tests_that_the_default_run_leaves_out():
+    """pyproject's addopts say `-m 'not slow'`; a `-m slow` on the command line comes later and wins."""
+    import subprocess
+    import sys
+
+    def collected(*args: str) -> str:
+        command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "tests/test_ray_faults.py", *args]
+        return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120).stdout
+
+    assert "2 tests collected" in collected("-m", "slow")
+    assert "no tests collected (2 deselected)" in collected()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,7 +26,7 @@ from marl.checkpoint import load_checkpoint, save_checkpoint
 from marl.errors import ConfigError, MarlError
 from marl.population.cli import add_extract_parser
 from marl.population.config import load_population_config, population_config_to_dict
-from marl.population.evaluate import pair_outcomes
+from marl.population.evaluate import evaluate_run, format_report, pair_outcomes
 from marl.population.extract import (
     extract,
     extract_config,
@@ -289,7 +290,12 @@ def test_settings_errors_and_command_line(tmp_path, capsys):
     words = [teacher_run, "iterations=1", f"runs_dir={tmp_path}", "progress=false", "label_episodes=4"]
     assert run_extract(parser.parse_args(["extract", *words, "eval_episodes=4"])) == 0
     run_dir = capsys.readouterr().out.split("Run saved in ")[1].split()[0]
-    assert load_population(run_dir)[1].population.method == "selfplay"
+    assert load_population(run_dir)[1].population.method == "selfplay"  # what the students trained by
+    # ... but the run calls itself an extraction, in its summary and in marl population evaluate
+    assert json.loads((Path(run_dir) / "population.json").read_text())["method"] == "extract_dagger"
+    evaluation = evaluate_run(run_dir, episodes_per_pair=2, tensorboard=False, n_boot=10)
+    assert evaluation["method"] == "extract_dagger"
+    assert format_report(evaluation).startswith("extract_dagger population of")
 
 
 def test_label_reward_table():

@@ -9,6 +9,7 @@ import torch
 ray = pytest.importorskip("ray")
 
 from marl.config import load_config  # noqa: E402
+from marl.ray_runtime import start_local  # noqa: E402
 from marl.run_logger import read_metrics  # noqa: E402
 from marl.training import build_trainer, train  # noqa: E402
 from tests.helpers import without_timing  # noqa: E402
@@ -19,8 +20,7 @@ SMOKE = ["experiment=smoke", "experiment.progress=false"]
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
     """One local Ray instance for the module (workers then reuse it), shut down at the end."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    start_local(2, logging_level="ERROR")
     yield
     ray.shutdown()
 

@@ -66,6 +66,7 @@ def _stop_cluster(temp_dir: str) -> None:
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+@pytest.mark.slow  # two Ray nodes started from the CLI and a training run on them: over a minute
 @pytest.mark.skipif(RAY is None, reason="the ray CLI is not installed")
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="stopping only this test's cluster reads /proc")
 def test_training_on_a_two_node_cluster_with_token_auth(tmp_path):

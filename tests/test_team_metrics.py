@@ -213,8 +213,10 @@ def test_marl_metrics_cli(tmp_path, capsys):
     # the same numbers twice: the metrics are deterministic
     main(["metrics", str(run), "--episodes", "4", "--json", str(out_json)])
     assert json.loads(out_json.read_text()) == scalars
-    assert main(["metrics", str(run), "--episodes", "0"]) == 2
-    assert "--episodes must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # argparse's usage error: exit status 2
+        main(["metrics", str(run), "--episodes", "0"])
+    assert refused.value.code == 2
+    assert "--episodes: must be an integer from 1" in capsys.readouterr().err
 
 
 def test_metrics_config_validation():

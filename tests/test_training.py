@@ -107,8 +107,8 @@ def test_checkpoints_are_weights_only_and_pruned(tmp_path):
 
 def test_resume_refuses_a_changed_setup(tmp_path):
     run_dir = train(_cfg(tmp_path, "experiment.total_frames=600"))
-    with pytest.raises(MarlError, match="algorithm.lr"):
-        train(_cfg(tmp_path, "experiment.total_frames=1200", "algorithm.lr=1e-2"), resume=run_dir)
+    with pytest.raises(MarlError, match="algorithm.gamma"):
+        train(_cfg(tmp_path, "experiment.total_frames=1200", "algorithm.gamma=0.5"), resume=run_dir)
 
 
 @pytest.mark.parametrize(

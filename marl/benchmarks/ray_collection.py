@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -77,13 +76,9 @@ def main(argv: list[str] | None = None) -> None:
 
     import ray
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(
-        num_cpus=max(max(args.workers), 1),
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level="ERROR",
-    )
+    from marl.ray_runtime import start_local
+
+    start_local(max(max(args.workers), 1), logging_level="ERROR")
     results: dict[str, list[dict]] = {}
     try:
         for env in args.envs:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from marl.cli import MAX_EPISODES, add_trust_argument, count
 from marl.errors import MarlError
 
 TRAIN_EPILOG = """\
@@ -54,6 +55,7 @@ def add_population_parser(commands: argparse._SubParsersAction) -> argparse.Argu
     train.add_argument(
         "overrides", nargs="*", metavar="key=value", help="method=, preset=, resume= and section.key=value"
     )
+    add_trust_argument(train)
     add_evaluate_parser(sub)
     add_extract_parser(sub)
     add_generalist_parser(sub)
@@ -87,11 +89,16 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     )
     evaluate.add_argument("run", help="a population run directory (or one of its checkpoint files)")
     evaluate.add_argument("--specialists", metavar="RUN", help="a method=specialists run: held-out partners")
-    evaluate.add_argument("--episodes", type=int, default=32, help="episodes per pair (default 32)")
-    evaluate.add_argument("--seed", type=int, help="held-out starts (default: the run's evaluation seed)")
+    evaluate.add_argument(
+        "--episodes", type=count(1, MAX_EPISODES), default=32, help="episodes per pair (default 32)"
+    )
+    evaluate.add_argument(
+        "--seed", type=count(0, 2**31 - 1), help="held-out starts (default: the run's evaluation seed)"
+    )
     evaluate.add_argument("--out", metavar="DIR", help="write the files here instead of the run directory")
     evaluate.add_argument("--device", default="auto", help="device to evaluate on (default auto)")
     evaluate.add_argument("--no-tensorboard", action="store_true", help="do not log to the run's TensorBoard")
+    add_trust_argument(evaluate)
     return evaluate
 
 
@@ -125,6 +132,7 @@ def add_generalist_parser(commands: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument(
         "overrides", nargs="*", metavar="POPULATION_RUN|key=value", help="the population run, then key=value"
     )
+    add_trust_argument(parser)
     return parser
 
 
@@ -164,6 +172,7 @@ def add_extract_parser(commands: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument(
         "words", nargs="*", metavar="TEACHER_RUN | key=value", help="the teacher run, then key=value settings"
     )
+    add_trust_argument(parser)
     return parser
 
 
@@ -201,6 +210,7 @@ def train_command(overrides: list[str]) -> int:
         population_config_from_dict,
     )
     from marl.population.xpmin import train
+    from marl.storage import check_runs_dir
 
     preset, dotted, resume = parse_population_args(overrides)
     if resume is not None:
@@ -213,6 +223,7 @@ def train_command(overrides: list[str]) -> int:
         print(f"Resuming {resume}")
     else:
         cfg = load_population_config(overrides)
+        check_runs_dir(cfg.experiment.runs_dir)
     with stop_signals_interrupt():
         run_dir = train(cfg, resume=resume)
     print(

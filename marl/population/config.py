@@ -26,6 +26,7 @@ from marl.config import (
     coerce_value,
     config_dirs,
     find_config_file,
+    is_file,
     parse_value,
     read_yaml,
 )
@@ -233,8 +234,10 @@ def find_preset(name: str, config_dir: Path | None = None) -> Path:
     """`name` -> configs/population/<name>.yaml, or `name` itself when it is a .yaml path."""
     if name.endswith((".yaml", ".yml")):
         path = Path(name).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"Population preset file not found: {name} (resolved to {path.resolve()}).")
+        if not is_file(path):
+            raise ConfigError(
+                f"Population preset file not found: {name[:200]} (resolved to {path.absolute()})."
+            )
         return path
     path = find_config_file(f"{PRESET_DIR}/{name}.yaml", config_dir)
     if path is None:

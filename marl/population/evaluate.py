@@ -45,6 +45,8 @@ from marl.population.xpmin import (
     PairEvaluation,
     label_histogram,
     load_population,
+    population_from_checkpoint,
+    run_method,
 )
 from marl.training import resolve_device, untouched_rng
 
@@ -457,7 +459,8 @@ def evaluate_run(
     population.json's for the same number of episodes)."""
     source, run_dir = run_dir, _run_directory(run_dir)
     dev = resolve_device(device)
-    population, cfg = load_population(source, dev)
+    state = load_checkpoint(source, map_location=dev)
+    population, cfg = population_from_checkpoint(state, source, dev)
     n, deterministic = cfg.population.size, cfg.experiment.eval_deterministic
     seed = cfg.experiment.seed + EVAL_SEED_OFFSET if seed is None else seed
 
@@ -477,7 +480,7 @@ def evaluate_run(
 
     result = {
         "run": str(run_dir),
-        "method": cfg.population.method,
+        "method": run_method(state),
         "env": cfg.env.name,
         "label_key": cfg.population.label_key,
         "episodes_per_pair": episodes_per_pair,
@@ -499,7 +502,7 @@ def evaluate_run(
     figure.savefig(target / MATRIX_FILE)
     _close(figure)
     if tensorboard:
-        log_evaluation(run_dir, result, int(load_checkpoint(source).get("frames", 0)))
+        log_evaluation(run_dir, result, int(state.get("frames", 0)))
     return result
 
 

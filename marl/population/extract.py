@@ -630,6 +630,7 @@ def write_extraction_summary(run_dir: Path, ex: Extraction) -> dict:
     def distribution(counts: Tensor) -> list[list[float]]:
         return (counts.float() / counts.sum(-1, keepdim=True).clamp_min(1)).cpu().tolist()
 
+    summary["method"] = f"extract_{ex.cfg.method}"  # not the students' self-play training method
     summary["extraction"] = {
         "method": ex.cfg.method,
         "teacher_run": ex.teacher_run,

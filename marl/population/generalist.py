@@ -925,12 +925,35 @@ def run_generalist(args: argparse.Namespace) -> int:
         cfg = generalist_config_from_dict(values, "command line")
     with stop_signals_interrupt():
         run_dir = train_generalist(cfg, resume=resume)
+    summary_path = Path(run_dir) / SUMMARY_FILE
+    if summary_path.exists():
+        print("\n" + format_summary(json.loads(summary_path.read_text())))
     print(
         f"\nRun saved in {run_dir}\n"
         f"  TensorBoard: tensorboard --logdir {run_dir}\n"
-        f"  Summary:     {Path(run_dir) / SUMMARY_FILE} (success per partner and seat, harmonic mean)"
+        f"  Summary:     {summary_path} (success per partner and seat, harmonic mean)"
     )
     return 0
+
+
+def format_summary(summary: dict) -> str:
+    """The result of a finished run, as `write_summary` saved it: success with each partner, the mean and
+    the harmonic mean, for the training partners and (if any) the test population."""
+    mode = "deterministic" if summary.get("eval_deterministic", True) else "stochastic"
+    lines = [
+        f"Generalist after {summary['iterations']} iterations ({summary['frames']:,} frames), "
+        f"{summary['eval_episodes']} {mode} episodes per partner and seat from held-out starts:"
+    ]
+    for name, title in (("train", "training partners"), ("test", "test partners")):
+        report = summary.get(f"{name}_partners")
+        if report is None:
+            continue
+        per_partner = "  ".join(f"p{i} {v:.2f}" for i, v in enumerate(report["success_per_partner"]))
+        lines.append(
+            f"  {title}: harmonic-mean success {report['harmonic_mean']:.3f}, mean "
+            f"{report['success_mean']:.3f}  ({per_partner})"
+        )
+    return "\n".join(lines)
 
 
 def _new_run_dir(cfg: GeneralistConfig) -> Path:

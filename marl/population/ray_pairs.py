@@ -9,7 +9,7 @@ for the same assignment (each worker's own env seeds and action samples make the
 
 `RayPairCollector` has `PairCollector`'s interface (`assignment`, `layout`, `reset`, `collect`,
 `state_dict`, `load_state_dict`), so the trainer does not know which one it drives. Ray is started and
-authenticated as for `marl train` (marl/ray_collector.py's `start_ray`).
+authenticated as for `marl train` (marl/ray_runtime.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from torch import Tensor
 from marl.agents.population import seat_layout
 from marl.errors import MarlError
 from marl.population.pairs import SlotAssignment, assign_slots
-from marl.ray_collector import WORKER_SEED_STRIDE, start_ray, stop_workers
+from marl.ray_collector import WORKER_SEED_STRIDE
+from marl.ray_runtime import check_alive, start_ray, stop_ray
 
 
 def split_pairs(pairs: Tensor, workers: int) -> list[Tensor]:
@@ -119,6 +120,7 @@ class RayPairCollector:
 
         if deterministic:
             raise MarlError("Ray rollout workers sample actions; evaluate in-process for the most likely.")
+        check_alive()
         start = time.perf_counter()
         weights = ray.put({k: v.detach().cpu() for k, v in population.state_dict().items()})
         results = ray.get(
@@ -142,6 +144,7 @@ class RayPairCollector:
     def state_dict(self) -> dict:
         import ray
 
+        check_alive()
         return {
             "pairs": self.assignment.pairs.cpu().clone(),
             "workers": ray.get([w.state_dict.remote() for w in self.workers]),
@@ -162,5 +165,5 @@ class RayPairCollector:
         self._set_assignment(assign_slots(state["pairs"].to(self.device), envs_per_pair))
 
     def close(self) -> None:
-        stop_workers(self.workers, self.started_ray)
+        stop_ray(self.workers, self.started_ray)
         self.workers, self.started_ray = [], False

@@ -803,7 +803,13 @@ def load_population(
     path: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[Population, PopulationConfig]:
     """A trained population (and its config) from a run directory or checkpoint, for evaluation/extraction."""
-    state = load_checkpoint(path, map_location=device)
+    return population_from_checkpoint(load_checkpoint(path, map_location=device), path, device)
+
+
+def population_from_checkpoint(
+    state: dict, path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[Population, PopulationConfig]:
+    """`load_population` of an already loaded checkpoint `state` (read from `path`)."""
     if state.get("kind") != "population":
         raise MarlError(f"{path} is not a population run (its checkpoint was written by marl train).")
     cfg = population_config_from_dict(state["config"])
@@ -813,6 +819,15 @@ def load_population(
     population = build_population(cfg, info.obs_dim, info.action_dim).to(device)
     population.load_state_dict(state["population"])
     return population, cfg
+
+
+def run_method(state: dict) -> str:
+    """What trained a population checkpoint: its population.method (xpmin, selfplay, specialists), or
+    extract_dagger / extract_rl for an extraction run, whose students train in self-play."""
+    extraction = state.get("extraction")
+    if isinstance(extraction, dict):
+        return f"extract_{extraction.get('config', {}).get('method', 'unknown')}"
+    return str(state["config"]["population"]["method"])
 
 
 def describe_run(trainer: PopulationTrainer, run_dir: Path) -> str:
