@@ -424,7 +424,7 @@ def _load_preset(group: str, choice: str, config_dir: Path | None) -> tuple[Any,
         if group == "env" and isinstance(body, dict):
             body = {"name": choice, **body}  # the preset's name is the env name unless it says otherwise
         return body, _show(path)
-    if group == "env" and re.fullmatch(r"vmas/\w+", choice):
+    if group == "env" and re.fullmatch(r"vmas/[\w/]+", choice):
         return {"name": choice}, "command line"
     hint = " Any VMAS scenario also works without a preset: env=vmas/<scenario>." if group == "env" else ""
     raise ConfigError(
@@ -679,7 +679,7 @@ def _check(cfg: Config) -> None:
             f"Invalid value for '{key}': {value!r}. Use auto, cpu, cuda or cuda:N (e.g. cuda:0).",
         )
     _require(
-        re.fullmatch(r"(vmas|native)/\w+", env.name) is not None or env.name == "pettingzoo",
+        re.fullmatch(r"vmas/[\w/]+|native/\w+", env.name) is not None or env.name == "pettingzoo",
         f"Invalid value for 'env.name': {env.name!r}. Expected vmas/<scenario> (e.g. vmas/navigation), "
         f"native/<name> (e.g. native/cooking) or pettingzoo (with env.entry_point=package.module:factory).",
     )
