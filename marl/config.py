@@ -164,6 +164,9 @@ class ModelConfig:
     activation: Literal["tanh", "relu", "elu", "gelu", "silu"] = "tanh"
     recurrent: bool = False  # actors carry a GRU state through each episode (the critic stays feed-forward)
     recurrent_size: int = 64  # the GRU's state size
+    # what reads observations before the MLP: auto = a conv encoder for image-shaped ones (>= 16x16), cnn =
+    # for every image-shaped one, mlp = none (agents/encoders.py)
+    encoder: Literal["auto", "mlp", "cnn"] = "auto"
 
 
 @dataclass
