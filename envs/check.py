@@ -240,8 +240,9 @@ def _first_observations(raw, env) -> Check:
         return Check(
             "observations",
             False,
-            f"{'; '.join(problems)}. Return observations of exactly the shape observation_space(agent) "
-            f"declares (or declare the shape they really have).",
+            f"{'; '.join(problems)}. In your own code, subclass the env and override "
+            f"observation_space(agent) to declare the shape the observations really have (or transpose them "
+            f"in step() and reset()), and point env.entry_point at it.",
         )
     return Check("observations", True, "first observations match the declared spaces")
 
@@ -307,8 +308,9 @@ def _check_finite(env, td, when: str, step: int) -> None:
                 raise ConfigError(
                     f"Agent {g.labels[agent]!r} got {what} with NaN or infinite values after {when} (copy "
                     f"{copy}, step {step}). They poison the policy and value networks (training would stop "
-                    f"with a NaN loss). Fix the env's {key} computation (guard divisions and logs, clip), "
-                    f"or wrap the env to replace them (np.nan_to_num)."
+                    f"with a NaN loss). In your own code, wrap the env (a subclass whose step() returns "
+                    f"np.nan_to_num of them) and point env.entry_point at it; if the env is yours, guard "
+                    f"its divisions and logs."
                 )
 
 

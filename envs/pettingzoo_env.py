@@ -309,8 +309,9 @@ def _reward(value, agent) -> float:
     if not math.isfinite(result):
         raise ConfigError(
             f"Agent {agent!r} received a reward of {result}. A NaN or infinite reward poisons the value "
-            f"targets (training would then fail with a NaN loss). Fix the reward in the env's step() (guard "
-            f"divisions and logs, or clip), or wrap the env to replace it (e.g. np.nan_to_num)."
+            f"targets (training would then fail with a NaN loss). In your own code, wrap the env (a subclass "
+            f"whose step() returns np.nan_to_num of the rewards, or clips them) and point env.entry_point at "
+            f"it; if the env is yours, guard the divisions and logs in its reward."
         )
     return result
 
@@ -554,7 +555,8 @@ class PettingZooEnv(EnvBase):
             module, _, attribute = name.partition(":")
             raise ConfigError(
                 f"The env factory {name} raised {_error_text(error)}{_where(error)} when called with "
-                f"env.kwargs {kwargs}. Fix the factory (or its arguments); to see the full traceback run: "
+                f"env.kwargs {kwargs}. Check env.kwargs and what the factory needs (a display, a file, a "
+                f"dependency), or point env.entry_point at a factory of your own; the full traceback: "
                 f"python -c 'from {module} import {attribute.split('.')[0]} as f; f(**{kwargs!r})'"
             ) from error
         if not (hasattr(env, "step") and hasattr(env, "reset")):
@@ -681,7 +683,8 @@ class PettingZooEnv(EnvBase):
                 f"Agent {agent!r} appeared in copy {i} at step {self._steps[i]}, but it is not in the env's "
                 f"possible_agents ({known}), read when the env was first reset. Every agent gets a fixed "
                 f"slot, so possible_agents must list every agent that can ever appear, also those that join "
-                f"mid-episode: set it in the env's __init__ (or in a subclass, in your own code)."
+                f"mid-episode. In your own code, subclass the env, set self.possible_agents to all of them "
+                f"in its __init__ (after super().__init__()), and point env.entry_point at a factory for it."
             ) from None
 
     def _write_agent(self, i: int, agent, observation, info, alive: bool) -> None:
@@ -730,8 +733,9 @@ class PettingZooEnv(EnvBase):
             what = f"does not match its observation space ({layout.describe()}): {_error_text(error)}"
         return ConfigError(
             f"Agent {label!r}'s observation (copy {i}, step {self._steps[i]}) {what}. The adapter sizes its "
-            f"buffers from observation_space({label!r}); return observations of exactly that shape from "
-            f"reset() and step(), or declare the space they really have."
+            f"buffers from observation_space({label!r}). In your own code, subclass the env and override "
+            f"observation_space(agent) to return the space the observations really have (or reshape them in "
+            f"step() and reset()), and point env.entry_point at it."
         )
 
     def _write_state(self, i: int) -> None:
@@ -844,10 +848,10 @@ class PettingZooEnv(EnvBase):
             return ConfigError(
                 "The parallel env's step() returned 4 values (observations, rewards, dones, infos): the API "
                 "before PettingZoo 1.22. It must return 5: observations, rewards, terminations, truncations, "
-                "infos. Split `dones` in step() into terminations (the agent's episode ended) and "
-                "truncations (it was cut short, e.g. by a time limit); in a wrapper of your own: "
-                "`obs, rew, dones, infos = env.step(a); return obs, rew, dones, {k: False for k in dones}, "
-                "infos`."
+                "infos, with `dones` split into terminations (the agent's episode ended) and truncations "
+                "(it was cut short, e.g. by a time limit). In your own code, subclass the env with `def "
+                "step(self, a): obs, rew, dones, infos = super().step(a); return obs, rew, dones, "
+                "{k: False for k in dones}, infos` and point env.entry_point at it."
             )
         what = f"{count} values" if count is not None else f"a {type(result).__name__}"
         return ConfigError(
