@@ -214,14 +214,14 @@ class MultiAgentConv(nn.Module):
             x = images.reshape(b * n, *images.shape[2:])
             for j, (conv, (_, _, _, s, p)) in enumerate(zip(self.convs, self.layers)):
                 weight = conv.weight * self.scale if j == 0 else conv.weight  # scale folded into the filters
-                x = F.relu(F.conv2d(x, weight, conv.bias, s, p))
+                x = F.relu_(F.conv2d(x, weight, conv.bias, s, p))
         else:
             # all agents in one grouped convolution: channels [agent 0's, agent 1's, ...], groups = agents
             x = images.reshape(b, n * images.shape[2], *images.shape[3:])
             weights, biases = self.agent_filters()
             for j, (w, bias, (_, o, _, s, p)) in enumerate(zip(weights, biases, self.layers)):
                 w = w.reshape(n * o, *w.shape[2:])
-                x = F.relu(F.conv2d(x, w * self.scale if j == 0 else w, bias.reshape(-1), s, p, groups=n))
+                x = F.relu_(F.conv2d(x, w * self.scale if j == 0 else w, bias.reshape(-1), s, p, groups=n))
         if tuple(x.shape[-2:]) != self.pool:
             x = F.adaptive_avg_pool2d(x, self.pool)
         return x.reshape(b, n, self.out_dim)
