@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from marl.benchmarks.machine import hardware
 
+    torch.set_num_threads(1)  # as each run (experiment.threads=1), so the hardware record says so
     rows = []
     print(
         f"{'scheme':>12} {'frames/s':>9} {'per CPU s':>9} {'load':>5} {'max RSS GB':>11} {'actor':>9} "
