@@ -17,6 +17,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from marl.agents.encoders import check_encoder, critic_encoder, observation_encoder, with_encoder
 from marl.agents.recurrent import gru_cell, gru_replay
 from marl.agents.sharing import ACTIVATIONS, MultiAgentMLP
 from marl.envs.factory import EnvInfo, GroupInfo
@@ -81,17 +82,28 @@ class Actor(nn.Module):
     """
 
     def __init__(
-        self, group: GroupInfo, distribution: str, initial_std: float, recurrent_size: int = 0, **net_kwargs
+        self,
+        group: GroupInfo,
+        distribution: str,
+        initial_std: float,
+        recurrent_size: int = 0,
+        encoder: str = "auto",
+        **net_kwargs,
     ):
         super().__init__()
+        # image observations: a conv encoder in front of the MLP (agents/encoders.py), else obs as they are
+        obs_encoder, obs_dim = observation_encoder(group, encoder, **net_kwargs)
         self.discrete = group.discrete
         self.nvec = group.action_nvec  # multi-discrete: one categorical head per entry
         self.distribution = "categorical" if group.discrete else distribution
         self.n_agents, self.recurrent_size = group.n_agents, recurrent_size
         out_dim = group.action_dim if group.discrete else 2 * group.action_dim
         if recurrent_size:  # obs -> MLP (the scheme) -> GRU cell (shared in the group) -> linear head
-            self.net = MultiAgentMLP(
-                group.obs_dim, recurrent_size, group.n_agents, output_gain=math.sqrt(2.0), **net_kwargs
+            self.net = with_encoder(
+                obs_encoder,
+                MultiAgentMLP(
+                    obs_dim, recurrent_size, group.n_agents, output_gain=math.sqrt(2.0), **net_kwargs
+                ),
             )
             self.activation = ACTIVATIONS[net_kwargs.get("activation", "tanh")]
             self.gru = nn.GRUCell(recurrent_size, recurrent_size)
@@ -100,7 +112,8 @@ class Actor(nn.Module):
                 recurrent_size, out_dim, group.n_agents, output_gain=0.01, **head_kwargs
             )
         else:
-            self.net = MultiAgentMLP(group.obs_dim, out_dim, group.n_agents, output_gain=0.01, **net_kwargs)
+            net = MultiAgentMLP(obs_dim, out_dim, group.n_agents, output_gain=0.01, **net_kwargs)
+            self.net = with_encoder(obs_encoder, net)
         if not group.discrete:
             self.register_buffer("low", group.action_low.clone().float())
             self.register_buffer("high", group.action_high.clone().float())
@@ -228,10 +241,23 @@ class Actor(nn.Module):
 class Critic(nn.Module):
     """Value function of one group: per-agent observations (IPPO) or one global input (MAPPO)."""
 
-    def __init__(self, group: GroupInfo, input_dim: int, centralised: bool, **net_kwargs):
+    def __init__(
+        self,
+        group: GroupInfo,
+        input_dim: int,
+        centralised: bool,
+        encoder: str = "auto",
+        groups: tuple[GroupInfo, ...] | None = None,
+        **net_kwargs,
+    ):
         super().__init__()
         self.centralised = centralised
-        self.net = MultiAgentMLP(input_dim, 1, group.n_agents, output_gain=1.0, **net_kwargs)
+        # images: encoded per agent (IPPO), or each agent's once and concatenated (MAPPO, from `groups`)
+        input_encoder, input_dim = critic_encoder(
+            group, input_dim, centralised, groups, encoder, **net_kwargs
+        )
+        net = MultiAgentMLP(input_dim, 1, group.n_agents, output_gain=1.0, **net_kwargs)
+        self.net = with_encoder(input_encoder, net)
 
     def forward(self, critic_input: torch.Tensor) -> torch.Tensor:
         """critic_input [..., n_agents, obs] (IPPO) or [..., global] (MAPPO) -> values [..., n_agents]."""
@@ -293,6 +319,7 @@ class ActorCritic(nn.Module):
             env_info.state_dim if self.use_state else sum(g.n_agents * g.obs_dim for g in env_info.groups)
         )
         roles = role_indices(env_info, sharing.roles)
+        check_encoder(env_info, cfg.model.encoder)
         common = dict(
             hidden_sizes=list(cfg.model.hidden_sizes),
             activation=cfg.model.activation,
@@ -307,10 +334,13 @@ class ActorCritic(nn.Module):
             critic_net = _net_kwargs(common, sharing.critic, roles[g.name])
             recurrent_size = cfg.model.recurrent_size if cfg.model.recurrent else 0
             self.actors[g.name] = Actor(
-                g, algo.action_distribution, algo.initial_std, recurrent_size, **actor_net
+                g, algo.action_distribution, algo.initial_std, recurrent_size, cfg.model.encoder, **actor_net
             )
             critic_dim = global_dim if self.centralised else g.obs_dim
-            self.critics[g.name] = Critic(g, critic_dim, self.centralised, **critic_net)
+            observed = None if self.use_state else env_info.groups  # what a MAPPO critic encodes
+            self.critics[g.name] = Critic(
+                g, critic_dim, self.centralised, cfg.model.encoder, observed, **critic_net
+            )
 
     @torch.no_grad()
     def act(self, td: TensorDictBase, deterministic: bool = False) -> TensorDictBase:

@@ -13,6 +13,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import torch
+from marl.envs.spaces import ImageField
 from torchrl.envs import EnvBase
 
 from marl.errors import ConfigError
@@ -34,6 +35,7 @@ class GroupInfo:
     action_low: torch.Tensor | None = None  # continuous bounds, [action_dim]
     action_high: torch.Tensor | None = None
     action_nvec: tuple[int, ...] | None = None  # multi-discrete: choices per sub-action (sum = action_dim)
+    images: tuple[ImageField, ...] = ()  # slices of the observation that are images (envs/spaces.py)
 
     @property
     def n_agents(self) -> int:
@@ -136,18 +138,30 @@ def _make_native(env_cfg, device, seed: int, num_envs: int) -> EnvBase:
     )
 
 
-def _make_vmas(env_cfg, device, seed: int, num_envs: int) -> EnvBase:
+def vmas_scenarios() -> list[str]:
+    """Every scenario VMAS ships (its main, MPE and debug sets), then ours (envs/scenarios/)."""
     import vmas
+    from marl.envs.scenarios import SCENARIOS
+
+    names = [*vmas.scenarios, *vmas.mpe_scenarios, *vmas.debug_scenarios]
+    return [*dict.fromkeys([*names, *SCENARIOS])]
+
+
+def _make_vmas(env_cfg, device, seed: int, num_envs: int) -> EnvBase:
     from marl.envs.scenarios import SCENARIOS
     from torchrl.envs.libs.vmas import VmasEnv
 
     scenario = env_cfg.name[len(VMAS_PREFIX) :]
-    if scenario not in SCENARIOS and scenario not in vmas.scenarios:
-        close = difflib.get_close_matches(scenario, [*vmas.scenarios, *SCENARIOS], n=1)
+    family, _, short = scenario.rpartition("/")
+    if family in ("mpe", "debug"):  # vmas/mpe/simple_spread names the same scenario as vmas/simple_spread
+        scenario = short
+    available = vmas_scenarios()
+    if scenario not in available:
+        close = difflib.get_close_matches(scenario, available, n=1)
         hint = f" Did you mean 'vmas/{close[0]}'?" if close else ""
         raise ConfigError(
             f"VMAS has no scenario {scenario!r} (from env.name={env_cfg.name!r}).{hint} "
-            f"Available scenarios: {', '.join([*vmas.scenarios, *SCENARIOS])}."
+            f"Available scenarios: {', '.join(available)}."
         )
 
     def build_env(n: int, group_map=None) -> EnvBase:
@@ -172,6 +186,10 @@ def _make_vmas(env_cfg, device, seed: int, num_envs: int) -> EnvBase:
             probe.close()
             group_map = vmas_group_map(env_cfg.groups, names, env_cfg.name)
         env = build_env(num_envs, group_map)
+        if group_map is None and env.het_specs:  # agents with different spaces in one group: split it
+            group_map = group_by_space(env)
+            env.close()
+            env = build_env(num_envs, group_map)
     for warning in caught:
         if "passed but not used by the scenario" in str(warning.message):
             env.close()
@@ -212,6 +230,19 @@ def vmas_group_map(groups: dict[str, list], agent_names: list[str], env_name: st
     return group_map
 
 
+def group_by_space(env) -> dict[str, list[str]]:
+    """A VMAS env's agents grouped as the PettingZoo adapter groups them: by name prefix, then by identical
+    observation and action spaces (TorchRL's default puts agents with different spaces in one group)."""
+    from marl.envs.pettingzoo_env import default_groups
+
+    world = env._env  # the VMAS environment inside TorchRL's wrapper
+    agents = [agent.name for agent in world.agents]
+    observation_spaces, action_spaces = world.observation_space, world.action_space
+    spaces = {a: (repr(observation_spaces[i]), repr(action_spaces[i])) for i, a in enumerate(agents)}
+    groups, _ = default_groups(agents, {a: a for a in agents}, spaces.__getitem__)
+    return groups
+
+
 def describe_env(env: EnvBase, name: str, max_steps: int, kwargs: dict | None = None) -> EnvInfo:
     """Read groups, observation sizes and action spaces off a TorchRL multi-agent env's specs."""
     groups = []
@@ -244,6 +275,7 @@ def describe_env(env: EnvBase, name: str, max_steps: int, kwargs: dict | None = 
                 action_low=low,
                 action_high=high,
                 action_nvec=nvec,
+                images=tuple(getattr(env, "image_fields", {}).get(group, ())),
             )
         )
     state_dim = None

@@ -27,6 +27,8 @@ class Field:
     start: int
     size: int
     shape: tuple[int, ...]  # the leaf's own shape (Box/MultiBinary) or its numbers of choices (one-hot)
+    scale: float = 1.0  # Box: 1/255 for 8-bit pixel values (uint8, or bounds [0, 255]), else 1
+    dtype: str = "float32"  # Box: the space's dtype (uint8 images are stored as uint8)
 
 
 @dataclass(frozen=True)
@@ -57,10 +59,31 @@ def observation_layout(space: spaces.Space, agent: str) -> ObservationLayout:
     return ObservationLayout(tuple(fields), size, mask_in_observation)
 
 
+def infer_space(value, agent) -> spaces.Space:
+    """The observation space an observation `value` implies, for envs that declare none: arrays and numbers
+    become Boxes of their shape (uint8 arrays keep [0, 255], everything else is unbounded float32), dicts
+    and tuples nest. Raises ConfigError for values that are not numbers."""
+    if isinstance(value, dict):
+        return spaces.Dict({key: infer_space(item, agent) for key, item in value.items()})
+    if isinstance(value, tuple):
+        return spaces.Tuple(tuple(infer_space(item, agent) for item in value))
+    array = np.asarray(value)
+    if array.dtype == np.uint8:
+        return spaces.Box(0, 255, array.shape, np.uint8)
+    if array.dtype.kind not in "biuf":
+        raise ConfigError(
+            f"Agent {agent!r} has no observation space, and its first observation (a {type(value).__name__}) "
+            f"is not numeric, so none can be inferred. Give the env an observation_space(agent) method that "
+            f"returns a gymnasium space (in a subclass of the env, in your own code)."
+        )
+    return spaces.Box(-np.inf, np.inf, array.shape, np.float32)
+
+
 def _collect(space: spaces.Space, path: str, out: list[Field], agent: str, skip_mask: bool = False) -> None:
     start = sum(f.size for f in out)
     if isinstance(space, spaces.Box):
-        out.append(Field(path, "box", start, int(np.prod(space.shape, dtype=int)), tuple(space.shape)))
+        size, shape = int(np.prod(space.shape, dtype=int)), tuple(int(n) for n in space.shape)
+        out.append(Field(path, "box", start, size, shape, _pixel_scale(space), str(space.dtype)))
     elif isinstance(space, spaces.Discrete):
         out.append(Field(path, "one_hot", start, int(space.n), (int(space.n), int(space.start))))
     elif isinstance(space, spaces.MultiDiscrete):
@@ -84,6 +107,60 @@ def _collect(space: spaces.Space, path: str, out: list[Field], agent: str, skip_
             f"MultiDiscrete, MultiBinary, and Dict/Tuple of those. Wrap the env to encode it (e.g. a "
             f"Text or Graph observation as a fixed-size Box)."
         )
+
+
+def _pixel_scale(box: spaces.Box) -> float:
+    """1/255 for 8-bit pixels (so the network sees values in [0, 1]), 1 for everything else."""
+    if box.dtype == np.uint8:
+        return 1.0 / 255.0
+    low, high = np.asarray(box.low), np.asarray(box.high)
+    return 1.0 / 255.0 if low.size and (low == 0).all() and (high == 255).all() else 1.0
+
+
+@dataclass(frozen=True)
+class ImageField:
+    """A slice of a flat observation that holds an image: ``start`` and the image's own layout, so a
+    convolutional encoder can cut it out and reshape it (``[H, W, C]`` if ``channels_last``, else
+    ``[C, H, W]``; a 2-D Box is one channel)."""
+
+    path: str
+    start: int
+    height: int
+    width: int
+    channels: int
+    channels_last: bool
+    scale: float  # multiply the stored values by this (1/255 for 8-bit pixels)
+
+    @property
+    def size(self) -> int:
+        return self.height * self.width * self.channels
+
+    def describe(self) -> str:
+        order = (
+            f"{self.height}x{self.width}x{self.channels}"
+            if self.channels_last
+            else (f"{self.channels}x{self.height}x{self.width}")
+        )
+        return f"{self.path or '<obs>'} {order} image"
+
+
+MAX_IMAGE_CHANNELS = 16  # a 3-D Box is an image when one end has at most this many channels
+
+
+def image_fields(layout: ObservationLayout) -> tuple[ImageField, ...]:
+    """The Box fields of `layout` that are shaped like images: 2-D ``[H, W]``, or 3-D with a channel dim
+    of at most `MAX_IMAGE_CHANNELS` at either end (``[H, W, C]`` preferred when both ends qualify)."""
+    found = []
+    for f in layout.fields:
+        if f.kind != "box" or len(f.shape) not in (2, 3):
+            continue
+        if len(f.shape) == 2:
+            found.append(ImageField(f.path, f.start, f.shape[0], f.shape[1], 1, True, f.scale))
+        elif f.shape[2] <= MAX_IMAGE_CHANNELS and f.shape[2] <= f.shape[0]:
+            found.append(ImageField(f.path, f.start, f.shape[0], f.shape[1], f.shape[2], True, f.scale))
+        elif f.shape[0] <= MAX_IMAGE_CHANNELS:
+            found.append(ImageField(f.path, f.start, f.shape[1], f.shape[2], f.shape[0], False, f.scale))
+    return tuple(found)
 
 
 def flatten_into(observation, layout: ObservationLayout, out: np.ndarray) -> None:

@@ -247,6 +247,21 @@ def _build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--max-steps", type=count(1, 10**6), default=100, help="episode limit, as env.max_steps (default 100)"
     )
+    check.add_argument(
+        "--groups",
+        metavar="YAML",
+        help="agent groups as env.groups takes them, e.g. '{red: [red_0, red_1], blue: [blue_0, blue_1]}' "
+        "(default: by name prefix, then spaces)",
+    )
+    check.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a training config override for the model and memory report and the suggested command, e.g. "
+        "--set algorithm=ippo --set model.encoder=cnn (repeatable)",
+    )
 
     compare.add_argument("runs", help="folder holding the runs (searched recursively)")
     compare.add_argument("--out", required=True, help="output folder")
@@ -412,7 +427,19 @@ def _check_env(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise MarlError(f"Factory arguments are key=value (e.g. continuous_actions=true), got {item!r}.")
         kwargs[key] = parse_value(key, raw)
-    report = check_env(args.entry_point, kwargs, steps=args.steps, max_steps=args.max_steps)
+    if args.steps < 1 or args.max_steps < 1:
+        raise MarlError("--steps and --max-steps must be positive.")
+    groups = None if args.groups is None else parse_value("env.groups", args.groups)
+    if groups is not None and not isinstance(groups, dict):
+        raise MarlError(f"--groups takes a mapping {{group: [agents]}}, got {args.groups!r}.")
+    report = check_env(
+        args.entry_point,
+        kwargs,
+        steps=args.steps,
+        max_steps=args.max_steps,
+        groups=groups,
+        overrides=args.overrides,
+    )
     print(report.format())
     return 0 if report.ok else 1
 

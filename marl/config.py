@@ -183,6 +183,9 @@ class ModelConfig:
     activation: Literal["tanh", "relu", "elu", "gelu", "silu"] = "tanh"
     recurrent: bool = False  # actors carry a GRU state through each episode (the critic stays feed-forward)
     recurrent_size: int = 64  # the GRU's state size
+    # what reads observations before the MLP: auto = a conv encoder for image-shaped ones (>= 16x16), cnn =
+    # for every image-shaped one, mlp = none (agents/encoders.py)
+    encoder: Literal["auto", "mlp", "cnn"] = "auto"
 
 
 @dataclass
@@ -445,7 +448,7 @@ def _load_preset(group: str, choice: str, config_dir: Path | None) -> tuple[Any,
         if group == "env" and isinstance(body, dict):
             body = {"name": choice, **body}  # the preset's name is the env name unless it says otherwise
         return body, _show(path)
-    if group == "env" and re.fullmatch(r"vmas/\w+", choice):
+    if group == "env" and re.fullmatch(r"vmas/[\w/]+", choice):
         return {"name": choice}, "command line"
     hint = " Any VMAS scenario also works without a preset: env=vmas/<scenario>." if group == "env" else ""
     raise ConfigError(
@@ -713,7 +716,7 @@ def _check(cfg: Config) -> None:
             f"Invalid value for '{key}': {value!r}. Use auto, cpu, cuda or cuda:N (e.g. cuda:0).",
         )
     _require(
-        re.fullmatch(r"(vmas|native)/\w+", env.name) is not None or env.name == "pettingzoo",
+        re.fullmatch(r"vmas/[\w/]+|native/\w+", env.name) is not None or env.name == "pettingzoo",
         f"Invalid value for 'env.name': {env.name!r}. Expected vmas/<scenario> (e.g. vmas/navigation), "
         f"native/<name> (e.g. native/cooking) or pettingzoo (with env.entry_point=package.module:factory).",
     )

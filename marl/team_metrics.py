@@ -33,7 +33,8 @@ from marl.metrics import (
 )
 from marl.metrics.specialisation import SpecialisationReport
 
-FORWARD_CHUNK = 4096  # observations per batched forward pass of all agents' actors
+FORWARD_CHUNK = 4096  # observations per batched forward pass of all agents' actors (at most)
+CHUNK_BYTES = 256 * 2**20  # and at most about this much memory per pass (image observations are large)
 
 
 @dataclass
@@ -53,16 +54,22 @@ def team_metrics(model: ActorCritic, env_info: EnvInfo, trace: dict, cfg: Metric
     for group in env_info.groups:
         if group.n_agents < 2:
             continue
-        obs = trace[f"{group.name}/observation"][valid].reshape(-1, group.obs_dim)  # pooled over agents
-        mask = trace.get(f"{group.name}/action_mask")
-        mask = None if mask is None else mask[valid].reshape(-1, mask.shape[-1])
-        if obs.shape[0] > cfg.max_observations:
-            keep = torch.randperm(obs.shape[0], generator=generator)[: cfg.max_observations].to(obs.device)
-            obs, mask = obs[keep], None if mask is None else mask[keep]
+        # observations pooled over agents, subsampled to max_observations, and gathered from the trace one
+        # chunk at a time: never all of them at once (an image env's trace holds GBs as floats)
+        trace_obs = trace[f"{group.name}/observation"]
+        trace_mask = trace.get(f"{group.name}/action_mask")
+        steps = valid.nonzero()  # [K, 2]: (env, time) of every valid step
+        rows = torch.arange(steps.shape[0] * group.n_agents, device=steps.device)
+        if rows.numel() > cfg.max_observations:
+            keep = torch.randperm(rows.numel(), generator=generator)[: cfg.max_observations]
+            rows = rows[keep.to(rows.device)]
         actor = model.actors[group.name]
-        starts = range(0, obs.shape[0], FORWARD_CHUNK)
-        masks = [None if mask is None else mask[i : i + FORWARD_CHUNK] for i in starts]
-        chunks = [actor.counterfactual_params(obs[i : i + FORWARD_CHUNK], m) for i, m in zip(starts, masks)]
+        chunks = []
+        for part in rows.split(_chunk_rows(group.n_agents, group.obs_dim)):
+            step, agent = steps[part // group.n_agents], part % group.n_agents
+            obs = trace_obs[step[:, 0], step[:, 1], agent.to(trace_obs.device)]
+            mask = None if trace_mask is None else trace_mask[step[:, 0], step[:, 1], agent]
+            chunks.append(actor.counterfactual_params(obs, mask))
         if group.discrete:
             probs = torch.cat([c[0] for c in chunks])
             matrix = snd_matrix(probs, kind="categorical")
@@ -100,6 +107,13 @@ def team_metrics(model: ActorCritic, env_info: EnvInfo, trace: dict, cfg: Metric
         )
         result.scalars.update(result.visits.as_dict("team/visits/", names=env_info.agent_names))
     return result
+
+
+def _chunk_rows(n_agents: int, obs_dim: int) -> int:
+    """Observations per forward pass: every agent's network sees each one (n_agents copies of it, as
+    float32, plus an encoder's activations: about 3x), within `CHUNK_BYTES`."""
+    per_row = 3 * 4 * n_agents * obs_dim
+    return max(1, min(FORWARD_CHUNK, CHUNK_BYTES // per_row))
 
 
 def _mean(values: torch.Tensor) -> torch.Tensor:

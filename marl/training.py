@@ -11,6 +11,8 @@ import dataclasses
 import json
 import math
 import platform
+import re
+import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -149,13 +151,27 @@ def build_trainer(cfg: Config) -> Trainer:
     return Trainer(cfg, device, env_info, model, optimizer, value_norms, collector, seat_policy)
 
 
+DEFAULT_RUN_NAMES = ("quickstart", "default")  # experiment.name of the built-in default config
+
+
+def run_name(cfg: Config) -> str:
+    """experiment.name, except that a PettingZoo run left with the default name is named after its entry
+    point (`mpe2.simple_spread_v3:parallel_env` -> `simple_spread_v3-parallel_env`)."""
+    name = cfg.experiment.name
+    if cfg.env.name == "pettingzoo" and cfg.env.entry_point and name in DEFAULT_RUN_NAMES:
+        module, _, factory = cfg.env.entry_point.partition(":")
+        name = re.sub(r"[^\w.-]", "_", f"{module.rsplit('.', 1)[-1]}-{factory}")
+    return name
+
+
 def new_run_dir(cfg: Config) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(cfg.experiment.runs_dir) / f"{cfg.experiment.name}-{stamp}"
+    name = run_name(cfg)
+    run_dir = Path(cfg.experiment.runs_dir) / f"{name}-{stamp}"
     suffix = 1
     while run_dir.exists():
         suffix += 1
-        run_dir = Path(cfg.experiment.runs_dir) / f"{cfg.experiment.name}-{stamp}-{suffix}"
+        run_dir = Path(cfg.experiment.runs_dir) / f"{name}-{stamp}-{suffix}"
     run_dir.mkdir(parents=True)
     return run_dir
 
@@ -241,6 +257,9 @@ def episode_metrics(episodes: dict[str, torch.Tensor], env_info: EnvInfo, prefix
     }
     for name, value in zip(env_info.agent_names, per_agent.mean(0).tolist(), strict=True):
         metrics[f"{prefix}return/{name}"] = value
+    if len(env_info.groups) > 1:  # competing teams: each group's own return (the team mean may cancel out)
+        for g in env_info.groups:
+            metrics[f"{prefix}group_return/{g.name}"] = episodes[f"{g.name}/return"].mean().item()
     for key, value in episodes.items():  # what the env reports at the end of an episode, e.g. time_to_find
         if key.startswith("info/"):
             metrics[f"{prefix}{key}"] = value.float().mean().item()
@@ -308,23 +327,33 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
 
     def postfix(metrics: dict[str, float]) -> dict[str, str]:
         ret = metrics.get("train/return_mean", float("nan"))
-        return {"fps": f"{metrics['perf/total_fps']:.0f}", "ret": f"{ret:.3g}"}
+        shown = {"fps": f"{metrics['perf/total_fps']:.0f}", "ret": f"{ret:.3g}"}
+        groups = {k.rsplit("/", 1)[1]: v for k, v in metrics.items() if k.startswith("train/group_return/")}
+        if groups and min(groups.values()) < 0 < max(groups.values()):  # opposing teams: the mean hides them
+            del shown["ret"]
+            shown.update({f"ret_{name}": f"{value:.3g}" for name, value in groups.items()})
+        return shown
 
-    checkpointed_iterations(
-        trainer,
-        run_dir,
-        n_iterations,
-        one_iteration,
-        exp.progress,
-        exp.name,
-        postfix,
-        exp.checkpoint_every,
-        exp.keep_checkpoints,
-        f"marl train resume={run_dir}",
-        close,
-        stop_after,
-        last_good=state,
-    )
+    try:
+        checkpointed_iterations(
+            trainer,
+            run_dir,
+            n_iterations,
+            one_iteration,
+            exp.progress,
+            run_name(cfg),
+            postfix,
+            exp.checkpoint_every,
+            exp.keep_checkpoints,
+            f"marl train resume={run_dir}",
+            close,
+            stop_after,
+            last_good=state,
+        )
+    except Exception:
+        if state is None and trainer.iteration == 0:  # a new run that never trained: leave no folder
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     if trainer.iteration >= n_iterations and trainer.iteration > start_iteration:  # finished in this call
         logger.log_hparams(flatten(config_to_dict(cfg)), final_metrics)
     if trainer.iteration >= n_iterations:
@@ -457,9 +486,18 @@ def describe_run(trainer: Trainer, run_dir: Path) -> str:
     return (
         f"{cfg.algorithm.name.upper()} on {info.name} ({info.n_agents} agents, {info.num_envs} envs) on "
         f"{trainer.device}: actor {cfg.sharing.actor.scheme} ({actor:,} params), critic "
-        f"{cfg.sharing.critic.scheme} ({critic:,} params), {cfg.experiment.total_frames:,} frames\n"
+        f"{cfg.sharing.critic.scheme} ({critic:,} params), {frames_trained(trainer)}\n"
         f"Logs: {run_dir}  (tensorboard --logdir {run_dir})"
     )
+
+
+def frames_trained(trainer: Trainer) -> str:
+    """The frames the run will train: experiment.total_frames rounded up to whole batches."""
+    batch, total = trainer.collector.frames_per_batch, trainer.cfg.experiment.total_frames
+    frames = math.ceil(total / batch) * batch
+    if frames == total:
+        return f"{frames:,} frames"
+    return f"{frames:,} frames (experiment.total_frames={total:,} rounded up to whole batches of {batch:,})"
 
 
 def hardware_summary(device: torch.device) -> str:

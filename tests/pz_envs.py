@@ -247,3 +247,234 @@ class ConventionGame(ParallelEnv):
 
 def convention_game(**kwargs) -> ConventionGame:
     return ConventionGame(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Third-party envs as they come: ids that are not strings, spaces built late or never, state() that breaks
+# when agents leave, images, competing teams, and faults the adapter must name.
+
+
+class Guess(ParallelEnv):
+    """Agents `ids` (any hashables) each see 3 random numbers and are paid 1 for action 1 when the first is
+    positive, action 0 otherwise: random play earns 0.5 per step, a learned policy 1."""
+
+    metadata = {"name": "guess_v0", "is_parallelizable": True}
+
+    def __init__(self, ids=(0, 1), episode_length: int = 10):
+        self.possible_agents = list(ids)
+        self.episode_length = episode_length
+        self._obs = spaces.Box(-1, 1, (3,), np.float32)
+        self._act = spaces.Discrete(2)
+        self.rng = np.random.default_rng(0)
+
+    def observation_space(self, agent):
+        return self._obs
+
+    def action_space(self, agent):
+        return self._act
+
+    def _observe(self):
+        self.last_obs = {a: self.rng.uniform(-1, 1, 3).astype(np.float32) for a in self.agents}
+        return self.last_obs
+
+    def reset(self, seed=None, options=None):
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.agents, self.t = list(self.possible_agents), 0
+        return self._observe(), {a: {} for a in self.agents}
+
+    def _rewards(self, actions):
+        return {a: float(int(actions[a]) == int(self.last_obs[a][0] > 0)) for a in self.agents}
+
+    def step(self, actions):
+        rewards = self._rewards(actions)
+        self.t += 1
+        done = self.t >= self.episode_length
+        agents = list(self.agents)
+        observations = self._observe()
+        if done:
+            self.agents = []
+        infos = {a: {} for a in agents}
+        return observations, rewards, {a: False for a in agents}, {a: done for a in agents}, infos
+
+
+def int_ids(**kwargs) -> Guess:
+    return Guess(ids=(0, 1), **kwargs)
+
+
+def tuple_ids(**kwargs) -> Guess:
+    return Guess(ids=(("red", 0), ("red", 1), ("blue", 0), ("blue", 1)), **kwargs)
+
+
+class LazySpaces(Guess):
+    """Builds its spaces in reset() and reads them from a dict that does not exist before (PettingZoo's
+    default `observation_space(agent)` does exactly that)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(ids=("a_0", "a_1"), **kwargs)
+
+    def observation_space(self, agent):
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent):
+        return self.action_spaces[agent]
+
+    def reset(self, seed=None, options=None):
+        self.observation_spaces = {a: self._obs for a in self.possible_agents}
+        self.action_spaces = {a: self._act for a in self.possible_agents}
+        return super().reset(seed, options)
+
+
+class NoObservationSpaces(Guess):
+    """Declares action spaces only: the observation space has to be inferred from the observations."""
+
+    def observation_space(self, agent):
+        return self.observation_spaces[agent]  # a dict this env never sets
+
+
+class NoActionSpaces(Guess):
+    def action_space(self, agent):
+        raise NotImplementedError
+
+
+class StateWhileRunning(HeteroTeam):
+    """state() only works while the episode runs (it reads the live agents)."""
+
+    def state(self):
+        if not self.agents:
+            raise RuntimeError("no agents: the episode is over")
+        return np.concatenate([self.target, [self.t / self.episode_length]]).astype(np.float32)
+
+
+class StateNeedsEveryone(HeteroTeam):
+    """state() reads every scout's last observation: it fails once scout_1 has left (step `leave_at`)."""
+
+    def state(self):
+        return np.concatenate([self.last_obs["scout_0"], self.last_obs["scout_1"]])
+
+
+class WrongObservationShape(HeteroTeam):
+    def _observe(self):
+        obs = super()._observe()
+        if getattr(self, "t", 0) >= 2 and "scout_0" in obs:
+            obs["scout_0"] = np.zeros(5, np.float32)
+        return obs
+
+
+class ImageTransposed(ParallelEnv):
+    """Declares [H, W, C] images but returns [C, H, W]: the same number of values, the wrong layout."""
+
+    metadata = {"name": "image_transposed_v0"}
+    possible_agents = ["cam_0"]
+
+    def observation_space(self, agent):
+        return spaces.Box(0, 255, (16, 16, 3), np.uint8)
+
+    def action_space(self, agent):
+        return spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        self.agents = list(self.possible_agents)
+        return {"cam_0": np.zeros((3, 16, 16), np.uint8)}, {"cam_0": {}}
+
+    def step(self, actions):
+        return {"cam_0": np.zeros((3, 16, 16), np.uint8)}, {"cam_0": 0.0}, {"cam_0": False}, {}, {}
+
+
+class Newcomer(HeteroTeam):
+    """An agent that is not in possible_agents joins at step 2."""
+
+    def step(self, actions):
+        observations, rewards, terminations, truncations, infos = super().step(actions)
+        if self.t == 2:
+            observations["scout_2"] = np.zeros(4, np.float32)
+            rewards["scout_2"] = 0.0
+        return observations, rewards, terminations, truncations, infos
+
+
+class OldStepAPI(HeteroTeam):
+    def step(self, actions):
+        observations, rewards, terminations, truncations, infos = super().step(actions)
+        dones = {a: terminations[a] or truncations[a] for a in terminations}
+        return observations, rewards, dones, infos
+
+
+class NaNReward(HeteroTeam):
+    def step(self, actions):
+        observations, rewards, terminations, truncations, infos = super().step(actions)
+        if self.t == 3:
+            rewards["carrier"] = float("nan")
+        return observations, rewards, terminations, truncations, infos
+
+
+class InfiniteObservation(HeteroTeam):
+    def _observe(self):
+        obs = super()._observe()
+        if getattr(self, "t", 0) == 2 and "drone" in obs:
+            obs["drone"] = np.array([np.inf, 0.0], np.float32)
+        return obs
+
+
+def factory_raises(**kwargs):
+    raise RuntimeError("cannot open the simulator window")
+
+
+class TugOfWar(Guess):
+    """Two teams of two with identical spaces, zero-sum: each agent sees a random bit and scores for its
+    team when it plays that bit; red is paid (red score - blue score), blue the negative."""
+
+    def __init__(self, **kwargs):
+        super().__init__(ids=("red_0", "red_1", "blue_0", "blue_1"), **kwargs)
+
+    def _rewards(self, actions):
+        scored = {a: float(int(actions[a]) == int(self.last_obs[a][0] > 0)) for a in self.agents}
+        margin = sum(v for a, v in scored.items() if a.startswith("red")) - sum(
+            v for a, v in scored.items() if a.startswith("blue")
+        )
+        return {a: margin if a.startswith("red") else -margin for a in self.agents}
+
+
+class ImagesInADict(ParallelEnv):
+    """[C, H, W] float images in [0, 1] next to a battery level, in a Dict observation, for 2 agents: the
+    reward is for action 1 when the image's first channel is bright."""
+
+    metadata = {"name": "images_in_a_dict_v0"}
+    possible_agents = ["rover_0", "rover_1"]
+
+    def __init__(self, size: int = 16):
+        self.size = size
+        self._obs = spaces.Dict(
+            {
+                "camera": spaces.Box(0, 1, (3, size, size), np.float32),
+                "battery": spaces.Box(0, 1, (1,), np.float32),
+            }
+        )
+        self.rng = np.random.default_rng(0)
+
+    def observation_space(self, agent):
+        return self._obs
+
+    def action_space(self, agent):
+        return spaces.Discrete(2)
+
+    def _observe(self):
+        self.bright = {a: bool(self.rng.integers(0, 2)) for a in self.agents}
+        out = {}
+        for a in self.agents:
+            image = np.zeros((3, self.size, self.size), np.float32)
+            image[0] = 1.0 if self.bright[a] else 0.0
+            out[a] = {"camera": image, "battery": np.ones(1, np.float32)}
+        return out
+
+    def reset(self, seed=None, options=None):
+        self.agents, self.t = list(self.possible_agents), 0
+        return self._observe(), {a: {} for a in self.agents}
+
+    def step(self, actions):
+        rewards = {a: float(int(actions[a]) == int(self.bright[a])) for a in self.agents}
+        self.t += 1
+        agents = list(self.agents)
+        observations = self._observe()
+        if self.t >= 10:
+            self.agents = []
+        return observations, rewards, {a: False for a in agents}, {a: self.t >= 10 for a in agents}, {}
