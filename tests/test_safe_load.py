@@ -176,8 +176,8 @@ def test_own_runs_load_without_a_flag_and_trust_allows_foreign_ones(own_runs, pa
     with pytest.raises(UntrustedRunError):
         load_checkpoint(mine)
     # --trust: the user vouches for the run, and the entry point is used (here: the payload runs)
-    with pytest.raises(RuntimeError, match="payload ran"):
-        main(["eval", str(foreign), "--episodes", "1", "--trust"])
+    # (the factory's error is reported as a clear env-factory error: exit 2)
+    assert main(["eval", str(foreign), "--episodes", "1", "--trust"]) == 2
     assert (markers / "called").exists()
 
 
