@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import textwrap
-from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 
+from marl.arguments import MAX_EPISODES, add_trust_argument, count
 from marl.errors import MarlError
+from marl.runs import stop_signals_interrupt
 
 DESCRIPTION = """\
 Multi-agent RL for heterogeneity and role specialisation: MAPPO/IPPO on VMAS with shared, independent,
@@ -45,36 +44,6 @@ dispersion, and our patrol_search) or env=pettingzoo env.entry_point=package.mod
 env), sharing={shared,shared_id,independent,grouped,hyper,hyper_linear}, experiment=<name or file>.
 Ctrl-C saves a checkpoint and prints the resume command.
 """
-
-
-MAX_EPISODES = 1_000_000
-
-
-def count(low: int, high: int | None = None) -> Callable[[str], int]:
-    """An argparse type: an integer in [low, high], else a clear usage error (exit status 2)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            bound = f"from {low:,} to {high:,}" if high is not None else f"at least {low:,}"
-            raise argparse.ArgumentTypeError(f"must be an integer {bound}, got {value:,}")
-        return value
-
-    parse.__name__ = "integer"
-    return parse
-
-
-def add_trust_argument(parser: argparse.ArgumentParser) -> None:
-    """`--trust`: honour code named by runs that this user did not write (marl/safe_load.py)."""
-    parser.add_argument(
-        "--trust",
-        action="store_true",
-        help="load runs from others even where their saved config names code to run (env.entry_point, "
-        "ray.address); only for runs from people you trust (same as MARL_TRUST=1)",
-    )
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -458,27 +427,6 @@ def _metrics(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(scalars, indent=2) + "\n")
         print(f"Metrics written to {args.json}")
     return 0
-
-
-@contextmanager
-def stop_signals_interrupt():
-    """SIGTERM (a scheduler, `kill`, `marl sweep` stopping) and SIGINT stop a run like Ctrl-C: it saves a
-    checkpoint and exits with 130. Also works where SIGINT was ignored (background jobs). Further signals
-    while it saves are ignored, so a second one cannot cut the checkpoint short."""
-
-    def stop(signum, frame):
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise KeyboardInterrupt
-
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    for s in previous:
-        signal.signal(s, stop)
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def _paragraph(text: str) -> str:

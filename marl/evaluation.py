@@ -68,7 +68,8 @@ def evaluate_heuristic(
     from marl.agents.heuristics import make_heuristic
     from marl.config import load_config
     from marl.envs.factory import describe_env, make_env
-    from marl.training import EVAL_SEED_OFFSET, heldout_episodes, untouched_rng
+    from marl.runs import untouched_rng
+    from marl.training import EVAL_SEED_OFFSET, heldout_episodes
 
     cfg = load_config(overrides)
     eval_seed = cfg.experiment.seed + EVAL_SEED_OFFSET

@@ -184,7 +184,8 @@ def run_member(sweep: ParetoSweep, member: Member, seed: int) -> dict:
 
     from marl.agents.heuristics import make_heuristic
     from marl.envs.factory import describe_env, make_env
-    from marl.training import episode_metrics, evaluation_episodes, heldout_episodes, untouched_rng
+    from marl.runs import untouched_rng
+    from marl.training import episode_metrics, evaluation_episodes, heldout_episodes
 
     torch.set_num_threads(1)
     started = time.time()

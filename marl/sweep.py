@@ -167,7 +167,7 @@ def run_sweep(sweep: Sweep, dry_run: bool = False) -> int:
     logs.mkdir(exist_ok=True)
     running: list[tuple[SweepRun, subprocess.Popen, float]] = []
     failed, finished = [], 0
-    from marl.cli import stop_signals_interrupt
+    from marl.runs import stop_signals_interrupt
 
     with stop_signals_interrupt():
         return _run_all(todo, running, failed, finished, logs, sweep.parallel)

@@ -10,13 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import platform
 import re
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import torch
@@ -35,7 +32,6 @@ from marl.checkpoint import (
 from marl.collector import LocalCollector, run_episodes
 from marl.config import Config, config_from_dict, config_to_dict, config_to_yaml
 from marl.envs.factory import EnvInfo, describe_env, make_env, needs_global_state
-from marl.envs.vmas_state import isolated_vmas_rng
 from marl.errors import MarlError
 from marl.health import check_health
 from marl.memory import reuse_freed_memory
@@ -43,21 +39,10 @@ from marl.optim import ActorCriticAdam, build_optimizer
 from marl.ppo import RunningMeanStd, compute_advantages, ppo_update
 from marl.ray_collector import RayCollector
 from marl.run_logger import RunLogger, flatten
+from marl.runs import hardware_summary, new_run_dir, resolve_device, untouched_rng
 from marl.team_metrics import TeamMetrics, snd_heatmap, team_metrics
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes use their own seed: the same held-out starts every time
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` -> CUDA when present, else CPU; anything else as given (validated)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MarlError(
-            f"experiment.device={name}, but this machine has no CUDA GPU. Use device=auto or cpu."
-        )
-    return device
 
 
 @dataclass
@@ -164,18 +149,6 @@ def run_name(cfg: Config) -> str:
     return name
 
 
-def new_run_dir(cfg: Config) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    name = run_name(cfg)
-    run_dir = Path(cfg.experiment.runs_dir) / f"{name}-{stamp}"
-    suffix = 1
-    while run_dir.exists():
-        suffix += 1
-        run_dir = Path(cfg.experiment.runs_dir) / f"{name}-{stamp}-{suffix}"
-    run_dir.mkdir(parents=True)
-    return run_dir
-
-
 def evaluation_episodes(
     trainer: Trainer,
     episodes: int,
@@ -213,14 +186,6 @@ def heldout_episodes(
         env.set_seed(seed)
         torch.manual_seed(seed)
         return run_episodes(env, env_info, policy, record, trace)
-
-
-@contextmanager
-def untouched_rng(device: torch.device):
-    """Torch's RNG (CPU and `device`) and VMAS's are restored on exit, whatever ran inside."""
-    devices = [device] if torch.device(device).type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), isolated_vmas_rng():
-        yield
 
 
 def measure_team(trainer: Trainer, deterministic: bool = True) -> TeamMetrics:
@@ -288,7 +253,7 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
                 "differs from one that was never stopped."
             )
     else:
-        run_dir = new_run_dir(cfg)
+        run_dir = new_run_dir(cfg.experiment.runs_dir, run_name(cfg))
     (run_dir / "config.yaml").write_text(config_to_yaml(cfg))
     logger = RunLogger(run_dir, resume_frames=trainer.frames if state is not None else None)
     if state is None:
@@ -498,11 +463,3 @@ def frames_trained(trainer: Trainer) -> str:
     if frames == total:
         return f"{frames:,} frames"
     return f"{frames:,} frames (experiment.total_frames={total:,} rounded up to whole batches of {batch:,})"
-
-
-def hardware_summary(device: torch.device) -> str:
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none"
-    return (
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-        f"GPU: {gpu}, torch {torch.__version__}, Python {platform.python_version()}"
-    )

@@ -15,6 +15,7 @@ from marl.cli import main
 from marl.errors import ConfigError
 from marl.population.config import load_population_config, population_config_from_dict
 from marl.population.evaluate import evaluate_run
+from marl.population.members import load_population
 from marl.population.pairs import (
     all_pairs,
     assign_slots,
@@ -23,7 +24,8 @@ from marl.population.pairs import (
     seat_weights,
     self_play_pairs,
 )
-from marl.population.xpmin import PairCollector, Shard, load_population, train
+from marl.population.rollout import PairCollector, Shard
+from marl.population.xpmin import train
 from marl.run_logger import read_metrics
 from tests.helpers import without_timing
 

@@ -25,10 +25,12 @@ from marl.population.evaluate import (
     run_evaluate,
     specialist_robustness,
 )
+from marl.population.members import build_population, load_population
 from marl.population.pairs import all_pairs, assign_slots
-from marl.population.xpmin import build_population, load_population, train
+from marl.population.xpmin import train
 from marl.run_logger import read_metrics
-from marl.training import heldout_episodes, untouched_rng
+from marl.runs import untouched_rng
+from marl.training import heldout_episodes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -34,7 +34,7 @@ from marl.population.extract import (
     parse_extract_args,
     run_extract,
 )
-from marl.population.xpmin import load_population
+from marl.population.members import load_population
 from marl.run_logger import read_metrics
 from tests.helpers import without_timing
 

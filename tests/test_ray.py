@@ -181,8 +181,8 @@ def test_population_pairs_spread_over_workers_slot_for_slot():
     from marl.population.config import load_population_config, population_config_to_dict
     from marl.population.pairs import assign_slots
     from marl.population.ray_pairs import PairWorker, split_pairs
+    from marl.population.rollout import training_pairs
     from marl.population.xpmin import build_trainer as build_population_trainer
-    from marl.population.xpmin import training_pairs
     from marl.ray_collector import WORKER_SEED_STRIDE
 
     cfg = load_population_config([*POPULATION, "collector.num_workers=2"])

@@ -31,7 +31,7 @@ from marl.agents.population import Population, sample_categorical, seat_layout
 from marl.benchmarks.machine import hardware
 from marl.envs.native import CookingEnv
 from marl.population.pairs import all_pairs, assign_slots
-from marl.population.xpmin import PairCollector, Shard
+from marl.population.rollout import PairCollector, Shard
 
 HIDDEN = [128, 128]
 MAX_STEPS = 200

@@ -41,7 +41,8 @@ import torch
 from marl.benchmarks.machine import hardware
 from marl.config import load_config
 from marl.errors import MarlError
-from marl.training import Trainer, build_trainer, resolve_device, train_iteration
+from marl.runs import resolve_device
+from marl.training import Trainer, build_trainer, train_iteration
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH_DIR = Path(os.environ.get("MARL_BENCHMARL_DIR") or REPO.parent / "shared" / "bench")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from marl.cli import MAX_EPISODES, add_trust_argument, count
+from marl.arguments import MAX_EPISODES, add_trust_argument, count
 from marl.errors import MarlError
 
 TRAIN_EPILOG = """\
@@ -202,7 +202,6 @@ def run_population(args: argparse.Namespace) -> int:
 def train_command(overrides: list[str]) -> int:
     """`marl population train ...`: a new run, or `resume=<run dir>` with optional length overrides."""
     from marl.checkpoint import load_checkpoint
-    from marl.cli import stop_signals_interrupt
     from marl.population.config import (
         apply_overrides,
         load_population_config,
@@ -210,6 +209,7 @@ def train_command(overrides: list[str]) -> int:
         population_config_from_dict,
     )
     from marl.population.xpmin import train
+    from marl.runs import stop_signals_interrupt
     from marl.storage import check_runs_dir
 
     preset, dotted, resume = parse_population_args(overrides)

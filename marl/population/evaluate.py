@@ -37,18 +37,17 @@ from marl.checkpoint import load_checkpoint, resolve_checkpoint
 from marl.envs.factory import make_env
 from marl.errors import MarlError
 from marl.metrics import bootstrap_ci, entropy_discrete, mutual_information_discrete
-from marl.population.config import PopulationConfig, specialist_targets
-from marl.population.pairs import all_pairs, assign_slots, self_play_pairs
-from marl.population.xpmin import (
+from marl.population.config import GROUP, PopulationConfig, specialist_targets
+from marl.population.members import (
     EVAL_SEED_OFFSET,
-    GROUP,
     PairEvaluation,
     label_histogram,
     load_population,
     population_from_checkpoint,
     run_method,
 )
-from marl.training import resolve_device, untouched_rng
+from marl.population.pairs import all_pairs, assign_slots, self_play_pairs
+from marl.runs import resolve_device, untouched_rng
 
 EVALUATION_FILE = "evaluation.json"
 MATRIX_FILE = "xp_matrix.png"

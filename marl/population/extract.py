@@ -77,18 +77,13 @@ from marl.population.config import (
     population_config_to_yaml,
 )
 from marl.population.evaluate import pair_outcomes
+from marl.population.members import EVAL_SEED_OFFSET, build_population, label_histogram, load_population
 from marl.population.pairs import assign_slots, seat_weights, self_play_pairs
+from marl.population.rollout import PairCollector, Rollout, build_shards
 from marl.population.xpmin import (
-    EVAL_SEED_OFFSET,
-    PairCollector,
-    Rollout,
-    build_population,
-    build_shards,
     clip_member_grad_norms,
     evaluate_population,
     evaluation_metrics,
-    label_histogram,
-    load_population,
     log_xp_matrix,
     member_batch,
     ppo_update_members,
@@ -96,7 +91,7 @@ from marl.population.xpmin import (
     write_summary,
 )
 from marl.run_logger import RunLogger, flatten
-from marl.training import hardware_summary, new_run_dir, resolve_device, untouched_rng
+from marl.runs import hardware_summary, new_run_dir, resolve_device, untouched_rng
 
 EXTRACT_FILE = "extract.yaml"
 TEACHER_SEED_OFFSET = 2_000_003  # the teacher's label-distribution episodes use their own seed
@@ -357,7 +352,7 @@ def extract(
     if state is not None:
         ex.load_state_dict(state)
     else:
-        run_dir = new_run_dir(ex.student_cfg)
+        run_dir = new_run_dir(ex.student_cfg.experiment.runs_dir, ex.student_cfg.experiment.name)
     (run_dir / "config.yaml").write_text(population_config_to_yaml(ex.student_cfg))
     settings = {"teacher_run": str(teacher_run), "extraction": dataclasses.asdict(cfg)}
     (run_dir / EXTRACT_FILE).write_text(yaml.safe_dump(settings, sort_keys=False))
@@ -723,7 +718,7 @@ def parse_extract_args(words: list[str]) -> tuple[str | None, dict[str, Any], st
 
 def run_extract(args: argparse.Namespace) -> int:
     """`marl population extract ...`; MarlError propagates (marl's main prints it)."""
-    from marl.cli import stop_signals_interrupt
+    from marl.runs import stop_signals_interrupt
 
     teacher, settings, resume = parse_extract_args(args.words)
     if resume is not None:

@@ -35,7 +35,6 @@ import difflib
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, get_type_hints
 
@@ -58,12 +57,12 @@ from marl.checkpoint import (
 from marl.config import coerce_value, parse_value
 from marl.envs.factory import describe_env, make_env
 from marl.errors import ConfigError, MarlError
-from marl.population.config import PopulationConfig, population_config_from_dict
+from marl.population.config import GROUP, PopulationConfig, population_config_from_dict
 from marl.population.evaluate import harmonic_mean
-from marl.population.xpmin import EVAL_SEED_OFFSET, GROUP, build_population
+from marl.population.members import EVAL_SEED_OFFSET, build_population
 from marl.ppo import clipped_surrogate_loss, explained_variance
 from marl.run_logger import RunLogger, flatten
-from marl.training import hardware_summary, resolve_device, untouched_rng
+from marl.runs import hardware_summary, new_run_dir, resolve_device, untouched_rng
 
 SUMMARY_FILE = "generalist.json"
 TEST_SEED_OFFSET = 2_000_003  # held-out starts of the test population's evaluation
@@ -551,7 +550,7 @@ def train_generalist(
     if state is not None:
         trainer.load_state_dict(state)
     else:
-        run_dir = _new_run_dir(cfg)
+        run_dir = new_run_dir(cfg.runs_dir, cfg.name)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(generalist_config_to_dict(cfg), sort_keys=False))
     logger = RunLogger(run_dir, resume_frames=trainer.frames if state is not None else None)
     if state is None:
@@ -914,7 +913,7 @@ def describe_run(trainer: GeneralistTrainer, run_dir: Path) -> str:
 
 def run_generalist(args: argparse.Namespace) -> int:
     """`marl population generalist ...`: a new run, or ``resume=<run dir>`` with optional overrides."""
-    from marl.cli import stop_signals_interrupt
+    from marl.runs import stop_signals_interrupt
 
     values, resume = parse_generalist_args(args.overrides)
     if resume is not None:
@@ -954,17 +953,6 @@ def format_summary(summary: dict) -> str:
             f"{report['success_mean']:.3f}  ({per_partner})"
         )
     return "\n".join(lines)
-
-
-def _new_run_dir(cfg: GeneralistConfig) -> Path:
-    """``<runs_dir>/<name>-<time>`` (with a suffix if taken), created."""
-    stem = Path(cfg.runs_dir) / f"{cfg.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    run_dir, suffix = stem, 1
-    while run_dir.exists():
-        suffix += 1
-        run_dir = stem.with_name(f"{stem.name}-{suffix}")
-    run_dir.mkdir(parents=True)
-    return run_dir
 
 
 def _check_resume_compatible(saved: GeneralistConfig, cfg: GeneralistConfig) -> None:

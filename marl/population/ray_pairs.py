@@ -44,7 +44,8 @@ class PairWorker:
     def __init__(self, config: dict, pairs: Tensor, seed: int, threads: int):
         from marl.envs.factory import describe_env
         from marl.population.config import population_config_from_dict
-        from marl.population.xpmin import PairCollector, build_population, build_shards
+        from marl.population.members import build_population
+        from marl.population.rollout import PairCollector, build_shards
 
         torch.set_num_threads(threads)
         torch.manual_seed(seed)
@@ -116,7 +117,7 @@ class RayPairCollector:
         """``steps`` steps of every slot on the workers (sampled actions); -> one `Rollout` in slot order."""
         import ray
 
-        from marl.population.xpmin import Rollout
+        from marl.population.rollout import Rollout
 
         if deterministic:
             raise MarlError("Ray rollout workers sample actions; evaluate in-process for the most likely.")

@@ -40,12 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tensordict import TensorDictBase
 from torch import Tensor, nn
-from torchrl.envs import EnvBase
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
-from marl.agents.population import MemberLayout, Population, seat_layout
+from marl.agents.population import MemberLayout, Population
 from marl.checkpoint import (
     checkpointed_iterations,
     clone_tree,
@@ -56,12 +54,18 @@ from marl.checkpoint import (
 from marl.envs.factory import describe_env, make_env
 from marl.errors import MarlError
 from marl.population.config import (
-    GROUP,
     PopulationConfig,
     population_config_from_dict,
     population_config_to_dict,
     population_config_to_yaml,
-    specialist_targets,
+)
+from marl.population.members import (
+    EVAL_SEED_OFFSET,
+    PairEvaluation,
+    build_population,
+    distinct_labels,
+    label_histogram,
+    modal_labels,
 )
 from marl.population.pairs import (
     SlotAssignment,
@@ -69,214 +73,19 @@ from marl.population.pairs import (
     assign_slots,
     best_partners,
     pair_matrix,
-    sampled_pairs,
     seat_weights,
-    self_play_pairs,
     symmetric_returns,
 )
+from marl.population.rollout import PairCollector, Rollout, build_shards, training_pairs
 from marl.run_logger import RunLogger, flatten
-from marl.training import hardware_summary, new_run_dir, resolve_device, untouched_rng
+from marl.runs import hardware_summary, new_run_dir, resolve_device
 
-SHARD_SEED_STRIDE = 7919  # env seeds of the specialists' per-label env instances: seed + k * stride
-EVAL_SEED_OFFSET = 1_000_003  # all-pairs evaluations use their own seed: the same episodes every time
 SUMMARY_FILE = "population.json"
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Rollouts of many pairs at once
-# ---------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Rollout:
-    """One iteration's data in seat layout ``[envs, T, 2, ...]``, plus the episodes that ended in it."""
-
-    obs: Tensor  # [E, T, 2, D]
-    next_obs: Tensor  # [E, T, 2, D]
-    action: Tensor  # [E, T, 2]
-    log_prob: Tensor  # [E, T, 2]
-    reward: Tensor  # [E, T, 2]
-    done: Tensor  # [E, T]
-    terminated: Tensor  # [E, T]
-    episode_slot: Tensor  # [M] the slot each ended episode ran in
-    episode_return: Tensor  # [M] team return (mean over seats)
-    episode_label: Tensor  # [M] the env's behaviour label at the episode's end (-1: none)
-
-    @property
-    def frames(self) -> int:
-        return self.done.numel()
-
-
-@dataclass
-class Shard:
-    """One env instance holding the consecutive slots ``start:stop`` of the population's slots."""
-
-    env: EnvBase
-    start: int
-    stop: int
-    td: TensorDictBase | None = None
-
-
-class PairCollector:
-    """Steps the slots of a pair assignment with a Population; episodes run across iterations.
-
-    Like marl/collector.py's LocalCollector (whose step machinery it follows), but it knows which pair each
-    slot plays, keeps per-slot episode returns and labels, and may spread slots over several env instances
-    (specialists). ``reset(assignment)`` starts new episodes everywhere (a new assignment must not finish
-    episodes another pair began).
-    """
-
-    def __init__(self, shards: list[Shard], assignment: SlotAssignment, n_members: int, label_key: str):
-        self.shards, self.n_members, self.label_key = shards, n_members, label_key
-        self.device = shards[0].env.device
-        self.reset(assignment)
-
-    def reset(self, assignment: SlotAssignment) -> None:
-        self.assignment = assignment
-        self.layout = seat_layout(assignment.member, self.n_members)
-        for shard in self.shards:
-            shard.td = shard.env.reset()
-        self._check_label(self.shards[0].td)
-        n = assignment.num_envs
-        self.episode_return = torch.zeros(n, device=self.device)
-
-    def _check_label(self, td: TensorDictBase) -> None:
-        info = td[GROUP, "info"]
-        if self.label_key not in info.keys():  # noqa: SIM118 - a TensorDict's keys
-            raise MarlError(
-                f"population.label_key={self.label_key!r} is not in the env's info (it reports "
-                f"{', '.join(info.keys())}). Set population.label_key to the key that labels an episode's "
-                f"behaviour (native/matrix_game: convention, native/cooking: recipe)."
-            )
-
-    @torch.no_grad()
-    def collect(self, population: Population, steps: int, deterministic: bool = False) -> Rollout:
-        """``steps`` steps of every slot (actions sampled with torch's global RNG, or the most likely)."""
-        member, layout = self.assignment.member, self.layout
-        columns: dict[str, list[Tensor]] = {
-            k: [] for k in ("obs", "next_obs", "action", "log_prob", "reward")
-        }
-        columns.update(done=[], terminated=[], ended_return=[], label=[])
-        for _ in range(steps):
-            obs = self._cat([s.td[GROUP, "observation"] for s in self.shards])
-            action, log_prob = population.act(obs, member, deterministic, layout=layout)
-            stepped = []
-            for shard in self.shards:
-                shard.td[GROUP, "action"] = action[shard.start : shard.stop]
-                out, shard.td = shard.env.step_and_maybe_reset(shard.td)
-                stepped.append(out["next"])
-            nxt = {
-                "next_obs": self._cat([s[GROUP, "observation"] for s in stepped]),
-                "reward": self._cat([s[GROUP, "reward"] for s in stepped]).squeeze(-1),
-                "done": self._cat([s["done"] for s in stepped]).squeeze(-1),
-                "terminated": self._cat([s["terminated"] for s in stepped]).squeeze(-1),
-                "label": self._cat([s[GROUP, "info", self.label_key][:, 0, 0] for s in stepped]).long(),
-            }
-            self.episode_return += nxt["reward"].mean(-1)
-            ended = nxt.pop("done")
-            columns["ended_return"].append(self.episode_return * ended)
-            self.episode_return = self.episode_return * ~ended
-            for key, value in dict(nxt, obs=obs, action=action, log_prob=log_prob, done=ended).items():
-                columns[key].append(value)
-        data = {key: torch.stack(values, dim=1) for key, values in columns.items()}
-        slot, step = data["done"].nonzero(as_tuple=True)
-        return Rollout(
-            obs=data["obs"],
-            next_obs=data["next_obs"],
-            action=data["action"],
-            log_prob=data["log_prob"],
-            reward=data["reward"],
-            done=data["done"],
-            terminated=data["terminated"],
-            episode_slot=slot,
-            episode_return=data["ended_return"][slot, step],
-            episode_label=data["label"][slot, step],
-        )
-
-    @staticmethod
-    def _cat(parts: list[Tensor]) -> Tensor:
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
-
-    def state_dict(self) -> dict:
-        """Env states, current observations and running returns: enough to continue exactly."""
-        return {
-            "pairs": self.assignment.pairs.clone(),
-            "episode_return": self.episode_return.clone(),
-            "shards": [
-                {
-                    "env": shard.env.snapshot(),
-                    "td": {k: v.clone() for k, v in shard.td.flatten_keys(".").items()},
-                }
-                for shard in self.shards
-            ],
-        }
-
-    def load_state_dict(self, state: dict, envs_per_pair: int) -> None:
-        if "workers" in state:
-            raise MarlError(
-                f"The checkpoint's rollouts were collected by {len(state['workers'])} Ray workers; resume "
-                f"with the same collector.num_workers={len(state['workers'])}."
-            )
-        self.reset(assign_slots(state["pairs"].to(self.device), envs_per_pair))
-        self.episode_return = state["episode_return"].to(self.device).clone()
-        for shard, saved in zip(self.shards, state["shards"], strict=True):
-            shard.env.restore(saved["env"])
-            td = shard.td.clone()
-            for key, value in saved["td"].items():
-                td.set(tuple(key.split(".")), value.to(self.device))
-            shard.td = td
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Building a run
 # ---------------------------------------------------------------------------------------------------------
-
-
-def build_population(cfg: PopulationConfig, obs_dim: int, n_actions: int) -> Population:
-    """The population's networks from the config."""
-    model = cfg.model
-    return Population(
-        cfg.population.size,
-        obs_dim,
-        n_actions,
-        hidden_sizes=model.hidden_sizes,
-        activation=model.activation,
-        scheme=cfg.population.scheme,
-        hyper_variant=model.hyper_variant,
-        hyper_embedding_dim=model.hyper_embedding_dim,
-        hyper_hidden=model.hyper_hidden,
-    )
-
-
-def training_pairs(cfg: PopulationConfig, xp_estimate: Tensor | None = None) -> Tensor:
-    """The ordered pairs of one training rollout ``[P, 2]`` (sampled ones draw from torch's global RNG)."""
-    pop, n = cfg.population, cfg.population.size
-    if pop.method == "selfplay":
-        return self_play_pairs(n)
-    if pop.method == "specialists":  # members that share a target label sit next to each other (one shard)
-        order = torch.argsort(torch.tensor(specialist_targets(cfg)), stable=True)
-        return self_play_pairs(n)[order]
-    if pop.pairs == "all":
-        return all_pairs(n)
-    return sampled_pairs(n, pop.partners_per_member, pop.partner_sampling, xp_estimate)
-
-
-def build_shards(cfg: PopulationConfig, pairs: Tensor, device: torch.device) -> list[Shard]:
-    """One env instance for all slots; for specialists, one per target label (its paying set restricted)."""
-    per_pair = cfg.population.envs_per_pair
-    seed = cfg.experiment.seed
-    if cfg.population.method != "specialists":
-        n = pairs.shape[0] * per_pair
-        return [Shard(make_env(cfg.env_config(n), device, seed), 0, n)]
-    targets = torch.tensor(specialist_targets(cfg))[pairs[:, 0]]  # label of each pair, grouped
-    shards, start = [], 0
-    for k, label in enumerate(torch.unique_consecutive(targets).tolist()):
-        n = int((targets == label).sum()) * per_pair
-        env_cfg = cfg.env_config(n)
-        env_cfg.kwargs[cfg.population.restrict_kwarg] = [label]
-        shards.append(Shard(make_env(env_cfg, device, seed + k * SHARD_SEED_STRIDE), start, start + n))
-        start += n
-    return shards
 
 
 @dataclass
@@ -368,7 +177,7 @@ def train(cfg: PopulationConfig, resume: str | Path | None = None, stop_after: i
     if state is not None:
         trainer.load_state_dict(state)
     else:
-        run_dir = new_run_dir(cfg)
+        run_dir = new_run_dir(cfg.experiment.runs_dir, cfg.experiment.name)
     (run_dir / "config.yaml").write_text(population_config_to_yaml(cfg))
     logger = RunLogger(run_dir, resume_frames=trainer.frames if state is not None else None)
     if state is None:
@@ -657,24 +466,6 @@ def clip_member_grad_norms(net: nn.Module, max_norm: float) -> Tensor:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def label_histogram(labels: Tensor, owner: Tensor, n_members: int, n_labels: int) -> Tensor:
-    """Counts ``[N, n_labels + 1]`` of episode labels per member; column 0 is label -1 (none)."""
-    counts = torch.zeros(n_members * (n_labels + 1), dtype=torch.long, device=labels.device)
-    counts.index_add_(0, owner * (n_labels + 1) + labels + 1, torch.ones_like(labels))
-    return counts.view(n_members, n_labels + 1)
-
-
-def modal_labels(histogram: Tensor) -> Tensor:
-    """Each member's most frequent label ``[N]`` (-1 where it has none, or -1 is the most frequent)."""
-    label = histogram.argmax(-1) - 1
-    return torch.where(histogram.sum(-1) > 0, label, -1)
-
-
-def distinct_labels(labels: Tensor) -> int:
-    """How many different real labels (>= 0) the members' modal labels cover."""
-    return len({int(x) for x in labels.tolist() if x >= 0})
-
-
 def rollout_metrics(
     rollout: Rollout, assignment: SlotAssignment, returns: Tensor, best: Tensor | None, n_members: int
 ) -> dict[str, float]:
@@ -705,30 +496,6 @@ def rollout_metrics(
                     metrics[f"train/sp_labels/member_{i}/{column - 1}"] = float(fractions[i, column])
         metrics["train/sp_distinct_labels"] = float(distinct_labels(modal_labels(histogram)))
     return metrics
-
-
-@dataclass
-class PairEvaluation:
-    """One episode in each of ``episodes`` slots of every pair: returns, labels, success ``[P, episodes]``."""
-
-    pairs: Tensor  # [P, 2]
-    returns: Tensor  # [P, episodes] team return (mean over seats)
-    labels: Tensor  # [P, episodes] long, -1 = no label
-    success: Tensor  # [P, episodes] 0/1
-
-    def return_matrix(self, n_members: int) -> Tensor:
-        """Mean return ``[N, N]`` of each ordered pair (rows: seat 0's member)."""
-        episodes = self.returns.shape[1]
-        counts = torch.full((self.pairs.shape[0],), episodes, device=self.returns.device)
-        return pair_matrix(self.pairs, self.returns.sum(-1), counts, n_members)[0]
-
-    def self_play_labels(self, n_members: int) -> Tensor:
-        """Each member's modal label in self-play ``[N]`` (-1: none); needs the SP pairs evaluated."""
-        sp = self.pairs[:, 0] == self.pairs[:, 1]
-        labels = self.labels[sp]
-        owner = self.pairs[sp, 0].unsqueeze(-1).expand_as(labels)
-        n_labels = max(int(labels.max()) + 1, 0) if labels.numel() else 0
-        return modal_labels(label_histogram(labels.flatten(), owner.flatten(), n_members, n_labels))
 
 
 def evaluate_population(
@@ -799,37 +566,6 @@ def write_summary(run_dir: Path, trainer: PopulationTrainer) -> dict:
     return summary
 
 
-def load_population(
-    path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[Population, PopulationConfig]:
-    """A trained population (and its config) from a run directory or checkpoint, for evaluation/extraction."""
-    return population_from_checkpoint(load_checkpoint(path, map_location=device), path, device)
-
-
-def population_from_checkpoint(
-    state: dict, path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[Population, PopulationConfig]:
-    """`load_population` of an already loaded checkpoint `state` (read from `path`)."""
-    if state.get("kind") != "population":
-        raise MarlError(f"{path} is not a population run (its checkpoint was written by marl train).")
-    cfg = population_config_from_dict(state["config"])
-    with untouched_rng(torch.device("cpu")):  # a one-slot env tells the observation and action sizes
-        probe = make_env(cfg.env_config(1), "cpu", 0)
-    info = describe_env(probe, cfg.env.name, cfg.env.max_steps).groups[0]
-    population = build_population(cfg, info.obs_dim, info.action_dim).to(device)
-    population.load_state_dict(state["population"])
-    return population, cfg
-
-
-def run_method(state: dict) -> str:
-    """What trained a population checkpoint: its population.method (xpmin, selfplay, specialists), or
-    extract_dagger / extract_rl for an extraction run, whose students train in self-play."""
-    extraction = state.get("extraction")
-    if isinstance(extraction, dict):
-        return f"extract_{extraction.get('config', {}).get('method', 'unknown')}"
-    return str(state["config"]["population"]["method"])
-
-
 def describe_run(trainer: PopulationTrainer, run_dir: Path) -> str:
     cfg = trainer.cfg
     params = sum(p.numel() for p in trainer.population.parameters())
@@ -868,13 +604,4 @@ def _check_resume_compatible(saved: PopulationConfig, cfg: PopulationConfig) -> 
         )
 
 
-__all__ = [
-    "PairCollector",
-    "PairEvaluation",
-    "PopulationTrainer",
-    "Rollout",
-    "build_population",
-    "evaluate_population",
-    "load_population",
-    "train",
-]
+__all__ = ["PopulationTrainer", "evaluate_population", "train"]
