@@ -391,6 +391,13 @@ def save(figure, path) -> None:
     figure.savefig(path, dpi=110, bbox_inches="tight", pad_inches=0.15)
 
 
+def close(figure) -> None:
+    """Free a figure (pyplot keeps every figure it made until it is closed)."""
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+
+
 def png_array(figure):
     """The figure as saved (`save`), as an [H, W, 3] uint8 array for TensorBoard."""
     import io

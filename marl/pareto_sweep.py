@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -455,7 +456,7 @@ def _hypervolume_interval(by_member: dict, members: list[Member], sweep: ParetoS
 
 def write_outputs(sweep: ParetoSweep, members: list[Member], summary: dict) -> None:
     """summary.json, table.md and front.png in `out`; HParams, the figures and the tables in TensorBoard."""
-    from marl.pareto_plot import plot_fronts, save
+    from marl.pareto_plot import close, plot_fronts, save
 
     out = Path(sweep.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -465,6 +466,7 @@ def write_outputs(sweep: ParetoSweep, members: list[Member], summary: dict) -> N
     figure = plot_fronts(summary, sweep.title or sweep.name)
     save(figure, out / "front.png")
     _log_tensorboard(sweep, members, summary, table, figure)
+    close(figure)
     tensorboard = sweep.directory / "tensorboard" / out.name
     print(
         f"Wrote {out}/table.md, front.png and summary.json; TensorBoard: tensorboard --logdir {tensorboard}"
@@ -515,28 +517,31 @@ def format_table(summary: dict) -> str:
 
 
 def hparams_metrics(sweep: ParetoSweep, summary: dict, label: str) -> dict[str, float]:
-    """A member's HParams metrics: its objectives (mean and interval), whether it is on the front, its
-    rank, contribution and balance, and the hypervolume (mean and interval) of its front group and of its
-    `compare_by` family, so the HParams table can sort and filter by each."""
+    """A member's HParams metrics, so the HParams table can sort and filter by each: its objectives, whether
+    it is on the front, its balance and the hypervolume of its front group (the first five: TensorBoard
+    shows five metric columns until others are ticked), then that hypervolume's interval, the member's
+    front rank and hypervolume contribution, its `compare_by` family's hypervolume (mean and interval), its
+    objectives' intervals and its team return."""
     entry = summary["members"][label]
-    metrics = {}
-    for o in sweep.objectives:
-        stats = entry["objectives"][o]
-        name = o.split("/")[-1]
-        metrics[f"pareto/{name}"] = stats["mean"]
-        metrics[f"pareto/{name}_low"] = stats["low"]
-        metrics[f"pareto/{name}_high"] = stats["high"]
-    metrics["pareto/on_front"] = float(bool(entry.get("on_front")))
-    metrics["pareto/rank"] = float(entry["rank"])
-    metrics["pareto/contribution"] = entry["contribution"]
-    metrics["pareto/balance"] = entry["balance"]
-    metrics["pareto/return_mean"] = entry["return_mean"]
+    objectives = [(o.split("/")[-1], entry["objectives"][o]) for o in sweep.objectives]
     hypervolumes = summary["fronts"][entry["front_group"]]["hypervolume"]
     family = next((f for f in hypervolumes if f != "all" and label_in_family(sweep, entry, f)), "all")
-    for prefix, stats in (("hypervolume", hypervolumes["all"]), ("family_hypervolume", hypervolumes[family])):
-        metrics[f"pareto/{prefix}"] = stats["mean"]
-        metrics[f"pareto/{prefix}_low"] = stats["low"]
-        metrics[f"pareto/{prefix}_high"] = stats["high"]
+    metrics = {f"pareto/{name}": stats["mean"] for name, stats in objectives}
+    metrics["pareto/on_front"] = float(bool(entry.get("on_front")))
+    metrics["pareto/balance"] = entry["balance"]
+    metrics["pareto/hypervolume"] = hypervolumes["all"]["mean"]
+    metrics["pareto/hypervolume_low"] = hypervolumes["all"]["low"]
+    metrics["pareto/hypervolume_high"] = hypervolumes["all"]["high"]
+    metrics["pareto/rank"] = float(entry["rank"])
+    metrics["pareto/contribution"] = entry["contribution"]
+    for end in ("mean", "low", "high"):
+        metrics["pareto/family_hypervolume" + ("" if end == "mean" else f"_{end}")] = hypervolumes[family][
+            end
+        ]
+    for name, stats in objectives:
+        metrics[f"pareto/{name}_low"] = stats["low"]
+        metrics[f"pareto/{name}_high"] = stats["high"]
+    metrics["pareto/return_mean"] = entry["return_mean"]
     return metrics
 
 
@@ -552,27 +557,47 @@ def _log_tensorboard(sweep: ParetoSweep, members: list[Member], summary: dict, t
     resolution of front.png) and tables as Markdown."""
     from torch.utils.tensorboard import SummaryWriter
 
-    from marl.pareto_plot import display_name, plot_fronts, png_array
+    from marl.pareto_plot import close, display_name, panel_members, plot_fronts, png_array
 
     root = sweep.directory / "tensorboard" / Path(sweep.out).name
+    shutil.rmtree(root, ignore_errors=True)  # only this analysis's members and figures, none from before
+    settings = {}
     for member in members:
         entry = summary["members"][member.label]
-        hparams = {
+        settings[member.label] = {
             k.split(".")[-1]: v if isinstance(v, int | float | str | bool) else str(v)
             for k, v in member.choices.items()
         }
-        hparams["family"] = display_name(entry["family"])  # short: the policy column can be long
-        hparams["front_group"] = entry["front_group"]
+        # The policy by its short family name (`fixed_roles/pso`, `learned/hyper`): TensorBoard cuts long
+        # values in the table and at the left edge of the parallel coordinates, whose first axis is the
+        # first name in alphabetical order: the member's number in front.png's panel, a short number.
+        settings[member.label]["policy"] = display_name(entry["family"])
+        settings[member.label]["figure_no"] = (
+            panel_members(summary, entry["front_group"]).index(member.label) + 1
+        )
+    # every value of each setting, so the HParams filter pane lists them as check boxes (untick `random`)
+    domains = {
+        k: sorted({h[k] for h in settings.values() if k in h}, key=str) for h in settings.values() for k in h
+    }
+    for member in members:
+        hparams = settings[member.label]
         with SummaryWriter(root / member.label) as writer:
-            writer.add_hparams(hparams, hparams_metrics(sweep, summary, member.label), run_name=".")
+            writer.add_hparams(
+                hparams,
+                hparams_metrics(sweep, summary, member.label),
+                hparam_domain_discrete={k: domains[k] for k in hparams},
+                run_name=".",
+            )
+    # Tags under `front/`, a group that sorts before the metrics' `pareto/` in the Time Series tab.
     with SummaryWriter(root / "_front") as writer:
-        writer.add_image("pareto/front", png_array(figure), dataformats="HWC")
+        writer.add_image("front/all", png_array(figure), dataformats="HWC")
         if len(summary["fronts"]) > 1:
             for name in summary["fronts"]:
                 panel = plot_fronts(summary, sweep.title or sweep.name, fronts=[name])
-                writer.add_image(f"pareto/front/{name}", png_array(panel), dataformats="HWC")
-        writer.add_text("pareto/table", table)
-        writer.add_text("pareto/hypervolume", hypervolume_table(summary))
+                writer.add_image(f"front/{name}", png_array(panel), dataformats="HWC")
+                close(panel)
+        writer.add_text("front/table", table)
+        writer.add_text("front/hypervolume", hypervolume_table(summary))
 
 
 def hypervolume_table(summary: dict) -> str:
