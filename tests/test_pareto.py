@@ -303,7 +303,7 @@ def _summary(n_members: int = 6) -> dict:
     }
 
 
-def test_front_figure_names_every_member_in_its_panels_legend():
+def test_front_figure_names_every_member_in_its_panels_legend(tmp_path):
     summary = _summary()
     figure = plot_fronts(summary, "A title long enough to need wrapping " * 6)
     panels = [axis for axis in figure.axes if axis.get_legend() is not None]
@@ -323,6 +323,16 @@ def test_front_figure_names_every_member_in_its_panels_legend():
         handles = axis.get_legend().legend_handles
         texts = [t.get_text() for t in axis.get_legend().get_texts()]
         assert [h.get_color() for h, t in zip(handles, texts) if "learned/grouped" in t] == [colour]
-    path = Path(pytest.importorskip("tempfile").mkdtemp()) / "front.png"
-    save(figure, path)
-    assert png_array(figure).shape[2] == 3 and path.stat().st_size > 10_000
+    # every title, label and legend fits inside the figure as laid out (before any tight cropping)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    width, height = figure.bbox.width, figure.bbox.height
+    boxes = [
+        t.get_window_extent(renderer)
+        for t in figure.findobj(lambda a: hasattr(a, "get_text"))
+        if t.get_text()
+    ]
+    boxes += [axis.get_legend().get_window_extent(renderer) for axis in panels]
+    assert all(b.x0 >= -1 and b.y0 >= -1 and b.x1 <= width + 1 and b.y1 <= height + 1 for b in boxes)
+    save(figure, tmp_path / "front.png")
+    assert png_array(figure).shape[2] == 3 and (tmp_path / "front.png").stat().st_size > 10_000
