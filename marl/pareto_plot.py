@@ -113,7 +113,8 @@ def off_scale(values: list[float], dominated: list[bool]) -> set[int]:
 
 def plot_fronts(summary: dict, title: str, fronts: list[str] | None = None):
     """The figure (matplotlib, Agg) of `fronts` (default: every front group of the summary), laid out in
-    inches: each panel with its legend to its right, two panels a row, the titles wrapped to the width."""
+    inches: each panel with its legend to its right, two panels a row when that stays within 16 inches
+    (else one), the titles wrapped to the width."""
     import matplotlib
 
     matplotlib.use("Agg")
