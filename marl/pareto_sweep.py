@@ -16,6 +16,7 @@ A Pareto file (YAML, e.g. configs/pareto/patrol_search_heuristics.yaml):
     eval_seed: 20261124
     objectives: [info/mean_idleness, info/time_to_find]   # what run_episodes reports, all minimised
     reference: [150, 190]       # hypervolume reference point, one value per objective
+    bounds: [[0, null], [0, 190]]   # each objective's range [low, high] (null: unbounded), for intervals
     front_per: [env.map]        # one front per value of these keys (members on different maps never compete)
     compare_by: [policy]        # also the hypervolume of each value's members alone (which family wins)
     workers: 2                  # Ray tasks at once (0: in this process); ray.address joins a cluster
@@ -23,21 +24,31 @@ A Pareto file (YAML, e.g. configs/pareto/patrol_search_heuristics.yaml):
 Every (member, seed) is one task: a heuristic is evaluated; a learned member is trained with `marl train`
 (its run goes to `<runs_dir>/<name>/runs`, resumable) and its deterministic policy then evaluated. Results are
 cached as JSON, so running the command again only does what is missing.
+
+Intervals (objectives and hypervolumes) are 95% over seeds, built within each objective's `bounds` (a
+hypervolume is >= 0), so they never show impossible values (`marl.pareto.interval`). The figure is drawn
+by `marl.pareto_plot`.
+
+Without the cache (e.g. results committed without their runs), the analysis, figure, table and TensorBoard
+logs can be rebuilt from the per-seed values in an earlier `summary.json`:
+
+    python -m marl.pareto_sweep configs/pareto/patrol_search_learned.yaml --from-summary
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from marl.agents.heuristics import check_heuristic, is_heuristic
-from marl.compare import mean_interval
 from marl.config import load_config, read_yaml, resolve_config_path
 from marl.errors import ConfigError, MarlError
-from marl.pareto import balance, hypervolume, non_dominated
+from marl.pareto import balance, contributions, front_ranks, hypervolume, interval, non_dominated
+from marl.pareto_plot import member_family
 from marl.sweep import check_envs_build
 
 PARETO_KEYS = {
@@ -55,6 +66,7 @@ PARETO_KEYS = {
     "compare_by",
     "workers",
     "title",
+    "bounds",
 }
 LEARNED = "learned"
 
@@ -75,6 +87,7 @@ class ParetoSweep:
     workers: int = 0
     runs_dir: str = "results/pareto"
     title: str | None = None
+    bounds: list[list[float | None]] | None = None  # per objective [low, high]; None: unbounded
 
     @property
     def directory(self) -> Path:
@@ -123,6 +136,7 @@ def load_pareto(path: str | Path, extra: list[str] = ()) -> ParetoSweep:
         workers=int(data.get("workers", 0)),
         runs_dir=str(data.get("runs_dir", "results/pareto")),
         title=data.get("title"),
+        bounds=_bounds(path, data.get("bounds"), len(data["objectives"])),
     )
     if len(sweep.objectives) < 2 or len(sweep.reference) != len(sweep.objectives):
         raise ConfigError(
@@ -146,6 +160,25 @@ def load_pareto(path: str | Path, extra: list[str] = ()) -> ParetoSweep:
             raise ConfigError(f"Pareto sweep {sweep.name}, member {member.label}: {error}") from None
     check_envs_build(sweep.name, configs)
     return sweep
+
+
+def _bounds(path, bounds, n_objectives: int) -> list[list[float | None]] | None:
+    """Each objective's [low, high] range (either may be null), checked."""
+    if bounds is None:
+        return None
+    if (
+        not isinstance(bounds, list)
+        or len(bounds) != n_objectives
+        or not all(isinstance(b, list) and len(b) == 2 for b in bounds)
+        or not all(v is None or isinstance(v, int | float) for b in bounds for v in b)
+        or any(b[0] is not None and b[1] is not None and b[0] >= b[1] for b in bounds)
+    ):
+        raise ConfigError(
+            f"{path}: bounds must give one [low, high] range per objective (null for no bound, low < high), "
+            f"e.g. [[0, null], [0, 190]] for a non-negative idleness and a time of at most 190 steps; got "
+            f"{bounds}."
+        )
+    return [[None if v is None else float(v) for v in b] for b in bounds]
 
 
 def check_keys(sweep: ParetoSweep) -> list[Member]:
@@ -307,16 +340,20 @@ def _run_tasks(sweep: ParetoSweep, tasks: list, cache: Path, ray_address: str | 
 
 
 def analyse(sweep: ParetoSweep, members: list[Member], results: list[dict]) -> dict:
-    """Per member: each objective's mean and 95% interval over seeds. Per front (`front_per` values): the
-    non-dominated members (of the seed means), the most balanced one, and the hypervolume (also for each
-    `compare_by` family alone) as the mean and 95% interval of the per-seed hypervolumes."""
+    """Per member: each objective's mean and 95% interval over seeds (within the objective's bounds). Per
+    front (`front_per` values): the non-dominated members (of the seed means), each member's front rank,
+    exclusive hypervolume contribution and balance, the most balanced front member, and the hypervolume
+    (also for each `compare_by` family alone) as the mean and 95% interval of the per-seed hypervolumes."""
     by_member: dict[str, dict[int, dict]] = {}
     for result in results:
         by_member.setdefault(result["member"], {})[result["seed"]] = result
+    bounds = sweep.bounds or [[None, None] for _ in sweep.objectives]
     summary = {
         "name": sweep.name,
         "objectives": sweep.objectives,
         "reference": sweep.reference,
+        "bounds": bounds,
+        "interval": interval_description(sweep.objectives, bounds),
         "seeds": sweep.seeds,
         "episodes": sweep.episodes,
         "eval_seed": sweep.eval_seed,
@@ -326,12 +363,24 @@ def analyse(sweep: ParetoSweep, members: list[Member], results: list[dict]) -> d
     }
     for member in members:
         runs = by_member[member.label]
-        entry = {"choices": member.choices, "policy": member.policy, "objectives": {}}
+        entry = {
+            "choices": member.choices,
+            "policy": member.policy,
+            "family": member_family(member.choices, member.policy),
+            "objectives": {},
+        }
         for k, objective in enumerate(sweep.objectives):
             per_seed = [runs[s]["objectives"][k] for s in sweep.seeds]
-            mean, low, high = mean_interval(per_seed)
+            try:
+                mean, low, high = interval(per_seed, *bounds[k])
+            except ValueError:
+                raise MarlError(
+                    f"Member {member.label}: {objective} per seed {per_seed} lies outside its bounds "
+                    f"{bounds[k]}; correct `bounds` in the Pareto file."
+                ) from None
             entry["objectives"][objective] = {"per_seed": per_seed, "mean": mean, "low": low, "high": high}
-        entry["return_mean"] = mean_interval([runs[s]["return_mean"] for s in sweep.seeds])[0]
+        entry["return_per_seed"] = [runs[s]["return_mean"] for s in sweep.seeds]
+        entry["return_mean"] = sum(entry["return_per_seed"]) / len(sweep.seeds)
         entry["train_frames"] = max(runs[s]["train_frames"] for s in sweep.seeds)
         entry["seconds"] = sum(runs[s]["seconds"] for s in sweep.seeds) / len(sweep.seeds)
         summary["members"][member.label] = entry
@@ -342,10 +391,16 @@ def analyse(sweep: ParetoSweep, members: list[Member], results: list[dict]) -> d
         ideal = [min(p[k] for p in means) for k in range(len(sweep.objectives))]
         nadir = [max(p[k] for p in means) for k in range(len(sweep.objectives))]
         scores = dict(zip([m.label for m in group], balance(means, ideal, nadir), strict=True))
-        for label in front:
-            summary["members"][label].setdefault("on_front", []).append(front_name)
-        for m in group:
-            summary["members"][m.label]["balance"] = scores[m.label]
+        for member, rank, share in zip(
+            group, front_ranks(means), contributions(means, sweep.reference), strict=True
+        ):
+            entry = summary["members"][member.label]
+            if member.label in front:
+                entry.setdefault("on_front", []).append(front_name)
+            entry["balance"] = scores[member.label]
+            entry["rank"] = rank
+            entry["contribution"] = share
+            entry["front_group"] = front_name
         families = (
             {"all": group, **_partition(group, sweep.compare_by)} if sweep.compare_by else {"all": group}
         )
@@ -359,6 +414,20 @@ def analyse(sweep: ParetoSweep, members: list[Member], results: list[dict]) -> d
             },
         }
     return summary
+
+
+def interval_description(objectives: list[str], bounds: list[list[float | None]]) -> str:
+    """How the intervals were made, for the table and the figure."""
+    ranges = []
+    for objective, (low, high) in zip(objectives, bounds, strict=True):
+        name = objective.split("/")[-1]
+        if low is not None and high is not None:
+            ranges.append(f"{low:g} <= {name} <= {high:g}")
+        elif low is not None or high is not None:
+            ranges.append(f"{name} >= {low:g}" if low is not None else f"{name} <= {high:g}")
+    if not ranges:
+        return "95% Student-t interval over seeds"
+    return f"95% t-interval over seeds on the log/logit scale, so within {', '.join(ranges)}"
 
 
 def _partition(members: list[Member], keys: list[str]) -> dict[str, list[Member]]:
@@ -375,25 +444,29 @@ def _means(summary: dict, member: Member, sweep: ParetoSweep) -> list[float]:
 
 
 def _hypervolume_interval(by_member: dict, members: list[Member], sweep: ParetoSweep) -> dict:
-    """The hypervolume of each seed's points (a member's objectives with that seed), mean and interval."""
+    """The hypervolume of each seed's points (a member's objectives with that seed), mean and interval
+    (a hypervolume is >= 0)."""
     per_seed = [
         hypervolume([by_member[m.label][s]["objectives"] for m in members], sweep.reference)
         for s in sweep.seeds
     ]
-    mean, low, high = mean_interval(per_seed)
+    mean, low, high = interval(per_seed, 0.0)
     return {"per_seed": per_seed, "mean": mean, "low": low, "high": high}
 
 
 def write_outputs(sweep: ParetoSweep, members: list[Member], summary: dict) -> None:
-    """summary.json, table.md and front.png in `out`; HParams, the figure and the table in TensorBoard."""
+    """summary.json, table.md and front.png in `out`; HParams, the figures and the tables in TensorBoard."""
+    from marl.pareto_plot import close, plot_fronts, save
+
     out = Path(sweep.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     table = format_table(summary)
     (out / "table.md").write_text(table)
     figure = plot_fronts(summary, sweep.title or sweep.name)
-    figure.savefig(out / "front.png", dpi=110)
+    save(figure, out / "front.png")
     _log_tensorboard(sweep, members, summary, table, figure)
+    close(figure)
     tensorboard = sweep.directory / "tensorboard" / out.name
     print(
         f"Wrote {out}/table.md, front.png and summary.json; TensorBoard: tensorboard --logdir {tensorboard}"
@@ -404,20 +477,24 @@ def format_table(summary: dict) -> str:
     """A Markdown table per front: every member's objectives (mean [95% CI]), whether it is on the front and
     how balanced it is, then the hypervolumes."""
     objectives = summary["objectives"]
+    intervals = summary.get("interval", "95% Student-t interval over seeds")
     lines = [
-        f"Objectives (all minimised): {', '.join(objectives)}; mean [95% t-interval] over seeds "
+        f"Objectives (all minimised): {', '.join(objectives)}; mean [{intervals}] over seeds "
         f"{summary['seeds']}, each on the same {summary['episodes']} held-out episodes (eval seed "
-        f"{summary['eval_seed']}). Front: not dominated by any member of the same front group (seed means). "
-        "Balance: Chebyshev distance to the ideal point with each objective scaled to [0, 1] over the group "
-        f"(0 best). Hypervolume reference point: {summary['reference']}.",
+        f"{summary['eval_seed']}). Front: not dominated by any member of the same front group (seed means); "
+        "rank: 1 on the front, 2 on the front of the rest, and so on. Contribution: the hypervolume the "
+        "front loses without the member. Balance: Chebyshev distance to the ideal point with each objective "
+        f"scaled to [0, 1] over the group (0 best). Hypervolume reference point: {summary['reference']}.",
     ]
     for name, front in summary["fronts"].items():
         lines += [
             "",
             f"### {name}",
             "",
-            "| member | " + " | ".join(objectives) + " | team return | front | balance |",
-            "|---|" + "---|" * (len(objectives) + 3),
+            "| member | "
+            + " | ".join(objectives)
+            + " | team return | front | rank | contribution | balance |",
+            "|---|" + "---|" * (len(objectives) + 5),
         ]
         for label in front["members"]:
             entry = summary["members"][label]
@@ -430,7 +507,7 @@ def format_table(summary: dict) -> str:
                 on_front += " (most balanced)"
             lines.append(
                 f"| {label} | " + " | ".join(cells) + f" | {entry['return_mean']:.2f} | {on_front} | "
-                f"{entry['balance']:.3f} |"
+                f"{entry['rank']} | {entry['contribution']:.1f} | {entry['balance']:.3f} |"
             )
         lines += ["", "| members | hypervolume (mean [95% CI]; per seed) |", "|---|---|"]
         for family, hv in front["hypervolume"].items():
@@ -439,91 +516,171 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_fronts(summary: dict, title: str):
-    """One panel per front group: every member's seed mean with its 95% intervals (colour: its policy), the
-    front joined by a staircase (the boundary of the dominated region) and labelled, the most balanced
-    member circled."""
-    import matplotlib
+def hparams_metrics(sweep: ParetoSweep, summary: dict, label: str) -> dict[str, float]:
+    """A member's HParams metrics, so the HParams table can sort and filter by each: its objectives, whether
+    it is on the front, its balance and the hypervolume of its front group (the first five: TensorBoard
+    shows five metric columns until others are ticked), then that hypervolume's interval, the member's
+    front rank and hypervolume contribution, its `compare_by` family's hypervolume (mean and interval), its
+    objectives' intervals and its team return."""
+    entry = summary["members"][label]
+    objectives = [(o.split("/")[-1], entry["objectives"][o]) for o in sweep.objectives]
+    hypervolumes = summary["fronts"][entry["front_group"]]["hypervolume"]
+    family = next((f for f in hypervolumes if f != "all" and label_in_family(sweep, entry, f)), "all")
+    metrics = {f"pareto/{name}": stats["mean"] for name, stats in objectives}
+    metrics["pareto/on_front"] = float(bool(entry.get("on_front")))
+    metrics["pareto/balance"] = entry["balance"]
+    metrics["pareto/hypervolume"] = hypervolumes["all"]["mean"]
+    metrics["pareto/hypervolume_low"] = hypervolumes["all"]["low"]
+    metrics["pareto/hypervolume_high"] = hypervolumes["all"]["high"]
+    metrics["pareto/rank"] = float(entry["rank"])
+    metrics["pareto/contribution"] = entry["contribution"]
+    for end in ("mean", "low", "high"):
+        metrics["pareto/family_hypervolume" + ("" if end == "mean" else f"_{end}")] = hypervolumes[family][
+            end
+        ]
+    for name, stats in objectives:
+        metrics[f"pareto/{name}_low"] = stats["low"]
+        metrics[f"pareto/{name}_high"] = stats["high"]
+    metrics["pareto/return_mean"] = entry["return_mean"]
+    return metrics
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    x_name, y_name = summary["objectives"][:2]
-    fronts = summary["fronts"]
-    columns = min(2, len(fronts))
-    rows = -(-len(fronts) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(6.5 * columns, 5.0 * rows + 0.6), squeeze=False)
-    for axis in axes.flat[len(fronts) :]:
-        axis.set_visible(False)
-    families = sorted({str(m["policy"]) for m in summary["members"].values()})
-    colours = {f: plt.get_cmap("tab10")(i % 10) for i, f in enumerate(families)}
-    for axis, (name, front) in zip(axes.flat, fronts.items(), strict=False):
-        for label in front["members"]:
-            entry = summary["members"][label]
-            x, y = entry["objectives"][x_name], entry["objectives"][y_name]
-            on_front = label in front["front"]
-            axis.errorbar(
-                x["mean"],
-                y["mean"],
-                xerr=[[x["mean"] - x["low"]], [x["high"] - x["mean"]]],
-                yerr=[[y["mean"] - y["low"]], [y["high"] - y["mean"]]],
-                fmt="o" if on_front else ".",
-                color=colours[str(entry["policy"])],
-                alpha=1.0 if on_front else 0.45,
-                markersize=7 if on_front else 5,
-                capsize=2,
-                elinewidth=0.8,
-            )
-            if on_front:  # only the front is labelled: dominated members are context
-                hidden = tuple(f"{k}=" for k in [*summary["front_per"], "policy"])  # panel title, colour
-                short = ",".join(p for p in label.split(",") if not p.startswith(hidden))
-                axis.annotate(
-                    short, (x["mean"], y["mean"]), fontsize=7, xytext=(4, 2), textcoords="offset points"
-                )
-        points = sorted(
-            (
-                summary["members"][m]["objectives"][x_name]["mean"],
-                summary["members"][m]["objectives"][y_name]["mean"],
-            )
-            for m in front["front"]
-        )
-        axis.step(
-            [p[0] for p in points], [p[1] for p in points], where="post", color="black", lw=1, alpha=0.6
-        )
-        best = summary["members"][front["most_balanced"]]["objectives"]
-        axis.plot(best[x_name]["mean"], best[y_name]["mean"], "o", mfc="none", mec="black", ms=14)
-        hv = front["hypervolume"]["all"]
-        axis.set_title(
-            f"{name}  (hypervolume {hv['mean']:.0f} [{hv['low']:.0f}, {hv['high']:.0f}])", fontsize=10
-        )
-        axis.set_xlabel(f"{x_name} (lower is better)")
-        axis.set_ylabel(f"{y_name} (lower is better)")
-        axis.grid(alpha=0.3)
-    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=f) for f, c in colours.items()]
-    figure.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), fontsize=8, frameon=False)
-    figure.suptitle(f"{title}\nmean and 95% interval over seeds; front = staircase, most balanced circled")
-    figure.tight_layout(rect=(0, 0.05 / rows, 1, 1))
-    return figure
+def label_in_family(sweep: ParetoSweep, entry: dict, family: str) -> bool:
+    """Whether a member belongs to a `compare_by` family named like "policy=learned,n_sensing=3"."""
+    name = ",".join(f"{k.split('.')[-1]}={entry['choices'].get(k)}" for k in sweep.compare_by)
+    return name == family
 
 
 def _log_tensorboard(sweep: ParetoSweep, members: list[Member], summary: dict, table: str, figure) -> None:
-    """Each member's choices and objectives through the HParams plugin (parallel coordinates and scatter
-    views of the trade-off), and the sweep's front figure and table."""
+    """Each member's choices and metrics through the HParams plugin (table, parallel coordinates and
+    scatter views of the trade-off), and the sweep's front figure (whole and per front group, at the
+    resolution of front.png) and tables as Markdown."""
     from torch.utils.tensorboard import SummaryWriter
 
+    from marl.pareto_plot import close, display_name, panel_members, plot_fronts, png_array
+
     root = sweep.directory / "tensorboard" / Path(sweep.out).name
+    shutil.rmtree(root, ignore_errors=True)  # only this analysis's members and figures, none from before
+    settings = {}
     for member in members:
         entry = summary["members"][member.label]
-        hparams = {
+        settings[member.label] = {
             k.split(".")[-1]: v if isinstance(v, int | float | str | bool) else str(v)
             for k, v in member.choices.items()
         }
-        metrics = {f"pareto/{o}": entry["objectives"][o]["mean"] for o in sweep.objectives}
-        metrics["pareto/on_front"] = float(bool(entry.get("on_front")))
-        metrics["pareto/balance"] = entry["balance"]
-        metrics["pareto/return_mean"] = entry["return_mean"]
+        # The policy by its short family name (`fixed_roles/pso`, `learned/hyper`): TensorBoard cuts long
+        # values in the table and at the left edge of the parallel coordinates, whose first axis is the
+        # first name in alphabetical order: the member's number in front.png's panel, a short number.
+        settings[member.label]["policy"] = display_name(entry["family"])
+        settings[member.label]["figure_no"] = (
+            panel_members(summary, entry["front_group"]).index(member.label) + 1
+        )
+    # every value of each setting, so the HParams filter pane lists them as check boxes (untick `random`)
+    domains = {
+        k: sorted({h[k] for h in settings.values() if k in h}, key=str) for h in settings.values() for k in h
+    }
+    for member in members:
+        hparams = settings[member.label]
         with SummaryWriter(root / member.label) as writer:
-            writer.add_hparams(hparams, metrics, run_name=".")
+            writer.add_hparams(
+                hparams,
+                hparams_metrics(sweep, summary, member.label),
+                hparam_domain_discrete={k: domains[k] for k in hparams},
+                run_name=".",
+            )
+    # Tags under `front/`, a group that sorts before the metrics' `pareto/` in the Time Series tab.
     with SummaryWriter(root / "_front") as writer:
-        writer.add_figure("pareto/front", figure)
-        writer.add_text("pareto/table", table)
+        writer.add_image("front/all", png_array(figure), dataformats="HWC")
+        if len(summary["fronts"]) > 1:
+            for name in summary["fronts"]:
+                panel = plot_fronts(summary, sweep.title or sweep.name, fronts=[name])
+                writer.add_image(f"front/{name}", png_array(panel), dataformats="HWC")
+                close(panel)
+        writer.add_text("front/table", table)
+        writer.add_text("front/hypervolume", hypervolume_table(summary))
+
+
+def hypervolume_table(summary: dict) -> str:
+    """The hypervolumes of every front group and family as one short Markdown table."""
+    lines = [
+        f"Hypervolume against {summary['reference']} (mean [{summary.get('interval', '95% interval')}]).",
+        "",
+        "| front group | members | hypervolume | per seed |",
+        "|---|---|---|---|",
+    ]
+    for name, front in summary["fronts"].items():
+        for family, hv in front["hypervolume"].items():
+            per_seed = ", ".join(f"{v:.0f}" for v in hv["per_seed"])
+            lines.append(
+                f"| {name} | {family} | {hv['mean']:.0f} [{hv['low']:.0f}, {hv['high']:.0f}] | {per_seed} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def results_from_summary(summary: dict) -> list[dict]:
+    """The per-(member, seed) results an earlier summary.json holds (the objectives and team return per seed;
+    the return per seed only in newer summaries, else its mean), to re-analyse without the cache."""
+    results = []
+    for label, entry in summary["members"].items():
+        returns = entry.get("return_per_seed") or [entry["return_mean"]] * len(summary["seeds"])
+        for i, seed in enumerate(summary["seeds"]):
+            results.append(
+                {
+                    "member": label,
+                    "seed": seed,
+                    "objectives": [entry["objectives"][o]["per_seed"][i] for o in summary["objectives"]],
+                    "return_mean": returns[i],
+                    "train_frames": entry["train_frames"],
+                    "seconds": entry["seconds"],
+                }
+            )
+    return results
+
+
+def rebuild_from_summary(sweep: ParetoSweep, path: str | Path | None = None) -> dict:
+    """Re-analyse and rewrite the outputs (summary.json, table.md, front.png, TensorBoard) from the per-seed
+    values of `path` (default: the sweep's `out`/summary.json), with the Pareto file's settings."""
+    path = Path(path or Path(sweep.out) / "summary.json")
+    if not path.exists():
+        raise MarlError(f"{path} does not exist: run `marl pareto` on the file first.")
+    saved = json.loads(path.read_text())
+    members = expand(sweep)
+    missing = [m.label for m in members if m.label not in saved["members"]]
+    if missing or saved["objectives"] != sweep.objectives:
+        raise MarlError(
+            f"{path} does not hold this sweep's results (objectives {saved['objectives']}, members missing: "
+            f"{missing[:3]}{'...' if len(missing) > 3 else ''}); run `marl pareto` on the file instead."
+        )
+    sweep.seeds = list(saved["seeds"])
+    summary = analyse(sweep, members, results_from_summary(saved))
+    write_outputs(sweep, members, summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m marl.pareto_sweep FILE --from-summary [--summary PATH] [--out DIR] [--front-per KEY...]`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m marl.pareto_sweep",
+        description="Rebuild a Pareto sweep's summary, table, figure and TensorBoard logs from the per-seed "
+        "values of an earlier summary.json (when the cached per-member results are gone).",
+    )
+    parser.add_argument("file", help="Pareto YAML file (configs/pareto/*.yaml)")
+    parser.add_argument("--from-summary", action="store_true", required=True, help="read the per-seed values")
+    parser.add_argument("--summary", help="the summary.json to read (default: <out>/summary.json)")
+    parser.add_argument("--out", help="write here instead of the file's `out`")
+    parser.add_argument("--front-per", nargs="+", metavar="KEY", help="one front per value of these keys")
+    args = parser.parse_args(argv)
+    sweep = load_pareto(args.file)
+    if args.out:
+        sweep.out = args.out
+    if args.front_per:
+        sweep.front_per = args.front_per
+        check_keys(sweep)
+    rebuild_from_summary(sweep, args.summary)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -11,8 +11,17 @@ import pytest
 
 from marl.cli import main
 from marl.errors import ConfigError
-from marl.pareto import balance, dominates, hypervolume, non_dominated
-from marl.pareto_sweep import expand, load_pareto, run_pareto
+from marl.pareto import balance, contributions, dominates, front_ranks, hypervolume, interval, non_dominated
+from marl.pareto_plot import (
+    FAMILY_STYLES,
+    family_style,
+    member_family,
+    off_scale,
+    plot_fronts,
+    png_array,
+    save,
+)
+from marl.pareto_sweep import expand, hparams_metrics, load_pareto, rebuild_from_summary, run_pareto
 
 
 def test_dominance_and_front():
@@ -119,9 +128,54 @@ def test_pareto_heuristics_end_to_end(tmp_path, capsys):
     assert saved["fronts"]["all"]["front"] == front["front"]
     events = list((tmp_path / "runs" / "tiny" / "tensorboard").rglob("events.out.tfevents.*"))
     assert len(events) >= 5  # one per member (HParams) and the front's figure and table
+    # every member's HParams session declares the front's metrics, so the HParams table can sort by them
+    wanted = {"hypervolume", "hypervolume_low", "hypervolume_high", "on_front", "balance", "rank"}
+    wanted |= {"contribution", "family_hypervolume", "mean_idleness_low", "time_to_find_high"}
+    label = "policy=heuristic:random"
+    metrics = hparams_metrics(sweep, summary, label)
+    assert {f"pareto/{m}" for m in wanted} <= set(metrics)
+    assert metrics["pareto/hypervolume_low"] <= metrics["pareto/hypervolume"] == hv["all"]["mean"]
+    assert metrics["pareto/on_front"] == 0.0 and metrics["pareto/rank"] > 1
+    declared, hparams = _hparams_session(tmp_path / "runs" / "tiny" / "tensorboard" / "out" / label)
+    assert {f"pareto/{m}" for m in wanted} <= declared
+    assert hparams["policy"] == "random" and hparams["figure_no"] == 4  # short (TensorBoard cuts long ones)
+    images = _tags(tmp_path / "runs" / "tiny" / "tensorboard" / "out" / "_front")
+    assert {"front/all", "front/table/text_summary", "front/hypervolume/text_summary"} <= images
     capsys.readouterr()
     assert main(["pareto", path]) == 0
     assert "0 to run" in capsys.readouterr().out
+    # without the cache, the same analysis comes back from the summary's per-seed values
+    for cached in (tmp_path / "runs" / "tiny" / "results").iterdir():
+        cached.unlink()
+    rebuilt = rebuild_from_summary(load_pareto(path))
+    assert rebuilt["fronts"] == summary["fronts"] and rebuilt["members"] == summary["members"]
+
+
+def _events(directory: Path):
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    for path in sorted(directory.glob("events.out.tfevents.*")):
+        yield from EventFileLoader(str(path)).Load()
+
+
+def _tags(directory: Path) -> set[str]:
+    return {value.tag for event in _events(directory) for value in event.summary.value}
+
+
+def _hparams_session(directory: Path) -> tuple[set[str], dict]:
+    """The metric tags a member's HParams experiment declares, and the session's hyperparameter values."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    declared, hparams = set(), {}
+    for event in _events(directory):
+        for value in event.summary.value:
+            if value.metadata.plugin_data.plugin_name != "hparams":
+                continue
+            data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+            declared |= {info.name.tag for info in data.experiment.metric_infos}
+            for key, held in data.session_start_info.hparams.items():
+                hparams[key] = held.string_value or held.number_value
+    return declared, hparams
 
 
 def test_eval_runs_a_heuristic_and_reports_episode_info(capsys):
@@ -136,3 +190,149 @@ def test_eval_runs_a_heuristic_and_reports_episode_info(capsys):
     assert "for env=vmas/patrol_search" in capsys.readouterr().err
     assert main(["eval", "results/runs/some-run", "env.num_envs=3"]) == 2
     assert "takes no overrides" in capsys.readouterr().err
+
+
+def test_interval_stays_inside_the_objectives_range():
+    """Bounded intervals never leave the range (a t-interval over 2 seeds goes below 0), stay close to the
+    t-interval when the spread is small, and an unbounded one is the plain t-interval."""
+    spread = [3.0, 141.6]  # 2 seeds far apart: the t-interval is about [-807, 952]
+    assert interval(spread)[1] < 0
+    mean, low, high = interval(spread, 0.0)
+    assert mean == pytest.approx(72.3) and 0 < low < mean < high
+    mean, low, high = interval(spread, 0.0, 190.0)
+    assert 0 < low < mean < high < 190
+    _, low, high = interval(spread, None, 150.0)
+    assert high < 150
+    rng = random.Random(1)
+    for _ in range(200):
+        values = [rng.choice([0.0, 190.0, rng.uniform(0, 190)]) for _ in range(rng.randint(1, 4))]
+        mean, low, high = interval(values, 0.0, 190.0)
+        assert 0 <= low <= mean <= high <= 190
+        mean, low, high = interval(values, 0.0)
+        assert 0 <= low <= mean <= high
+    t_mean, t_low, t_high = interval([45.0, 46.0, 47.0])
+    assert interval([45.0, 46.0, 47.0], 0.0) == pytest.approx((t_mean, t_low, t_high), abs=0.1)
+    assert interval([5.0, 5.0], 0.0) == (5.0, 5.0, 5.0) and interval([3.0], 0.0) == (3.0, 3.0, 3.0)
+    with pytest.raises(ValueError, match="outside the quantity's range"):
+        interval([-1.0, 2.0], 0.0)
+
+
+def test_front_ranks_and_contributions():
+    points = [(1, 3), (2, 2), (3, 1), (3, 3), (4, 4)]
+    assert front_ranks(points) == [1, 1, 1, 2, 3]
+    assert contributions(points, (4, 4)) == [1.0, 1.0, 1.0, 0.0, 0.0]  # (4, 4) is outside the box
+    assert contributions([(1, 1), (1, 1)], (2, 2)) == [0.0, 0.0]  # a duplicate loses nothing alone
+
+
+def test_family_styles_are_fixed_and_distinct():
+    """The same family gets the same colour and marker in every figure and process; the known families
+    are distinct, learned teams by sharing scheme included; a variant takes its base family's style."""
+    assert family_style("heuristic:fixed_roles/pso") == FAMILY_STYLES["heuristic:fixed_roles/pso"]
+    assert len({style for style in FAMILY_STYLES.values()}) == len(FAMILY_STYLES)
+    assert len({colour for colour, _ in FAMILY_STYLES.values()}) == len(FAMILY_STYLES)
+    assert family_style("heuristic:patrol/pso") == family_style("heuristic:patrol")
+    assert family_style("heuristic:dance") == family_style("heuristic:dance")  # hashed, not per-figure
+    assert member_family({"sharing": "hyper"}, "learned") == "learned/hyper"
+    assert member_family({"agents.sharing": "grouped"}, "learned") == "learned/grouped"
+    assert member_family({}, "learned") == "learned"
+    assert member_family({"sharing": "hyper"}, "heuristic:patrol") == "heuristic:patrol"
+
+
+def test_off_scale_only_takes_far_dominated_outliers():
+    values = [41.9, 42.3, 43.1, 44.0, 44.5, 45.2, 76.0, 76.2]
+    assert off_scale(values, [True] * 8) == {6, 7}
+    assert off_scale(values, [True] * 6 + [False, True]) == set()  # a front member is never hidden
+    assert off_scale([41.9, 43.6, 44.1, 46.2, 47.1, 48.5, 50.9], [True] * 7) == set()
+    assert off_scale([1.0, 2.0], [True, True]) == set() == off_scale([1.0, 1.0, 1.0, 9.0], [True] * 4)
+    assert off_scale([1.0, 1.1, 1.2, 9.0], [True] * 4) == {3}
+
+
+def _summary(n_members: int = 6) -> dict:
+    """A summary as `analyse` writes it, with two front groups and learned and hand-designed families."""
+    members, fronts = {}, {}
+    policies = [
+        "learned",
+        "learned",
+        "learned",
+        "heuristic:patrol",
+        "heuristic:fixed_roles/pso",
+        "heuristic:random",
+    ]
+    for group, shift in (("map=open", 0.0), ("map=rooms", 2.0)):
+        labels = []
+        for i in range(n_members):
+            policy = policies[i % len(policies)]
+            choices = {"env.map": group.split("=")[1], "policy": policy}
+            if policy == "learned":
+                choices["sharing"] = ["shared", "grouped", "hyper"][i % 3]
+            label = ",".join(f"{k.split('.')[-1]}={v}" for k, v in choices.items())
+            far = policy == "heuristic:random"
+            x = 80.0 if far else 42.0 + i + shift
+            y = 120.0 if far else 90.0 - 9 * i
+            members[label] = {
+                "choices": choices,
+                "policy": policy,
+                "objectives": {
+                    "info/mean_idleness": {"per_seed": [x, x], "mean": x, "low": x - 1, "high": x + 1},
+                    "info/time_to_find": {
+                        "per_seed": [y, y],
+                        "mean": y,
+                        "low": max(0.0, y - 5),
+                        "high": y + 5,
+                    },
+                },
+                "return_mean": 1.0,
+                "balance": 0.5,
+                "rank": 1,
+                "contribution": 0.0,
+            }
+            labels.append(label)
+        fronts[group] = {
+            "members": labels,
+            "front": labels[:5],
+            "most_balanced": labels[2],
+            "hypervolume": {"all": {"per_seed": [1.0, 2.0], "mean": 1.5, "low": 0.5, "high": 3.0}},
+        }
+    return {
+        "objectives": ["info/mean_idleness", "info/time_to_find"],
+        "bounds": [[0.0, None], [0.0, 190.0]],
+        "seeds": [0, 1],
+        "front_per": ["map"],
+        "members": members,
+        "fronts": fronts,
+    }
+
+
+def test_front_figure_names_every_member_in_its_panels_legend(tmp_path):
+    summary = _summary()
+    figure = plot_fronts(summary, "A title long enough to need wrapping " * 6)
+    panels = [axis for axis in figure.axes if axis.get_legend() is not None]
+    assert len(panels) == 2
+    for axis, front in zip(panels, summary["fronts"].values()):
+        texts = [t.get_text() for t in axis.get_legend().get_texts()]
+        assert len(texts) == len(front["members"])
+        assert any("learned/shared" in t for t in texts) and any("learned/hyper" in t for t in texts)
+        assert any("random" in t and "off scale" in t for t in texts)  # the far random team is clipped
+        # every member's number is written on the plot; the axis does not stretch to the random team
+        numbers = {t.get_text() for t in axis.texts}
+        assert {str(i + 1) for i in range(len(front["members"]))} <= numbers
+        assert axis.get_xlim()[1] < 80 and axis.get_ylim()[0] >= 0
+    # the colour of a family is the same in both panels and follows FAMILY_STYLES
+    colour = FAMILY_STYLES["learned/grouped"][0]
+    for axis in panels:
+        handles = axis.get_legend().legend_handles
+        texts = [t.get_text() for t in axis.get_legend().get_texts()]
+        assert [h.get_color() for h, t in zip(handles, texts) if "learned/grouped" in t] == [colour]
+    # every title, label and legend fits inside the figure as laid out (before any tight cropping)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    width, height = figure.bbox.width, figure.bbox.height
+    boxes = [
+        t.get_window_extent(renderer)
+        for t in figure.findobj(lambda a: hasattr(a, "get_text"))
+        if t.get_text()
+    ]
+    boxes += [axis.get_legend().get_window_extent(renderer) for axis in panels]
+    assert all(b.x0 >= -1 and b.y0 >= -1 and b.x1 <= width + 1 and b.y1 <= height + 1 for b in boxes)
+    save(figure, tmp_path / "front.png")
+    assert png_array(figure).shape[2] == 3 and (tmp_path / "front.png").stat().st_size > 10_000
