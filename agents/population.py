@@ -1,4 +1,4 @@
-"""A population of N two-seat partners as ONE batched module (issue 9: XP-min, specialists, extraction).
+"""A population of N two-seat partners as ONE batched module (XP-min, specialists, extraction).
 
 Every member has its own actor and critic, but the N actors are a single ``MultiAgentMLP`` with
 ``n_agents=N`` (and so are the N critics): scheme ``independent`` stacks the members' weights

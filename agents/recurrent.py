@@ -1,7 +1,7 @@
 """A recurrent (GRU) actor-critic for categorical actions, stepped online and replayed over sequence chunks.
 
 Each step the network reads the observation, its own previous action (one-hot) and the previous reward, so
-its hidden state can carry what it learned about its partner during an episode (issue 9's generalist):
+its hidden state can carry what it learned about its partner during an episode (the population's generalist):
 
     [obs, one_hot(prev_action), prev_reward] -> encoder MLP -> GRU cell -> policy logits, value
 

@@ -11,10 +11,10 @@ from marl.envs import check as check_module
 from marl.envs.check import check_env
 from marl.envs.spaces import ImageField
 
-from marl.config import load_config
 from marl.errors import ConfigError
 from marl.team_metrics import team_metrics
 from marl.training import build_trainer, evaluation_episodes, train_iteration
+from tests.helpers import pettingzoo_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -22,23 +22,9 @@ IMAGES = "marl.benchmarks.image_training:image_team"
 
 
 def _cfg(tmp_path, *overrides, entry_point=IMAGES):
-    return load_config(
-        [
-            "env=pettingzoo",
-            f"env.entry_point={entry_point}",
-            f"experiment.runs_dir={tmp_path}",
-            "experiment.progress=false",
-            "experiment.eval_every=0",
-            "metrics.every=0",
-            "experiment.frames_per_batch=64",
-            "env.num_envs=4",
-            "env.max_steps=8",
-            "algorithm.minibatch_size=32",
-            "algorithm.epochs=1",
-            "model.hidden_sizes=[32]",
-            *overrides,
-        ]
-    )
+    small = ["experiment.frames_per_batch=64", "env.num_envs=4", "env.max_steps=8"]
+    small += ["algorithm.minibatch_size=32", "algorithm.epochs=1", "model.hidden_sizes=[32]"]
+    return pettingzoo_config(tmp_path, entry_point, *small, *overrides)
 
 
 def _field(size=20, channels=3, channels_last=True):

@@ -1,4 +1,4 @@
-"""The recurrent generalist (issue 9 item 5): chunk replay, learning with frozen partners, config, resume.
+"""The recurrent generalist: chunk replay, learning with frozen partners, config, resume.
 
 Partners are real `marl population train method=specialists` runs, trained here (about 2 s each) on the
 repeated matrix game with K = 3 conventions, horizon 3 and a payoff at every step: specialist i plays

@@ -10,32 +10,18 @@ from marl.envs.check import check_env
 from marl.envs.pettingzoo_env import PettingZooEnv, load_factory
 
 from marl.cli import main
-from marl.config import load_config
 from marl.errors import ConfigError
 from marl.run_logger import read_metrics
 from marl.training import build_trainer, describe_run, run_name, train, train_iteration
+from tests.helpers import pettingzoo_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(tmp_path, entry_point, *overrides):
-    return load_config(
-        [
-            "env=pettingzoo",
-            f"env.entry_point={entry_point}",
-            f"experiment.runs_dir={tmp_path}",
-            "experiment.progress=false",
-            "experiment.eval_every=0",
-            "metrics.every=0",
-            "experiment.frames_per_batch=200",
-            "experiment.total_frames=400",
-            "env.num_envs=4",
-            "algorithm.minibatch_size=100",
-            "algorithm.epochs=2",
-            "model.hidden_sizes=[32]",
-            *overrides,
-        ]
-    )
+    small = ["experiment.frames_per_batch=200", "experiment.total_frames=400", "env.num_envs=4"]
+    small += ["algorithm.minibatch_size=100", "algorithm.epochs=2", "model.hidden_sizes=[32]"]
+    return pettingzoo_config(tmp_path, entry_point, *small, *overrides)
 
 
 # ------------------------------------------------------------------------------------------- agent ids

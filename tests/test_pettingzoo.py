@@ -15,24 +15,14 @@ from marl.errors import ConfigError
 from marl.ppo import _minibatch_loss, compute_advantages, ppo_update
 from marl.run_logger import read_metrics
 from marl.training import build_trainer, train, train_iteration
-from tests.helpers import without_timing
+from tests.helpers import pettingzoo_config, without_timing
 
 SPREAD = "mpe2.simple_spread_v3:parallel_env"
 HETERO = "pz_envs:hetero_team"
 
 
 def _cfg(tmp_path, entry_point, *overrides):
-    return load_config(
-        [
-            "env=pettingzoo",
-            f"env.entry_point={entry_point}",
-            f"experiment.runs_dir={tmp_path}",
-            "experiment.progress=false",
-            "experiment.eval_every=0",
-            "metrics.every=0",
-            *overrides,
-        ]
-    )
+    return pettingzoo_config(tmp_path, entry_point, *overrides)
 
 
 def _small(frames_per_batch=400, envs=4, total=800):

@@ -1,4 +1,4 @@
-"""Partner populations (issue 9): batched pair rollouts, XP-min vs self-play conventions, config, resume."""
+"""Partner populations: batched pair rollouts, XP-min vs self-play conventions, config, resume."""
 
 from __future__ import annotations
 

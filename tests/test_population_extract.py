@@ -1,4 +1,4 @@
-"""Extraction (issue 9 item 4): fresh students keep a planted teacher's convention but not its handshake.
+"""Extraction: fresh students keep a planted teacher's convention but not its handshake.
 
 The game: the repeated matrix game with K = 3 conventions of 2 actions each (action ``a`` is in block
 ``a // 2``), horizon T = 2, paying only at the final step (step 0 is free signalling). A seat observes its

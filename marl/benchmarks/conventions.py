@@ -1,4 +1,4 @@
-"""Conventions discovered against population size: XP-min against independent self-play (issue 9).
+"""Conventions discovered against population size: XP-min against independent self-play.
 
     python -m marl.benchmarks.conventions [--k 8] [--sizes 2 4 8] [--seeds 0 1 2] [--iterations 150]
 

@@ -1,4 +1,4 @@
-"""The cooking study of issue 9: five partner populations, their D, S, O and capable members, and a
+"""The cooking study: five partner populations, their D, S, O and capable members, and a
 generalist trained with each, tested against held-out specialists.
 
     python -m marl.benchmarks.cooking_populations [--seeds 0 1 2] [--jobs 2] [--scale 1.0]
@@ -273,7 +273,7 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, iters: dict[str, i
         row["sp_label"] = [done[f"evaluate-{population}/{s}"]["sp_label"] for s in args.seeds]
         rows.append(row)
     summary = {
-        "study": "cooking populations (issue 9): D, S, O, capable members, generalist robustness",
+        "study": "cooking populations: D, S, O, capable members, generalist robustness",
         "seeds": args.seeds,
         "members": MEMBERS,
         "held_out_specialists": done["held-out"]["run"],

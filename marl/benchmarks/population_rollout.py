@@ -1,4 +1,4 @@
-"""Population rollouts: all pairs in one batched rollout against a Python loop over pairs (issue 9).
+"""Population rollouts: all pairs in one batched rollout against a Python loop over pairs.
 
     python -m marl.benchmarks.population_rollout [--members 4 8 16] [--envs-per-pair 8] [--steps 50]
                                                  [--repeats 3] [--threads 1] [--device cpu] [--out results]

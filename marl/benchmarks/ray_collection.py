@@ -10,7 +10,7 @@ For each worker count (0 = in-process, no Ray) it builds a trainer with the MAPP
 warm-up batch (not counted; it also starts the workers), then times `--batches` batches with the policy's
 weights broadcast each time, as in training. frames/s = frames / collection time. Ray is started once
 with num_cpus = the largest worker count. Writes <out>/ray_collection.json and <out>/ray_collection.png.
-Targets (issue 3): 1 worker at most 15% slower than in-process; 2 workers at least 1.6x one worker on the
+Targets: 1 worker at most 15% slower than in-process; 2 workers at least 1.6x one worker on the
 plain env, on a 2-core machine.
 """
 

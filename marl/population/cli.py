@@ -38,7 +38,7 @@ def add_population_parser(commands: argparse._SubParsersAction) -> argparse.Argu
     population = commands.add_parser(
         "population",
         help="partner populations: train (XP-min, self-play, specialists), evaluate, extract, generalist",
-        description="Partner populations trained as one batched module (issue 9).",
+        description="Partner populations trained as one batched module.",
     )
     sub = population.add_subparsers(dest="population_command", metavar="SUBCOMMAND")
     train = sub.add_parser(

@@ -88,7 +88,7 @@ class PopulationSection:
 
 @dataclass
 class AlgorithmSection:
-    """PPO of all members at once (issue 9 defaults)."""
+    """PPO of all members at once (the defaults of the partner-population study)."""
 
     lr: float = 5e-4
     adam_eps: float = 1e-5

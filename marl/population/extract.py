@@ -1,5 +1,5 @@
 """`marl population extract <teacher run> method=dagger|rl`: fresh partners that keep each member's specialty
-but not its overfitness (issue 9 item 4; "Diversity Is Not All You Need", Charakorn et al., NeurIPS 2024).
+but not its overfitness ("Diversity Is Not All You Need", Charakorn et al., NeurIPS 2024).
 
 An XP-min member (the *teacher*) is specialised: its self-play episodes carry one behaviour label, or a few
 (a convention, a recipe). It may also be overfit: XP-min pays it for failing with the other members, so it

@@ -1,6 +1,6 @@
 """`marl population generalist <population run>`: a recurrent agent trained with frozen population partners.
 
-Issue 9's last step. The generalist (agents/recurrent.py: GRU over the observation, its previous action and
+The generalist (agents/recurrent.py: GRU over the observation, its previous action and
 the previous reward) learns by PPO to cooperate with every member of a trained, frozen partner population,
 in either seat, so that it can work with partners it has never met. Read ``train_generalist`` top to bottom;
 one iteration is:
@@ -75,7 +75,7 @@ TEST_SEED_OFFSET = 2_000_003  # held-out starts of the test population's evaluat
 
 @dataclass
 class GeneralistConfig:
-    """`marl population generalist` settings (PPO defaults from issue 9)."""
+    """`marl population generalist` settings (PPO defaults of the partner-population study)."""
 
     population: str = ""  # the partner population: a `marl population train` run directory or checkpoint
     test_population: str | None = None  # held-out partners, evaluated only (never trained with)

@@ -4,7 +4,7 @@ A *pair* is an ordered ``(seat_0 member, seat_1 member)``; ``(i, i)`` is self-pl
 ``i != j`` cross-play (XP). A schedule is a ``[P, 2]`` long tensor of pairs. ``assign_slots`` gives every pair
 ``envs_per_pair`` consecutive env slots, so one batched rollout plays all of them (agents/population.py).
 
-XP-min (issue 9) needs, per member ``i``, its best other partner
+XP-min needs, per member ``i``, its best other partner
 ``j*(i) = argmax_{j != i} (R[i, j] + R[j, i]) / 2`` with ``R[a, b]`` the mean return of pair ``(a, b)``, and a
 per-seat weight on the advantages: ``+1`` where the member plays itself, ``-lambda`` where it plays ``j*``
 (in either seat), ``0`` with any other partner (``seat_weights``).
