@@ -25,6 +25,7 @@ from marl.agents.seats import SeatPolicy, build_frozen, frozen_actor_state, froz
 from marl.checkpoint import (
     checkpointed_iterations,
     clone_tree,
+    list_checkpoints,
     load_checkpoint,
     restore_trainer_state,
     trainer_state,
@@ -316,7 +317,7 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
             last_good=state,
         )
     except Exception:
-        if state is None and trainer.iteration == 0:  # a new run that never trained: leave no folder
+        if state is None and not list_checkpoints(run_dir):  # a new run with nothing to resume: no folder
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     if trainer.iteration >= n_iterations and trainer.iteration > start_iteration:  # finished in this call
