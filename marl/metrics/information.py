@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -239,6 +240,22 @@ def half_sample_interval(
     return estimate, low, high
 
 
+@dataclass(frozen=True)
+class DiscreteInformation:
+    """H(Y), I(X; Y) and I(X; Y) / H(Y) (nats), each ``(estimate, low, high)``, and a reliability verdict."""
+
+    entropy: tuple[float, float, float]
+    mutual_information: tuple[float, float, float]
+    ratio: tuple[float, float, float]
+    drift: float  # mean I on the half-samples minus I on all samples: about the bias left at N
+    reliable: bool
+    reason: str  # why not reliable ("" when it is)
+
+    @property
+    def verdict(self) -> str:
+        return "reliable" if self.reliable else f"not reliable, because {self.reason}"
+
+
 def discrete_information(
     x: Tensor,
     y: Tensor,
@@ -247,14 +264,17 @@ def discrete_information(
     level: float = 0.95,
     generator: torch.Generator | None = None,
     num_behaviours: int | None = None,
-) -> dict[str, tuple[float, float, float]]:
+    tolerance: float = 0.1,
+) -> DiscreteInformation:
     """H(Y), I(X; Y) and I(X; Y) / H(Y) of integer labels ``[N]`` with Grassberger's entropies, each as
     ``(estimate, low, high)`` from :func:`half_sample_interval` (the same halves for all three).
 
-    The values are clipped to what they can be: H(Y) to [0, log K] (K = ``num_behaviours`` if given),
-    I to [0, H(Y)] bounds of 0 below, the ratio to [0, 1]. Measured on 27 joint tables of 2 x 2 to 8 x 16
-    labels (``python -m marl.benchmarks.mi_calibration``): 95% intervals of I covered the truth in >= 90%
-    of repetitions on every table from N = 200 (percentile bootstrap of Miller-Madow: 55% on average).
+    The values are clipped to what they can be: H(Y) to [0, log K] (K = ``num_behaviours`` if given), I
+    and the ratio to >= 0, the ratio to <= 1. Measured on 27 joint tables of 2 x 2 to 8 x 16 labels
+    (``python -m marl.benchmarks.mi_calibration``, docs/metrics.md): the 95% intervals of I hold the truth
+    in >= 90% of repetitions on every table from N = 200 on. Verdict: not reliable when I moves by more
+    than ``tolerance`` nats between half the samples and all of them (too few samples for the number of
+    labels: the estimate is still far from its large-N value, though the interval allows for it).
     """
     x, y = x.reshape(-1).long(), y.reshape(-1).long()
     if x.shape != y.shape or x.numel() < 2:
@@ -278,4 +298,11 @@ def discrete_information(
         est, low, high = half_sample_interval(statistic, x, y, level=level, halves=halves)
         upper = top if name == "entropy" else (1.0 if name == "ratio" else math.inf)
         out[name] = (float(est), max(0.0, float(low)), min(upper, max(0.0, float(high))))
-    return out
+    drift = float(information(x[halves], y[halves]).mean()) - out["mutual_information"][0]
+    reason = ""
+    if abs(drift) > tolerance:
+        reason = (
+            f"I(X; Y) moves by {-drift:+.2f} nats from {x.numel() // 2} to {x.numel()} samples: too few "
+            "samples for the number of labels (the interval allows for it; the estimate is not converged)"
+        )
+    return DiscreteInformation(**out, drift=drift, reliable=not reason, reason=reason)

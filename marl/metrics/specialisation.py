@@ -46,6 +46,12 @@ class SpecialisationReport:
     num_behaviours: int  # K used to normalise the diversity
     entropy_low: float = math.nan  # interval of H(Y)
     entropy_high: float = math.nan
+    reliable: bool = True  # verdict on I(X;Y) (marl/metrics/information.py: discrete_information)
+    reason: str = ""  # why it is not reliable
+
+    @property
+    def verdict(self) -> str:
+        return "reliable" if self.reliable else f"not reliable, because {self.reason}"
 
     def as_dict(self, prefix: str = "", names: list[str] | None = None) -> dict[str, float]:
         """Flat scalars for logging; role entropies are keyed by `names` (default: the identity index)."""
@@ -58,6 +64,7 @@ class SpecialisationReport:
             f"{prefix}mutual_information": self.mutual_information,
             f"{prefix}mutual_information_low": self.mi_low,
             f"{prefix}mutual_information_high": self.mi_high,
+            f"{prefix}mutual_information_reliable": float(self.reliable),
             f"{prefix}diversity": self.diversity,
             f"{prefix}specialisation": self.specialisation,
         }
@@ -114,8 +121,8 @@ def specialisation_report(
     info = discrete_information(
         x, y, n_half=max(2, n_boot), level=level, generator=generator, num_behaviours=num_behaviours
     )
-    h_y, h_low, h_high = info["entropy"]
-    mi, low, high = info["mutual_information"]
+    h_y, h_low, h_high = info.entropy
+    mi, low, high = info.mutual_information
     return SpecialisationReport(
         behaviour_entropy=h_y,
         conditional_entropy=h_y - mi,
@@ -128,4 +135,6 @@ def specialisation_report(
         num_behaviours=k,
         entropy_low=h_low,
         entropy_high=h_high,
+        reliable=info.reliable,
+        reason=info.reason,
     )

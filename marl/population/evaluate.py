@@ -300,7 +300,7 @@ def label_information(
         out = {
             f"{name}{end}": value
             for name, key in zip(names, ("entropy", "mutual_information", "ratio"))
-            for end, value in zip(("", "_low", "_high"), info[key])
+            for end, value in zip(("", "_low", "_high"), getattr(info, key))
         }
         out["conditional_entropy"] = out["diversity"] - out["mutual_information"]
         return out
