@@ -216,6 +216,7 @@ def test_marl_metrics_cli(tmp_path, capsys):
     assert code == 0
     text = capsys.readouterr().out
     assert "SND (mean Wasserstein-2 over pairs)" in text and "role entropy" in text
+    assert "reliable" in text  # the verdict of I(agent; cell)
     scalars = json.loads(out_json.read_text())
     assert scalars["team/agents/snd"] >= 0 and "team/visits/mutual_information" in scalars
     assert heatmap.stat().st_size > 1000
@@ -224,6 +225,15 @@ def test_marl_metrics_cli(tmp_path, capsys):
     assert json.loads(out_json.read_text()) == scalars
     assert main(["metrics", str(run), "--episodes", "0"]) == 2
     assert "--episodes must be positive" in capsys.readouterr().err
+    # I(agent; position) on the continuous positions: an interval and a verdict
+    assert main(["metrics", str(run), "--episodes", "4", "--position-mi", "--json", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    assert "I(agent; position), continuous positions (classifier" in text
+    verdict = text.split("I(X; position)")[1].splitlines()[1].strip()
+    assert verdict == "reliable" or verdict.startswith("not reliable, because ")
+    positions = json.loads(out_json.read_text())
+    low, mi, high = (positions[f"team/positions/mutual_information{end}"] for end in ("_low", "", "_high"))
+    assert 0 <= low <= high and math.isfinite(mi)
 
 
 def test_metrics_config_validation():

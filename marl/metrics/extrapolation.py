@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 DEFAULT_GAMMAS = tuple(range(1, 11))
-MIN_GAMMAS = 4  # fewer gammas left after the curvature check: not reliable
+MIN_GAMMAS = 5  # fewer gammas left after the curvature check: not reliable (all of them, if fewer given)
 ALPHA = 0.01  # significance of the linearity (curvature) tests
 TOLERANCE = 0.1  # nats: a possible bias beyond the interval larger than this makes the estimate not reliable
 
@@ -221,10 +221,11 @@ def extrapolate(
     """The fit of steps 2-4 (module doc) on subsample estimates ``{gamma: [gamma] tensor}``.
 
     ``drift_exponent`` (alpha_min, for estimators whose bias may decay more slowly than 1/N, as N^-alpha):
-    the remaining bias is then not known to be the line's slope but could be up to
-    ``slope * (G - 1) / (G^alpha_min - 1)`` (the same drift between gamma = 1 and G = the largest gamma kept,
-    spread over a power law), so the interval is widened by the difference on the side the bias points to,
-    and the estimate is not reliable when that difference exceeds ``tolerance`` nats (step 5).
+    the bias left at N is then not known to be the line's slope but could be up to ``D / (G^alpha_min - 1)``
+    (D = the drift of m_gamma from gamma = 1 to G, the mean of the two largest gammas kept: a power law
+    c gamma^alpha_min through the same drift), so the interval is widened to ``m_1 - that`` on the side the
+    bias points to, and the estimate is not reliable when it lies more than ``tolerance`` nats beyond the
+    line's intercept (step 5).
     """
     if not estimates:
         raise ValueError("no subsample estimates")
@@ -232,14 +233,21 @@ def extrapolate(
     spreads = {g: float(e.double().var()) for g, e in sorted(estimates.items()) if g >= 2}
     if not all(math.isfinite(v) for v in [*means.values(), *spreads.values()]):
         raise ValueError(f"non-finite subsample estimates: {means}")
-    fit = _fit(means, spreads, min_gammas, alpha)
+    fit = _fit(means, spreads, min(min_gammas, len(means)), alpha)
     z = float(torch.special.ndtri(torch.tensor(0.5 + level / 2, dtype=torch.float64)))
     half = z * math.sqrt(max(fit.var, 0.0))
     low, high = fit.intercept - half, fit.intercept + half
     reasons = []
     if drift_exponent is not None and len(fit.gammas) >= 2:
+        # A power law I + c gamma^alpha through the same drift, from the raw m_1 (a line fitted to a concave
+        # curve lies below it at gamma = 1): the truth could be m_1 - c instead of the intercept.
         top = fit.gammas[-1]
-        extra = -fit.slope * ((top - 1) / (top**drift_exponent - 1) - 1)  # signed: where the truth may be
+        ends = fit.gammas[-2:]
+        position = sum(ends) / len(ends)
+        drift = sum(means[g] for g in ends) / len(ends) - means[fit.gammas[0]]
+        first = means[fit.gammas[0]]
+        power = first - drift / (position**drift_exponent - 1) if position > 1 else fit.intercept
+        extra = power - fit.intercept  # signed: where the truth may be
         low, high = low + min(0.0, extra), high + max(0.0, extra)
         if abs(extra) > tolerance:
             reasons.append(

@@ -55,6 +55,7 @@ Method = Literal["auto", "grid", "brute"]
 DEFAULT_CHUNK = 1 << 22  # (query, candidate) pairs per brute-force block: ~100 MB of float64 temporaries
 GRID_BLOCK = 1 << 16  # (query, candidate) pairs per grid block (cache-sized; more blocks cost little)
 GRID_MAX_DIM = 4  # "auto" uses the grid up to this many dims (3^d neighbouring cells per query)
+BRUTE_BELOW = 2000  # ksg_estimates: "auto" uses brute force up to this many points (faster there)
 _RADII = (1, 2, 3, 4, 6, 8, 12, 16, 24)  # block radii (in cells) used on one grid
 _MAX_RUNS = 49  # at most this many runs per block: (2a + 1)^(d - 1) <= 49
 _MARGIN = 1e-6  # safety margin (in cells) taken off every reach, against rounding of the cell coordinates
@@ -691,10 +692,11 @@ def ksg_estimates(
 ) -> Tensor:
     """KSG estimates for several k at once on ``x``, ``y`` as given (not standardised), float64 ``[len(ks)]``.
 
-    Above ``GRID_MAX_DIM`` joint dims (or with ``method="brute"``) one chunked all-pairs pass serves every k:
+    Above ``GRID_MAX_DIM`` joint dims, up to ``BRUTE_BELOW`` points or with ``method="brute"``, one chunked
+    all-pairs pass serves every k:
     the joint distances give the k-th neighbour distance for each k (one ``topk``), and the marginal
     distances give each k's counts. Otherwise each k is a :func:`ksg_local_terms` call (the grid). The values
-    equal ``ksg_mutual_information(x, y, k, standardize=False)`` for each k.
+    equal ``ksg_mutual_information(x, y, k, standardize=False)`` for each k (up to the rounding of the sum).
     """
     x = _as_points(x, "x")
     y = _as_points(y, "y")
@@ -706,6 +708,8 @@ def ksg_estimates(
     if chunk_size < 1:
         raise ValueError("chunk_size must be >= 1")
     joint = torch.cat([x, y], 1)
+    if method == "auto" and n <= BRUTE_BELOW:  # small sets: one all-pairs pass beats the grid's overhead
+        method = "brute"
     if _pick(method, joint.shape[1]) == "grid":
         options = {"standardize": False, "method": method, "chunk_size": chunk_size}
         return torch.stack([ksg_local_terms(x, y, k, **options).mean() for k in ks])
