@@ -112,6 +112,11 @@ def _build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("--cell-size", type=float, help="grid cell side, world units (default: the run's)")
     metrics.add_argument("--heatmap", metavar="FILE", help="also save the SND matrix as an image (.png)")
     metrics.add_argument("--json", metavar="FILE", help="also write the metrics to FILE as JSON")
+    metrics.add_argument(
+        "--position-mi",
+        action="store_true",
+        help="also estimate I(agent; position) on the continuous positions, with a reliability verdict",
+    )
     add_trust_argument(metrics)
 
     sweep = commands.add_parser(
@@ -421,7 +426,13 @@ def _metrics(args: argparse.Namespace) -> int:
     if args.cell_size is not None and not 0 < args.cell_size < float("inf"):
         raise MarlError(f"--cell-size must be a positive number of world units, got {args.cell_size}.")
     scalars = measure_checkpoint(
-        args.run, args.episodes, not args.stochastic, args.device, args.cell_size, args.heatmap
+        args.run,
+        args.episodes,
+        not args.stochastic,
+        args.device,
+        args.cell_size,
+        args.heatmap,
+        args.position_mi,
     )
     if args.json:
         Path(args.json).write_text(json.dumps(scalars, indent=2) + "\n")

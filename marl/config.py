@@ -230,6 +230,7 @@ class MetricsConfig:
     max_observations: int = 20_000  # observations (pooled over agents) SND and I(agent; action|obs) use
     bootstrap: int = 200  # bootstrap replicates for the confidence intervals
     seed: int = 0  # seed of the metrics' own sampling (never touches the training RNG)
+    position_mi: bool = False  # also I(agent; position) on continuous positions, with a verdict (slower)
 
 
 @dataclass

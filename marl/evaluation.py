@@ -135,6 +135,7 @@ def measure_checkpoint(
     device: str = "auto",
     cell_size: float | None = None,
     heatmap: str | None = None,
+    position_mi: bool = False,
 ) -> dict[str, float]:
     """Diversity and specialisation metrics of the policy saved in `run` (marl/team_metrics.py) on the
     held-out evaluation starts; prints a table and returns the `team/...` scalars."""
@@ -142,6 +143,7 @@ def measure_checkpoint(
     cfg = trainer.cfg.metrics
     cfg.episodes = episodes or cfg.episodes
     cfg.cell_size = cell_size or cfg.cell_size
+    cfg.position_mi = position_mi or cfg.position_mi
     team = measure_team(trainer, deterministic)
     mode = "deterministic" if deterministic else "stochastic"
     print(f"{path}  (iteration {state['iteration']}, {state['frames']:,} frames)")
@@ -185,10 +187,18 @@ def format_team_metrics(team: TeamMetrics, env_info: EnvInfo, cell_size: float) 
         f"  {'H(Y | X)':<36}{visits.conditional_entropy:>9.4f} nats",
         f"  {'specialisation I(X; Y)':<36}{visits.mutual_information:>9.4f} nats  "
         f"95% CI [{visits.mi_low:.4f}, {visits.mi_high:.4f}]  ({visits.specialisation:.1%} of H(Y))",
+        f"  {'':<36}{visits.verdict}",
         "  role entropy H(Y | agent):",
     ]
     for name, h in zip(env_info.agent_names, visits.role_entropy, strict=True):
         lines.append(f"    {name:<34}{h:>9.4f} nats")
+    if team.positions is not None:
+        mi = team.positions
+        lines += [
+            f"\nI(agent; position), continuous positions ({mi.estimator})",
+            f"  {'I(X; position)':<36}{mi.estimate:>9.4f} nats  95% interval [{mi.low:.4f}, {mi.high:.4f}]",
+            f"  {'':<36}{mi.verdict}",
+        ]
     return "\n".join(lines)
 
 

@@ -10,7 +10,9 @@ Per agent group with at least two agents:
 
 and, where the env has agent positions (VMAS), for the whole team, with Y = the grid cell an agent is in:
 - `team/visits/...`: H(Y) (diversity), H(Y|X), I(agent; cell) (specialisation) with its CI, normalised
-  versions, and each agent's role entropy H(Y | agent) (marl/metrics/specialisation.py).
+  versions, and each agent's role entropy H(Y | agent) (marl/metrics/specialisation.py);
+- with `metrics.position_mi`, `team/positions/mutual_information(_low, _high, _reliable)`: I(agent;
+  position) on the continuous positions (classifier estimator, marl/metrics/estimate.py), no binning.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from marl.agents.policy import ActorCritic
 from marl.config import MetricsConfig
 from marl.envs.factory import EnvInfo
 from marl.metrics import (
+    MIInterval,
     bootstrap_ci,
     categorical_identity_information,
     cell_labels,
+    classifier_interval,
     gaussian_identity_information,
     snd_matrix,
     specialisation_report,
@@ -42,6 +46,7 @@ class TeamMetrics:
     scalars: dict[str, float] = field(default_factory=dict)  # flat `team/...` scalars for logging
     snd_matrices: dict[str, torch.Tensor] = field(default_factory=dict)  # group -> [n, n]
     visits: SpecialisationReport | None = None
+    positions: MIInterval | None = None  # I(agent; position), with `metrics.position_mi`
 
 
 @torch.no_grad()
@@ -106,6 +111,17 @@ def team_metrics(model: ActorCritic, env_info: EnvInfo, trace: dict, cfg: Metric
             agent, cells, n_identities=env_info.n_agents, n_boot=cfg.bootstrap, generator=generator
         )
         result.scalars.update(result.visits.as_dict("team/visits/", names=env_info.agent_names))
+        if cfg.position_mi:
+            mi = classifier_interval(agent.reshape(-1), pos.reshape(-1, pos.shape[-1]).float(), seed=cfg.seed)
+            result.positions = mi
+            result.scalars.update(
+                {
+                    "team/positions/mutual_information": mi.estimate,
+                    "team/positions/mutual_information_low": mi.low,
+                    "team/positions/mutual_information_high": mi.high,
+                    "team/positions/mutual_information_reliable": float(mi.reliable),
+                }
+            )
     return result
 
 

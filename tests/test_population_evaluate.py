@@ -47,7 +47,7 @@ def _entropy(*p: float) -> float:
 @pytest.mark.parametrize("k", [2, 4, 6])
 def test_one_label_each_is_fully_specialised_and_log_k_diverse(k):
     counts = torch.eye(k, dtype=torch.long) * 10  # member i completes label i in all its 10 episodes
-    metrics = population_metrics(counts, torch.ones(k))
+    metrics = population_metrics(counts, torch.ones(k), estimator="plugin")  # the episodes' exact values
     assert metrics["diversity"] == pytest.approx(math.log(k), abs=1e-12)
     assert metrics["mutual_information"] == pytest.approx(math.log(k), abs=1e-12)
     assert metrics["specialisation"] == pytest.approx(1.0, abs=1e-12)
@@ -58,11 +58,17 @@ def test_one_label_each_is_fully_specialised_and_log_k_diverse(k):
         k
     )
     assert metrics["sp_label"] == list(range(k)) and metrics["labelled_episodes"] == 10 * k
+    # the default (Grassberger, bias-aware intervals): D near log k, S = 1, all within [0, log k] / [0, 1]
+    default = population_metrics(counts, torch.ones(k))
+    assert default["diversity"] == pytest.approx(math.log(k), abs=0.01)
+    assert default["specialisation"] == 1.0 and default["specialisation_low"] == 1.0
+    assert default["diversity_low"] <= math.log(k) <= default["diversity_high"] <= math.log(k)
+    assert default["mutual_information_low"] <= math.log(k) <= default["mutual_information_high"]
 
 
 def test_members_mixing_labels_uniformly_are_not_specialised():
     counts = torch.full((3, 4), 5)  # 3 members, each completes each of 4 labels 5 times
-    metrics = population_metrics(counts, torch.ones(3))
+    metrics = population_metrics(counts, torch.ones(3), estimator="plugin")
     assert metrics["specialisation"] == pytest.approx(0.0, abs=1e-12)
     assert metrics["mutual_information"] == pytest.approx(0.0, abs=1e-12)
     assert metrics["diversity"] == pytest.approx(math.log(4), abs=1e-12)
@@ -71,13 +77,13 @@ def test_members_mixing_labels_uniformly_are_not_specialised():
 
 def test_partial_specialisation_and_shared_labels():
     # member 0 always label 0; member 1 half label 0, half label 1: p(y) = (3/4, 1/4), H(Y|X) = log(2) / 2
-    metrics = population_metrics(torch.tensor([[10, 0], [5, 5]]), torch.ones(2))
+    metrics = population_metrics(torch.tensor([[10, 0], [5, 5]]), torch.ones(2), estimator="plugin")
     h_y = _entropy(0.75, 0.25)
     assert metrics["diversity"] == pytest.approx(h_y, abs=1e-12)
     assert metrics["mutual_information"] == pytest.approx(h_y - math.log(2) / 2, abs=1e-12)
     assert metrics["specialisation"] == pytest.approx(1 - math.log(2) / 2 / h_y, abs=1e-12)
     # two members on one label, one on another: specialised (S = 1) but less diverse than log 3
-    shared = population_metrics(torch.tensor([[8, 0], [8, 0], [0, 8]]), torch.ones(3))
+    shared = population_metrics(torch.tensor([[8, 0], [8, 0], [0, 8]]), torch.ones(3), estimator="plugin")
     assert shared["specialisation"] == pytest.approx(1.0, abs=1e-12)
     assert shared["diversity"] == pytest.approx(_entropy(2 / 3, 1 / 3), abs=1e-12)
     # all on one label: H(Y) = 0, S = 0 by convention; episodes with no label (not counted) leave NaN

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from scipy.special import digamma
 
 from marl.cli import main
 from marl.config import MetricsConfig, load_config
@@ -31,16 +32,23 @@ def test_report_hand_computed_table():
     x = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
     y = torch.tensor([0, 0, 1, 1, 2, 2, 2, 2])
     report = specialisation_report(x, y, n_boot=50, generator=_gen())
-    n = 8
-    h_y = -(2 * 0.25 * math.log(0.25) + 0.5 * math.log(0.5)) + (3 - 1) / (2 * n)  # Miller-Madow
-    h_x = math.log(2) + (2 - 1) / (2 * n)
+
+    def g(c: int) -> float:  # Grassberger's G(c) = psi(c) + (-1)^c (psi((c + 1) / 2) - psi(c / 2)) / 2
+        return digamma(c) + 0.5 * (-1) ** c * (digamma((c + 1) / 2) - digamma(c / 2))
+
+    def grassberger(*counts: int) -> float:
+        n = sum(counts)
+        return math.log(n) - sum(c * g(c) for c in counts) / n
+
+    h_y = grassberger(2, 2, 4)
+    h_x = grassberger(4, 4)
     h_xy = h_y  # y determines x here
     assert report.behaviour_entropy == pytest.approx(h_y)
     assert report.mutual_information == pytest.approx(h_x + h_y - h_xy)
     assert report.conditional_entropy == pytest.approx(h_y - report.mutual_information)
-    assert report.role_entropy == pytest.approx((math.log(2) + 1 / (2 * 4), 0.0))
+    assert report.role_entropy == pytest.approx((grassberger(2, 2), 0.0))  # one behaviour: 0
     assert report.num_behaviours == 3
-    assert report.diversity == pytest.approx(min(1.0, h_y / math.log(3)))  # clipped: MM can exceed log K
+    assert report.diversity == pytest.approx(min(1.0, h_y / math.log(3)))  # clipped: can exceed log K
     assert report.specialisation == pytest.approx(report.mutual_information / h_y)
     assert report.mi_low <= report.mi_high
 
@@ -84,7 +92,8 @@ def test_report_errors():
 
 def test_role_entropy_of_an_absent_identity_is_nan():
     h = role_entropies(torch.tensor([0, 0, 2]), torch.tensor([1, 2, 1]), n_identities=3)
-    assert h[0] == pytest.approx(math.log(2) + 1 / 4) and math.isnan(h[1]) and h[2] == 0
+    grassberger = math.log(2) - (digamma(1) - 0.5 * (digamma(1) - digamma(0.5)))  # two singletons
+    assert h[0] == pytest.approx(grassberger) and math.isnan(h[1]) and h[2] == 0
 
 
 # ------------------------------------------------------------------ I(agent; action | observation)
@@ -207,6 +216,7 @@ def test_marl_metrics_cli(tmp_path, capsys):
     assert code == 0
     text = capsys.readouterr().out
     assert "SND (mean Wasserstein-2 over pairs)" in text and "role entropy" in text
+    assert "reliable" in text  # the verdict of I(agent; cell)
     scalars = json.loads(out_json.read_text())
     assert scalars["team/agents/snd"] >= 0 and "team/visits/mutual_information" in scalars
     assert heatmap.stat().st_size > 1000
@@ -217,6 +227,15 @@ def test_marl_metrics_cli(tmp_path, capsys):
         main(["metrics", str(run), "--episodes", "0"])
     assert refused.value.code == 2
     assert "--episodes: must be an integer from 1" in capsys.readouterr().err
+    # I(agent; position) on the continuous positions: an interval and a verdict
+    assert main(["metrics", str(run), "--episodes", "4", "--position-mi", "--json", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    assert "I(agent; position), continuous positions (classifier" in text
+    verdict = text.split("I(X; position)")[1].splitlines()[1].strip()
+    assert verdict == "reliable" or verdict.startswith("not reliable, because ")
+    positions = json.loads(out_json.read_text())
+    low, mi, high = (positions[f"team/positions/mutual_information{end}"] for end in ("_low", "", "_high"))
+    assert 0 <= low <= high and math.isfinite(mi)
 
 
 def test_metrics_config_validation():

@@ -6,7 +6,9 @@ independent batches (e.g. bootstrap replicates) and are handled with one ``torch
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -138,3 +140,169 @@ def bootstrap_ci(
     q = torch.tensor([alpha, 1.0 - alpha], dtype=torch.float64, device=boot.device)
     low, high = torch.quantile(boot.to(torch.float64), q)
     return torch.as_tensor(estimate), low, high
+
+
+# --------------------------------------------------------------------------------------------------------
+# Small samples: Grassberger's entropy and bias-aware half-sampling intervals
+# --------------------------------------------------------------------------------------------------------
+
+
+def _grassberger_counts(counts: Tensor, n: int | Tensor) -> Tensor:
+    """Grassberger (2003) entropy of each row of a histogram ``[rows, k]`` of n samples (an int, or one per
+    row ``[rows]``, each >= 1):
+    H = log n - (1/n) sum_i c_i G(c_i), G(c) = psi(c) + (-1)^c (psi((c + 1) / 2) - psi(c / 2)) / 2.
+
+    Its bias is far smaller than plug-in or Miller-Madow when many bins hold a few samples. A row with a
+    single non-empty bin gets 0 (the formula gives -O(1/n^2) there, and nothing in the data says more)."""
+    c = counts.to(torch.float64)
+    safe = c.clamp_min(1.0)
+    digamma = torch.special.digamma
+    sign = 1.0 - 2.0 * torch.remainder(safe, 2.0)
+    g = digamma(safe) + 0.5 * sign * (digamma((safe + 1) / 2) - digamma(safe / 2))
+    n = torch.as_tensor(n, dtype=torch.float64, device=c.device)
+    h = n.log() - torch.where(c > 0, c * g, torch.zeros_like(c)).sum(-1) / n
+    return torch.where((c > 0).sum(-1) > 1, h, torch.zeros_like(h))
+
+
+def entropy_grassberger(y: Tensor) -> Tensor:
+    """Grassberger's entropy estimate (nats) of integer labels ``[..., N]`` -> float64 ``[...]``."""
+    _check_labels(y)
+    codes, k = _compact(y)
+    return _grassberger_counts(_counts(codes, k), codes.shape[-1]).reshape(codes.shape[:-1])
+
+
+def mutual_information_grassberger(x: Tensor, y: Tensor) -> Tensor:
+    """I(X; Y) = H(X) + H(Y) - H(X, Y) with Grassberger's entropies (nats): ``[..., N]`` -> ``[...]``."""
+    _check_labels(x)
+    _check_labels(y)
+    if x.shape != y.shape:
+        raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)} must have the same shape")
+    cx, kx = _compact(x)
+    cy, ky = _compact(y)
+    n = x.shape[-1]
+    cxy, kxy = _compact(cx * ky + cy) if kx * ky >= DENSE_LIMIT else (cx * ky + cy, kx * ky)
+    h = [_grassberger_counts(_counts(c, k), n) for c, k in ((cx, kx), (cy, ky), (cxy, kxy))]
+    return (h[0] + h[1] - h[2]).reshape(x.shape[:-1])
+
+
+def half_samples(
+    n: int, n_half: int = 100, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+) -> Tensor:
+    """``n_half`` random halves of range(n), drawn without replacement: indices ``[n_half, n // 2]``."""
+    if n_half < 2 or n < 2:
+        raise ValueError(f"need n >= 2 and n_half >= 2, got {n} and {n_half}")
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    return torch.rand(n_half, n, generator=generator, device=gen_device).argsort(1)[:, : n // 2].to(device)
+
+
+def half_sample_interval(
+    statistic_fn: Callable[..., Tensor],
+    *arrays: Tensor,
+    n_half: int = 100,
+    level: float = 0.95,
+    generator: torch.Generator | None = None,
+    halves: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Bias-aware interval of a statistic of rows (dim 0, shared across ``arrays``) by half-sampling.
+
+    The statistic is recomputed on ``n_half`` random halves drawn *without* replacement. A half is a real
+    sample of size N/2 (a bootstrap resample is not: its duplicates shrink the entropies it sees), so:
+    the spread of the halves estimates the sd of the full-sample estimate (for a statistic with variance
+    ~ s^2 / N, halves of one sample spread by (2/N - 1/N) s^2 = s^2 / N), and the mean of the halves minus
+    the full estimate estimates the bias at N (for a bias ~ b / N it is 2b/N - b/N = b / N). The interval is
+    ``estimate -+ z sd``, extended by that bias on the side it points to (a statistic that falls with N
+    may still be too high: the lower end moves down, and vice versa). ``statistic_fn`` gets arrays
+    ``[b, N/2, ...]`` and returns ``[b]`` (as the estimators here do). ``halves``: the half-sample row
+    indices ``[n_half, N // 2]`` to use (default: drawn from ``generator``; see :func:`half_samples`).
+    Returns ``(estimate, low, high)``.
+    """
+    if not arrays:
+        raise ValueError("need at least one array")
+    n = arrays[0].shape[0]
+    if any(a.shape[0] != n for a in arrays) or n < 2:
+        raise ValueError("arrays must share their first dimension, with at least 2 rows")
+    if not 0.0 < level < 1.0:
+        raise ValueError("level must be in (0, 1)")
+    if halves is None:
+        halves = half_samples(n, n_half, generator, arrays[0].device)
+    estimate = torch.as_tensor(statistic_fn(*(a.unsqueeze(0) for a in arrays))).reshape(()).to(torch.float64)
+    values = torch.cat(
+        [
+            statistic_fn(*(a[idx] for a in arrays)).reshape(-1).to(torch.float64)
+            for idx in halves.split(max(1, (1 << 24) // n))
+        ]
+    )
+    sd = values.std()
+    bias = values.mean() - estimate
+    z = torch.special.ndtri(torch.tensor(0.5 + level / 2, dtype=torch.float64, device=sd.device))
+    low = estimate - z * sd - bias.clamp_min(0)
+    high = estimate + z * sd + (-bias).clamp_min(0)
+    return estimate, low, high
+
+
+@dataclass(frozen=True)
+class DiscreteInformation:
+    """H(Y), I(X; Y) and I(X; Y) / H(Y) (nats), each ``(estimate, low, high)``, and a reliability verdict."""
+
+    entropy: tuple[float, float, float]
+    mutual_information: tuple[float, float, float]
+    ratio: tuple[float, float, float]
+    drift: float  # mean I on the half-samples minus I on all samples: about the bias left at N
+    reliable: bool
+    reason: str  # why not reliable ("" when it is)
+
+    @property
+    def verdict(self) -> str:
+        return "reliable" if self.reliable else f"not reliable, because {self.reason}"
+
+
+def discrete_information(
+    x: Tensor,
+    y: Tensor,
+    *,
+    n_half: int = 100,
+    level: float = 0.95,
+    generator: torch.Generator | None = None,
+    num_behaviours: int | None = None,
+    tolerance: float = 0.1,
+) -> DiscreteInformation:
+    """H(Y), I(X; Y) and I(X; Y) / H(Y) of integer labels ``[N]`` with Grassberger's entropies, each as
+    ``(estimate, low, high)`` from :func:`half_sample_interval` (the same halves for all three).
+
+    The values are clipped to what they can be: H(Y) to [0, log K] (K = ``num_behaviours`` if given), I
+    and the ratio to >= 0, the ratio to <= 1. Measured on 27 joint tables of 2 x 2 to 8 x 16 labels
+    (``python -m marl.benchmarks.mi_calibration``, docs/metrics.md): the 95% intervals of I hold the truth
+    in >= 90% of repetitions on every table from N = 200 on. Verdict: not reliable when I moves by more
+    than ``tolerance`` nats between half the samples and all of them (too few samples for the number of
+    labels: the estimate is still far from its large-N value, though the interval allows for it).
+    """
+    x, y = x.reshape(-1).long(), y.reshape(-1).long()
+    if x.shape != y.shape or x.numel() < 2:
+        raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)} must be the same, with >= 2 samples")
+    top = math.log(num_behaviours) if num_behaviours else math.inf
+
+    def entropy(xs: Tensor, ys: Tensor) -> Tensor:
+        return entropy_grassberger(ys).clamp(0.0, top)
+
+    def information(xs: Tensor, ys: Tensor) -> Tensor:
+        return mutual_information_grassberger(xs, ys)
+
+    def ratio(xs: Tensor, ys: Tensor) -> Tensor:
+        h = entropy(xs, ys)
+        value = information(xs, ys) / h.clamp_min(1e-300)
+        return torch.where(h > 0, value.clamp(0.0, 1.0), torch.zeros_like(h))
+
+    halves = half_samples(x.numel(), n_half, generator, x.device)  # the same halves for all three
+    out = {}
+    for name, statistic in (("entropy", entropy), ("mutual_information", information), ("ratio", ratio)):
+        est, low, high = half_sample_interval(statistic, x, y, level=level, halves=halves)
+        upper = top if name == "entropy" else (1.0 if name == "ratio" else math.inf)
+        out[name] = (float(est), max(0.0, float(low)), min(upper, max(0.0, float(high))))
+    drift = float(information(x[halves], y[halves]).mean()) - out["mutual_information"][0]
+    reason = ""
+    if abs(drift) > tolerance:
+        reason = (
+            f"I(X; Y) moves by {-drift:+.2f} nats from {x.numel() // 2} to {x.numel()} samples: too few "
+            "samples for the number of labels (the interval allows for it; the estimate is not converged)"
+        )
+    return DiscreteInformation(**out, drift=drift, reliable=not reason, reason=reason)

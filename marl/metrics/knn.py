@@ -55,6 +55,7 @@ Method = Literal["auto", "grid", "brute"]
 DEFAULT_CHUNK = 1 << 22  # (query, candidate) pairs per brute-force block: ~100 MB of float64 temporaries
 GRID_BLOCK = 1 << 16  # (query, candidate) pairs per grid block (cache-sized; more blocks cost little)
 GRID_MAX_DIM = 4  # "auto" uses the grid up to this many dims (3^d neighbouring cells per query)
+BRUTE_BELOW = 2000  # ksg_estimates: "auto" uses brute force up to this many points (faster there)
 _RADII = (1, 2, 3, 4, 6, 8, 12, 16, 24)  # block radii (in cells) used on one grid
 _MAX_RUNS = 49  # at most this many runs per block: (2a + 1)^(d - 1) <= 49
 _MARGIN = 1e-6  # safety margin (in cells) taken off every reach, against rounding of the cell coordinates
@@ -134,14 +135,6 @@ def _prepare(
 # --------------------------------------------------------------------------------------------------------
 
 
-def _cheb(a: Tensor, b: Tensor) -> Tensor:
-    """max_d |a_d - b_d| over the last dim, with broadcasting (one dim at a time: no [.., d] temporary)."""
-    dist = (a[..., 0] - b[..., 0]).abs()
-    for j in range(1, a.shape[-1]):
-        dist = torch.maximum(dist, (a[..., j] - b[..., j]).abs())
-    return dist
-
-
 def _brute_kth(points: Tensor, queries: Tensor, k: int, chunk_size: int) -> Tensor:
     """Exact k-th neighbour distance (self excluded) of ``points[queries]`` among all points."""
     n = points.shape[0]
@@ -149,7 +142,7 @@ def _brute_kth(points: Tensor, queries: Tensor, k: int, chunk_size: int) -> Tens
     block = max(1, chunk_size // n)
     for start in range(0, queries.numel(), block):
         q = queries[start : start + block]
-        dist = _cheb(points[q].unsqueeze(1), points.unsqueeze(0))  # [b, N]
+        dist = torch.cdist(points[q], points, p=math.inf)  # [b, N]: max_d |a_d - b_d|, exact (no matmul)
         dist[torch.arange(q.numel(), device=q.device), q] = torch.inf
         out[start : start + block] = dist.topk(k, dim=1, largest=False).values[:, k - 1]
     return out
@@ -163,7 +156,7 @@ def _brute_count(points: Tensor, radii: Tensor, queries: Tensor, chunk_size: int
     for start in range(0, queries.numel(), block):
         q = queries[start : start + block]
         r = radii[start : start + block]
-        dist = _cheb(points[q].unsqueeze(1), points.unsqueeze(0))
+        dist = torch.cdist(points[q], points, p=math.inf)
         out[start : start + block] = (dist < r.unsqueeze(1)).sum(1) - (r > 0).long()  # drop self (0 < r)
     return out
 
@@ -687,6 +680,63 @@ def ksg_mutual_information(
         method=method,
         chunk_size=chunk_size,
     ).mean()
+
+
+def ksg_estimates(
+    x: Tensor,
+    y: Tensor,
+    ks: list[int] | tuple[int, ...],
+    *,
+    method: Method = "auto",
+    chunk_size: int = DEFAULT_CHUNK,
+) -> Tensor:
+    """KSG estimates for several k at once on ``x``, ``y`` as given (not standardised), float64 ``[len(ks)]``.
+
+    Above ``GRID_MAX_DIM`` joint dims, up to ``BRUTE_BELOW`` points or with ``method="brute"``, one chunked
+    all-pairs pass serves every k:
+    the joint distances give the k-th neighbour distance for each k (one ``topk``), and the marginal
+    distances give each k's counts. Otherwise each k is a :func:`ksg_local_terms` call (the grid). The values
+    equal ``ksg_mutual_information(x, y, k, standardize=False)`` for each k (up to the rounding of the sum).
+    """
+    x = _as_points(x, "x")
+    y = _as_points(y, "y")
+    n = x.shape[0]
+    if y.shape[0] != n:
+        raise ValueError(f"x and y must have the same number of samples, got {n} and {y.shape[0]}")
+    if not ks or any(not isinstance(k, int) or not 0 < k < n for k in ks):
+        raise ValueError(f"ks must be ints in [1, N), got {ks!r} with N={n}")
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be >= 1")
+    joint = torch.cat([x, y], 1)
+    if method == "auto" and n <= BRUTE_BELOW:  # small sets: one all-pairs pass beats the grid's overhead
+        method = "brute"
+    if _pick(method, joint.shape[1]) == "grid":
+        options = {"standardize": False, "method": method, "chunk_size": chunk_size}
+        return torch.stack([ksg_local_terms(x, y, k, **options).mean() for k in ks])
+    kth = torch.tensor(ks, device=x.device) - 1
+    counts = torch.empty(2, len(ks), n, dtype=torch.float64, device=x.device)
+    block = max(1, chunk_size // n)
+    for start in range(0, n, block):
+        end = min(n, start + block)
+        rows = torch.arange(end - start, device=x.device)
+        dist = torch.cdist(joint[start:end], joint, p=math.inf)
+        dist[rows, rows + start] = torch.inf
+        eps = dist.topk(max(ks), dim=1, largest=False).values[:, kth]  # [b, len(ks)]
+        if bool((eps == 0).any()):
+            raise ValueError(
+                "k-th neighbour distance is 0 for some samples: duplicate points (ties) break KSG; add "
+                "jitter or use a discrete estimator"
+            )
+        for side, part in enumerate((x, y)):
+            dist = torch.cdist(part[start:end], part, p=math.inf)
+            dist[rows, rows + start] = torch.inf
+            for j in range(len(ks)):
+                counts[side, j, start:end] = (dist < eps[:, j : j + 1]).sum(1)
+    digamma = torch.special.digamma
+    const = digamma(torch.tensor(ks, dtype=torch.float64, device=x.device)) + digamma(
+        torch.tensor(float(n), dtype=torch.float64, device=x.device)
+    )
+    return const - digamma(counts + 1).sum(0).mean(-1)
 
 
 def ksg_mutual_information_ci(

@@ -8,8 +8,10 @@ Definitions (docs/metrics.md, "Populations"): X is the member, Y the label (conv
 self-play episodes completed; episodes that completed none are left out of Y.
 
 - **diversity** ``D = H(Y)``, **specialisation** ``S = I(X; Y) / H(Y)`` (0 when ``H(Y) = 0``), from the
-  platform's discrete estimators (marl/metrics/information.py) with percentile bootstrap intervals over
-  episodes; plug-in entropies by default, so ``D = log K`` exactly for K members on K distinct labels.
+  platform's discrete estimators (marl/metrics/information.py): Grassberger's entropies with bias-aware
+  half-sampling intervals over episodes (``discrete_information``, measured to cover from ~200 labelled
+  episodes, where a plug-in bootstrap does not), or the plug-in / Miller-Madow values with percentile
+  bootstrap intervals (``estimator=``).
 - **capable members**: self-play success rate ``>= 0.5``.
 - **overfitness** ``O = mean over capable members i of (SP success of i - success of i with the held-out
   specialist(s) of i's most frequent label, averaged over both seats)``.
@@ -28,6 +30,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -36,7 +39,7 @@ from marl.agents.population import MemberLayout, Population, sample_categorical
 from marl.checkpoint import load_checkpoint, resolve_checkpoint
 from marl.envs.factory import make_env
 from marl.errors import MarlError
-from marl.metrics import bootstrap_ci, entropy_discrete, mutual_information_discrete
+from marl.metrics import bootstrap_ci, discrete_information, entropy_discrete, mutual_information_discrete
 from marl.population.config import GROUP, PopulationConfig, specialist_targets
 from marl.population.members import (
     EVAL_SEED_OFFSET,
@@ -259,12 +262,23 @@ def specialist_robustness(
 # ---------------------------------------------------------------------------------------------------------
 
 
+LabelEstimator = Literal["grassberger", "plugin", "miller_madow"]
+
+
 def label_information(
-    label_counts: Tensor, n_boot: int = 200, level: float = 0.95, seed: int = 0, miller_madow: bool = False
+    label_counts: Tensor,
+    n_boot: int = 200,
+    level: float = 0.95,
+    seed: int = 0,
+    estimator: LabelEstimator = "grassberger",
 ) -> dict[str, float]:
     """D = H(Y), I(X; Y), H(Y|X) and S = I(X; Y) / H(Y) (nats) of ``label_counts [N, L]`` (how many episodes
-    of member x completed label y), each with a percentile bootstrap interval over episodes (the same
-    resamples for all three). NaN with fewer than 2 episodes."""
+    of member x completed label y), each with an interval over episodes (the same resamples for all three).
+
+    ``"grassberger"`` (default): Grassberger's entropies, bias-aware half-sampling intervals (``n_boot``
+    halves; D clipped to log L); ``"plugin"`` (the exact values of the episodes' counts) or
+    ``"miller_madow"``: percentile bootstrap intervals (``n_boot`` resamples), which miss the estimators'
+    small-sample bias. NaN with fewer than 2 episodes."""
     n, n_labels = label_counts.shape
     counts = label_counts.long().reshape(-1)
     x = torch.arange(n).repeat_interleave(n_labels).repeat_interleave(counts)
@@ -274,6 +288,28 @@ def label_information(
         return {f"{name}{end}": float("nan") for name in names for end in ("", "_low", "_high")} | {
             "conditional_entropy": float("nan")
         }
+
+    if estimator == "grassberger":
+        info = discrete_information(
+            x,
+            y,
+            n_half=max(2, n_boot),
+            level=level,
+            generator=torch.Generator().manual_seed(seed),
+            num_behaviours=max(1, n_labels),
+        )
+        out = {
+            f"{name}{end}": value
+            for name, key in zip(names, ("entropy", "mutual_information", "ratio"))
+            for end, value in zip(("", "_low", "_high"), getattr(info, key))
+        }
+        out["conditional_entropy"] = out["diversity"] - out["mutual_information"]
+        return out
+    if estimator not in ("plugin", "miller_madow"):
+        raise ValueError(
+            f"unknown estimator {estimator!r}; expected 'grassberger', 'plugin' or 'miller_madow'"
+        )
+    miller_madow = estimator == "miller_madow"
 
     def entropy(x: Tensor, y: Tensor) -> Tensor:
         return entropy_discrete(y, miller_madow)
@@ -331,7 +367,7 @@ def population_metrics(
     n_boot: int = 200,
     level: float = 0.95,
     seed: int = 0,
-    miller_madow: bool = False,
+    estimator: LabelEstimator = "grassberger",
 ) -> dict:
     """D, S (with intervals), capable members and O of a population, exactly from counts.
 
@@ -341,8 +377,8 @@ def population_metrics(
         partner_success: ``[N, K, 2]`` success rate of member i with held-out specialist k, i in seat s.
         partner_labels: the label of each specialist ``[K]`` (needed with ``partner_success``).
         capable_at: self-play success a capable member reaches.
-        n_boot, level, seed: bootstrap replicates, interval level and resampling seed.
-        miller_madow: correct the entropies' bias (default: plug-in, exact on the episodes' counts).
+        n_boot, level, seed: resamples, interval level and resampling seed.
+        estimator: entropies and intervals of D, I and S (``label_information``).
     """
     label = modal_label(label_counts)
     capable = sp_success >= capable_at
@@ -355,7 +391,7 @@ def population_metrics(
         "sp_label_counts": label_counts.long().tolist(),
         "labelled_episodes": int(label_counts.sum()),
         "diversity_max": math.log(n_labels) if n_labels > 0 else float("nan"),
-        **label_information(label_counts, n_boot, level, seed, miller_madow),
+        **label_information(label_counts, n_boot, level, seed, estimator),
         "capable": capable.tolist(),
         "capable_members": int(capable.sum()),
     }
