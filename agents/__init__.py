@@ -1,5 +1,5 @@
 """Networks and parameter-sharing schemes for multi-agent policies and critics."""
 
-from marl.agents.sharing import ACTIVATIONS, HYPER_VARIANTS, SCHEMES, MultiAgentMLP
+from marl.agents.sharing import ACTIVATIONS, HYPER_VARIANTS, SCHEMES, TeamMLP
 
-__all__ = ["ACTIVATIONS", "HYPER_VARIANTS", "SCHEMES", "MultiAgentMLP"]
+__all__ = ["ACTIVATIONS", "HYPER_VARIANTS", "SCHEMES", "TeamMLP"]

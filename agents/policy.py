@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from marl.agents.encoders import check_encoder, critic_encoder, observation_encoder, with_encoder
 from marl.agents.recurrent import gru_cell, gru_replay
-from marl.agents.sharing import ACTIVATIONS, MultiAgentMLP
+from marl.agents.sharing import ACTIVATIONS, TeamMLP
 from marl.envs.factory import EnvInfo, GroupInfo
 from tensordict import TensorDictBase
 from torch import nn
@@ -101,18 +101,14 @@ class Actor(nn.Module):
         if recurrent_size:  # obs -> MLP (the scheme) -> GRU cell (shared in the group) -> linear head
             self.net = with_encoder(
                 obs_encoder,
-                MultiAgentMLP(
-                    obs_dim, recurrent_size, group.n_agents, output_gain=math.sqrt(2.0), **net_kwargs
-                ),
+                TeamMLP(obs_dim, recurrent_size, group.n_agents, output_gain=math.sqrt(2.0), **net_kwargs),
             )
             self.activation = ACTIVATIONS[net_kwargs.get("activation", "tanh")]
             self.gru = nn.GRUCell(recurrent_size, recurrent_size)
             head_kwargs = dict(net_kwargs, hidden_sizes=[], agent_id=False)
-            self.head = MultiAgentMLP(
-                recurrent_size, out_dim, group.n_agents, output_gain=0.01, **head_kwargs
-            )
+            self.head = TeamMLP(recurrent_size, out_dim, group.n_agents, output_gain=0.01, **head_kwargs)
         else:
-            net = MultiAgentMLP(obs_dim, out_dim, group.n_agents, output_gain=0.01, **net_kwargs)
+            net = TeamMLP(obs_dim, out_dim, group.n_agents, output_gain=0.01, **net_kwargs)
             self.net = with_encoder(obs_encoder, net)
         if not group.discrete:
             self.register_buffer("low", group.action_low.clone().float())
@@ -256,7 +252,7 @@ class Critic(nn.Module):
         input_encoder, input_dim = critic_encoder(
             group, input_dim, centralised, groups, encoder, **net_kwargs
         )
-        net = MultiAgentMLP(input_dim, 1, group.n_agents, output_gain=1.0, **net_kwargs)
+        net = TeamMLP(input_dim, 1, group.n_agents, output_gain=1.0, **net_kwargs)
         self.net = with_encoder(input_encoder, net)
 
     def forward(self, critic_input: torch.Tensor) -> torch.Tensor:
@@ -295,7 +291,7 @@ def role_indices(env_info: EnvInfo, roles: dict[str, list[int]] | None) -> dict[
 
 
 def _net_kwargs(common: dict, net_sharing, group_roles: list[int] | None) -> dict:
-    """MultiAgentMLP arguments of one network: shared settings plus its scheme, agent ID and roles."""
+    """TeamMLP arguments of one network: shared settings plus its scheme, agent ID and roles."""
     roles = group_roles if net_sharing.scheme == "grouped" else None
     return dict(common, scheme=net_sharing.scheme, agent_id=net_sharing.agent_id, roles=roles)
 

@@ -1,6 +1,6 @@
 """A population of N two-seat partners as ONE batched module (XP-min, specialists, extraction).
 
-Every member has its own actor and critic, but the N actors are a single ``MultiAgentMLP`` with
+Every member has its own actor and critic, but the N actors are a single ``TeamMLP`` with
 ``n_agents=N`` (and so are the N critics): scheme ``independent`` stacks the members' weights
 ``[N, in, out]``, scheme ``hyper`` generates them from member embeddings with a hypernetwork
 (agents/sharing.py, reused as is).
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from marl.agents.sharing import MultiAgentMLP
+from marl.agents.sharing import TeamMLP
 from torch import Tensor, nn
 
 POPULATION_SCHEMES = ("independent", "hyper")
@@ -81,7 +81,7 @@ def seat_layout(member: Tensor, n_members: int) -> MemberLayout:
 
 
 class Population(nn.Module):
-    """N members' categorical actors and partner-conditioned critics, each one batched ``MultiAgentMLP``.
+    """N members' categorical actors and partner-conditioned critics, each one batched ``TeamMLP``.
 
     Args:
         n_members: population size N.
@@ -89,7 +89,7 @@ class Population(nn.Module):
         hidden_sizes, activation: every member network's MLP.
         scheme: ``"independent"`` (stacked ``[N, ...]`` weights) or ``"hyper"`` (hypernetwork over member
             embeddings); actor and critic use the same scheme.
-        hyper_variant, hyper_embedding_dim, hyper_hidden: see ``MultiAgentMLP`` (``hyper`` only).
+        hyper_variant, hyper_embedding_dim, hyper_hidden: see ``TeamMLP`` (``hyper`` only).
     """
 
     def __init__(
@@ -120,8 +120,8 @@ class Population(nn.Module):
             hyper_embedding_dim=hyper_embedding_dim,
             hyper_hidden=hyper_hidden,
         )
-        self.actor = MultiAgentMLP(obs_dim, n_actions, output_gain=0.01, **common)
-        self.critic = MultiAgentMLP(obs_dim + n_members, 1, output_gain=1.0, **common)
+        self.actor = TeamMLP(obs_dim, n_actions, output_gain=0.01, **common)
+        self.critic = TeamMLP(obs_dim + n_members, 1, output_gain=1.0, **common)
 
     # -- member-major layout: x[m] holds member m's samples -----------------------------------------------
 
@@ -223,6 +223,6 @@ def sample_categorical(
     return choice, log_p.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
 
 
-def _members_forward(net: MultiAgentMLP, x: Tensor) -> Tensor:
-    """Member-major ``[N, B, in]`` through a ``MultiAgentMLP`` with ``n_agents=N`` -> ``[N, B, out]``."""
+def _members_forward(net: TeamMLP, x: Tensor) -> Tensor:
+    """Member-major ``[N, B, in]`` through a ``TeamMLP`` with ``n_agents=N`` -> ``[N, B, out]``."""
     return net(x.transpose(0, 1)).transpose(0, 1)

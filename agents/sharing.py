@@ -1,6 +1,6 @@
 """Parameter-sharing schemes for multi-agent MLPs, behind one interface.
 
-``MultiAgentMLP`` maps per-agent inputs ``[..., n_agents, in_dim]`` to per-agent outputs
+``TeamMLP`` maps per-agent inputs ``[..., n_agents, in_dim]`` to per-agent outputs
 ``[..., n_agents, out_dim]``. How the agents' parameters relate is the ``scheme``:
 
 - ``"shared"`` (FuPS): one ordinary MLP for every agent, optionally with a one-hot agent ID appended.
@@ -140,7 +140,7 @@ def _fit_output_layer(layer: nn.Linear, features: Tensor, target: Tensor) -> Non
 
 
 def _bad(message: str) -> ValueError:
-    return ValueError(f"MultiAgentMLP: {message}")
+    return ValueError(f"TeamMLP: {message}")
 
 
 def _check_positive_int(name: str, value: object) -> None:
@@ -153,7 +153,7 @@ def _check_positive_int(name: str, value: object) -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-class MultiAgentMLP(nn.Module):
+class TeamMLP(nn.Module):
     """An MLP per agent whose parameters are shared, independent, role-grouped or hypernetwork-generated.
 
     Args:

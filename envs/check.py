@@ -106,13 +106,13 @@ def check_env(
 
     `groups` is `env.groups` ({group: [agents]}); `overrides` are training config overrides (e.g.
     `algorithm=ippo`, `model.encoder=cnn`) for the model and memory report and the suggested command."""
-    from marl.envs.pettingzoo_env import PettingZooEnv, is_aec, load_factory
+    from marl.envs.pettingzoo_env import BatchedPettingZooEnv, is_aec, load_factory
 
     kwargs = dict(kwargs or {})
     report = CheckReport(entry_point, kwargs, groups=groups, overrides=list(overrides or []))
     try:
         factory = load_factory(entry_point)
-        raw = PettingZooEnv._build(factory, kwargs)
+        raw = BatchedPettingZooEnv._build(factory, kwargs)
     except Exception as error:  # noqa: BLE001 - a fault of the env or its module is reported, not raised
         report.checks.append(Check("load", False, _first_line(error)))
         return report
@@ -121,7 +121,7 @@ def check_env(
     report.checks.append(_pettingzoo_api_test(factory, kwargs, aec))
 
     def build(global_state: bool):
-        return PettingZooEnv(
+        return BatchedPettingZooEnv(
             factory, kwargs, num_envs=copies, max_steps=max_steps, seed=seed, groups=groups,
             global_state=global_state,
         )  # fmt: skip

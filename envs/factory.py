@@ -75,9 +75,9 @@ def make_env(
     computing a PettingZoo env's `state()` every step when nothing reads it (see `needs_global_state`).
     """
     if env_cfg.name == PETTINGZOO:
-        from marl.envs.pettingzoo_env import PettingZooEnv, load_factory
+        from marl.envs.pettingzoo_env import BatchedPettingZooEnv, load_factory
 
-        return PettingZooEnv(
+        return BatchedPettingZooEnv(
             load_factory(env_cfg.entry_point),
             env_cfg.kwargs,
             num_envs=num_envs or env_cfg.num_envs,

@@ -1,7 +1,7 @@
 """Any PettingZoo environment (parallel or AEC) as the platform's batched TorchRL env.
 
 `env=pettingzoo env.entry_point=package.module:factory env.kwargs={...}`: the factory returns a PettingZoo
-`ParallelEnv` or `AECEnv`. `PettingZooEnv` steps `num_envs` copies of it side by side and exchanges
+`ParallelEnv` or `AECEnv`. `BatchedPettingZooEnv` steps `num_envs` copies of it side by side and exchanges
 TensorDicts with the same multi-agent key layout as VMAS, so the learner cannot tell them apart:
 
     (group, "observation")  [envs, agents, features]  flattened (Dict/Tuple/one-hot; `ObservationLayout`)
@@ -487,7 +487,7 @@ def _reset_raw(env, seed: int | None, aec: bool) -> tuple[dict, dict]:
     return result
 
 
-class PettingZooEnv(EnvBase):
+class BatchedPettingZooEnv(EnvBase):
     """`num_envs` copies of a PettingZoo env, stepped in a loop and batched into one TensorDict."""
 
     def __init__(

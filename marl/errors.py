@@ -14,3 +14,8 @@ class MarlError(Exception):
 
 class ConfigError(MarlError):
     """An invalid configuration: bad override, unknown key or preset, wrong type or impossible value."""
+
+
+class DivergenceError(MarlError):
+    """Training diverged (a non-finite loss, or parameters, value loss or policy change beyond any sane
+    bound): the message names the quantity, its value, the bound and the fix."""

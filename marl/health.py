@@ -24,16 +24,12 @@ import math
 import torch
 from tensordict import TensorDictBase
 
-from marl.errors import MarlError
+from marl.errors import DivergenceError
 
 PARAMETER_LIMIT = 1e6
 VALUE_SLACK = 1e3
 NORMALISED_VALUE_LIMIT = 1e8  # value loss in units of the running return std (value normalisation on)
 KL_LIMIT = 20.0
-
-
-class DivergenceError(MarlError):
-    """Training diverged: the message names the quantity, its value, the bound and the fix."""
 
 
 def check_health(trainer, batch: TensorDictBase, stats: dict[str, float]) -> None:

@@ -14,7 +14,7 @@ from torch import nn
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
 from marl.agents.policy import EPISODE_START, RNN_STATE, ActorCritic
-from marl.errors import MarlError
+from marl.errors import DivergenceError
 from marl.optim import ActorCriticAdam
 
 
@@ -199,7 +199,7 @@ def _check_finite(losses: torch.Tensor, algo) -> None:
     if not bad.any():
         return
     step = int(bad.nonzero()[0, 0])
-    raise MarlError(
+    raise DivergenceError(
         f"The PPO loss became {losses[step].item()} (not finite) at minibatch step {step} of this "
         f"iteration. Usual causes: a learning rate too high for this task (algorithm.lr={algo.lr}), "
         f"rewards of very large magnitude (try algorithm.value_normalization=true), or NaN observations from "

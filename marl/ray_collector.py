@@ -68,7 +68,7 @@ class RolloutWorker:
         return os.getpid()
 
 
-class RayCollector:
+class RayRolloutCollector:
     """Drop-in for `LocalCollector` whose `collect(model)` runs on `num_workers` Ray actors."""
 
     def __init__(self, cfg, env_info, device: torch.device, frozen: dict | None = None):

@@ -25,7 +25,6 @@ from marl.agents.seats import SeatPolicy, build_frozen, frozen_actor_state, froz
 from marl.checkpoint import (
     checkpointed_iterations,
     clone_tree,
-    list_checkpoints,
     load_checkpoint,
     restore_trainer_state,
     trainer_state,
@@ -33,12 +32,12 @@ from marl.checkpoint import (
 from marl.collector import LocalCollector, run_episodes
 from marl.config import Config, config_from_dict, config_to_dict, config_to_yaml
 from marl.envs.factory import EnvInfo, describe_env, make_env, needs_global_state
-from marl.errors import MarlError
+from marl.errors import DivergenceError, MarlError
 from marl.health import check_health
 from marl.memory import reuse_freed_memory
 from marl.optim import ActorCriticAdam, build_optimizer
 from marl.ppo import RunningMeanStd, compute_advantages, ppo_update
-from marl.ray_collector import RayCollector
+from marl.ray_collector import RayRolloutCollector
 from marl.run_logger import RunLogger, flatten
 from marl.runs import hardware_summary, new_run_dir, resolve_device, untouched_rng
 from marl.team_metrics import TeamMetrics, snd_heatmap, team_metrics
@@ -68,13 +67,13 @@ class Trainer:
 
     def collect(self):
         """One batch from the collector: in-process it runs `policy`, Ray workers get the actors' weights."""
-        if isinstance(self.collector, RayCollector):
+        if isinstance(self.collector, RayRolloutCollector):
             return self.collector.collect(self.model)
         return self.collector.collect(self.policy)
 
     def close(self) -> None:
         """Stop rollout workers (and the Ray instance this run started)."""
-        if isinstance(self.collector, RayCollector):
+        if isinstance(self.collector, RayRolloutCollector):
             self.collector.close()
 
     def state_dict(self) -> dict:
@@ -131,7 +130,7 @@ def build_trainer(cfg: Config) -> Trainer:
     saved = {source: frozen_actor_state(source) for source in seats}
     seat_policy = SeatPolicy(model, build_frozen(env_info, seats, saved, device)) if seats else None
     if workers:
-        collector = RayCollector(cfg, env_info, device, frozen=saved)
+        collector = RayRolloutCollector(cfg, env_info, device, frozen=saved)
     else:
         collector = LocalCollector(env, env_info, cfg.experiment.frames_per_batch)
     return Trainer(cfg, device, env_info, model, optimizer, value_norms, collector, seat_policy)
@@ -316,8 +315,10 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
             stop_after,
             last_good=state,
         )
+    except DivergenceError:  # the advised fix is a resume with a smaller lr: keep the saved iteration
+        raise
     except Exception:
-        if state is None and not list_checkpoints(run_dir):  # a new run with nothing to resume: no folder
+        if state is None and trainer.iteration == 0:  # a new run that never trained: leave no folder
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     if trainer.iteration >= n_iterations and trainer.iteration > start_iteration:  # finished in this call

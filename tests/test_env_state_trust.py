@@ -11,7 +11,7 @@ import pickle
 
 import pytest
 import torch
-from marl.envs.pettingzoo_env import PettingZooEnv, load_factory
+from marl.envs.pettingzoo_env import BatchedPettingZooEnv, load_factory
 
 from marl import trust
 from marl.checkpoint import list_checkpoints
@@ -68,13 +68,13 @@ def _cfg(tmp_path, *overrides):
 
 
 def test_own_snapshot_is_signed_and_restores_exactly():
-    env = PettingZooEnv(load_factory(HETERO), num_envs=2, seed=3)
+    env = BatchedPettingZooEnv(load_factory(HETERO), num_envs=2, seed=3)
     td = env.reset()
     for _ in range(3):
         _, td = env.step_and_maybe_reset(env.rand_action(td))
     state = env.snapshot()
     assert trust.verify(state["pickle"], state["signature"])
-    again = PettingZooEnv(load_factory(HETERO), num_envs=2, seed=99)
+    again = BatchedPettingZooEnv(load_factory(HETERO), num_envs=2, seed=99)
     again.reset()
     again.restore(state)
     assert again._steps.tolist() == env._steps.tolist()
@@ -83,14 +83,14 @@ def test_own_snapshot_is_signed_and_restores_exactly():
 @pytest.mark.parametrize("signature", [None, "0" * 64, "bytes"])
 def test_planted_payload_does_not_run_and_episodes_restart_from_recorded_seeds(tmp_path, signature):
     marker = tmp_path / "ran"
-    env = PettingZooEnv(load_factory(HETERO), num_envs=2, seed=3)
+    env = BatchedPettingZooEnv(load_factory(HETERO), num_envs=2, seed=3)
     td = env.reset()
     for _ in range(3):
         _, td = env.step_and_maybe_reset(env.rand_action(td))
     state = _planted(env.snapshot(), marker, signature)
     if signature == "bytes":  # a checkpoint from before signing: bare pickled bytes
         state = state["pickle"]
-    restored = PettingZooEnv(load_factory(HETERO), num_envs=2, seed=3)
+    restored = BatchedPettingZooEnv(load_factory(HETERO), num_envs=2, seed=3)
     current = restored.reset()
     with pytest.warns(UserWarning, match=r"not signed by you.*--trust \(or MARL_TRUST=1\)"):
         restored.restore(state)
@@ -103,7 +103,7 @@ def test_planted_payload_does_not_run_and_episodes_restart_from_recorded_seeds(t
     # ... and new ones start from the seeds the checkpoint recorded
     seeds = env.snapshot()["restart_seeds"] if signature != "bytes" else None
     if seeds is not None:
-        fresh = PettingZooEnv(load_factory(HETERO), num_envs=2, seed=0)
+        fresh = BatchedPettingZooEnv(load_factory(HETERO), num_envs=2, seed=0)
         fresh._restart_seeds = seeds
         assert torch.equal(fresh.reset()["scout", "observation"], next_td["scout", "observation"])
 
@@ -111,7 +111,7 @@ def test_planted_payload_does_not_run_and_episodes_restart_from_recorded_seeds(t
 def test_with_trust_on_the_pickle_is_loaded(tmp_path):
     """The same planted bytes do run when the user says they trust the run: the test above can fail."""
     marker = tmp_path / "ran"
-    env = PettingZooEnv(load_factory(HETERO), num_envs=1)
+    env = BatchedPettingZooEnv(load_factory(HETERO), num_envs=1)
     trust.trust_everything(True)
     with pytest.raises(KeyError):  # the payload is not a real snapshot, but it ran while loading
         env.restore(_planted(env.snapshot(), marker))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from marl.envs.check import check_env
-from marl.envs.pettingzoo_env import PettingZooEnv, load_factory
+from marl.envs.pettingzoo_env import BatchedPettingZooEnv, load_factory
 
 from marl.cli import main
 from marl.errors import ConfigError
@@ -37,7 +37,7 @@ def test_integer_agent_ids_check_and_train(tmp_path):
 
 
 def test_tuple_agent_ids_group_by_their_team(tmp_path):
-    env = PettingZooEnv(load_factory("pz_envs:tuple_ids"), num_envs=2)
+    env = BatchedPettingZooEnv(load_factory("pz_envs:tuple_ids"), num_envs=2)
     assert env.group_map == {"red": ["red_0", "red_1"], "blue": ["blue_0", "blue_1"]}
     assert env.description.grouping == "by name prefix, then by spaces"
     train_iteration(build_trainer(_cfg(tmp_path, "pz_envs:tuple_ids")))
@@ -51,7 +51,7 @@ def test_groups_of_integer_ids_in_training_and_check_env(tmp_path, capsys):
     assert "group 'a': 0" in out and "grouped by env.groups" in out
     assert 'env.groups={a: [0], b: [1]}"' in out  # the suggested command keeps them
     with pytest.raises(ConfigError, match="use letters"):
-        PettingZooEnv(load_factory("pz_envs:int_ids"), groups={"state": [0], "b": [1]})
+        BatchedPettingZooEnv(load_factory("pz_envs:int_ids"), groups={"state": [0], "b": [1]})
 
 
 # ------------------------------------------------------------------------------------------------ spaces
@@ -101,7 +101,7 @@ def test_state_that_fails_after_an_agent_left_is_explained(tmp_path):
 
 
 def test_actions_go_only_to_live_agents():
-    env = PettingZooEnv(load_factory("pz_envs:hetero_team"), {"leave_at": 2}, num_envs=1)
+    env = BatchedPettingZooEnv(load_factory("pz_envs:hetero_team"), {"leave_at": 2}, num_envs=1)
     sent = []
     original = env.copies[0].step
     env.copies[0].step = lambda actions: (sent.append(set(actions)), original(actions))[1]
@@ -158,7 +158,7 @@ def test_competing_teams_get_their_own_groups_and_returns(tmp_path, capsys):
 
 
 def test_aec_players_without_numbers_still_share_a_group():
-    env = PettingZooEnv(load_factory("pz_envs:TakeTurns"), num_envs=1)
+    env = BatchedPettingZooEnv(load_factory("pz_envs:TakeTurns"), num_envs=1)
     assert env.group_map == {"agents": ["first", "second"]}
 
 
@@ -193,5 +193,5 @@ def test_learnable_third_party_envs_improve(tmp_path):
 
 
 def test_observations_are_left_unscaled_for_vectors():
-    env = PettingZooEnv(load_factory("pz_envs:int_ids"), num_envs=1)
+    env = BatchedPettingZooEnv(load_factory("pz_envs:int_ids"), num_envs=1)
     assert env.reset()["agents", "observation"].dtype == torch.float32

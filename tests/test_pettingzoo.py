@@ -6,7 +6,7 @@ import torch
 from gymnasium import spaces
 from marl.envs.check import check_env
 from marl.envs.factory import describe_env
-from marl.envs.pettingzoo_env import PettingZooEnv, load_factory
+from marl.envs.pettingzoo_env import BatchedPettingZooEnv, load_factory
 from marl.envs.spaces import flatten_into, observation_layout
 
 from marl.cli import main
@@ -38,7 +38,7 @@ def _small(frames_per_batch=400, envs=4, total=800):
 
 @pytest.mark.parametrize("continuous", [False, True])
 def test_simple_spread_batches_have_platform_layout(continuous):
-    env = PettingZooEnv(load_factory(SPREAD), {"continuous_actions": continuous}, num_envs=3, seed=0)
+    env = BatchedPettingZooEnv(load_factory(SPREAD), {"continuous_actions": continuous}, num_envs=3, seed=0)
     info = describe_env(env, "pettingzoo", 100)
     (group,) = info.groups
     assert group.name == "agent" and group.n_agents == 3 and group.obs_dim == 18
@@ -54,8 +54,8 @@ def test_simple_spread_batches_have_platform_layout(continuous):
 
 def test_copies_are_seeded_apart_and_reproducibly():
     factory = load_factory(SPREAD)
-    first = PettingZooEnv(factory, num_envs=2, seed=5).reset()["agent", "observation"]
-    again = PettingZooEnv(factory, num_envs=2, seed=5).reset()["agent", "observation"]
+    first = BatchedPettingZooEnv(factory, num_envs=2, seed=5).reset()["agent", "observation"]
+    again = BatchedPettingZooEnv(factory, num_envs=2, seed=5).reset()["agent", "observation"]
     assert torch.equal(first, again)
     assert not torch.equal(first[0], first[1])
 
@@ -214,7 +214,7 @@ def test_bad_groups_are_explained(tmp_path, groups, message):
 
 
 def test_spaces_as_attributes_are_accepted():
-    env = PettingZooEnv(load_factory("pz_envs:SpacesAsAttributes"), num_envs=2)
+    env = BatchedPettingZooEnv(load_factory("pz_envs:SpacesAsAttributes"), num_envs=2)
     assert [g.name for g in env.description.groups] == ["scout", "carrier", "drone"]
 
 
@@ -233,7 +233,7 @@ def test_spaces_as_attributes_are_accepted():
 )
 def test_broken_envs_get_clear_errors(entry_point, message):
     with pytest.raises(ConfigError, match=message):
-        PettingZooEnv(load_factory(entry_point), num_envs=1)
+        BatchedPettingZooEnv(load_factory(entry_point), num_envs=1)
 
 
 @pytest.mark.parametrize(
@@ -244,7 +244,7 @@ def test_broken_envs_get_clear_errors(entry_point, message):
     ],
 )
 def test_faults_found_while_stepping_are_clear(entry_point, message):
-    env = PettingZooEnv(load_factory(entry_point), num_envs=1)
+    env = BatchedPettingZooEnv(load_factory(entry_point), num_envs=1)
     with pytest.raises(ConfigError, match=message):
         td = env.rand_action(env.reset())
         env.step(td)
@@ -284,14 +284,14 @@ def test_flattening_records_layout_and_values():
 
 def test_snapshot_and_restore_continue_exactly():
     factory = load_factory(HETERO)
-    env = PettingZooEnv(factory, num_envs=2, seed=3)
+    env = BatchedPettingZooEnv(factory, num_envs=2, seed=3)
     td = env.reset()
     actions = [env.rand_action(td.clone()) for _ in range(10)]
     for a in actions[:4]:
         _, td = env.step_and_maybe_reset(a)
     state = env.snapshot()
     tail = [env.step_and_maybe_reset(a.clone())[0] for a in actions[4:]]
-    restored = PettingZooEnv(factory, num_envs=2, seed=99)
+    restored = BatchedPettingZooEnv(factory, num_envs=2, seed=99)
     restored.reset()
     restored.restore(state)
     again = [restored.step_and_maybe_reset(a.clone())[0] for a in actions[4:]]

@@ -1,4 +1,4 @@
-"""Tests for agents/sharing.py: the four parameter-sharing schemes behind MultiAgentMLP."""
+"""Tests for agents/sharing.py: the four parameter-sharing schemes behind TeamMLP."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from marl.agents.sharing import ACTIVATIONS, MultiAgentMLP, magnitude_invariant_encoding
+from marl.agents.sharing import ACTIVATIONS, TeamMLP, magnitude_invariant_encoding
 
 N, IN, OUT, HIDDEN = 4, 6, 3, (16, 16)
 ROLES = [0, 0, 1, 1]
@@ -25,7 +25,7 @@ PER_AGENT = ["independent", "grouped", "hyper_linear", "hyper_mlp", "hyper_mip"]
 HYPER = ["hyper_linear", "hyper_mlp", "hyper_mip"]
 
 
-def make(name: str, output_gain: float = 1.0, activation: str = "tanh", **overrides) -> MultiAgentMLP:
+def make(name: str, output_gain: float = 1.0, activation: str = "tanh", **overrides) -> TeamMLP:
     torch.manual_seed(0)
     kwargs = dict(
         in_dim=IN,
@@ -37,7 +37,7 @@ def make(name: str, output_gain: float = 1.0, activation: str = "tanh", **overri
     )
     kwargs.update(CONFIGS[name])
     kwargs.update(overrides)
-    return MultiAgentMLP(**kwargs)
+    return TeamMLP(**kwargs)
 
 
 def mlp_count(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> int:
@@ -46,7 +46,7 @@ def mlp_count(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> int:
     return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
-def reference_loop(net: MultiAgentMLP, x: torch.Tensor) -> torch.Tensor:
+def reference_loop(net: TeamMLP, x: torch.Tensor) -> torch.Tensor:
     """Explicit per-agent loop (lives only here) over the module's per-agent weights."""
     weights, biases = net.agent_parameters()
     outs = []
@@ -131,7 +131,7 @@ def test_no_hidden_layers_is_one_linear_layer():
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _perturb_agent(net: MultiAgentMLP, name: str, agent: int) -> None:
+def _perturb_agent(net: TeamMLP, name: str, agent: int) -> None:
     with torch.no_grad():
         if name == "independent":
             for p in [*net.weights, *net.biases]:
@@ -354,7 +354,7 @@ def test_bad_arguments_raise_clear_errors(overrides, pattern):
     kwargs.update(scheme="shared", output_gain=1.0)
     kwargs.update(overrides)
     with pytest.raises(ValueError, match=pattern):
-        MultiAgentMLP(**kwargs)
+        TeamMLP(**kwargs)
 
 
 @pytest.mark.parametrize("name", ["shared", "independent"])

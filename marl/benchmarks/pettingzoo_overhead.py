@@ -1,11 +1,11 @@
-"""Overhead of the PettingZoo adapter: env steps/s through `PettingZooEnv` against the raw env in a loop.
+"""Overhead of the PettingZoo adapter: env steps/s through `BatchedPettingZooEnv` against the raw env loop.
 
     python -m marl.benchmarks.pettingzoo_overhead [--copies 1 4 16 64] [--steps 4000] [--out results]
 
 Both sides step `copies` instances of MPE2 `simple_spread_v3` (3 agents, discrete actions, 25-step
 episodes) with the same pre-drawn random actions for the same number of env steps:
 - raw: a plain Python loop, `env.step({agent: action})` per instance, `reset()` when an episode ends;
-- adapter: `PettingZooEnv.step_and_maybe_reset` on a batched action tensor, which also flattens
+- adapter: `BatchedPettingZooEnv.step_and_maybe_reset` on a batched action tensor, which also flattens
   observations, builds the TensorDict (observations, rewards, alive flags, done flags) and resets finished
   instances. That is what training uses by default; "with state()" also calls the env's `state()` every
   step, as a MAPPO critic with `algorithm.critic_input=state` needs (simple_spread's `state()` recomputes
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from marl.benchmarks.machine import hardware
-from marl.envs.pettingzoo_env import PettingZooEnv, load_factory
+from marl.envs.pettingzoo_env import BatchedPettingZooEnv, load_factory
 
 ENTRY_POINT = "mpe2.simple_spread_v3:parallel_env"
 KWARGS = {"N": 3, "max_cycles": 25, "continuous_actions": False}
@@ -52,7 +52,7 @@ def raw_steps_per_second(copies: int, steps: int, actions: np.ndarray) -> float:
 def adapter_steps_per_second(
     copies: int, steps: int, actions: np.ndarray, global_state: bool = False
 ) -> float:
-    env = PettingZooEnv(
+    env = BatchedPettingZooEnv(
         load_factory(ENTRY_POINT), KWARGS, num_envs=copies, max_steps=25, seed=0, global_state=global_state
     )
     td = env.reset()
