@@ -510,6 +510,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the script")
     parser.add_argument("--skip-benchmarl", action="store_true", help="do not run BenchMARL")
     parser.add_argument("--out", default="results", help="output directory (default: results)")
+    parser.add_argument(
+        "--ratios-only",
+        action="store_true",
+        help=f"only the cost ratios at {LARGE_AGENTS} agents (MAPPO and IPPO: shared, independent, hyper), "
+        "written to throughput_ratios.json: a check of the hypernetwork's cost in minutes",
+    )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
     parser.add_argument("--iterations", type=int, default=2, help="timed iterations per measurement")
     parser.add_argument(
@@ -541,7 +547,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        return run_benchmark(args)
+        return run_ratios(args) if args.ratios_only else run_benchmark(args)
     finally:
         torch.set_num_threads(default_threads)
 
@@ -616,6 +622,41 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     plot(results, out / "throughput.png")
     print_report(results)
     print(f"\nWrote {out / 'throughput.json'} and {out / 'throughput.png'} ({results['total_s']:.0f} s).")
+    return results
+
+
+def run_ratios(args: argparse.Namespace) -> dict:
+    """Section 5 alone: shared, independent and hyper at the largest agent count, MAPPO and IPPO."""
+    sizes = QUICK if args.quick else FULL
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = Progress()
+    hw = hardware(resolve_device(args.device), packages=("torchrl", "tensordict", "vmas"))
+    largest = sizes.scaling_agents[-1]
+    rows = {
+        algorithm: {
+            scheme: run_measurement(
+                progress, algorithm, sizes, scheme, largest, args.device, args.large_iterations, algorithm
+            )
+            for scheme in SCALING_SCHEMES
+        }
+        for algorithm in ("mappo", "ippo")
+    }
+    results = {
+        "hardware": hw,
+        "config": {"mode": "quick" if args.quick else "ratios-only", "sizes": asdict(sizes),
+                   "large_iterations": args.large_iterations, "threads": args.threads or "torch default"},
+        "measurements": rows,
+        "ratios": {algorithm: ratios(by_scheme) for algorithm, by_scheme in rows.items()},
+        "total_s": time.perf_counter() - progress.start,
+    }  # fmt: skip
+    (out / "throughput_ratios.json").write_text(json.dumps(results, indent=2) + "\n")
+    for algorithm, r in results["ratios"].items():
+        shown = {k: round(v, 2) for k, v in r["time_per_frame_vs_shared"].items()}
+        print(
+            f"{algorithm} at {largest} agents: time per frame vs shared {shown}; hyper vs independent "
+            f"{r['hyper_vs_independent']['time_per_frame']:.2f} (target <= {HYPER_VS_INDEPENDENT})"
+        )
     return results
 
 
