@@ -147,7 +147,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="learning curves, SND curves and a table from a folder of runs",
         description=(
             "Group the runs under a folder by their settings (seeds pooled), and write curves.png (mean and "
-            "95%% interval over seeds against frames), table.md and summary.json to --out."
+            "95% interval over seeds against frames), table.md and summary.json to --out."
         ),
         epilog="example: marl compare results/sweeps/dispersion --out results/dispersion",
         formatter_class=argparse.RawDescriptionHelpFormatter,

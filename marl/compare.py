@@ -118,11 +118,12 @@ def _sweep_label(members: list[Run]) -> str | None:
 
 
 def mean_interval(values: list[float]) -> tuple[float, float, float]:
-    """Mean and 95% t-interval half-width bounds over seeds: -> (mean, low, high)."""
+    """Mean and 95% t-interval bounds over seeds: -> (mean, low, high); one seed has no interval (NaN
+    bounds), so nothing is called separated or significant on a single seed."""
     n = len(values)
     mean = sum(values) / n
     if n < 2:
-        return mean, mean, mean
+        return mean, math.nan, math.nan
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     half = (T_975[n - 2] if n - 2 < len(T_975) else 1.96) * std / math.sqrt(n)
     return mean, mean - half, mean + half
@@ -197,7 +198,7 @@ def compare(
         for label, diffs in paired_differences(groups, baseline, metrics[0], window).items():
             summary["groups"][label]["minus_baseline"] = diffs
         summary["baseline"] = baseline
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "summary.json").write_text(json.dumps(_no_nan(summary), indent=2) + "\n")
     (out / "table.md").write_text(_table(summary, metrics))
     _plot(groups, metrics, facet, out / "curves.png", title, smooth)
     return summary
@@ -288,7 +289,7 @@ def _table(summary: dict, metrics: tuple[str, ...]) -> str:
                 cells.append("-")
                 continue
             per_seed = ", ".join(f"{v:.3f}" for v in stats["per_seed"])
-            cells.append(f"{stats['mean']:.3f} [{stats['low']:.3f}, {stats['high']:.3f}]; {per_seed}")
+            cells.append(f"{stats['mean']:.3f} {_interval(stats)}; {per_seed}")
         times = [t for t in entry["wall_time_s"] if t is not None]
         minutes = f"{sum(times) / len(times) / 60:.1f}" if times else "-"
         frames = f"{min(entry['frames']):,}"
@@ -316,7 +317,25 @@ def _table(summary: dict, metrics: tuple[str, ...]) -> str:
 def _signed(stats: dict) -> str:
     """ "+0.123 [+0.050, +0.200]*": a paired difference, starred when its interval excludes 0."""
     clear = "*" if stats["low"] > 0 or stats["high"] < 0 else ""
-    return f"{stats['mean']:+.3f} [{stats['low']:+.3f}, {stats['high']:+.3f}]{clear}"
+    return f"{stats['mean']:+.3f} {_interval(stats, '+')}{clear}"
+
+
+def _interval(stats: dict, sign: str = "") -> str:
+    """ "[low, high]", or "(1 seed, no interval)" where there is none."""
+    if math.isnan(stats["low"]):
+        return "(1 seed, no interval)"
+    return f"[{stats['low']:{sign}.3f}, {stats['high']:{sign}.3f}]"
+
+
+def _no_nan(value):
+    """`value` with every NaN float replaced by None (JSON has no NaN)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    return value
 
 
 def _plot(

@@ -115,6 +115,8 @@ def interval(
     if (low is not None and min(values) < low) or (high is not None and max(values) > high):
         raise ValueError(f"Values {values} fall outside the quantity's range [{low}, {high}].")
     mean, t_low, t_high = mean_interval(values)
+    if len(values) < 2:  # no interval from one seed: the plots draw the point without error bars
+        return mean, mean, mean
     if (low is None and high is None) or t_high == mean:
         return mean, t_low, t_high
     half = t_high - mean  # on the natural scale; > 0, so mean lies strictly inside the range

@@ -1,6 +1,7 @@
 """`marl sweep` (a resumable grid of runs) and `marl compare` (curves and tables over seeds)."""
 
 import json
+import math
 
 import pytest
 
@@ -69,7 +70,8 @@ def test_sweep_file_errors(tmp_path):
 
 
 def test_mean_interval():
-    assert mean_interval([1.0]) == (1.0, 1.0, 1.0)
+    mean, low, high = mean_interval([1.0])  # one seed: no interval, so nothing can be called separated
+    assert mean == 1.0 and math.isnan(low) and math.isnan(high)
     mean, low, high = mean_interval([1.0, 2.0, 3.0])
     assert mean == 2.0 and high - mean == pytest.approx(4.303 * 1.0 / 3**0.5)
 
