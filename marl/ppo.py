@@ -177,10 +177,10 @@ def ppo_update(
     totals: dict[str, torch.Tensor] = {}
     losses = []  # checked once after the update: no host-device sync per minibatch
     for _ in range(algo.epochs):
-        order = torch.randperm(n_samples, device=flat.device)
+        # Shuffle every tensor once per epoch; minibatches are then contiguous slices (views, no copies).
+        shuffled = _take(data, torch.randperm(n_samples, device=flat.device))
         for start in range(0, n_samples - minibatch + 1, minibatch):
-            idx = order[start : start + minibatch]
-            loss, step_stats = _minibatch_loss(model, data, idx, algo)
+            loss, step_stats = _minibatch_loss(model, shuffled, slice(start, start + minibatch), algo)
             optimizer.zero_grad()
             loss.backward()
             norms = optimizer.clip_and_step(algo.max_grad_norm)  # each network clipped to its own norm
@@ -190,6 +190,17 @@ def ppo_update(
             losses.append(loss.detach())
     _check_finite(torch.stack(losses), algo)
     return {key: float(value) / max(len(losses), 1) for key, value in totals.items()}
+
+
+def _take(data: dict, order: torch.Tensor) -> dict:
+    """Every tensor of `data` (per group, per field; None stays None) reordered along dim 0 by `order`."""
+
+    def take(value):
+        if value is None:
+            return None
+        return value.index_select(0, order) if isinstance(value, torch.Tensor) else value[order]
+
+    return {name: {key: take(value) for key, value in fields.items()} for name, fields in data.items()}
 
 
 def _check_finite(losses: torch.Tensor, algo) -> None:
@@ -252,7 +263,9 @@ def clipped_surrogate_loss(
     return loss, approx_kl, clip_fraction
 
 
-def _minibatch_loss(model: ActorCritic, data: dict, idx: torch.Tensor, algo) -> tuple[torch.Tensor, dict]:
+def _minibatch_loss(
+    model: ActorCritic, data: dict, idx: slice | torch.Tensor, algo
+) -> tuple[torch.Tensor, dict]:
     """Clipped surrogate + value loss - entropy bonus, summed over groups, for one minibatch."""
     loss = 0.0
     stats: dict[str, torch.Tensor] = {}
