@@ -8,15 +8,36 @@ different seats from different networks (a frozen partner beside a learner) plug
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from tensordict import TensorDictBase
+from torch import nn
 from torchrl.envs import EnvBase
 
 from marl.agents.policy import EPISODE_START, RNN_STATE, RNN_STATE_NEXT
 from marl.envs.factory import EnvInfo
 
 Policy = Callable[[TensorDictBase], TensorDictBase]
+
+
+class Collector(Protocol):
+    """What a trainer needs from a rollout collector: `LocalCollector` (in-process) and
+    `marl.ray_collector.RayRolloutCollector` (Ray workers) both are one."""
+
+    @property
+    def frames_per_batch(self) -> int: ...
+
+    def collect(self, policy: Policy, actors: nn.Module) -> tuple[TensorDictBase, dict[str, torch.Tensor]]:
+        """-> (batch [envs, time], finished episodes). In-process `policy` acts; remote workers get the
+        weights of `actors` and act with their own copy of it."""
+        ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def carry_recurrent_state(step: TensorDictBase, next_td: TensorDictBase) -> None:
@@ -55,8 +76,11 @@ class LocalCollector:
         return self.steps_per_batch * self.info.num_envs
 
     @torch.no_grad()
-    def collect(self, policy: Policy) -> tuple[TensorDictBase, dict[str, torch.Tensor]]:
-        """-> (batch [envs, time], finished episodes: per-group returns [episodes, agents] and lengths)."""
+    def collect(
+        self, policy: Policy, actors: nn.Module | None = None
+    ) -> tuple[TensorDictBase, dict[str, torch.Tensor]]:
+        """-> (batch [envs, time], finished episodes: per-group returns [episodes, agents] and lengths).
+        `actors` is not needed here: `policy` runs in this process."""
         steps = []
         for _ in range(self.steps_per_batch):
             td = policy(self._td)
@@ -97,6 +121,9 @@ class LocalCollector:
             "episode_length": self._episode_length.clone(),
             "env": env_state,
         }
+
+    def close(self) -> None:
+        """Nothing to release: the env belongs to the caller."""
 
     def load_state_dict(self, state: dict) -> None:
         from marl.envs.vmas_state import set_env_state

@@ -16,15 +16,57 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from tensordict import TensorDictBase
+from torch import nn
 
 from marl.errors import MarlError
 from marl.ray_runtime import check_alive, start_ray, stop_ray
 
 WORKER_SEED_STRIDE = 7919  # worker i's env and RNG seed: seed + stride * (i + 1) (+ 104729 per replacement)
 MAX_REPLACEMENTS = 3  # attempts per share and iteration before the run gives up
+
+
+def worker_seed(seed: int, index: int, replacements: int = 0) -> int:
+    """Env and RNG seed of rollout worker `index` after `replacements` replacements."""
+    return seed + WORKER_SEED_STRIDE * (index + 1) + 104_729 * replacements
+
+
+def gather_replacing_dead(
+    n_workers: int, call: Callable[[int], Any], restart: Callable[[int], None], name: str
+) -> list:
+    """`ray.get` of `call(index)` (a remote call on worker `index`) for every worker, in order. A worker
+    that died is replaced by `restart(index)` and its share collected again, up to `MAX_REPLACEMENTS` times
+    per share; a worker lost with the whole Ray instance stops the run."""
+    import ray
+    from ray.exceptions import RayActorError
+
+    refs = [call(index) for index in range(n_workers)]
+    results = []
+    for index in range(n_workers):
+        for attempt in range(MAX_REPLACEMENTS + 1):
+            try:
+                results.append(ray.get(refs[index]))
+                break
+            except RayActorError as error:
+                check_alive()  # a worker lost with the whole instance cannot be replaced
+                if attempt == MAX_REPLACEMENTS:
+                    raise MarlError(
+                        f"{name} {index} died {MAX_REPLACEMENTS + 1} times in one iteration "
+                        f"({type(error).__name__}); see the Ray logs (/tmp/ray/session_latest/logs)."
+                    ) from None
+                warnings.warn(
+                    f"{name} {index} died ({type(error).__name__}); starting a replacement and collecting "
+                    "its share again.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                restart(index)
+                refs[index] = call(index)
+    return results
 
 
 class RolloutWorker:
@@ -95,44 +137,32 @@ class RayRolloutCollector:
     def frames_per_batch(self) -> int:
         return self.steps_per_batch * self.envs_per_worker * len(self.workers)
 
+    def _restart(self, index: int) -> None:
+        """Replace dead worker `index` (a new seed, so it does not replay the lost episodes)."""
+        self._replacements[index] += 1
+        self.workers[index] = self._start(index)
+
     def _start(self, index: int):
-        seed = self._seed + WORKER_SEED_STRIDE * (index + 1) + 104_729 * self._replacements[index]
+        seed = worker_seed(self._seed, index, self._replacements[index])
         shape = (self.envs_per_worker, self.steps_per_batch)
         return self._remote.remote(self._config, *shape, seed, self._threads, self._frozen)
 
     @torch.no_grad()
-    def collect(self, model) -> tuple[TensorDictBase, dict[str, torch.Tensor]]:
-        """-> (batch [envs, time] on the learner's device, finished episodes), like `LocalCollector`."""
+    def collect(self, policy, actors: nn.Module) -> tuple[TensorDictBase, dict[str, torch.Tensor]]:
+        """-> (batch [envs, time] on the learner's device, finished episodes), like `LocalCollector`; the
+        workers act with their own copies of `actors`, loaded with its weights (`policy` is not sent)."""
         import ray
-        from ray.exceptions import RayActorError
 
         check_alive()  # a dead local instance must not be called into (Ray could end this process)
         start = time.perf_counter()
-        weights = ray.put({k: v.detach().cpu() for k, v in model.actors.state_dict().items()})
+        weights = ray.put({k: v.detach().cpu() for k, v in actors.state_dict().items()})
         broadcast = time.perf_counter() - start
-        refs = [worker.collect.remote(weights) for worker in self.workers]
-        results = []
-        for index in range(len(self.workers)):
-            for attempt in range(MAX_REPLACEMENTS + 1):
-                try:
-                    results.append(ray.get(refs[index]))
-                    break
-                except RayActorError as error:
-                    check_alive()  # a worker lost with the whole instance cannot be replaced
-                    if attempt == MAX_REPLACEMENTS:
-                        raise MarlError(
-                            f"Rollout worker {index} died {MAX_REPLACEMENTS + 1} times in one iteration "
-                            f"({type(error).__name__}); see the Ray logs (/tmp/ray/session_latest/logs)."
-                        ) from None
-                    warnings.warn(
-                        f"Rollout worker {index} died ({type(error).__name__}); starting a replacement and "
-                        f"collecting its share again.",
-                        RuntimeWarning,
-                        stacklevel=2,
-                    )
-                    self._replacements[index] += 1
-                    self.workers[index] = self._start(index)
-                    refs[index] = self.workers[index].collect.remote(weights)
+        results = gather_replacing_dead(
+            len(self.workers),
+            lambda i: self.workers[i].collect.remote(weights),
+            self._restart,
+            "Rollout worker",
+        )
         waited = time.perf_counter() - start - broadcast
         batch = torch.cat([r[0] for r in results], dim=0).to(self.device)
         episodes = {key: torch.cat([r[1][key] for r in results]).to(self.device) for key in results[0][1]}

@@ -29,7 +29,7 @@ from marl.checkpoint import (
     restore_trainer_state,
     trainer_state,
 )
-from marl.collector import LocalCollector, run_episodes
+from marl.collector import Collector, LocalCollector, run_episodes
 from marl.config import Config, config_from_dict, config_to_dict, config_to_yaml
 from marl.envs.factory import EnvInfo, describe_env, make_env, needs_global_state
 from marl.errors import DivergenceError, MarlError
@@ -55,7 +55,7 @@ class Trainer:
     model: ActorCritic
     optimizer: ActorCriticAdam
     value_norms: nn.ModuleDict | None
-    collector: LocalCollector
+    collector: Collector  # LocalCollector or RayRolloutCollector
     seat_policy: SeatPolicy | None = None  # frozen partners in some seats (collector.frozen)
     eval_env: object = None  # built on first evaluation
     iteration: int = 0
@@ -67,14 +67,11 @@ class Trainer:
 
     def collect(self):
         """One batch from the collector: in-process it runs `policy`, Ray workers get the actors' weights."""
-        if isinstance(self.collector, RayRolloutCollector):
-            return self.collector.collect(self.model)
-        return self.collector.collect(self.policy)
+        return self.collector.collect(self.policy, self.model.actors)
 
     def close(self) -> None:
         """Stop rollout workers (and the Ray instance this run started)."""
-        if isinstance(self.collector, RayRolloutCollector):
-            self.collector.close()
+        self.collector.close()
 
     def state_dict(self) -> dict:
         """A checkpoint: tensors, numbers and strings only, so it loads with weights_only=True."""
@@ -303,16 +300,16 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
         checkpointed_iterations(
             trainer,
             run_dir,
-            n_iterations,
             one_iteration,
-            exp.progress,
-            run_name(cfg),
-            postfix,
-            exp.checkpoint_every,
-            exp.keep_checkpoints,
-            f"marl train resume={run_dir}",
-            close,
-            stop_after,
+            n_iterations=n_iterations,
+            name=run_name(cfg),
+            resume_command=f"marl train resume={run_dir}",
+            close=close,
+            checkpoint_every=exp.checkpoint_every,
+            keep=exp.keep_checkpoints,
+            show_progress=exp.progress,
+            postfix=postfix,
+            stop_after=stop_after,
             last_good=state,
         )
     except DivergenceError:  # the advised fix is a resume with a smaller lr: keep the saved iteration

@@ -183,7 +183,7 @@ def test_population_pairs_spread_over_workers_slot_for_slot():
     from marl.population.ray_pairs import PairWorker, split_pairs
     from marl.population.rollout import training_pairs
     from marl.population.xpmin import build_trainer as build_population_trainer
-    from marl.ray_collector import WORKER_SEED_STRIDE
+    from marl.ray_collector import worker_seed
 
     cfg = load_population_config([*POPULATION, "collector.num_workers=2"])
     trainer = build_population_trainer(cfg)
@@ -203,7 +203,7 @@ def test_population_pairs_spread_over_workers_slot_for_slot():
     offset = 0
     shares = zip(split_pairs(first_pairs, 2), split_pairs(new_pairs, 2), strict=True)
     for w, (first_share, new_share) in enumerate(shares):
-        seed = cfg.experiment.seed + WORKER_SEED_STRIDE * (w + 1)
+        seed = worker_seed(cfg.experiment.seed, w)
         alone = PairWorker(population_config_to_dict(cfg), first_share, seed, 1)  # in-process, no Ray
         part_one = alone.collect(weights, 6, None)[0]
         part_two = alone.collect(weights, 6, new_share)[0]
@@ -214,6 +214,25 @@ def test_population_pairs_spread_over_workers_slot_for_slot():
         assert torch.equal(part_two["episode_slot"] + offset, second.episode_slot[ended])
         offset += slots
     assert offset == second.action.shape[0]
+
+
+def test_a_killed_pair_worker_is_replaced_and_its_pairs_collected_again():
+    from marl.population.config import load_population_config
+    from marl.population.xpmin import build_trainer as build_population_trainer
+
+    trainer = build_population_trainer(load_population_config([*POPULATION, "collector.num_workers=2"]))
+    collector, population = trainer.collector, trainer.population
+    try:
+        before = collector.collect(population, 6)
+        pid = ray.get(collector.workers[1].pid.remote())
+        os.kill(pid, signal.SIGKILL)
+        with pytest.warns(RuntimeWarning, match="Pair rollout worker 1 died"):
+            after = collector.collect(population, 6)
+        assert after.action.shape == before.action.shape == (collector.assignment.num_envs, 6, 2)
+        assert ray.get(collector.workers[1].pid.remote()) != pid
+        assert collector.collect(population, 6).action.shape == before.action.shape  # and it goes on
+    finally:
+        collector.close()
 
 
 def test_population_stop_and_resume_with_workers_equals_uninterrupted(tmp_path):

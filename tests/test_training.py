@@ -68,12 +68,12 @@ def test_ctrl_c_mid_iteration_checkpoints_last_complete_iteration_and_resumes_ex
 
     original, calls = collector_module.LocalCollector.collect, {"n": 0}
 
-    def interrupted_collect(self, policy):
+    def interrupted_collect(self, policy, actors=None):
         calls["n"] += 1
         if calls["n"] == 3:  # Ctrl-C during the third iteration's rollout, after some env steps
-            original(self, policy)
+            original(self, policy, actors)
             raise KeyboardInterrupt
-        return original(self, policy)
+        return original(self, policy, actors)
 
     monkeypatch.setattr(collector_module.LocalCollector, "collect", interrupted_collect)
     with pytest.raises(SystemExit) as stopped:
@@ -139,8 +139,8 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tmp_path, mon
 
     original = collector_module.LocalCollector.collect
 
-    def poisoned(self, policy):
-        batch, episodes = original(self, policy)
+    def poisoned(self, policy, actors=None):
+        batch, episodes = original(self, policy, actors)
         if self.calls_seen:
             batch["next", "agents", "reward"] = torch.full_like(
                 batch["next", "agents", "reward"], float("nan")

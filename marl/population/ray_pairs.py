@@ -24,7 +24,7 @@ from torch import Tensor
 from marl.agents.population import seat_layout
 from marl.errors import MarlError
 from marl.population.pairs import SlotAssignment, assign_slots
-from marl.ray_collector import WORKER_SEED_STRIDE
+from marl.ray_collector import gather_replacing_dead, worker_seed
 from marl.ray_runtime import check_alive, start_ray, stop_ray
 
 
@@ -89,17 +89,27 @@ class RayPairCollector:
         workers = cfg.collector.num_workers
         self.device, self.n_members = device, cfg.population.size
         self.started_ray = start_ray(cfg.ray, workers)
-        remote = ray.remote(num_cpus=1)(PairWorker)
-        config = population_config_to_dict(cfg)
-        chunks = split_pairs(assignment.pairs.cpu(), workers)
-        seeds = [cfg.experiment.seed + WORKER_SEED_STRIDE * (w + 1) for w in range(workers)]
-        self.workers = [
-            remote.remote(config, chunk, seed, cfg.collector.worker_threads)
-            for chunk, seed in zip(chunks, seeds, strict=True)
-        ]
-        self._pending: list[Tensor | None] = [None] * workers
+        self._remote = ray.remote(num_cpus=1)(PairWorker)
+        self._config = population_config_to_dict(cfg)
+        self._seed, self._threads = cfg.experiment.seed, cfg.collector.worker_threads
+        self._replacements = [0] * workers
         self._set_assignment(assignment)
+        chunks = split_pairs(assignment.pairs.cpu(), workers)
+        self.workers = [self._start(w, chunk) for w, chunk in enumerate(chunks)]
+        self._pending: list[Tensor | None] = [None] * workers
         self.last_stats: dict[str, float] = {}
+
+    def _start(self, index: int, pairs: Tensor):
+        seed = worker_seed(self._seed, index, self._replacements[index])
+        return self._remote.remote(self._config, pairs, seed, self._threads)
+
+    def _restart(self, index: int) -> None:
+        """Replace dead worker `index`; the new one steps its current share of the pairs from fresh
+        episodes, with a new seed (so it does not replay the lost ones)."""
+        self._replacements[index] += 1
+        self._pending[index] = None  # the replacement starts on the current pairs
+        chunk = split_pairs(self.assignment.pairs.cpu(), len(self.workers))[index]
+        self.workers[index] = self._start(index, chunk)
 
     def _set_assignment(self, assignment: SlotAssignment) -> None:
         self.assignment = assignment
@@ -124,8 +134,11 @@ class RayPairCollector:
         check_alive()
         start = time.perf_counter()
         weights = ray.put({k: v.detach().cpu() for k, v in population.state_dict().items()})
-        results = ray.get(
-            [w.collect.remote(weights, steps, p) for w, p in zip(self.workers, self._pending, strict=True)]
+        results = gather_replacing_dead(
+            len(self.workers),
+            lambda i: self.workers[i].collect.remote(weights, steps, self._pending[i]),
+            self._restart,
+            "Pair rollout worker",
         )
         self._pending = [None] * len(self.workers)
         parts = [r[0] for r in results]
