@@ -14,6 +14,7 @@ import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -142,38 +143,48 @@ def restore_trainer_state(trainer, state: dict) -> None:
     restore_rng_state(state["rng"])
 
 
+class LoopSettings(Protocol):
+    """The config section that says how a training loop checkpoints and shows progress (`experiment` of
+    marl train and of a population, the extraction and generalist configs)."""
+
+    checkpoint_every: int
+    keep_checkpoints: int
+    progress: bool
+
+
 def checkpointed_iterations(
     trainer,
     run_dir: Path,
     one_iteration: Callable[[], dict[str, float]],
     *,
+    settings: LoopSettings,
     n_iterations: int,
     name: str,
     resume_command: str,
     close: Callable[[], None],
-    checkpoint_every: int,
-    keep: int,
-    show_progress: bool = True,
     postfix: Callable[[dict[str, float]], dict[str, str]] = lambda metrics: {},
     stop_after: int | None = None,
     last_good: dict | None = None,
 ) -> None:
     """Run `one_iteration` (train, evaluate, log; -> its metrics) until `trainer.iteration` reaches
     `n_iterations` (or `stop_after` iterations of this call), with a progress bar named `name` (its
-    postfix, e.g. frames/s, from `postfix(metrics)`), so that nothing a user ran is lost:
+    postfix, e.g. frames/s, from `postfix(metrics)`; shown if `settings.progress`), so that nothing a user
+    ran is lost:
 
-    - every `checkpoint_every` iterations (0: never) and at the last one, `trainer.state_dict()` is saved;
+    - every `settings.checkpoint_every` iterations (0: never) and at the last one, `trainer.state_dict()` is
+      saved (the newest `settings.keep_checkpoints` are kept);
     - Ctrl-C or SIGTERM (KeyboardInterrupt) saves the last completed iteration, prints `resume_command`
       and exits with status 130; any other error saves it too and is re-raised: a `MarlError` (a NaN
       loss, divergence, a lost Ray instance, a full disk) with what was saved and `resume_command`
       appended, an OSError as a `StorageError`, a bug as itself;
     - on those two ways out, `close()` releases the logger, envs and workers first; a normal end (also one
       cut short by `stop_after`) saves a final checkpoint and leaves closing to the caller."""
+    checkpoint_every, keep = settings.checkpoint_every, settings.keep_checkpoints
     last_good = trainer.state_dict() if last_good is None else last_good
     progress = tqdm(
         total=n_iterations,
         initial=trainer.iteration,
-        disable=not show_progress,
+        disable=not settings.progress,
         unit="it",
         dynamic_ncols=True,
         desc=name,

@@ -77,12 +77,7 @@ def mutual_information_discrete(x: Tensor, y: Tensor, miller_madow: bool = True)
     are its row and column sums.
     ``x``, ``y``: integer labels of the same shape ``[..., N]`` -> float64 ``[...]``.
     """
-    _check_labels(x)
-    _check_labels(y)
-    if x.shape != y.shape:
-        raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)} must have the same shape")
-    cx, kx = _compact(x)
-    cy, ky = _compact(y)
+    cx, kx, cy, ky = _compact_pair(x, y)
     n = x.shape[-1]
     if kx * ky < DENSE_LIMIT:  # one joint histogram; the marginals are its row and column sums
         joint = _counts(cx * ky + cy, kx * ky).reshape(-1, kx, ky)
@@ -171,14 +166,20 @@ def entropy_grassberger(y: Tensor) -> Tensor:
     return _grassberger_counts(_counts(codes, k), codes.shape[-1]).reshape(codes.shape[:-1])
 
 
-def mutual_information_grassberger(x: Tensor, y: Tensor) -> Tensor:
-    """I(X; Y) = H(X) + H(Y) - H(X, Y) with Grassberger's entropies (nats): ``[..., N]`` -> ``[...]``."""
+def _compact_pair(x: Tensor, y: Tensor) -> tuple[Tensor, int, Tensor, int]:
+    """Two checked label tensors of one shape, each relabelled 0..k-1: -> (cx, kx, cy, ky)."""
     _check_labels(x)
     _check_labels(y)
     if x.shape != y.shape:
         raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)} must have the same shape")
     cx, kx = _compact(x)
     cy, ky = _compact(y)
+    return cx, kx, cy, ky
+
+
+def mutual_information_grassberger(x: Tensor, y: Tensor) -> Tensor:
+    """I(X; Y) = H(X) + H(Y) - H(X, Y) with Grassberger's entropies (nats): ``[..., N]`` -> ``[...]``."""
+    cx, kx, cy, ky = _compact_pair(x, y)
     n = x.shape[-1]
     cxy, kxy = _compact(cx * ky + cy) if kx * ky >= DENSE_LIMIT else (cx * ky + cy, kx * ky)
     h = [_grassberger_counts(_counts(c, k), n) for c, k in ((cx, kx), (cy, ky), (cxy, kxy))]
