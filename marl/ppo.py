@@ -188,7 +188,7 @@ def ppo_update(
             for key, value in step_stats.items():
                 totals[key] = totals.get(key, 0.0) + value.detach()
             losses.append(loss.detach())
-    _check_finite(torch.stack(losses), algo)
+    check_finite_losses(torch.stack(losses), algo.lr)
     return {key: float(value) / max(len(losses), 1) for key, value in totals.items()}
 
 
@@ -203,19 +203,21 @@ def _take(data: dict, order: torch.Tensor) -> dict:
     return {name: {key: take(value) for key, value in fields.items()} for name, fields in data.items()}
 
 
-def _check_finite(losses: torch.Tensor, algo) -> None:
-    """Stop with a clear message if any minibatch loss was NaN or infinite. The parameters after such a
+def check_finite_losses(
+    losses: torch.Tensor, lr: float, lr_key: str = "algorithm.lr", what: str = "PPO"
+) -> None:
+    """Stop with a clear message if any minibatch loss of an update (`losses`, one per step, checked once
+    after the update: no host-device sync per minibatch) was NaN or infinite. The parameters after such a
     step are garbage, but nothing is lost: the trainer saves the last good iteration when this raises."""
     bad = ~torch.isfinite(losses)
     if not bad.any():
         return
     step = int(bad.nonzero()[0, 0])
     raise DivergenceError(
-        f"The PPO loss became {losses[step].item()} (not finite) at minibatch step {step} of this "
-        f"iteration. Usual causes: a learning rate too high for this task (algorithm.lr={algo.lr}), "
-        f"rewards of very large magnitude (try algorithm.value_normalization=true), or NaN observations from "
-        f"the env. Training stopped at the last good iteration; resume from its checkpoint with a smaller "
-        f"algorithm.lr."
+        f"The {what} loss became {losses[step].item()} (not finite) at minibatch step {step} of this "
+        f"iteration. Usual causes: a learning rate too high for this task ({lr_key}={lr}), rewards of very "
+        "large magnitude (try algorithm.value_normalization=true), or NaN observations from the env. "
+        f"Training stopped at the last good iteration; resume from its checkpoint with a smaller {lr_key}."
     )
 
 

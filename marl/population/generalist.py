@@ -60,7 +60,7 @@ from marl.errors import ConfigError, MarlError
 from marl.population.config import GROUP, PopulationConfig, population_config_from_dict
 from marl.population.evaluate import harmonic_mean
 from marl.population.members import EVAL_SEED_OFFSET, build_population
-from marl.ppo import clipped_surrogate_loss, explained_variance
+from marl.ppo import check_finite_losses, clipped_surrogate_loss, explained_variance
 from marl.run_logger import RunLogger, flatten
 from marl.runs import hardware_summary, new_run_dir, resolve_device, untouched_rng
 
@@ -669,7 +669,7 @@ def ppo_update_chunks(
     data.update(advantage=chunks(advantage), target=chunks(target))
     hidden = rollout.chunk_hidden.reshape(-1, rollout.chunk_hidden.shape[-1])
     totals: dict[str, Tensor] = {}
-    steps = 0
+    losses = []
     for _ in range(cfg.epochs):
         for idx in torch.randperm(hidden.shape[0], device=hidden.device).split(cfg.minibatch_chunks):
             batch = {name: x[idx] for name, x in data.items()}
@@ -687,11 +687,6 @@ def ppo_update_chunks(
             )
             value_loss = (value - batch["target"]).pow(2).mean()
             loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
-            if not torch.isfinite(loss):
-                raise MarlError(
-                    f"The generalist's PPO loss became {loss.item()} (not finite). Lower lr (now {cfg.lr}) "
-                    "and resume from the last checkpoint."
-                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -706,8 +701,9 @@ def ppo_update_chunks(
             }
             for key, value_ in step_stats.items():
                 totals[key] = totals.get(key, 0.0) + value_.detach()
-            steps += 1
-    return {key: float(value) / max(steps, 1) for key, value in totals.items()}
+            losses.append(loss.detach())
+    check_finite_losses(torch.stack(losses), cfg.lr, "lr", "generalist's PPO")
+    return {key: float(value) / max(len(losses), 1) for key, value in totals.items()}
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -77,6 +77,7 @@ from marl.population.pairs import (
     symmetric_returns,
 )
 from marl.population.rollout import PairCollector, Rollout, build_shards, training_pairs
+from marl.ppo import check_finite_losses
 from marl.run_logger import RunLogger, flatten
 from marl.runs import hardware_summary, new_run_dir, resolve_device
 
@@ -400,7 +401,7 @@ def ppo_update_members(
     )
     rows = torch.arange(n, device=advantage.device).unsqueeze(-1)
     totals: dict[str, Tensor] = {}
-    steps = 0
+    losses = []
     for _ in range(alg.epochs):
         order = torch.rand(n, length, device=advantage.device).argsort(-1)  # each member its own shuffle
         for idx in order.chunk(alg.minibatches, dim=1):
@@ -416,11 +417,6 @@ def ppo_update_members(
             value_loss = member_mean((value - take(batch.target)) ** 2, valid)
             entropy_mean = member_mean(entropy, learn)
             loss = (policy_loss + alg.value_coef * value_loss - alg.entropy_coef * entropy_mean).sum()
-            if not torch.isfinite(loss):
-                raise MarlError(
-                    f"The population's PPO loss became {loss.item()} (not finite). Lower algorithm.lr "
-                    f"(now {alg.lr}) and resume from the last checkpoint."
-                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             actor_norm = clip_member_grad_norms(population.actor, alg.max_grad_norm)
@@ -440,8 +436,9 @@ def ppo_update_members(
                 }
             for key, value_ in step_stats.items():
                 totals[key] = totals.get(key, 0.0) + value_
-            steps += 1
-    return {key: float(value) / max(steps, 1) for key, value in totals.items()}
+            losses.append(loss.detach())
+    check_finite_losses(torch.stack(losses), alg.lr, what="population's PPO")
+    return {key: float(value) / max(len(losses), 1) for key, value in totals.items()}
 
 
 def clip_member_grad_norms(net: nn.Module, max_norm: float) -> Tensor:
