@@ -195,3 +195,12 @@ def test_sweep_whose_env_cannot_be_built_fails_before_training(tmp_path):
     )
     with pytest.raises(ConfigError, match="run seed=0: the environment cannot be built"):
         load_sweep(bad)
+
+
+def test_learning_speed_finds_the_first_frame_a_smoothed_curve_reaches_a_level():
+    from marl.benchmarks.learning_speed import first_frame_at
+
+    points = [(100, 0.0), (200, 3.0), (300, 3.0), (400, 4.0)]
+    assert first_frame_at(points, 3.0, window=1) == 200
+    assert first_frame_at(points, 3.0, window=2) == 300  # (3 + 3) / 2 reaches it; (0 + 3) / 2 does not
+    assert first_frame_at(points, 3.9, window=3) is None  # (3 + 3 + 4) / 3 < 3.9
