@@ -125,7 +125,18 @@ def restore_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def trainer_state(trainer, config: dict, kind: str | None = None, **parts) -> dict:
+class Trainable(Protocol):
+    """What the checkpoint helpers need of any trainer (marl train's, a population's, an extraction's, the
+    generalist's): its progress counters and a checkpoint of itself."""
+
+    iteration: int
+    frames: int
+    wall_time: float
+
+    def state_dict(self) -> dict: ...
+
+
+def trainer_state(trainer: Trainable, config: dict, kind: str | None = None, **parts) -> dict:
     """A trainer's checkpoint: format, ``kind`` (what wrote it), progress counters (``iteration``,
     ``frames``, ``wall_time``), its config, its own ``parts`` (as given: clone what training keeps
     changing) and the RNG states. Every trainer (marl train, populations, extraction, generalist) saves
@@ -135,7 +146,7 @@ def trainer_state(trainer, config: dict, kind: str | None = None, **parts) -> di
     return state | {"config": config, **parts, "rng": rng_state()}
 
 
-def restore_trainer_state(trainer, state: dict) -> None:
+def restore_trainer_state(trainer: Trainable, state: dict) -> None:
     """Put back what `trainer_state` saved of every trainer: progress counters and RNG states (the parts
     are the trainer's own to load)."""
     trainer.iteration, trainer.frames = state["iteration"], state["frames"]
@@ -153,7 +164,7 @@ class LoopSettings(Protocol):
 
 
 def checkpointed_iterations(
-    trainer,
+    trainer: Trainable,
     run_dir: Path,
     one_iteration: Callable[[], dict[str, float]],
     *,
