@@ -555,10 +555,7 @@ def main(argv: list[str] | None = None) -> dict:
 def run_benchmark(args: argparse.Namespace) -> dict:
     """The benchmark itself, for parsed command-line arguments."""
     sizes = QUICK if args.quick else FULL
-    try:
-        device = resolve_device(args.device)
-    except MarlError as err:
-        raise SystemExit(f"error: {err}") from None
+    device = _device(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     progress = Progress()
@@ -625,13 +622,21 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     return results
 
 
+def _device(name: str):
+    """The device `--device` names, or exit with the reason (no traceback)."""
+    try:
+        return resolve_device(name)
+    except MarlError as err:
+        raise SystemExit(f"error: {err}") from None
+
+
 def run_ratios(args: argparse.Namespace) -> dict:
     """Section 5 alone: shared, independent and hyper at the largest agent count, MAPPO and IPPO."""
     sizes = QUICK if args.quick else FULL
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     progress = Progress()
-    hw = hardware(resolve_device(args.device), packages=("torchrl", "tensordict", "vmas"))
+    hw = hardware(_device(args.device), packages=("torchrl", "tensordict", "vmas"))
     largest = sizes.scaling_agents[-1]
     rows = {
         algorithm: {
