@@ -31,10 +31,14 @@ run() { # run a command with a time limit (LIMIT seconds, default 600); show its
 step "build the wheel"
 run "$python" -m pip wheel --no-deps --quiet -w "$work/dist" "$repo"
 wheel=$(ls "$work"/dist/*.whl)
+# The listing goes to a file first: `unzip | grep -q` fails under pipefail when grep stops reading early
+# and unzip dies of SIGPIPE, which made this check fail at random on a wheel that had every file.
+"$python" -c 'import sys, zipfile; print(*zipfile.ZipFile(sys.argv[1]).namelist(), sep="\n")' "$wheel" \
+  >"$work/wheel_files.txt"
 for name in default.yaml population/matrix_game_xpmin.yaml sweeps/dispersion.yaml pareto/patrol_search_heuristics.yaml; do
-  unzip -l "$wheel" | grep -q "marl/configs/$name" || { echo "wheel lacks marl/configs/$name" >&2; exit 1; }
+  grep -qx "marl/configs/$name" "$work/wheel_files.txt" || { echo "wheel lacks marl/configs/$name" >&2; exit 1; }
 done
-if unzip -l "$wheel" | grep -qE ' (envs|agents|configs)/'; then
+if grep -qE '^(envs|agents|configs)/' "$work/wheel_files.txt"; then
   echo "the wheel installs top-level envs/, agents/ or configs/; everything belongs under marl/" >&2
   exit 1
 fi
