@@ -40,3 +40,30 @@ def test_quick_benchmark_writes_json_and_plot(tmp_path):
     assert mappo["work_per_frame_vs_shared"]["independent"] > 1.0
     assert ippo["work_per_frame_vs_shared"]["independent"] == pytest.approx(1.0, rel=0.01)
     assert results["ratios"] == data["ratios"]
+
+
+def test_quick_scale_benchmark_splits_iterations_into_phases(tmp_path):
+    from marl.benchmarks import scale
+
+    assert scale.main(["--quick", "--schemes", "shared", "hyper", "--threads", "1", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "scale.json").read_text())
+    assert (tmp_path / "scale.png").stat().st_size > 0
+    assert data["config"]["quick"] and data["benchmarl"]["skipped"]
+    assert [(r["scheme"], r["num_envs"]) for r in data["ours"]] == [
+        ("shared", 4), ("hyper", 4), ("shared", 8), ("hyper", 8)
+    ]  # fmt: skip
+    for row in data["ours"]:
+        assert set(row["phases_s"]) == set(scale.PHASES)
+        assert all(value >= 0 for value in row["phases_s"].values())
+        assert sum(row["phases_share"].values()) == pytest.approx(1.0, abs=0.05)
+        assert row["frames_per_batch"] == row["num_envs"] * data["config"]["steps_per_env"]
+        assert row["fps"] > 0
+    assert all(data["vmas"][str(n)] > 0 for n in (4, 8))
+
+    # --vmas-only measures VMAS again into the same file and leaves the training rows alone
+    data["vmas"] = {"4": -1.0, "8": -1.0}
+    (tmp_path / "scale.json").write_text(json.dumps(data))
+    assert scale.main(["--vmas-only", "--threads", "1", "--out", str(tmp_path)]) == 0
+    again = json.loads((tmp_path / "scale.json").read_text())
+    assert all(again["vmas"][str(n)] > 0 for n in (4, 8))
+    assert again["ours"] == data["ours"]
