@@ -45,7 +45,8 @@ def test_quick_benchmark_writes_json_and_plot(tmp_path):
 def test_quick_scale_benchmark_splits_iterations_into_phases(tmp_path):
     from marl.benchmarks import scale
 
-    assert scale.main(["--quick", "--schemes", "shared", "hyper", "--threads", "1", "--out", str(tmp_path)]) == 0
+    args = ["--quick", "--schemes", "shared", "hyper", "--threads", "1", "--out", str(tmp_path)]
+    assert scale.main(args) == 0
     data = json.loads((tmp_path / "scale.json").read_text())
     assert (tmp_path / "scale.png").stat().st_size > 0
     assert data["config"]["quick"] and data["benchmarl"]["skipped"]
