@@ -97,11 +97,13 @@ class MemberPolicy:
 
 @dataclass
 class Episodes:
-    """One episode per env slot: team return (mean over seats), success (0/1), label (-1: none), ``[E]``."""
+    """One episode per env slot: team return (mean over seats), success (0/1), label (-1: none), ``[E]``,
+    and each seat's own return ``[E, 2]``."""
 
     returns: Tensor
     success: Tensor
     label: Tensor
+    seat_returns: Tensor
 
 
 @torch.no_grad()
@@ -111,6 +113,7 @@ def play(
     seats: Sequence[tuple[SeatPolicy, Tensor]],
     seed: int,
     device: torch.device,
+    success_key: str = "success",
 ) -> Episodes:
     """One episode in each of ``num_envs`` slots of ``cfg``'s env (unrestricted unless its kwargs restrict
     it), from the held-out starts ``seed`` fixes. ``seats`` lists ``(policy, flat seat ids)``, a flat seat id
@@ -120,11 +123,12 @@ def play(
     untouched; a slot that ended keeps stepping, but what follows is ignored), written out so that a policy
     with an ``observe`` hook sees its seats' rewards."""
     seats = [(policy, index.reshape(-1).to(device)) for policy, index in seats]
+    info_keys = (cfg.population.label_key, success_key)
     filled = torch.cat([index for _, index in seats]).sort().values
     if not torch.equal(filled, torch.arange(2 * num_envs, device=device)):
         raise ValueError(f"the seat policies must fill each of the {2 * num_envs} seats exactly once")
     label_key = cfg.population.label_key
-    returns = torch.zeros(num_envs, device=device)
+    returns = torch.zeros(num_envs, 2, device=device)
     success = torch.zeros(num_envs, device=device)
     label = torch.full((num_envs,), -1, dtype=torch.long, device=device)
     running = torch.ones(num_envs, dtype=torch.bool, device=device)
@@ -134,10 +138,10 @@ def play(
         torch.manual_seed(seed)
         td = env.reset()
         info = td[GROUP, "info"]
-        if label_key not in info.keys() or "success" not in info.keys():  # noqa: SIM118 - a TensorDict's keys
+        if not all(key in info.keys() for key in info_keys):  # noqa: SIM118 - a TensorDict's keys
             raise MarlError(
                 f"{cfg.env.name} reports {', '.join(info.keys())} in its info; population evaluation needs "
-                f"the episode's label (population.label_key={label_key}) and its success."
+                f"the episode's label (population.label_key={label_key}) and its success ({success_key!r})."
             )
         for policy, index in seats:
             if hasattr(policy, "reset"):
@@ -154,13 +158,13 @@ def play(
             for policy, index in seats:
                 if hasattr(policy, "observe"):
                     policy.observe(reward.reshape(-1)[index], done.repeat_interleave(2)[index])
-            returns += reward.mean(-1) * running
-            success = torch.where(running, step[GROUP, "info", "success"][:, 0, 0].float(), success)
+            returns += reward * running.unsqueeze(-1)
+            success = torch.where(running, step[GROUP, "info", success_key][:, 0, 0].float(), success)
             label = torch.where(running, step[GROUP, "info", label_key][:, 0, 0].long(), label)
             running &= ~done
             if not running.any():
                 break
-    return Episodes(returns, success, label)
+    return Episodes(returns.mean(-1), success, label, returns)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -188,7 +192,7 @@ def pair_outcomes(
     )
 
 
-def partner_success(
+def partner_episodes(
     player: Population | SeatPolicy,
     partners: Population,
     cfg: PopulationConfig,
@@ -196,12 +200,15 @@ def partner_success(
     seed: int,
     device: torch.device,
     deterministic: bool = True,
-) -> Tensor:
-    """Success rate ``[P, K, 2]`` of each player ``p`` with each partner ``k``, the player in seat ``s``.
+    success_key: str = "success",
+) -> tuple[Tensor, Tensor]:
+    """Success rate and the player's own mean return, ``[P, K, 2]`` each, of each player ``p`` with each
+    partner ``k``, the player in seat ``s``.
 
     ``player``: a population (its P members are the players) or any seat policy (P = 1, e.g. a generalist).
-    ``partners``: a population of K members (held-out specialists), acting as ``deterministic`` says. All
-    ``P * K * 2 * episodes_per_pair`` slots run in one env batch of ``cfg``'s env."""
+    ``partners``: a population of K members (held-out specialists, a generalist's partners), acting as
+    ``deterministic`` says. All ``P * K * 2 * episodes_per_pair`` slots run in one env batch of ``cfg``'s
+    env."""
     n_players = player.n_members if isinstance(player, Population) else 1
     n_partners, slots = partners.n_members, n_players * partners.n_members * 2 * episodes_per_pair
     grid = torch.meshgrid(
@@ -213,8 +220,23 @@ def partner_success(
     if isinstance(player, Population):
         player = PopulationSeats(player, p, deterministic)
     seats = [(player, player_seats), (PopulationSeats(partners, k, deterministic), partner_seats)]
-    played = play(cfg, slots, seats, seed, device)
-    return played.success.view(n_players, n_partners, 2, episodes_per_pair).mean(-1)
+    played = play(cfg, slots, seats, seed, device, success_key)
+    player_return = played.seat_returns[slot, seat]
+    shape = (n_players, n_partners, 2, episodes_per_pair)
+    return played.success.view(shape).mean(-1), player_return.view(shape).mean(-1)
+
+
+def partner_success(
+    player: Population | SeatPolicy,
+    partners: Population,
+    cfg: PopulationConfig,
+    episodes_per_pair: int,
+    seed: int,
+    device: torch.device,
+    deterministic: bool = True,
+) -> Tensor:
+    """The success rates ``[P, K, 2]`` of ``partner_episodes``."""
+    return partner_episodes(player, partners, cfg, episodes_per_pair, seed, device, deterministic)[0]
 
 
 def harmonic_mean(values: Tensor | Sequence[float]) -> float:
@@ -758,6 +780,7 @@ __all__ = [
     "SeatPolicy",
     "evaluate_run",
     "harmonic_mean",
+    "partner_episodes",
     "partner_success",
     "population_metrics",
     "run_evaluate",

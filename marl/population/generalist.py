@@ -58,7 +58,7 @@ from marl.config import coerce_value, parse_value
 from marl.envs.factory import describe_env, make_env
 from marl.errors import ConfigError, MarlError
 from marl.population.config import GROUP, PopulationConfig, population_config_from_dict
-from marl.population.evaluate import harmonic_mean
+from marl.population.evaluate import harmonic_mean, partner_episodes
 from marl.population.members import EVAL_SEED_OFFSET, build_population
 from marl.ppo import check_finite_losses, clipped_surrogate_loss, explained_variance
 from marl.run_logger import RunLogger, flatten
@@ -307,8 +307,8 @@ class GeneralistRollout:
 class GeneralistCollector:
     """Steps every env slot with the generalist in one seat and a frozen partner member in the other.
 
-    ``reset(partner, seat)`` starts new episodes everywhere with the given assignment (evaluation), or one
-    drawn uniformly (training); ``collect`` redraws a slot's partner and seat whenever its episode ends.
+    ``reset()`` starts new episodes everywhere with partners and seats drawn uniformly; ``collect`` redraws
+    a slot's partner and seat whenever its episode ends (evaluation plays with ``GeneralistSeats``).
     Draws and the actions' sampling noise come from torch's global RNG (saved in checkpoints).
     """
 
@@ -320,7 +320,7 @@ class GeneralistCollector:
         self.slots = torch.arange(self.num_envs, device=self.device)
         self.reset()
 
-    def reset(self, partner: Tensor | None = None, seat: Tensor | None = None) -> None:
+    def reset(self) -> None:
         n, device = self.num_envs, self.device
         self.td = self.env.reset()
         info = self.td[GROUP, "info"]
@@ -331,10 +331,7 @@ class GeneralistCollector:
             )
         self.partner = torch.zeros(n, dtype=torch.long, device=device)
         self.seat = torch.zeros(n, dtype=torch.long, device=device)
-        if partner is None or seat is None:
-            self.resample(torch.ones(n, dtype=torch.bool, device=device))
-        else:
-            self.partner, self.seat = partner.to(device).long(), seat.to(device).long()
+        self.resample(torch.ones(n, dtype=torch.bool, device=device))
         self.hidden = torch.zeros(n, self.hidden_size, device=device)
         self.prev_action = torch.full((n,), -1, dtype=torch.long, device=device)
         self.prev_reward = torch.zeros(n, device=device)
@@ -353,14 +350,13 @@ class GeneralistCollector:
         return obs[self.slots, self.seat]
 
     @torch.no_grad()
-    def step(
-        self, model: RecurrentActorCritic, deterministic: bool = False, partner_deterministic: bool = False
-    ) -> dict[str, Tensor]:
-        """One step of every slot; -> the generalist's inputs, action, value and outcome ``[envs]`` each."""
+    def step(self, model: RecurrentActorCritic, partner_deterministic: bool = False) -> dict[str, Tensor]:
+        """One step of every slot (the generalist samples its action); -> its inputs, action, value and the
+        outcome ``[envs]`` each."""
         obs = self.td[GROUP, "observation"]  # [E, 2, D]
         own = self.own_observation(obs)
         logits, value, hidden = model.step(own, self.prev_action, self.prev_reward, self.hidden, self.start)
-        action, log_prob = sample_categorical(logits.log_softmax(-1), deterministic)
+        action, log_prob = sample_categorical(logits.log_softmax(-1))
         partner_obs = obs[self.slots, 1 - self.seat].unsqueeze(1)  # [E, 1, D]: one seat per slot
         partner_action = self.partners.act(partner_obs, self.partner.unsqueeze(1), partner_deterministic)[0]
         first = (self.seat == 0).unsqueeze(-1)
@@ -412,7 +408,7 @@ class GeneralistCollector:
         for t in range(steps):
             if t % chunk_length == 0:
                 chunk_hidden.append(self.hidden)
-            record = self.step(model, partner_deterministic=partner_deterministic)
+            record = self.step(model, partner_deterministic)
             self.resample(record["done"])
             records.append(record)
         data = {key: torch.stack([r[key] for r in records], dim=1) for key in records[0]}
@@ -733,7 +729,32 @@ def episode_metrics(rollout: GeneralistRollout, n_members: int) -> dict[str, flo
     return metrics
 
 
-@torch.no_grad()
+class GeneralistSeats:
+    """The recurrent generalist as a seat policy of ``evaluate.play``: its GRU state, previous action and
+    previous reward per seat, reset before the first step and advanced by every step's outcome."""
+
+    def __init__(self, model: RecurrentActorCritic, deterministic: bool = True):
+        self.model, self.deterministic = model, deterministic
+
+    def reset(self, n_seats: int) -> None:
+        device = self.model.value_head.weight.device
+        self.hidden = torch.zeros(n_seats, self.model.hidden_size, device=device)
+        self.prev_action = torch.full((n_seats,), -1, dtype=torch.long, device=device)
+        self.prev_reward = torch.zeros(n_seats, device=device)
+        self.start = torch.ones(n_seats, dtype=torch.bool, device=device)
+
+    @torch.no_grad()
+    def __call__(self, obs: Tensor) -> Tensor:
+        logits, _, self.hidden = self.model.step(
+            obs, self.prev_action, self.prev_reward, self.hidden, self.start
+        )
+        self.prev_action = sample_categorical(logits.log_softmax(-1), self.deterministic)[0]
+        return self.prev_action
+
+    def observe(self, reward: Tensor, done: Tensor) -> None:
+        self.prev_reward, self.start = reward, done
+
+
 def play_partners(
     model: RecurrentActorCritic,
     partners: Population,
@@ -744,29 +765,15 @@ def play_partners(
     success_key: str = "success",
 ) -> dict[str, Tensor]:
     """One episode in each of ``episodes`` slots per (partner member, generalist seat), all in one batched
-    env, from the held-out starts that ``seed`` fixes; -> success rate and mean return ``[N, 2]``. Training's
-    RNG streams are left untouched."""
+    env, from the held-out starts that ``seed`` fixes (the population's own episode player,
+    ``evaluate.play``); -> success rate and the generalist's mean return ``[N, 2]``. Training's RNG streams
+    are left untouched."""
     device = model.value_head.weight.device
-    n = partners.n_members
-    partner = torch.arange(n, device=device).repeat_interleave(2 * episodes)
-    seat = torch.arange(2, device=device).repeat_interleave(episodes).repeat(n)
-    with untouched_rng(device):
-        torch.manual_seed(seed)
-        env = make_env(partner_cfg.env_config(partner.numel()), device, seed)
-        collector = GeneralistCollector(env, partners, model.hidden_size, success_key)
-        collector.reset(partner, seat)
-        returns = torch.zeros(partner.numel(), device=device)
-        success = torch.zeros(partner.numel(), dtype=torch.bool, device=device)
-        running = torch.ones(partner.numel(), dtype=torch.bool, device=device)
-        for _ in range(partner_cfg.env.max_steps):
-            record = collector.step(model, deterministic, deterministic)
-            returns += record["reward"] * running
-            success = torch.where(running & record["done"], record["success"], success)
-            running &= ~record["done"]
-            if not running.any():
-                break
-    shape = (n, 2, episodes)
-    return {"success": success.float().view(shape).mean(-1), "return": returns.view(shape).mean(-1)}
+    success, returns = partner_episodes(
+        GeneralistSeats(model, deterministic), partners, partner_cfg, episodes, seed, device, deterministic,
+        success_key,
+    )  # fmt: skip
+    return {"success": success[0], "return": returns[0]}
 
 
 def partner_report(result: dict[str, Tensor]) -> dict[str, Any]:
