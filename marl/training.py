@@ -11,7 +11,6 @@ import dataclasses
 import json
 import math
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,6 @@ from torchrl.envs import EnvBase
 from marl.agents.policy import ActorCritic
 from marl.agents.seats import SeatPolicy, build_frozen, frozen_actor_state, frozen_by_source
 from marl.checkpoint import (
-    checkpointed_iterations,
     clone_tree,
     load_checkpoint,
     restore_trainer_state,
@@ -32,13 +30,14 @@ from marl.checkpoint import (
 from marl.collector import Collector, LocalCollector, run_episodes
 from marl.config import Config, config_from_dict, config_to_dict, config_to_yaml
 from marl.envs.factory import EnvInfo, describe_env, make_env, needs_global_state
-from marl.errors import DivergenceError, MarlError
+from marl.errors import MarlError
 from marl.health import check_health
 from marl.memory import reuse_freed_memory
 from marl.optim import ActorCriticAdam, build_optimizer
 from marl.ppo import RunningMeanStd, compute_advantages, ppo_update
 from marl.ray_collector import RayRolloutCollector
 from marl.run_logger import RunLogger, flatten
+from marl.run_loop import RunPlan, due, run_plan
 from marl.runs import hardware_summary, new_run_dir, resolve_device, untouched_rng
 from marl.team_metrics import TeamMetrics, snd_heatmap, team_metrics
 
@@ -251,41 +250,22 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
             )
     else:
         run_dir = new_run_dir(cfg.experiment.runs_dir, run_name(cfg))
-    (run_dir / "config.yaml").write_text(config_to_yaml(cfg))
-    logger = RunLogger(run_dir, resume_frames=trainer.frames if state is not None else None)
-    if state is None:
-        _log_run_header(logger, trainer)
-    if exp.progress:
-        print(describe_run(trainer, run_dir))
-
     n_iterations = math.ceil(exp.total_frames / trainer.collector.frames_per_batch)
-    start_iteration = trainer.iteration
-    final_metrics: dict[str, float] = {}
 
-    def due(every: int) -> bool:
-        return bool(every) and (trainer.iteration % every == 0 or trainer.iteration == n_iterations)
-
-    def one_iteration() -> dict[str, float]:
+    def one_iteration(logger: RunLogger) -> dict[str, float]:
         metrics = train_iteration(trainer)
         traced = None
-        if due(cfg.metrics.every):
+        if due(trainer.iteration, cfg.metrics.every, n_iterations):
             traced = evaluation_episodes(trainer, cfg.metrics.episodes, trace=True)
             team = team_metrics(trainer.model, trainer.env_info, traced["trace"], cfg.metrics)
             metrics.update(team.scalars)
             log_team_metrics(logger, trainer, team)
-        if due(exp.eval_every):
+        if due(trainer.iteration, exp.eval_every, n_iterations):
             # the same deterministic episodes from the same starts: reuse them when the counts agree
             same = traced is not None and cfg.metrics.episodes == exp.eval_episodes
             episodes = traced if same else evaluation_episodes(trainer, exp.eval_episodes)
             metrics.update(episode_metrics(episodes, trainer.env_info, prefix="eval/"))
-        logger.log(trainer.iteration, trainer.frames, metrics)
-        kept = {k: v for k, v in metrics.items() if "return" in k or k == "eval/episode_length"}
-        final_metrics.update(kept)
         return metrics
-
-    def close() -> None:
-        logger.close()
-        trainer.close()
 
     def postfix(metrics: dict[str, float]) -> dict[str, str]:
         ret = metrics.get("train/return_mean", float("nan"))
@@ -296,33 +276,24 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
             shown.update({f"ret_{name}": f"{value:.3g}" for name, value in groups.items()})
         return shown
 
-    try:
-        checkpointed_iterations(
-            trainer,
-            run_dir,
-            one_iteration,
-            settings=exp,
-            n_iterations=n_iterations,
-            name=run_name(cfg),
-            resume_command=f"marl train resume={run_dir}",
-            close=close,
-            postfix=postfix,
-            stop_after=stop_after,
-            last_good=state,
-        )
-    except DivergenceError:  # the advised fix is a resume with a smaller lr: keep the saved iteration
-        raise
-    except Exception:
-        if state is None and trainer.iteration == 0:  # a new run that never trained: leave no folder
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    if trainer.iteration >= n_iterations and trainer.iteration > start_iteration:  # finished in this call
-        logger.log_hparams(flatten(config_to_dict(cfg)), final_metrics)
-    if trainer.iteration >= n_iterations:
-        _write_summary(run_dir, trainer)
-    logger.close()
-    trainer.close()
-    return run_dir
+    plan = RunPlan(
+        trainer=trainer,
+        run_dir=run_dir,
+        settings=exp,
+        n_iterations=n_iterations,
+        name=run_name(cfg),
+        resume_command=f"marl train resume={run_dir}",
+        config_yaml=config_to_yaml(cfg),
+        hparams=flatten(config_to_dict(cfg)),
+        one_iteration=one_iteration,
+        final_metric=lambda key: "return" in key or key == "eval/episode_length",
+        write_summary=lambda: _write_summary(run_dir, trainer),
+        header=lambda logger: _log_run_header(logger, trainer),
+        description=describe_run(trainer, run_dir),
+        postfix=postfix,
+        close=trainer.close,
+    )
+    return run_plan(plan, resumed=state, stop_after=stop_after)
 
 
 def train_iteration(trainer: Trainer) -> dict[str, float]:

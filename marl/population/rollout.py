@@ -170,6 +170,9 @@ class PairCollector:
                 td.set(tuple(key.split(".")), value.to(self.device))
             shard.td = td
 
+    def close(self) -> None:
+        """In-process envs need no closing (Ray's pair collector releases its workers here)."""
+
 
 def training_pairs(cfg: PopulationConfig, xp_estimate: Tensor | None = None) -> Tensor:
     """The ordered pairs of one training rollout ``[P, 2]`` (sampled ones draw from torch's global RNG)."""

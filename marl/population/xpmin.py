@@ -45,7 +45,6 @@ from torchrl.objectives.value.functional import vec_generalized_advantage_estima
 
 from marl.agents.population import MemberLayout, Population
 from marl.checkpoint import (
-    checkpointed_iterations,
     clone_tree,
     load_checkpoint,
     restore_trainer_state,
@@ -79,6 +78,7 @@ from marl.population.pairs import (
 from marl.population.rollout import PairCollector, Rollout, build_shards, training_pairs
 from marl.ppo import check_finite_losses
 from marl.run_logger import RunLogger, flatten
+from marl.run_loop import RunPlan, due, run_plan
 from marl.runs import hardware_summary, new_run_dir, resolve_device
 
 SUMMARY_FILE = "population.json"
@@ -179,33 +179,20 @@ def train(cfg: PopulationConfig, resume: str | Path | None = None, stop_after: i
         trainer.load_state_dict(state)
     else:
         run_dir = new_run_dir(cfg.experiment.runs_dir, cfg.experiment.name)
-    (run_dir / "config.yaml").write_text(population_config_to_yaml(cfg))
-    logger = RunLogger(run_dir, resume_frames=trainer.frames if state is not None else None)
-    if state is None:
-        logger.log_text("run/hardware", hardware_summary(trainer.device))
-        logger.log_text("run/config", "```\n" + population_config_to_yaml(cfg) + "\n```")
-    if exp.progress:
-        print(describe_run(trainer, run_dir))
-
-    start_iteration = trainer.iteration
-    final: dict[str, float] = {}
     from marl.population.evaluate import load_specialists, training_metrics  # (evaluate imports this module)
 
     specialists = None
     if exp.eval_specialists:
         specialists = load_specialists(exp.eval_specialists, cfg, trainer.device)
 
-    def one_iteration() -> dict[str, float]:
+    def one_iteration(logger: RunLogger) -> dict[str, float]:
         metrics = train_iteration(trainer)
-        last = trainer.iteration == exp.iterations
-        if exp.eval_every and (trainer.iteration % exp.eval_every == 0 or last):
+        if due(trainer.iteration, exp.eval_every, exp.iterations):
             n = cfg.population.size
             evaluation = evaluate_population(trainer.population, cfg, trainer.device)
             metrics.update(evaluation_metrics(evaluation, n))
             metrics.update(training_metrics(trainer.population, cfg, evaluation, trainer.device, specialists))
             log_xp_matrix(logger, evaluation, n, trainer.iteration, trainer.frames)
-        logger.log(trainer.iteration, trainer.frames, metrics)
-        final.update({k: v for k, v in metrics.items() if k.endswith(("_mean", "distinct_labels"))})
         return metrics
 
     def postfix(metrics: dict[str, float]) -> dict[str, str]:
@@ -215,30 +202,28 @@ def train(cfg: PopulationConfig, resume: str | Path | None = None, stop_after: i
             "xp": f"{metrics.get('train/xp_return_mean', float('nan')):.3g}",
         }
 
-    def close() -> None:
-        logger.close()
-        if hasattr(trainer.collector, "close"):  # Ray workers
-            trainer.collector.close()
+    def header(logger: RunLogger) -> None:
+        logger.log_text("run/hardware", hardware_summary(trainer.device))
+        logger.log_text("run/config", "```\n" + population_config_to_yaml(cfg) + "\n```")
 
-    checkpointed_iterations(
-        trainer,
-        run_dir,
-        one_iteration,
+    plan = RunPlan(
+        trainer=trainer,
+        run_dir=run_dir,
         settings=exp,
         n_iterations=exp.iterations,
         name=exp.name,
         resume_command=f"marl population train resume={run_dir}",
-        close=close,
+        config_yaml=population_config_to_yaml(cfg),
+        hparams=flatten(population_config_to_dict(cfg)),
+        one_iteration=one_iteration,
+        final_metric=lambda key: key.endswith(("_mean", "distinct_labels")),
+        write_summary=lambda: write_summary(run_dir, trainer),
+        header=header,
+        description=describe_run(trainer, run_dir),
         postfix=postfix,
-        stop_after=stop_after,
-        last_good=state,
+        close=trainer.collector.close,
     )
-    if trainer.iteration >= exp.iterations:
-        if trainer.iteration > start_iteration:
-            logger.log_hparams(flatten(population_config_to_dict(cfg)), final)
-        write_summary(run_dir, trainer)
-    close()
-    return run_dir
+    return run_plan(plan, resumed=state, stop_after=stop_after)
 
 
 def train_iteration(trainer: PopulationTrainer) -> dict[str, float]:
