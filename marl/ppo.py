@@ -1,16 +1,24 @@
 """PPO for many agents at once (MAPPO and IPPO differ only in the critic's input, see agents/policy.py).
 
-Advantages come from torchrl's vectorised GAE. The clipped surrogate loss is written out here on plain
-tensors instead of torchrl's `ClipPPOLoss`: a PPO iteration is hundreds of small minibatch steps, and the
-per-call TensorDict and distribution-object overhead of the generic loss dominated their cost (it is most of
-BenchMARL's iteration time). Every term below is the textbook one, visible in one place.
+The pieces every PPO-style update here is built from, the single team's (`ppo_update`) and the
+populations' (marl/population/): `generalized_advantages` (torchrl's vectorised GAE),
+`minibatch_epochs` (the epochs x shuffled minibatches loop around any loss) and `ppo_terms` (the clipped-PPO
+loss terms, averaged over all samples or per population member).
+
+The clipped surrogate loss is written out on plain tensors instead of torchrl's `ClipPPOLoss`: a PPO
+iteration is hundreds of small minibatch steps, and the per-call TensorDict and distribution-object overhead
+of the generic loss dominated their cost (it is most of BenchMARL's iteration time). Every term below is
+the textbook one, visible in one place.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
 import torch
 from tensordict import TensorDictBase
-from torch import nn
+from torch import Tensor, nn
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
 from marl.agents.policy import EPISODE_START, RNN_STATE, ActorCritic
@@ -54,6 +62,38 @@ def explained_variance(prediction: torch.Tensor, target: torch.Tensor) -> float:
     return float(1.0 - (target - prediction).var() / var) if var > 0 else float("nan")
 
 
+def generalized_advantages(
+    gamma: float,
+    lmbda: float,
+    value: Tensor,
+    next_value: Tensor,
+    reward: Tensor,
+    done: Tensor,
+    terminated: Tensor,
+    time_dim: int = 1,
+) -> tuple[Tensor, Tensor]:
+    """GAE advantages and value targets (torchrl's vectorised GAE), both shaped like `value`.
+
+    `value`, `next_value` (the value of each step's next observation) and `reward` share one shape with time
+    on `time_dim`, e.g. [envs, time] or [envs, time, agents]; the bool `done` and `terminated` broadcast to
+    it. A terminated step does not bootstrap from its next value (a truncated one does), and the recursion
+    is cut wherever `done`.
+    """
+    shape = value.shape
+    from_end = time_dim % value.dim() - value.dim() - 1  # time's place counted from the end, once unsqueezed
+    advantage, target = vec_generalized_advantage_estimate(
+        gamma,
+        lmbda,
+        value.unsqueeze(-1),
+        next_value.unsqueeze(-1),
+        reward.unsqueeze(-1),
+        done.expand(shape).unsqueeze(-1),
+        terminated.expand(shape).unsqueeze(-1),
+        time_dim=from_end,
+    )
+    return advantage.squeeze(-1), target.squeeze(-1)
+
+
 @torch.no_grad()
 def compute_advantages(
     batch: TensorDictBase,
@@ -78,31 +118,20 @@ def compute_advantages(
                 value_norms[name].denormalise(value),
                 value_norms[name].denormalise(next_value),
             )
-        reward = batch["next", name, "reward"]  # [E, T, n, 1]
-        shape = reward.shape
-        agent_done, agent_terminated = (
-            done.unsqueeze(-1).expand(shape),
-            terminated.unsqueeze(-1).expand(shape),
-        )
+        reward = batch["next", name, "reward"].squeeze(-1)  # [E, T, n]
+        agent_done, agent_terminated = done, terminated
         alive = batch.get((name, "alive"), None)
         if alive is not None:  # an agent that leaves mid-episode: its own terminal step, no bootstrap
-            left = (alive & ~batch["next", name, "alive"]).unsqueeze(-1)
+            left = alive & ~batch["next", name, "alive"]
             agent_done, agent_terminated = agent_done | left, agent_terminated | left
-        advantage, target = vec_generalized_advantage_estimate(
-            gamma,
-            lmbda,
-            value.unsqueeze(-1),
-            next_value.unsqueeze(-1),
-            reward,
-            agent_done,
-            agent_terminated,
-            time_dim=-3,
+        advantage, target = generalized_advantages(
+            gamma, lmbda, value, next_value, reward, agent_done, agent_terminated
         )
-        batch.set((name, "advantage"), advantage.squeeze(-1))
-        batch.set((name, "value_target"), target.squeeze(-1))
-        stats[f"{name}/explained_variance"] = explained_variance(value, target.squeeze(-1))
+        batch.set((name, "advantage"), advantage)
+        batch.set((name, "value_target"), target)
+        stats[f"{name}/explained_variance"] = explained_variance(value, target)
         if value_norms is not None:
-            value_norms[name].update(target if alive is None else target.squeeze(-1)[alive])
+            value_norms[name].update(target if alive is None else target[alive])
     return stats
 
 
@@ -145,11 +174,10 @@ def ppo_update(
         envs, steps = batch.shape
         length = algo.chunk_length
         flat = batch.reshape(envs * steps // length, length)  # [chunks, L]: consecutive steps of one env
-        minibatch = max(1, min(algo.minibatch_size // length, flat.shape[0]))
+        minibatch = algo.minibatch_size // length
     else:
         flat = batch.reshape(-1)
-        minibatch = min(algo.minibatch_size, flat.shape[0])
-    n_samples = flat.shape[0]
+        minibatch = algo.minibatch_size
     # Pull everything the loss needs into plain tensors once: indexing tensors is far cheaper than
     # indexing a nested TensorDict hundreds of times per iteration.
     critic_inputs = model.critic_inputs(flat)
@@ -174,33 +202,101 @@ def ppo_update(
         }
         for name in model.group_names
     }
-    totals: dict[str, torch.Tensor] = {}
-    losses = []  # checked once after the update: no host-device sync per minibatch
-    for _ in range(algo.epochs):
-        # Shuffle every tensor once per epoch; minibatches are then contiguous slices (views, no copies).
-        shuffled = _take(data, torch.randperm(n_samples, device=flat.device))
-        for start in range(0, n_samples - minibatch + 1, minibatch):
-            loss, step_stats = _minibatch_loss(model, shuffled, slice(start, start + minibatch), algo)
+
+    def clip_and_step() -> dict[str, Tensor]:  # each network clipped to its own norm
+        norms = optimizer.clip_and_step(algo.max_grad_norm)
+        return {f"{name}_grad_norm": norm for name, norm in norms.items()}
+
+    return minibatch_epochs(
+        data,
+        lambda minibatch: _minibatch_loss(model, minibatch, algo),
+        optimizer,
+        clip_and_step,
+        algo.epochs,
+        minibatch,
+        drop_last=True,
+        lr=algo.lr,
+    )
+
+
+def minibatch_epochs(
+    data: dict,
+    loss_of: Callable[[dict], tuple[Tensor, dict[str, Tensor]]],
+    optimizer,
+    clip_and_step: Callable[[], dict[str, Tensor]],
+    epochs: int,
+    minibatch_size: int,
+    per_member: bool = False,
+    drop_last: bool = False,
+    lr: float = float("nan"),
+    lr_key: str = "algorithm.lr",
+    what: str = "PPO",
+) -> dict[str, float]:
+    """`epochs` passes of minibatch gradient steps over `data`; returns each stat averaged over the steps.
+
+    `data` is a (nested) dict of tensors, None leaves allowed, with the samples on dim 0, or with
+    `per_member` on dim 1 of the member-major layout [members, samples, ...]: every member is then shuffled
+    on its own, and each minibatch holds `minibatch_size` samples of every member. Each epoch shuffles the
+    data once and cuts it into contiguous minibatches (views); the last, shorter one is kept unless
+    `drop_last`. One step: `loss_of(minibatch)` -> (loss, stats), zero_grad, backward, then
+    `clip_and_step()` clips the gradients, steps the optimizer and returns grad-norm stats. The stats are
+    summed as tensors and the losses checked once at the end (`check_finite_losses`, naming `what` and
+    `lr_key`): no host-device sync per minibatch.
+    """
+    dim = 1 if per_member else 0
+    first = next(x for x in _leaves(data) if x is not None)
+    n_samples = first.shape[dim]
+    minibatch_size = max(1, min(minibatch_size, n_samples))
+    last_start = n_samples - minibatch_size if drop_last else n_samples - 1
+    totals: dict[str, Tensor] = {}
+    losses = []
+    for _ in range(epochs):
+        order = shuffled_order(n_samples, first.shape[0] if per_member else None, first.device)
+        shuffled = _map(data, lambda x, order=order: _reorder(x, order))
+        for start in range(0, last_start + 1, minibatch_size):
+            window = slice(start, start + minibatch_size)
+            minibatch = _map(shuffled, lambda x, w=window: x[:, w] if per_member else x[w])
+            loss, stats = loss_of(minibatch)
             optimizer.zero_grad()
             loss.backward()
-            norms = optimizer.clip_and_step(algo.max_grad_norm)  # each network clipped to its own norm
-            step_stats.update({f"{name}_grad_norm": norm for name, norm in norms.items()})
-            for key, value in step_stats.items():
+            stats.update(clip_and_step())
+            for key, value in stats.items():
                 totals[key] = totals.get(key, 0.0) + value.detach()
             losses.append(loss.detach())
-    check_finite_losses(torch.stack(losses), algo.lr)
-    return {key: float(value) / max(len(losses), 1) for key, value in totals.items()}
+    if not losses:
+        return {}
+    check_finite_losses(torch.stack(losses), lr, lr_key, what)
+    means = torch.stack([value.to(first.device, torch.float64) for value in totals.values()]) / len(losses)
+    return dict(zip(totals, means.tolist()))
 
 
-def _take(data: dict, order: torch.Tensor) -> dict:
-    """Every tensor of `data` (per group, per field; None stays None) reordered along dim 0 by `order`."""
+def shuffled_order(n_samples: int, n_members: int | None, device: torch.device) -> Tensor:
+    """A random order of the samples: [n_samples], or per member [n_members, n_samples] (one per row)."""
+    if n_members is None:
+        return torch.randperm(n_samples, device=device)
+    return torch.rand(n_members, n_samples, device=device).argsort(-1)
 
-    def take(value):
-        if value is None:
-            return None
-        return value.index_select(0, order) if isinstance(value, torch.Tensor) else value[order]
 
-    return {name: {key: take(value) for key, value in fields.items()} for name, fields in data.items()}
+def _reorder(x, order: Tensor):
+    """`x` (tensor or TensorDict) with its samples put in `order` (dim 0, or per row of a 2-d order)."""
+    if order.dim() == 2:
+        return x[torch.arange(order.shape[0], device=order.device).unsqueeze(-1), order]
+    return x.index_select(0, order) if isinstance(x, Tensor) else x[order]
+
+
+def _map(data, fn):
+    """`fn` applied to every leaf of a nested dict (None leaves stay None)."""
+    if isinstance(data, dict):
+        return {key: _map(value, fn) for key, value in data.items()}
+    return None if data is None else fn(data)
+
+
+def _leaves(data):
+    if isinstance(data, dict):
+        for value in data.values():
+            yield from _leaves(value)
+    else:
+        yield data
 
 
 def check_finite_losses(
@@ -236,11 +332,41 @@ def _all_of(batch: TensorDictBase, group: str, keys: tuple[str, ...]) -> torch.T
     return result
 
 
+# ---------------------------------------------------------------------------------------------------------
+# The clipped-PPO loss, reduced over all samples (one team) or per population member
+# ---------------------------------------------------------------------------------------------------------
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Mean of `x` over the entries where `mask` is True (all entries without a mask)."""
     if mask is None:
         return x.mean()
     return (x * mask).sum() / mask.sum().clamp_min(1)
+
+
+def member_mean(x: Tensor, mask: Tensor | None) -> Tensor:
+    """Per-member mean [N] of `x` [N, L] over the entries where `mask` holds (0 where none does)."""
+    if mask is None:
+        return x.mean(-1)
+    return (x * mask).sum(-1) / mask.sum(-1).clamp_min(1)
+
+
+Reduction = Callable[[Tensor, Tensor | None], Tensor]
+
+
+def normalise_advantage(advantage: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Advantages shifted and scaled to mean 0, std 1 over the `mask` entries (all without a mask)."""
+    counted = advantage if mask is None else advantage[mask]
+    if counted.numel() <= 1:
+        return advantage
+    return (advantage - counted.mean()) / (counted.std() + 1e-8)
+
+
+def normalise_per_member(advantage: Tensor, mask: Tensor) -> Tensor:
+    """Each member's advantages [N, L] shifted and scaled to mean 0, std 1 over its `mask` samples."""
+    mean = member_mean(advantage, mask).unsqueeze(-1)
+    var = member_mean((advantage - mean) ** 2, mask).unsqueeze(-1)
+    return (advantage - mean) / (var.sqrt() + 1e-8) * mask
 
 
 def clipped_surrogate_loss(
@@ -249,57 +375,92 @@ def clipped_surrogate_loss(
     advantage: torch.Tensor,
     clip_epsilon: float,
     mask: torch.Tensor | None = None,
+    mean: Reduction = masked_mean,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """PPO's clipped objective, negated: -E[min(r A, clip(r, 1-eps, 1+eps) A)], r = pi/pi_old, averaged
-    over the entries where `mask` is True.
+    by `mean` over the entries where `mask` is True.
 
     Returns (loss, approximate KL (Schulman's k3 estimator), fraction of clipped ratios).
     """
     log_ratio = log_prob - old_log_prob
     ratio = log_ratio.exp()
     clipped = ratio.clamp(1.0 - clip_epsilon, 1.0 + clip_epsilon)
-    loss = -masked_mean(torch.min(ratio * advantage, clipped * advantage), mask)
+    loss = -mean(torch.min(ratio * advantage, clipped * advantage), mask)
     with torch.no_grad():
-        approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask)
-        clip_fraction = masked_mean(((ratio - 1.0).abs() > clip_epsilon).float(), mask)
+        approx_kl = mean((ratio - 1.0) - log_ratio, mask)
+        clip_fraction = mean(((ratio - 1.0).abs() > clip_epsilon).float(), mask)
     return loss, approx_kl, clip_fraction
 
 
-def _minibatch_loss(
-    model: ActorCritic, data: dict, idx: slice | torch.Tensor, algo
-) -> tuple[torch.Tensor, dict]:
-    """Clipped surrogate + value loss - entropy bonus, summed over groups, for one minibatch."""
+@dataclass
+class PPOTerms:
+    """One minibatch's clipped-PPO terms: scalars for one team, [N] per member for a population."""
+
+    policy_loss: Tensor
+    value_loss: Tensor
+    entropy: Tensor
+    approx_kl: Tensor
+    clip_fraction: Tensor
+
+    def loss(self, value_coef: float, entropy_coef: float) -> Tensor:
+        """Clipped surrogate + value loss - entropy bonus, summed over members (each its own mean)."""
+        return (self.policy_loss + value_coef * self.value_loss - entropy_coef * self.entropy).sum()
+
+    def stats(self, prefix: str = "") -> dict[str, Tensor]:
+        """The terms for logging, detached and averaged over members, keyed `prefix + name`."""
+        return {prefix + f.name: getattr(self, f.name).detach().mean() for f in fields(self)}
+
+
+def ppo_terms(
+    log_prob: Tensor,
+    old_log_prob: Tensor,
+    advantage: Tensor,
+    entropy: Tensor,
+    value: Tensor,
+    target: Tensor,
+    clip_epsilon: float,
+    acting: Tensor | None = None,
+    alive: Tensor | None = None,
+    mean: Reduction = masked_mean,
+) -> PPOTerms:
+    """The clipped-PPO terms of one minibatch: surrogate, entropy, KL and clip fraction over the `acting`
+    samples (where the policy learns), the squared value error over the `alive` ones (where the critic
+    learns), each reduced by `mean`: `masked_mean` (one scalar) or `member_mean` (one per member)."""
+    policy_loss, approx_kl, clip_fraction = clipped_surrogate_loss(
+        log_prob, old_log_prob, advantage, clip_epsilon, acting, mean
+    )
+    value_loss = mean((value - target).pow(2), alive)
+    return PPOTerms(policy_loss, value_loss, mean(entropy, acting), approx_kl, clip_fraction)
+
+
+def _minibatch_loss(model: ActorCritic, data: dict, algo) -> tuple[torch.Tensor, dict]:
+    """Clipped surrogate + value loss - entropy bonus, summed over groups, for one minibatch `data`."""
     loss = 0.0
     stats: dict[str, torch.Tensor] = {}
     for name in model.group_names:
         d = data[name]
-        mask = None if d["mask"] is None else d["mask"][idx]
-        acting = None if d["acting"] is None else d["acting"][idx]
-        alive = None if d["alive"] is None else d["alive"][idx]
-        recurrent = d.get("rnn_state") is not None  # feed-forward data may leave the recurrent keys out
-        hidden, starts = (d["rnn_state"][idx], d["starts"][idx]) if recurrent else (None, None)
+        hidden = d.get("rnn_state")  # feed-forward data may leave the recurrent keys out
+        starts = d["starts"] if hidden is not None else None
         log_prob, entropy, dist_stats = model.actors[name].evaluate(
-            d["obs"][idx], d["sample"][idx], mask, hidden, starts
+            d["obs"], d["sample"], d["mask"], hidden, starts
         )
-        advantage = d["advantage"][idx]
+        advantage = d["advantage"]
         if algo.normalize_advantage:
-            counted = advantage if acting is None else advantage[acting]
-            if counted.numel() > 1:
-                advantage = (advantage - counted.mean()) / (counted.std() + 1e-8)
-        policy_loss, approx_kl, clip_fraction = clipped_surrogate_loss(
-            log_prob, d["log_prob"][idx], advantage, algo.clip_epsilon, acting
+            advantage = normalise_advantage(advantage, d["acting"])
+        value = model.critics[name](d["critic_input"])
+        terms = ppo_terms(
+            log_prob,
+            d["log_prob"],
+            advantage,
+            entropy,
+            value,
+            d["target"],
+            algo.clip_epsilon,
+            d["acting"],
+            d["alive"],
         )
-        value = model.critics[name](d["critic_input"][idx])
-        value_loss = masked_mean((value - d["target"][idx]).pow(2), alive)
-        entropy_mean = masked_mean(entropy, acting)
-        loss = loss + policy_loss + algo.value_coef * value_loss - algo.entropy_coef * entropy_mean
-        with torch.no_grad():
-            prefix = "" if len(model.group_names) == 1 else f"{name}/"
-            stats[prefix + "policy_loss"] = policy_loss
-            stats[prefix + "value_loss"] = value_loss
-            stats[prefix + "entropy"] = entropy_mean
-            stats[prefix + "approx_kl"] = approx_kl
-            stats[prefix + "clip_fraction"] = clip_fraction
-            for key, value_ in dist_stats.items():
-                stats[prefix + key] = value_
+        loss = loss + terms.loss(algo.value_coef, algo.entropy_coef)
+        prefix = "" if len(model.group_names) == 1 else f"{name}/"
+        stats.update(terms.stats(prefix))
+        stats.update({prefix + key: value_ for key, value_ in dist_stats.items()})
     return loss, stats
