@@ -1,9 +1,7 @@
 """PPO for many agents at once (MAPPO and IPPO differ only in the critic's input, see agents/policy.py).
 
-The pieces every PPO-style update here is built from, the single team's (`ppo_update`) and the
-populations' (marl/population/): `generalized_advantages` (torchrl's vectorised GAE),
-`minibatch_epochs` (the epochs x shuffled minibatches loop around any loss) and `ppo_terms` (the clipped-PPO
-loss terms, averaged over all samples or per population member).
+Every update (this team's `ppo_update`, and marl/population/'s) is built from `generalized_advantages`
+(torchrl's GAE), `minibatch_epochs` (epochs x shuffled minibatches around any loss) and `ppo_loss`.
 
 The clipped surrogate loss is written out on plain tensors instead of torchrl's `ClipPPOLoss`: a PPO
 iteration is hundreds of small minibatch steps, and the per-call TensorDict and distribution-object overhead
@@ -14,7 +12,7 @@ the textbook one, visible in one place.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from functools import partial
 
 import torch
 from tensordict import TensorDictBase
@@ -76,21 +74,11 @@ def generalized_advantages(
 
     `value`, `next_value` (the value of each step's next observation) and `reward` share one shape with time
     on `time_dim`, e.g. [envs, time] or [envs, time, agents]; the bool `done` and `terminated` broadcast to
-    it. A terminated step does not bootstrap from its next value (a truncated one does), and the recursion
-    is cut wherever `done`.
+    it. A terminated step does not bootstrap (a truncated one does); the recursion is cut wherever `done`.
     """
-    shape = value.shape
-    from_end = time_dim % value.dim() - value.dim() - 1  # time's place counted from the end, once unsqueezed
-    advantage, target = vec_generalized_advantage_estimate(
-        gamma,
-        lmbda,
-        value.unsqueeze(-1),
-        next_value.unsqueeze(-1),
-        reward.unsqueeze(-1),
-        done.expand(shape).unsqueeze(-1),
-        terminated.expand(shape).unsqueeze(-1),
-        time_dim=from_end,
-    )
+    columns = [x.expand(value.shape).unsqueeze(-1) for x in (value, next_value, reward, done, terminated)]
+    from_end = time_dim % value.dim() - value.dim() - 1  # time's place counted from the end of a column
+    advantage, target = vec_generalized_advantage_estimate(gamma, lmbda, *columns, time_dim=from_end)
     return advantage.squeeze(-1), target.squeeze(-1)
 
 
@@ -207,16 +195,8 @@ def ppo_update(
         norms = optimizer.clip_and_step(algo.max_grad_norm)
         return {f"{name}_grad_norm": norm for name, norm in norms.items()}
 
-    return minibatch_epochs(
-        data,
-        lambda minibatch: _minibatch_loss(model, minibatch, algo),
-        optimizer,
-        clip_and_step,
-        algo.epochs,
-        minibatch,
-        drop_last=True,
-        lr=algo.lr,
-    )
+    loss_of = partial(_minibatch_loss, model, algo=algo)
+    return minibatch_epochs(data, loss_of, optimizer, clip_and_step, algo, minibatch, drop_last=True)
 
 
 def minibatch_epochs(
@@ -224,48 +204,41 @@ def minibatch_epochs(
     loss_of: Callable[[dict], tuple[Tensor, dict[str, Tensor]]],
     optimizer,
     clip_and_step: Callable[[], dict[str, Tensor]],
-    epochs: int,
+    algo,
     minibatch_size: int,
     per_member: bool = False,
     drop_last: bool = False,
-    lr: float = float("nan"),
     lr_key: str = "algorithm.lr",
     what: str = "PPO",
 ) -> dict[str, float]:
-    """`epochs` passes of minibatch gradient steps over `data`; returns each stat averaged over the steps.
+    """`algo.epochs` passes of minibatch steps over `data`; returns each stat averaged over the steps.
 
-    `data` is a (nested) dict of tensors, None leaves allowed, with the samples on dim 0, or with
-    `per_member` on dim 1 of the member-major layout [members, samples, ...]: every member is then shuffled
-    on its own, and each minibatch holds `minibatch_size` samples of every member. Each epoch shuffles the
-    data once and cuts it into contiguous minibatches (views); the last, shorter one is kept unless
-    `drop_last`. One step: `loss_of(minibatch)` -> (loss, stats), zero_grad, backward, then
-    `clip_and_step()` clips the gradients, steps the optimizer and returns grad-norm stats. The stats are
-    summed as tensors and the losses checked once at the end (`check_finite_losses`, naming `what` and
-    `lr_key`): no host-device sync per minibatch.
+    `data`: a nested dict of tensors (or None) with the samples on dim 0, or with `per_member` on dim 1 of
+    the member-major layout [members, samples, ...], each member shuffled on its own. Every epoch shuffles
+    once and cuts contiguous minibatches (the last, shorter one dropped with `drop_last`). A step:
+    `loss_of(minibatch)` -> (loss, stats), backward, `clip_and_step()` -> grad-norm stats. Stats are summed
+    as tensors and the losses checked once at the end: no host-device sync per minibatch.
     """
-    dim = 1 if per_member else 0
-    first = next(x for x in _leaves(data) if x is not None)
+    dim, tensors = int(per_member), []
+    _map(data, tensors.append)  # every leaf, to read the sample count and device from the first
+    first = next(x for x in tensors if x is not None)
     n_samples = first.shape[dim]
     minibatch_size = max(1, min(minibatch_size, n_samples))
-    last_start = n_samples - minibatch_size if drop_last else n_samples - 1
     totals: dict[str, Tensor] = {}
     losses = []
-    for _ in range(epochs):
+    for _ in range(algo.epochs):
         order = shuffled_order(n_samples, first.shape[0] if per_member else None, first.device)
         shuffled = _map(data, lambda x, order=order: _reorder(x, order))
-        for start in range(0, last_start + 1, minibatch_size):
-            window = slice(start, start + minibatch_size)
-            minibatch = _map(shuffled, lambda x, w=window: x[:, w] if per_member else x[w])
-            loss, stats = loss_of(minibatch)
+        for start in range(0, n_samples - (minibatch_size if drop_last else 1) + 1, minibatch_size):
+            window = (slice(None),) * dim + (slice(start, start + minibatch_size),)
+            loss, stats = loss_of(_map(shuffled, lambda x, window=window: x[window]))
             optimizer.zero_grad()
             loss.backward()
             stats.update(clip_and_step())
             for key, value in stats.items():
                 totals[key] = totals.get(key, 0.0) + value.detach()
             losses.append(loss.detach())
-    if not losses:
-        return {}
-    check_finite_losses(torch.stack(losses), lr, lr_key, what)
+    check_finite_losses(torch.stack(losses), algo.lr, lr_key, what)
     means = torch.stack([value.to(first.device, torch.float64) for value in totals.values()]) / len(losses)
     return dict(zip(totals, means.tolist()))
 
@@ -289,14 +262,6 @@ def _map(data, fn):
     if isinstance(data, dict):
         return {key: _map(value, fn) for key, value in data.items()}
     return None if data is None else fn(data)
-
-
-def _leaves(data):
-    if isinstance(data, dict):
-        for value in data.values():
-            yield from _leaves(value)
-    else:
-        yield data
 
 
 def check_finite_losses(
@@ -332,34 +297,15 @@ def _all_of(batch: TensorDictBase, group: str, keys: tuple[str, ...]) -> torch.T
     return result
 
 
-# ---------------------------------------------------------------------------------------------------------
-# The clipped-PPO loss, reduced over all samples (one team) or per population member
-# ---------------------------------------------------------------------------------------------------------
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean of `x` over the entries where `mask` is True (all entries without a mask)."""
+def masked_mean(x: Tensor, mask: Tensor | None, dim: int | None = None) -> Tensor:
+    """Mean of `x` over the entries where `mask` is True (all entries without a mask); along `dim` only,
+    if given: `member_mean` is one mean per member of member-major [N, L] data (0 where the mask is empty)."""
     if mask is None:
-        return x.mean()
-    return (x * mask).sum() / mask.sum().clamp_min(1)
+        return x.mean(dim)
+    return (x * mask).sum(dim) / mask.sum(dim).clamp_min(1)
 
 
-def member_mean(x: Tensor, mask: Tensor | None) -> Tensor:
-    """Per-member mean [N] of `x` [N, L] over the entries where `mask` holds (0 where none does)."""
-    if mask is None:
-        return x.mean(-1)
-    return (x * mask).sum(-1) / mask.sum(-1).clamp_min(1)
-
-
-Reduction = Callable[[Tensor, Tensor | None], Tensor]
-
-
-def normalise_advantage(advantage: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Advantages shifted and scaled to mean 0, std 1 over the `mask` entries (all without a mask)."""
-    counted = advantage if mask is None else advantage[mask]
-    if counted.numel() <= 1:
-        return advantage
-    return (advantage - counted.mean()) / (counted.std() + 1e-8)
+member_mean = partial(masked_mean, dim=-1)
 
 
 def normalise_per_member(advantage: Tensor, mask: Tensor) -> Tensor:
@@ -369,72 +315,47 @@ def normalise_per_member(advantage: Tensor, mask: Tensor) -> Tensor:
     return (advantage - mean) / (var.sqrt() + 1e-8) * mask
 
 
-def clipped_surrogate_loss(
-    log_prob: torch.Tensor,
-    old_log_prob: torch.Tensor,
-    advantage: torch.Tensor,
-    clip_epsilon: float,
-    mask: torch.Tensor | None = None,
-    mean: Reduction = masked_mean,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """PPO's clipped objective, negated: -E[min(r A, clip(r, 1-eps, 1+eps) A)], r = pi/pi_old, averaged
-    by `mean` over the entries where `mask` is True.
-
-    Returns (loss, approximate KL (Schulman's k3 estimator), fraction of clipped ratios).
-    """
-    log_ratio = log_prob - old_log_prob
-    ratio = log_ratio.exp()
-    clipped = ratio.clamp(1.0 - clip_epsilon, 1.0 + clip_epsilon)
-    loss = -mean(torch.min(ratio * advantage, clipped * advantage), mask)
-    with torch.no_grad():
-        approx_kl = mean((ratio - 1.0) - log_ratio, mask)
-        clip_fraction = mean(((ratio - 1.0).abs() > clip_epsilon).float(), mask)
-    return loss, approx_kl, clip_fraction
-
-
-@dataclass
-class PPOTerms:
-    """One minibatch's clipped-PPO terms: scalars for one team, [N] per member for a population."""
-
-    policy_loss: Tensor
-    value_loss: Tensor
-    entropy: Tensor
-    approx_kl: Tensor
-    clip_fraction: Tensor
-
-    def loss(self, value_coef: float, entropy_coef: float) -> Tensor:
-        """Clipped surrogate + value loss - entropy bonus, summed over members (each its own mean)."""
-        return (self.policy_loss + value_coef * self.value_loss - entropy_coef * self.entropy).sum()
-
-    def stats(self, prefix: str = "") -> dict[str, Tensor]:
-        """The terms for logging, detached and averaged over members, keyed `prefix + name`."""
-        return {prefix + f.name: getattr(self, f.name).detach().mean() for f in fields(self)}
-
-
-def ppo_terms(
+def ppo_loss(
     log_prob: Tensor,
     old_log_prob: Tensor,
     advantage: Tensor,
     entropy: Tensor,
     value: Tensor,
     target: Tensor,
-    clip_epsilon: float,
+    algo,
     acting: Tensor | None = None,
     alive: Tensor | None = None,
-    mean: Reduction = masked_mean,
-) -> PPOTerms:
-    """The clipped-PPO terms of one minibatch: surrogate, entropy, KL and clip fraction over the `acting`
-    samples (where the policy learns), the squared value error over the `alive` ones (where the critic
-    learns), each reduced by `mean`: `masked_mean` (one scalar) or `member_mean` (one per member)."""
-    policy_loss, approx_kl, clip_fraction = clipped_surrogate_loss(
-        log_prob, old_log_prob, advantage, clip_epsilon, acting, mean
-    )
-    value_loss = mean((value - target).pow(2), alive)
-    return PPOTerms(policy_loss, value_loss, mean(entropy, acting), approx_kl, clip_fraction)
+    mean: Callable[[Tensor, Tensor | None], Tensor] = masked_mean,
+    normalise: bool = False,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """PPO's loss: the clipped surrogate -E[min(r A, clip(r, 1-eps, 1+eps) A)], r = pi/pi_old and
+    eps = `algo.clip_epsilon`, + `algo.value_coef` x squared value error - `algo.entropy_coef` x entropy.
+
+    The policy terms are averaged over the `acting` samples, the value error over the `alive` ones, by `mean`:
+    `masked_mean` (one team) or `member_mean` (each member its own mean; the losses are summed). With
+    `normalise`, the advantages are first scaled to mean 0, std 1 over the `acting` samples. Returns
+    (loss, {term: detached, averaged over members}), approx KL (Schulman's k3) and clip fraction included.
+    """
+    if normalise:  # over this minibatch (a masked one syncs with the host for the count)
+        counted = advantage if acting is None else advantage[acting]
+        if counted.numel() > 1:
+            advantage = (advantage - counted.mean()) / (counted.std() + 1e-8)
+    log_ratio = log_prob - old_log_prob
+    ratio = log_ratio.exp()
+    clipped = ratio.clamp(1.0 - algo.clip_epsilon, 1.0 + algo.clip_epsilon)
+    policy_loss = -mean(torch.min(ratio * advantage, clipped * advantage), acting)
+    value_loss, entropy = mean((value - target).pow(2), alive), mean(entropy, acting)
+    loss = (policy_loss + algo.value_coef * value_loss - algo.entropy_coef * entropy).sum()
+    with torch.no_grad():
+        approx_kl = mean((ratio - 1.0) - log_ratio, acting)
+        clip_fraction = mean(((ratio - 1.0).abs() > algo.clip_epsilon).float(), acting)
+    terms = dict(policy_loss=policy_loss, value_loss=value_loss, entropy=entropy)
+    terms.update(approx_kl=approx_kl, clip_fraction=clip_fraction)
+    return loss, {key: term.detach().mean() for key, term in terms.items()}
 
 
 def _minibatch_loss(model: ActorCritic, data: dict, algo) -> tuple[torch.Tensor, dict]:
-    """Clipped surrogate + value loss - entropy bonus, summed over groups, for one minibatch `data`."""
+    """The PPO loss summed over groups, and its terms, for one minibatch `data`."""
     loss = 0.0
     stats: dict[str, torch.Tensor] = {}
     for name in model.group_names:
@@ -444,23 +365,12 @@ def _minibatch_loss(model: ActorCritic, data: dict, algo) -> tuple[torch.Tensor,
         log_prob, entropy, dist_stats = model.actors[name].evaluate(
             d["obs"], d["sample"], d["mask"], hidden, starts
         )
-        advantage = d["advantage"]
-        if algo.normalize_advantage:
-            advantage = normalise_advantage(advantage, d["acting"])
         value = model.critics[name](d["critic_input"])
-        terms = ppo_terms(
-            log_prob,
-            d["log_prob"],
-            advantage,
-            entropy,
-            value,
-            d["target"],
-            algo.clip_epsilon,
-            d["acting"],
-            d["alive"],
+        masks = dict(acting=d["acting"], alive=d["alive"], normalise=algo.normalize_advantage)
+        group_loss, terms = ppo_loss(
+            log_prob, d["log_prob"], d["advantage"], entropy, value, d["target"], algo, **masks
         )
-        loss = loss + terms.loss(algo.value_coef, algo.entropy_coef)
+        loss = loss + group_loss
         prefix = "" if len(model.group_names) == 1 else f"{name}/"
-        stats.update(terms.stats(prefix))
-        stats.update({prefix + key: value_ for key, value_ in dist_stats.items()})
+        stats.update({prefix + key: value_ for key, value_ in (terms | dist_stats).items()})
     return loss, stats

@@ -85,6 +85,7 @@ from marl.population.xpmin import (
     log_xp_matrix,
     member_batch,
     member_epochs,
+    member_major,
     ppo_update_members,
     seat_advantages,
     write_summary,
@@ -494,18 +495,12 @@ class TeacherMixture:
         return tuple(torch.where(use_teacher, t, s) for t, s in zip(teacher, student))  # type: ignore[return-value]
 
 
-def member_major(x: Tensor, layout: MemberLayout) -> Tensor:
-    """Seat layout ``[E, T, 2, ...]`` -> member-major ``[N, C * T, ...]`` (self-play: no padding)."""
-    return layout.to_members(x.transpose(1, 2).flatten(0, 1)).flatten(1, 2)
-
-
 def imitation_update(
     students: Population, optimizer: torch.optim.Optimizer, obs: Tensor, target: Tensor, alg
 ) -> dict[str, float]:
     """``alg.epochs`` epochs of KL(teacher || student) on ``obs [N, L, D]`` with the teacher's log-probs
-    ``target [N, L, A]``, all members at once: every minibatch takes a random ``1/alg.minibatches`` of each
-    member's samples; the loss is the sum of the members' mean KLs; gradients are clipped per member to
-    ``alg.max_grad_norm``."""
+    ``target [N, L, A]``, all members at once (``member_epochs``): the loss is the sum of the members' mean
+    KLs, gradients are clipped per member."""
 
     def loss_of(mb: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         log_q = students.logits(mb["obs"]).log_softmax(-1)

@@ -59,13 +59,7 @@ from marl.errors import ConfigError, MarlError
 from marl.population.config import GROUP, PopulationConfig, population_config_from_dict
 from marl.population.evaluate import harmonic_mean
 from marl.population.members import EVAL_SEED_OFFSET, build_population
-from marl.ppo import (
-    explained_variance,
-    generalized_advantages,
-    minibatch_epochs,
-    normalise_advantage,
-    ppo_terms,
-)
+from marl.ppo import explained_variance, generalized_advantages, minibatch_epochs, ppo_loss
 from marl.run_logger import RunLogger, flatten
 from marl.runs import hardware_summary, new_run_dir, resolve_device, untouched_rng
 
@@ -673,19 +667,20 @@ def ppo_update_chunks(
         log_p = logits.log_softmax(-1)
         log_prob = log_p.gather(-1, mb["action"].unsqueeze(-1)).squeeze(-1)
         entropy = -(log_p.exp() * log_p).sum(-1)
-        advantage = normalise_advantage(mb["advantage"]) if cfg.normalize_advantage else mb["advantage"]
-        terms = ppo_terms(log_prob, mb["log_prob"], advantage, entropy, value, mb["target"], cfg.clip_epsilon)
-        return terms.loss(cfg.value_coef, cfg.entropy_coef), terms.stats()
+        old_log_prob, advantage, target = mb["log_prob"], mb["advantage"], mb["target"]
+        return ppo_loss(
+            log_prob, old_log_prob, advantage, entropy, value, target, cfg, normalise=cfg.normalize_advantage
+        )
 
     def clip_and_step() -> dict[str, Tensor]:
         grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         optimizer.step()
         return {"grad_norm": grad_norm}
 
+    chunks_per_minibatch, what = cfg.minibatch_chunks, "generalist's PPO"
     return minibatch_epochs(
-        data, loss_of, optimizer, clip_and_step, cfg.epochs, cfg.minibatch_chunks,
-        lr=cfg.lr, lr_key="lr", what="generalist's PPO",
-    )  # fmt: skip
+        data, loss_of, optimizer, clip_and_step, cfg, chunks_per_minibatch, lr_key="lr", what=what
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------

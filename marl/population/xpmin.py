@@ -38,6 +38,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -77,13 +78,7 @@ from marl.population.pairs import (
     symmetric_returns,
 )
 from marl.population.rollout import PairCollector, Rollout, build_shards, training_pairs
-from marl.ppo import (
-    generalized_advantages,
-    member_mean,
-    minibatch_epochs,
-    normalise_per_member,
-    ppo_terms,
-)
+from marl.ppo import generalized_advantages, member_mean, minibatch_epochs, normalise_per_member, ppo_loss
 from marl.run_logger import RunLogger, flatten
 from marl.runs import hardware_summary, new_run_dir, resolve_device
 
@@ -352,11 +347,7 @@ def member_batch(
 ) -> MemberBatch:
     """Seat-layout tensors ``[E, T, 2, ...]`` -> member-major ``[N, C * T, ...]`` (``layout`` over seats)."""
     steps = rollout.done.shape[1]
-
-    def members(x: Tensor) -> Tensor:  # [E, T, 2, ...] -> [N, C*T, ...]
-        by_seat = x.transpose(1, 2).flatten(0, 1)  # [E*2, T, ...]
-        return layout.to_members(by_seat).flatten(1, 2)
-
+    members = partial(member_major, layout=layout)
     per_step = lambda x: x.reshape(-1, 1).expand(-1, steps)  # noqa: E731 - [E, 2] -> [E*2, T]
     valid = layout.valid.unsqueeze(-1).expand(-1, -1, steps).flatten(1, 2)
     learn = layout.to_members(per_step(weight != 0)).flatten(1, 2) & valid
@@ -370,6 +361,11 @@ def member_batch(
         learn=learn,
         valid=valid,
     )
+
+
+def member_major(x: Tensor, layout: MemberLayout) -> Tensor:
+    """Seat layout ``[E, T, 2, ...]`` -> member-major ``[N, C * T, ...]`` (padded: mask with ``valid``)."""
+    return layout.to_members(x.transpose(1, 2).flatten(0, 1)).flatten(1, 2)
 
 
 def ppo_update_members(
@@ -386,11 +382,8 @@ def ppo_update_members(
     def loss_of(mb: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         log_prob, entropy = population.evaluate(mb["obs"], mb["action"])
         value = population.values(mb["obs"], mb["partner"])
-        terms = ppo_terms(
-            log_prob, mb["log_prob"], mb["advantage"], entropy, value, mb["target"], alg.clip_epsilon,
-            mb["learn"], mb["valid"], mean=member_mean,
-        )  # fmt: skip
-        return terms.loss(alg.value_coef, alg.entropy_coef), terms.stats()
+        masks = dict(acting=mb["learn"], alive=mb["valid"], mean=member_mean)
+        return ppo_loss(log_prob, mb["log_prob"], mb["advantage"], entropy, value, mb["target"], alg, **masks)
 
     networks = {"actor": population.actor, "critic": population.critic}
     return member_epochs(data, loss_of, optimizer, networks, alg, "population's PPO")
@@ -405,24 +398,19 @@ def member_epochs(
     what: str,
     lr_key: str = "algorithm.lr",
 ) -> dict[str, float]:
-    """``minibatch_epochs`` over member-major ``data [N, L, ...]``: ``alg.minibatches`` minibatches per epoch
-    of every member's samples, each member shuffled on its own; the ``networks`` are clipped per member
-    (``clip_member_grad_norms``) before the step and their mean norms logged as ``<name>_grad_norm``."""
+    """``minibatch_epochs`` over member-major ``data [N, L, ...]``, ``alg.minibatches`` per epoch, each member
+    shuffled on its own; the ``networks`` clipped per member (mean norms logged as ``<name>_grad_norm``)."""
 
     def clip_and_step() -> dict[str, Tensor]:
-        norms = {
-            f"{name}_grad_norm": clip_member_grad_norms(net, alg.max_grad_norm).mean()
-            for name, net in networks.items()
-        }
+        norms = [clip_member_grad_norms(net, alg.max_grad_norm).mean() for net in networks.values()]
         optimizer.step()
-        return norms
+        return {f"{name}_grad_norm": norm for name, norm in zip(networks, norms)}
 
     length = next(iter(data.values())).shape[1]
     minibatch = -(-length // alg.minibatches)  # ceil: every sample in exactly one minibatch per epoch
     return minibatch_epochs(
-        data, loss_of, optimizer, clip_and_step, alg.epochs, minibatch,
-        per_member=True, lr=alg.lr, lr_key=lr_key, what=what,
-    )  # fmt: skip
+        data, loss_of, optimizer, clip_and_step, alg, minibatch, True, lr_key=lr_key, what=what
+    )
 
 
 def clip_member_grad_norms(net: nn.Module, max_norm: float) -> Tensor:
