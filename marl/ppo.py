@@ -366,9 +366,9 @@ def _minibatch_loss(model: ActorCritic, data: dict, algo) -> tuple[torch.Tensor,
             d["obs"], d["sample"], d["mask"], hidden, starts
         )
         value = model.critics[name](d["critic_input"])
-        masks = dict(acting=d["acting"], alive=d["alive"], normalise=algo.normalize_advantage)
+        options = dict(acting=d["acting"], alive=d["alive"], normalise=algo.normalize_advantage)
         group_loss, terms = ppo_loss(
-            log_prob, d["log_prob"], d["advantage"], entropy, value, d["target"], algo, **masks
+            log_prob, d["log_prob"], d["advantage"], entropy, value, d["target"], algo, **options
         )
         loss = loss + group_loss
         prefix = "" if len(model.group_names) == 1 else f"{name}/"

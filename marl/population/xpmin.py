@@ -382,8 +382,9 @@ def ppo_update_members(
     def loss_of(mb: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         log_prob, entropy = population.evaluate(mb["obs"], mb["action"])
         value = population.values(mb["obs"], mb["partner"])
-        masks = dict(acting=mb["learn"], alive=mb["valid"], mean=member_mean)
-        return ppo_loss(log_prob, mb["log_prob"], mb["advantage"], entropy, value, mb["target"], alg, **masks)
+        old_log_prob, advantage, target = mb["log_prob"], mb["advantage"], mb["target"]
+        options = dict(acting=mb["learn"], alive=mb["valid"], mean=member_mean)
+        return ppo_loss(log_prob, old_log_prob, advantage, entropy, value, target, alg, **options)
 
     networks = {"actor": population.actor, "critic": population.critic}
     return member_epochs(data, loss_of, optimizer, networks, alg, "population's PPO")
