@@ -220,9 +220,8 @@ def minibatch_epochs(
     as tensors and the losses checked once at the end: no host-device sync per minibatch.
     """
     dim, tensors = int(per_member), []
-    _map(data, tensors.append)  # every leaf, to read the sample count and device from the first
-    first = next(x for x in tensors if x is not None)
-    n_samples = first.shape[dim]
+    _map(data, tensors.append)  # every tensor: the first gives the sample count and the device
+    first, n_samples = tensors[0], tensors[0].shape[dim]
     minibatch_size = max(1, min(minibatch_size, n_samples))
     totals: dict[str, Tensor] = {}
     losses = []
@@ -360,10 +359,9 @@ def _minibatch_loss(model: ActorCritic, data: dict, algo) -> tuple[torch.Tensor,
     stats: dict[str, torch.Tensor] = {}
     for name in model.group_names:
         d = data[name]
-        hidden = d.get("rnn_state")  # feed-forward data may leave the recurrent keys out
-        starts = d["starts"] if hidden is not None else None
+        # a feed-forward actor's data has no recurrent keys (GRU state at chunk starts, episode starts)
         log_prob, entropy, dist_stats = model.actors[name].evaluate(
-            d["obs"], d["sample"], d["mask"], hidden, starts
+            d["obs"], d["sample"], d["mask"], d.get("rnn_state"), d.get("starts")
         )
         value = model.critics[name](d["critic_input"])
         options = dict(acting=d["acting"], alive=d["alive"], normalise=algo.normalize_advantage)

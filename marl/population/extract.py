@@ -508,8 +508,7 @@ def imitation_update(
         kl = (log_p.exp() * (log_p - log_q)).sum(-1).mean(-1)  # [N]
         return kl.sum(), {"imitation_kl": kl.detach().mean()}
 
-    data = {"obs": obs, "target": target}
-    actor = {"actor": students.actor}
+    data, actor = {"obs": obs, "target": target}, {"actor": students.actor}
     return member_epochs(data, loss_of, optimizer, actor, alg, "extraction's imitation", lr_key="lr")
 
 
