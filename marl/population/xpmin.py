@@ -410,7 +410,7 @@ def member_epochs(
     length = next(iter(data.values())).shape[1]
     minibatch = -(-length // alg.minibatches)  # ceil: every sample in exactly one minibatch per epoch
     return minibatch_epochs(
-        data, loss_of, optimizer, clip_and_step, alg, minibatch, True, lr_key=lr_key, what=what
+        data, loss_of, optimizer, clip_and_step, alg, minibatch, per_member=True, lr_key=lr_key, what=what
     )
 
 
