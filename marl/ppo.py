@@ -1,16 +1,22 @@
 """PPO for many agents at once (MAPPO and IPPO differ only in the critic's input, see agents/policy.py).
 
-Advantages come from torchrl's vectorised GAE. The clipped surrogate loss is written out here on plain
-tensors instead of torchrl's `ClipPPOLoss`: a PPO iteration is hundreds of small minibatch steps, and the
-per-call TensorDict and distribution-object overhead of the generic loss dominated their cost (it is most of
-BenchMARL's iteration time). Every term below is the textbook one, visible in one place.
+Every update (this team's `ppo_update`, and marl/population/'s) is built from `generalized_advantages`
+(torchrl's GAE), `minibatch_epochs` (epochs x shuffled minibatches around any loss) and `ppo_loss`.
+
+The clipped surrogate loss is written out on plain tensors instead of torchrl's `ClipPPOLoss`: a PPO
+iteration is hundreds of small minibatch steps, and the per-call TensorDict and distribution-object overhead
+of the generic loss dominated their cost (it is most of BenchMARL's iteration time). Every term below is
+the textbook one, visible in one place.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import torch
 from tensordict import TensorDictBase
-from torch import nn
+from torch import Tensor, nn
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
 from marl.agents.policy import EPISODE_START, RNN_STATE, ActorCritic
@@ -54,6 +60,28 @@ def explained_variance(prediction: torch.Tensor, target: torch.Tensor) -> float:
     return float(1.0 - (target - prediction).var() / var) if var > 0 else float("nan")
 
 
+def generalized_advantages(
+    gamma: float,
+    lmbda: float,
+    value: Tensor,
+    next_value: Tensor,
+    reward: Tensor,
+    done: Tensor,
+    terminated: Tensor,
+    time_dim: int = 1,
+) -> tuple[Tensor, Tensor]:
+    """GAE advantages and value targets (torchrl's vectorised GAE), both shaped like `value`.
+
+    `value`, `next_value` (the value of each step's next observation) and `reward` share one shape with time
+    on `time_dim`, e.g. [envs, time] or [envs, time, agents]; the bool `done` and `terminated` broadcast to
+    it. A terminated step does not bootstrap (a truncated one does); the recursion is cut wherever `done`.
+    """
+    columns = [x.expand(value.shape).unsqueeze(-1) for x in (value, next_value, reward, done, terminated)]
+    from_end = time_dim % value.dim() - value.dim() - 1  # time's place counted from the end of a column
+    advantage, target = vec_generalized_advantage_estimate(gamma, lmbda, *columns, time_dim=from_end)
+    return advantage.squeeze(-1), target.squeeze(-1)
+
+
 @torch.no_grad()
 def compute_advantages(
     batch: TensorDictBase,
@@ -78,31 +106,20 @@ def compute_advantages(
                 value_norms[name].denormalise(value),
                 value_norms[name].denormalise(next_value),
             )
-        reward = batch["next", name, "reward"]  # [E, T, n, 1]
-        shape = reward.shape
-        agent_done, agent_terminated = (
-            done.unsqueeze(-1).expand(shape),
-            terminated.unsqueeze(-1).expand(shape),
-        )
+        reward = batch["next", name, "reward"].squeeze(-1)  # [E, T, n]
+        agent_done, agent_terminated = done, terminated
         alive = batch.get((name, "alive"), None)
         if alive is not None:  # an agent that leaves mid-episode: its own terminal step, no bootstrap
-            left = (alive & ~batch["next", name, "alive"]).unsqueeze(-1)
+            left = alive & ~batch["next", name, "alive"]
             agent_done, agent_terminated = agent_done | left, agent_terminated | left
-        advantage, target = vec_generalized_advantage_estimate(
-            gamma,
-            lmbda,
-            value.unsqueeze(-1),
-            next_value.unsqueeze(-1),
-            reward,
-            agent_done,
-            agent_terminated,
-            time_dim=-3,
+        advantage, target = generalized_advantages(
+            gamma, lmbda, value, next_value, reward, agent_done, agent_terminated
         )
-        batch.set((name, "advantage"), advantage.squeeze(-1))
-        batch.set((name, "value_target"), target.squeeze(-1))
-        stats[f"{name}/explained_variance"] = explained_variance(value, target.squeeze(-1))
+        batch.set((name, "advantage"), advantage)
+        batch.set((name, "value_target"), target)
+        stats[f"{name}/explained_variance"] = explained_variance(value, target)
         if value_norms is not None:
-            value_norms[name].update(target if alive is None else target.squeeze(-1)[alive])
+            value_norms[name].update(target if alive is None else target[alive])
     return stats
 
 
@@ -145,11 +162,10 @@ def ppo_update(
         envs, steps = batch.shape
         length = algo.chunk_length
         flat = batch.reshape(envs * steps // length, length)  # [chunks, L]: consecutive steps of one env
-        minibatch = max(1, min(algo.minibatch_size // length, flat.shape[0]))
+        minibatch = algo.minibatch_size // length
     else:
         flat = batch.reshape(-1)
-        minibatch = min(algo.minibatch_size, flat.shape[0])
-    n_samples = flat.shape[0]
+        minibatch = algo.minibatch_size
     # Pull everything the loss needs into plain tensors once: indexing tensors is far cheaper than
     # indexing a nested TensorDict hundreds of times per iteration.
     critic_inputs = model.critic_inputs(flat)
@@ -174,33 +190,77 @@ def ppo_update(
         }
         for name in model.group_names
     }
-    totals: dict[str, torch.Tensor] = {}
-    losses = []  # checked once after the update: no host-device sync per minibatch
+
+    def clip_and_step() -> dict[str, Tensor]:  # each network clipped to its own norm
+        norms = optimizer.clip_and_step(algo.max_grad_norm)
+        return {f"{name}_grad_norm": norm for name, norm in norms.items()}
+
+    loss_of = partial(_minibatch_loss, model, algo=algo)
+    return minibatch_epochs(data, loss_of, optimizer, clip_and_step, algo, minibatch, drop_last=True)
+
+
+def minibatch_epochs(
+    data: dict,
+    loss_of: Callable[[dict], tuple[Tensor, dict[str, Tensor]]],
+    optimizer,
+    clip_and_step: Callable[[], dict[str, Tensor]],
+    algo,
+    minibatch_size: int,
+    per_member: bool = False,
+    drop_last: bool = False,
+    lr_key: str = "algorithm.lr",
+    what: str = "PPO",
+) -> dict[str, float]:
+    """`algo.epochs` passes of minibatch steps over `data`; returns each stat averaged over the steps.
+
+    `data`: a nested dict of tensors (or None) with the samples on dim 0, or with `per_member` on dim 1 of
+    the member-major layout [members, samples, ...], each member shuffled on its own. Every epoch shuffles
+    once and cuts contiguous minibatches (the last, shorter one dropped with `drop_last`). A step:
+    `loss_of(minibatch)` -> (loss, stats), backward, `clip_and_step()` -> grad-norm stats. Stats are summed
+    as tensors and the losses checked once at the end: no host-device sync per minibatch.
+    """
+    dim, tensors = int(per_member), []
+    _map(data, tensors.append)  # every tensor: the first gives the sample count and the device
+    first, n_samples = tensors[0], tensors[0].shape[dim]
+    minibatch_size = max(1, min(minibatch_size, n_samples))
+    totals: dict[str, Tensor] = {}
+    losses = []
     for _ in range(algo.epochs):
-        # Shuffle every tensor once per epoch; minibatches are then contiguous slices (views, no copies).
-        shuffled = _take(data, torch.randperm(n_samples, device=flat.device))
-        for start in range(0, n_samples - minibatch + 1, minibatch):
-            loss, step_stats = _minibatch_loss(model, shuffled, slice(start, start + minibatch), algo)
+        order = shuffled_order(n_samples, first.shape[0] if per_member else None, first.device)
+        shuffled = _map(data, lambda x, order=order: _reorder(x, order))
+        for start in range(0, n_samples - (minibatch_size if drop_last else 1) + 1, minibatch_size):
+            window = (slice(None),) * dim + (slice(start, start + minibatch_size),)
+            loss, stats = loss_of(_map(shuffled, lambda x, window=window: x[window]))
             optimizer.zero_grad()
             loss.backward()
-            norms = optimizer.clip_and_step(algo.max_grad_norm)  # each network clipped to its own norm
-            step_stats.update({f"{name}_grad_norm": norm for name, norm in norms.items()})
-            for key, value in step_stats.items():
+            stats.update(clip_and_step())
+            for key, value in stats.items():
                 totals[key] = totals.get(key, 0.0) + value.detach()
             losses.append(loss.detach())
-    check_finite_losses(torch.stack(losses), algo.lr)
-    return {key: float(value) / max(len(losses), 1) for key, value in totals.items()}
+    check_finite_losses(torch.stack(losses), algo.lr, lr_key, what)
+    means = torch.stack([value.to(first.device, torch.float64) for value in totals.values()]) / len(losses)
+    return dict(zip(totals, means.tolist()))
 
 
-def _take(data: dict, order: torch.Tensor) -> dict:
-    """Every tensor of `data` (per group, per field; None stays None) reordered along dim 0 by `order`."""
+def shuffled_order(n_samples: int, n_members: int | None, device: torch.device) -> Tensor:
+    """A random order of the samples: [n_samples], or per member [n_members, n_samples] (one per row)."""
+    if n_members is None:
+        return torch.randperm(n_samples, device=device)
+    return torch.rand(n_members, n_samples, device=device).argsort(-1)
 
-    def take(value):
-        if value is None:
-            return None
-        return value.index_select(0, order) if isinstance(value, torch.Tensor) else value[order]
 
-    return {name: {key: take(value) for key, value in fields.items()} for name, fields in data.items()}
+def _reorder(x, order: Tensor):
+    """`x` (tensor or TensorDict) with its samples put in `order` (dim 0, or per row of a 2-d order)."""
+    if order.dim() == 2:
+        return x[torch.arange(order.shape[0], device=order.device).unsqueeze(-1), order]
+    return x.index_select(0, order) if isinstance(x, Tensor) else x[order]
+
+
+def _map(data, fn):
+    """`fn` applied to every leaf of a nested dict (None leaves stay None)."""
+    if isinstance(data, dict):
+        return {key: _map(value, fn) for key, value in data.items()}
+    return None if data is None else fn(data)
 
 
 def check_finite_losses(
@@ -236,70 +296,79 @@ def _all_of(batch: TensorDictBase, group: str, keys: tuple[str, ...]) -> torch.T
     return result
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean of `x` over the entries where `mask` is True (all entries without a mask)."""
+def masked_mean(x: Tensor, mask: Tensor | None, dim: int | None = None) -> Tensor:
+    """Mean of `x` over the entries where `mask` is True (all entries without a mask); along `dim` only,
+    if given: `member_mean` is one mean per member of member-major [N, L] data (0 where the mask is empty)."""
     if mask is None:
-        return x.mean()
-    return (x * mask).sum() / mask.sum().clamp_min(1)
+        return x.mean(dim)
+    return (x * mask).sum(dim) / mask.sum(dim).clamp_min(1)
 
 
-def clipped_surrogate_loss(
-    log_prob: torch.Tensor,
-    old_log_prob: torch.Tensor,
-    advantage: torch.Tensor,
-    clip_epsilon: float,
-    mask: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """PPO's clipped objective, negated: -E[min(r A, clip(r, 1-eps, 1+eps) A)], r = pi/pi_old, averaged
-    over the entries where `mask` is True.
+member_mean = partial(masked_mean, dim=-1)
 
-    Returns (loss, approximate KL (Schulman's k3 estimator), fraction of clipped ratios).
+
+def normalise_per_member(advantage: Tensor, mask: Tensor) -> Tensor:
+    """Each member's advantages [N, L] shifted and scaled to mean 0, std 1 over its `mask` samples."""
+    mean = member_mean(advantage, mask).unsqueeze(-1)
+    var = member_mean((advantage - mean) ** 2, mask).unsqueeze(-1)
+    return (advantage - mean) / (var.sqrt() + 1e-8) * mask
+
+
+def ppo_loss(
+    log_prob: Tensor,
+    old_log_prob: Tensor,
+    advantage: Tensor,
+    entropy: Tensor,
+    value: Tensor,
+    target: Tensor,
+    algo,
+    acting: Tensor | None = None,
+    alive: Tensor | None = None,
+    mean: Callable[[Tensor, Tensor | None], Tensor] = masked_mean,
+    normalise: bool = False,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """PPO's loss: the clipped surrogate -E[min(r A, clip(r, 1-eps, 1+eps) A)], r = pi/pi_old and
+    eps = `algo.clip_epsilon`, + `algo.value_coef` x squared value error - `algo.entropy_coef` x entropy.
+
+    The policy terms are averaged over the `acting` samples, the value error over the `alive` ones, by `mean`:
+    `masked_mean` (one team) or `member_mean` (each member its own mean; the losses are summed). With
+    `normalise`, the advantages are first scaled to mean 0, std 1 over the `acting` samples. Returns
+    (loss, {term: detached, averaged over members}), approx KL (Schulman's k3) and clip fraction included.
     """
+    if normalise:  # over this minibatch (a masked one syncs with the host for the count)
+        counted = advantage if acting is None else advantage[acting]
+        if counted.numel() > 1:
+            advantage = (advantage - counted.mean()) / (counted.std() + 1e-8)
     log_ratio = log_prob - old_log_prob
     ratio = log_ratio.exp()
-    clipped = ratio.clamp(1.0 - clip_epsilon, 1.0 + clip_epsilon)
-    loss = -masked_mean(torch.min(ratio * advantage, clipped * advantage), mask)
+    clipped = ratio.clamp(1.0 - algo.clip_epsilon, 1.0 + algo.clip_epsilon)
+    policy_loss = -mean(torch.min(ratio * advantage, clipped * advantage), acting)
+    value_loss, entropy = mean((value - target).pow(2), alive), mean(entropy, acting)
+    loss = (policy_loss + algo.value_coef * value_loss - algo.entropy_coef * entropy).sum()
     with torch.no_grad():
-        approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask)
-        clip_fraction = masked_mean(((ratio - 1.0).abs() > clip_epsilon).float(), mask)
-    return loss, approx_kl, clip_fraction
+        approx_kl = mean((ratio - 1.0) - log_ratio, acting)
+        clip_fraction = mean(((ratio - 1.0).abs() > algo.clip_epsilon).float(), acting)
+    terms = dict(policy_loss=policy_loss, value_loss=value_loss, entropy=entropy)
+    terms.update(approx_kl=approx_kl, clip_fraction=clip_fraction)
+    return loss, {key: term.detach().mean() for key, term in terms.items()}
 
 
-def _minibatch_loss(
-    model: ActorCritic, data: dict, idx: slice | torch.Tensor, algo
-) -> tuple[torch.Tensor, dict]:
-    """Clipped surrogate + value loss - entropy bonus, summed over groups, for one minibatch."""
+def _minibatch_loss(model: ActorCritic, data: dict, algo) -> tuple[torch.Tensor, dict]:
+    """The PPO loss summed over groups, and its terms, for one minibatch `data`."""
     loss = 0.0
     stats: dict[str, torch.Tensor] = {}
     for name in model.group_names:
         d = data[name]
-        mask = None if d["mask"] is None else d["mask"][idx]
-        acting = None if d["acting"] is None else d["acting"][idx]
-        alive = None if d["alive"] is None else d["alive"][idx]
-        recurrent = d.get("rnn_state") is not None  # feed-forward data may leave the recurrent keys out
-        hidden, starts = (d["rnn_state"][idx], d["starts"][idx]) if recurrent else (None, None)
+        # a feed-forward actor's data has no recurrent keys (GRU state at chunk starts, episode starts)
         log_prob, entropy, dist_stats = model.actors[name].evaluate(
-            d["obs"][idx], d["sample"][idx], mask, hidden, starts
+            d["obs"], d["sample"], d["mask"], d.get("rnn_state"), d.get("starts")
         )
-        advantage = d["advantage"][idx]
-        if algo.normalize_advantage:
-            counted = advantage if acting is None else advantage[acting]
-            if counted.numel() > 1:
-                advantage = (advantage - counted.mean()) / (counted.std() + 1e-8)
-        policy_loss, approx_kl, clip_fraction = clipped_surrogate_loss(
-            log_prob, d["log_prob"][idx], advantage, algo.clip_epsilon, acting
+        value = model.critics[name](d["critic_input"])
+        options = dict(acting=d["acting"], alive=d["alive"], normalise=algo.normalize_advantage)
+        group_loss, terms = ppo_loss(
+            log_prob, d["log_prob"], d["advantage"], entropy, value, d["target"], algo, **options
         )
-        value = model.critics[name](d["critic_input"][idx])
-        value_loss = masked_mean((value - d["target"][idx]).pow(2), alive)
-        entropy_mean = masked_mean(entropy, acting)
-        loss = loss + policy_loss + algo.value_coef * value_loss - algo.entropy_coef * entropy_mean
-        with torch.no_grad():
-            prefix = "" if len(model.group_names) == 1 else f"{name}/"
-            stats[prefix + "policy_loss"] = policy_loss
-            stats[prefix + "value_loss"] = value_loss
-            stats[prefix + "entropy"] = entropy_mean
-            stats[prefix + "approx_kl"] = approx_kl
-            stats[prefix + "clip_fraction"] = clip_fraction
-            for key, value_ in dist_stats.items():
-                stats[prefix + key] = value_
+        loss = loss + group_loss
+        prefix = "" if len(model.group_names) == 1 else f"{name}/"
+        stats.update({prefix + key: value_ for key, value_ in (terms | dist_stats).items()})
     return loss, stats

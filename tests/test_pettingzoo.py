@@ -189,7 +189,7 @@ def test_dead_agent_steps_do_not_change_the_loss(tmp_path):
             if d["alive"] is not None:
                 d["advantage"] = torch.where(d["alive"], d["advantage"], torch.full_like(d["advantage"], 7.0))
                 d["target"] = torch.where(d["alive"], d["target"], torch.full_like(d["target"], 7.0))
-        return _minibatch_loss(trainer.model, data, torch.arange(flat.shape[0]), cfg.algorithm)[0]
+        return _minibatch_loss(trainer.model, data, cfg.algorithm)[0]
 
     assert torch.allclose(loss(batch), loss(corrupted))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -311,3 +312,63 @@ def test_xpmin_on_a_pettingzoo_env_finds_its_conventions(tmp_path):
         _run_config(tmp_path, *pettingzoo[:3], "env.seats=[left]")
     with pytest.raises(ConfigError, match="PettingZoo settings"):
         _run_config(tmp_path, "preset=matrix_game_xpmin", "env.seats=[left, right]")
+
+
+def test_member_update_equals_each_member_updated_alone(monkeypatch):
+    """Two independent members updated together (losses summed, clipped per member) end exactly where each
+    ends when updated alone, as a population of one, on its own samples in the same minibatch order."""
+    import marl.ppo
+    from marl.population.xpmin import MemberBatch, ppo_update_members
+
+    torch.manual_seed(0)
+    n, length, obs_dim, n_actions, epochs = 2, 30, 5, 3, 3
+    # member 1 has 10x the advantages of member 0: its gradients are clipped, member 0's are not (SGD: a
+    # wrong scale or a shared clipping norm would show)
+    alg = SimpleNamespace(
+        epochs=epochs, minibatches=4, clip_epsilon=0.2, value_coef=0.5, entropy_coef=0.01,
+        max_grad_norm=0.5, normalize_advantage=False, lr=0.1,
+    )  # fmt: skip
+    batch = MemberBatch(
+        obs=torch.randn(n, length, obs_dim),
+        partner=torch.arange(n).unsqueeze(-1).expand(n, length),  # self-play: each member its own partner
+        action=torch.randint(0, n_actions, (n, length)),
+        log_prob=-torch.rand(n, length),
+        advantage=torch.randn(n, length) * torch.tensor([[1.0], [10.0]]),
+        target=torch.randn(n, length),
+        learn=torch.rand(n, length) < 0.7,
+        valid=torch.ones(n, length, dtype=torch.bool),
+    )
+    orders = [torch.rand(n, length).argsort(-1) for _ in range(epochs)]
+
+    def update(population: Population, batch: MemberBatch, rows: slice) -> None:
+        draws = iter(orders)
+        monkeypatch.setattr(marl.ppo, "shuffled_order", lambda *_: next(draws)[rows])
+        ppo_update_members(population, torch.optim.SGD(population.parameters(), lr=alg.lr), batch, alg)
+
+    together = Population(n, obs_dim, n_actions, hidden_sizes=(8,))
+    alone = []
+    for m in range(n):
+        member = Population(1, obs_dim, n_actions, hidden_sizes=(8,))
+        with torch.no_grad():  # member m's weights; its critic's partner input is its own id, 0 when alone
+            for mine, theirs in zip(member.actor.parameters(), together.actor.parameters()):
+                mine.copy_(theirs[m : m + 1])
+            for mine, theirs in zip([*member.critic.weights[1:], *member.critic.biases],
+                                    [*together.critic.weights[1:], *together.critic.biases]):  # fmt: skip
+                mine.copy_(theirs[m : m + 1])
+            first = together.critic.weights[0][m]
+            member.critic.weights[0][0].copy_(torch.cat([first[:obs_dim], first[obs_dim + m :][:1]]))
+        own_samples = MemberBatch(**{k: v[m : m + 1] for k, v in vars(batch).items()})
+        own_samples.partner = torch.zeros_like(own_samples.partner)
+        update(member, own_samples, slice(m, m + 1))
+        alone.append(member)
+    update(together, batch, slice(None))
+
+    for m, member in enumerate(alone):
+        for mine, theirs in zip(member.actor.parameters(), together.actor.parameters()):
+            torch.testing.assert_close(mine[0], theirs[m])
+        for mine, theirs in zip(member.critic.biases, together.critic.biases):
+            torch.testing.assert_close(mine[0], theirs[m])
+        first = together.critic.weights[0][m]
+        torch.testing.assert_close(member.critic.weights[0][0][:obs_dim], first[:obs_dim])
+        torch.testing.assert_close(member.critic.weights[0][0][obs_dim], first[obs_dim + m])
+        torch.testing.assert_close(member.critic.weights[1][0], together.critic.weights[1][m])

@@ -1,6 +1,7 @@
 """PPO pieces on hand-computed cases: GAE, the clipped objective, value normalisation, policy heads."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from marl.envs.factory import GroupInfo
 from tensordict import TensorDict
 from torch import distributions as D
 
-from marl.ppo import RunningMeanStd, clipped_surrogate_loss, compute_advantages, explained_variance
+from marl.ppo import RunningMeanStd, compute_advantages, explained_variance, ppo_loss
 
 
 class FixedValues:
@@ -66,11 +67,21 @@ def test_gae_matches_hand_computation(done, terminated, expected):
     torch.testing.assert_close(batch["agents", "value_target"].flatten(), advantage + values.flatten())
 
 
+POLICY_ONLY = SimpleNamespace(clip_epsilon=0.2, value_coef=0.0, entropy_coef=0.0)
+
+
+def clipped_surrogate_loss(log_prob, old_log_prob, advantage):
+    """ppo_loss with only its policy term: (loss, approx KL, clip fraction)."""
+    zeros = torch.zeros_like(log_prob)
+    loss, terms = ppo_loss(log_prob, old_log_prob, advantage, zeros, zeros, zeros, POLICY_ONLY)
+    return loss, terms["approx_kl"], terms["clip_fraction"]
+
+
 def test_clipped_surrogate_on_hand_cases():
     old = torch.zeros(4)
     ratios = torch.tensor([1.5, 0.5, 0.5, 1.1])
     advantage = torch.tensor([1.0, 1.0, -1.0, 2.0])
-    loss, kl, clip_fraction = clipped_surrogate_loss(ratios.log(), old, advantage, clip_epsilon=0.2)
+    loss, kl, clip_fraction = clipped_surrogate_loss(ratios.log(), old, advantage)
     # min(rA, clip(r)A): 1.5 -> 1.2 (clipped); 0.5 -> 0.5 (pessimistic side); 0.5, A<0 -> -0.8; 1.1 -> 2.2
     assert loss.item() == pytest.approx(-(1.2 + 0.5 - 0.8 + 2.2) / 4)
     assert clip_fraction.item() == pytest.approx(0.75)
@@ -80,7 +91,7 @@ def test_clipped_surrogate_on_hand_cases():
 
 def test_clipped_surrogate_gradient_vanishes_outside_trust_region():
     log_prob = torch.tensor([math.log(1.5)], requires_grad=True)
-    loss, _, _ = clipped_surrogate_loss(log_prob, torch.zeros(1), torch.ones(1), clip_epsilon=0.2)
+    loss, _, _ = clipped_surrogate_loss(log_prob, torch.zeros(1), torch.ones(1))
     loss.backward()
     assert log_prob.grad.item() == 0.0
 

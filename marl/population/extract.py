@@ -47,7 +47,6 @@ import argparse
 import dataclasses
 import difflib
 import json
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -81,11 +80,12 @@ from marl.population.members import EVAL_SEED_OFFSET, build_population, label_hi
 from marl.population.pairs import assign_slots, seat_weights, self_play_pairs
 from marl.population.rollout import PairCollector, Rollout, build_shards
 from marl.population.xpmin import (
-    clip_member_grad_norms,
     evaluate_population,
     evaluation_metrics,
     log_xp_matrix,
     member_batch,
+    member_epochs,
+    member_major,
     ppo_update_members,
     seat_advantages,
     write_summary,
@@ -495,42 +495,21 @@ class TeacherMixture:
         return tuple(torch.where(use_teacher, t, s) for t, s in zip(teacher, student))  # type: ignore[return-value]
 
 
-def member_major(x: Tensor, layout: MemberLayout) -> Tensor:
-    """Seat layout ``[E, T, 2, ...]`` -> member-major ``[N, C * T, ...]`` (self-play: no padding)."""
-    return layout.to_members(x.transpose(1, 2).flatten(0, 1)).flatten(1, 2)
-
-
 def imitation_update(
     students: Population, optimizer: torch.optim.Optimizer, obs: Tensor, target: Tensor, alg
 ) -> dict[str, float]:
     """``alg.epochs`` epochs of KL(teacher || student) on ``obs [N, L, D]`` with the teacher's log-probs
-    ``target [N, L, A]``, all members at once: every minibatch takes a random ``1/alg.minibatches`` of each
-    member's samples; the loss is the sum of the members' mean KLs; gradients are clipped per member to
-    ``alg.max_grad_norm``."""
-    n, length = obs.shape[:2]
-    rows = torch.arange(n, device=obs.device).unsqueeze(-1)
-    totals = torch.zeros(2, device=obs.device)  # summed KL and grad norm (one sync at the end)
-    steps = 0
-    for _ in range(alg.epochs):
-        order = torch.rand(n, length, device=obs.device).argsort(-1)
-        for idx in order.chunk(alg.minibatches, dim=1):
-            log_q = students.logits(obs[rows, idx]).log_softmax(-1)
-            log_p = target[rows, idx]
-            kl = (log_p.exp() * (log_p - log_q)).sum(-1).mean(-1)  # [N]
-            loss = kl.sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            norm = clip_member_grad_norms(students.actor, alg.max_grad_norm)
-            optimizer.step()
-            totals += torch.stack([kl.detach().mean(), norm.mean()])
-            steps += 1
-    kl_mean, norm_mean = (totals / max(steps, 1)).tolist()
-    if not math.isfinite(kl_mean):
-        raise MarlError(
-            f"The extraction's imitation loss became {kl_mean} (not finite). Lower lr (now {alg.lr}) and "
-            "resume from the last checkpoint."
-        )
-    return {"imitation_kl": kl_mean, "actor_grad_norm": norm_mean}
+    ``target [N, L, A]``, all members at once (``member_epochs``): the loss is the sum of the members' mean
+    KLs, gradients are clipped per member."""
+
+    def loss_of(mb: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        log_q = students.logits(mb["obs"]).log_softmax(-1)
+        log_p = mb["target"]
+        kl = (log_p.exp() * (log_p - log_q)).sum(-1).mean(-1)  # [N]
+        return kl.sum(), {"imitation_kl": kl.detach().mean()}
+
+    data, actor = {"obs": obs, "target": target}, {"actor": students.actor}
+    return member_epochs(data, loss_of, optimizer, actor, alg, "extraction's imitation", lr_key="lr")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -42,7 +42,6 @@ import torch
 import yaml
 from torch import Tensor, nn
 from torchrl.envs import EnvBase
-from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
 from marl.agents.population import Population, sample_categorical
 from marl.agents.recurrent import RecurrentActorCritic
@@ -60,7 +59,7 @@ from marl.errors import ConfigError, MarlError
 from marl.population.config import GROUP, PopulationConfig, population_config_from_dict
 from marl.population.evaluate import harmonic_mean, partner_episodes
 from marl.population.members import EVAL_SEED_OFFSET, build_population
-from marl.ppo import check_finite_losses, clipped_surrogate_loss, explained_variance
+from marl.ppo import explained_variance, generalized_advantages, minibatch_epochs, ppo_loss
 from marl.run_logger import RunLogger, flatten
 from marl.runs import hardware_summary, new_run_dir, resolve_device, untouched_rng
 
@@ -626,22 +625,14 @@ def train_iteration(trainer: GeneralistTrainer) -> dict[str, float]:
 
 
 def advantages(rollout: GeneralistRollout, gamma: float, lmbda: float) -> tuple[Tensor, Tensor]:
-    """GAE advantages and value targets ``[E, T]`` (torchrl's vectorised GAE). The next value is the next
-    step's value, the one after the rollout at its end, and the true final observation's value where an
-    episode was truncated; a terminated episode does not bootstrap and the recursion stops at every end."""
+    """GAE advantages and value targets ``[E, T]``. The next value is the next step's value, the one after
+    the rollout at its end, and the true final observation's value where an episode was truncated; a
+    terminated episode does not bootstrap and the recursion stops at every end."""
     next_value = torch.cat([rollout.value[:, 1:], rollout.last_value.unsqueeze(1)], dim=1)
     next_value = torch.where(rollout.done & ~rollout.terminated, rollout.bootstrap, next_value)
-    advantage, target = vec_generalized_advantage_estimate(
-        gamma,
-        lmbda,
-        rollout.value.unsqueeze(-1),
-        next_value.unsqueeze(-1),
-        rollout.reward.unsqueeze(-1),
-        rollout.done.unsqueeze(-1),
-        rollout.terminated.unsqueeze(-1),
-        time_dim=-2,
+    return generalized_advantages(
+        gamma, lmbda, rollout.value, next_value, rollout.reward, rollout.done, rollout.terminated
     )
-    return advantage.squeeze(-1), target.squeeze(-1)
 
 
 def ppo_update_chunks(
@@ -663,43 +654,29 @@ def ppo_update_chunks(
     names = ("obs", "prev_action", "prev_reward", "start", "action", "log_prob")
     data = {name: chunks(getattr(rollout, name)) for name in names}
     data.update(advantage=chunks(advantage), target=chunks(target))
-    hidden = rollout.chunk_hidden.reshape(-1, rollout.chunk_hidden.shape[-1])
-    totals: dict[str, Tensor] = {}
-    losses = []
-    for _ in range(cfg.epochs):
-        for idx in torch.randperm(hidden.shape[0], device=hidden.device).split(cfg.minibatch_chunks):
-            batch = {name: x[idx] for name, x in data.items()}
-            logits, value = model.evaluate_chunks(
-                batch["obs"], batch["prev_action"], batch["prev_reward"], hidden[idx], batch["start"]
-            )
-            log_p = logits.log_softmax(-1)
-            log_prob = log_p.gather(-1, batch["action"].unsqueeze(-1)).squeeze(-1)
-            entropy = -(log_p.exp() * log_p).sum(-1).mean()
-            adv = batch["advantage"]
-            if cfg.normalize_advantage and adv.numel() > 1:
-                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-            policy_loss, approx_kl, clip_fraction = clipped_surrogate_loss(
-                log_prob, batch["log_prob"], adv, cfg.clip_epsilon
-            )
-            value_loss = (value - batch["target"]).pow(2).mean()
-            loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            step_stats = {
-                "policy_loss": policy_loss,
-                "value_loss": value_loss,
-                "entropy": entropy,
-                "approx_kl": approx_kl,
-                "clip_fraction": clip_fraction,
-                "grad_norm": grad_norm,
-            }
-            for key, value_ in step_stats.items():
-                totals[key] = totals.get(key, 0.0) + value_.detach()
-            losses.append(loss.detach())
-    check_finite_losses(torch.stack(losses), cfg.lr, "lr", "generalist's PPO")
-    return {key: float(value) / max(len(losses), 1) for key, value in totals.items()}
+    data["hidden"] = rollout.chunk_hidden.reshape(-1, rollout.chunk_hidden.shape[-1])
+
+    def loss_of(mb: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        logits, value = model.evaluate_chunks(
+            mb["obs"], mb["prev_action"], mb["prev_reward"], mb["hidden"], mb["start"]
+        )
+        log_p = logits.log_softmax(-1)
+        log_prob = log_p.gather(-1, mb["action"].unsqueeze(-1)).squeeze(-1)
+        entropy = -(log_p.exp() * log_p).sum(-1)
+        old_log_prob, advantage, target = mb["log_prob"], mb["advantage"], mb["target"]
+        return ppo_loss(
+            log_prob, old_log_prob, advantage, entropy, value, target, cfg, normalise=cfg.normalize_advantage
+        )
+
+    def clip_and_step() -> dict[str, Tensor]:
+        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        return {"grad_norm": grad_norm}
+
+    chunks_per_minibatch, what = cfg.minibatch_chunks, "generalist's PPO"
+    return minibatch_epochs(
+        data, loss_of, optimizer, clip_and_step, cfg, chunks_per_minibatch, lr_key="lr", what=what
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -36,12 +36,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
 from marl.agents.population import MemberLayout, Population
 from marl.checkpoint import (
@@ -76,7 +77,7 @@ from marl.population.pairs import (
     symmetric_returns,
 )
 from marl.population.rollout import PairCollector, Rollout, build_shards, training_pairs
-from marl.ppo import check_finite_losses
+from marl.ppo import generalized_advantages, member_mean, minibatch_epochs, normalise_per_member, ppo_loss
 from marl.run_logger import RunLogger, flatten
 from marl.run_loop import RunPlan, due, run_plan
 from marl.runs import hardware_summary, new_run_dir, resolve_device
@@ -301,25 +302,15 @@ def episode_return_matrix(
 def seat_advantages(
     population: Population, rollout: Rollout, member: Tensor, layout: MemberLayout, alg
 ) -> tuple[Tensor, Tensor]:
-    """GAE advantages and value targets ``[E, T, 2]`` of every seat on raw rewards (torchrl's vectorised
-    GAE). Bootstraps from the next observation's value unless the episode terminated (a truncation, or
-    the rollout's end, still bootstraps); the recursion is cut wherever an episode ended."""
+    """GAE advantages and value targets ``[E, T, 2]`` of every seat on raw rewards. Bootstraps from the
+    next observation's value unless the episode terminated (a truncation, or the rollout's end, still
+    bootstraps); the recursion is cut wherever an episode ended."""
     value = population.seat_values(rollout.obs, member, layout)
     next_value = population.seat_values(rollout.next_obs, member, layout)
-    shape = rollout.reward.shape + (1,)  # [E, T, 2, 1]
-    done = rollout.done[..., None, None].expand(shape)
-    terminated = rollout.terminated[..., None, None].expand(shape)
-    advantage, target = vec_generalized_advantage_estimate(
-        alg.gamma,
-        alg.gae_lambda,
-        value.unsqueeze(-1),
-        next_value.unsqueeze(-1),
-        rollout.reward.unsqueeze(-1),
-        done,
-        terminated,
-        time_dim=-3,
+    done, terminated = rollout.done.unsqueeze(-1), rollout.terminated.unsqueeze(-1)  # [E, T, 1]: both seats
+    return generalized_advantages(
+        alg.gamma, alg.gae_lambda, value, next_value, rollout.reward, done, terminated
     )
-    return advantage.squeeze(-1), target.squeeze(-1)
 
 
 @dataclass
@@ -341,11 +332,7 @@ def member_batch(
 ) -> MemberBatch:
     """Seat-layout tensors ``[E, T, 2, ...]`` -> member-major ``[N, C * T, ...]`` (``layout`` over seats)."""
     steps = rollout.done.shape[1]
-
-    def members(x: Tensor) -> Tensor:  # [E, T, 2, ...] -> [N, C*T, ...]
-        by_seat = x.transpose(1, 2).flatten(0, 1)  # [E*2, T, ...]
-        return layout.to_members(by_seat).flatten(1, 2)
-
+    members = partial(member_major, layout=layout)
     per_step = lambda x: x.reshape(-1, 1).expand(-1, steps)  # noqa: E731 - [E, 2] -> [E*2, T]
     valid = layout.valid.unsqueeze(-1).expand(-1, -1, steps).flatten(1, 2)
     learn = layout.to_members(per_step(weight != 0)).flatten(1, 2) & valid
@@ -361,16 +348,9 @@ def member_batch(
     )
 
 
-def member_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Per-member mean ``[N]`` of ``x [N, L]`` over the entries where ``mask`` holds (0 where none does)."""
-    return (x * mask).sum(-1) / mask.sum(-1).clamp_min(1)
-
-
-def normalise_per_member(advantage: Tensor, mask: Tensor) -> Tensor:
-    """Each member's advantages shifted and scaled to mean 0, std 1 over its learning samples."""
-    mean = member_mean(advantage, mask).unsqueeze(-1)
-    var = member_mean((advantage - mean) ** 2, mask).unsqueeze(-1)
-    return (advantage - mean) / (var.sqrt() + 1e-8) * mask
+def member_major(x: Tensor, layout: MemberLayout) -> Tensor:
+    """Seat layout ``[E, T, 2, ...]`` -> member-major ``[N, C * T, ...]`` (padded: mask with ``valid``)."""
+    return layout.to_members(x.transpose(1, 2).flatten(0, 1)).flatten(1, 2)
 
 
 def ppo_update_members(
@@ -380,50 +360,43 @@ def ppo_update_members(
     ``1 / alg.minibatches`` of *each* member's samples, so the stacked networks always run on ``[N, M, ...]``.
     The loss is the sum of the members' own PPO losses (policy surrogate and entropy averaged over the
     samples the member learns from, value loss over all its samples)."""
-    n, length = batch.learn.shape
-    advantage = (
-        normalise_per_member(batch.advantage, batch.learn) if alg.normalize_advantage else batch.advantage
+    data = dict(vars(batch))
+    if alg.normalize_advantage:
+        data["advantage"] = normalise_per_member(batch.advantage, batch.learn)
+
+    def loss_of(mb: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        log_prob, entropy = population.evaluate(mb["obs"], mb["action"])
+        value = population.values(mb["obs"], mb["partner"])
+        old_log_prob, advantage, target = mb["log_prob"], mb["advantage"], mb["target"]
+        options = dict(acting=mb["learn"], alive=mb["valid"], mean=member_mean)
+        return ppo_loss(log_prob, old_log_prob, advantage, entropy, value, target, alg, **options)
+
+    networks = {"actor": population.actor, "critic": population.critic}
+    return member_epochs(data, loss_of, optimizer, networks, alg, "population's PPO")
+
+
+def member_epochs(
+    data: dict[str, Tensor],
+    loss_of: Callable[[dict[str, Tensor]], tuple[Tensor, dict[str, Tensor]]],
+    optimizer: torch.optim.Optimizer,
+    networks: dict[str, nn.Module],
+    alg,
+    what: str,
+    lr_key: str = "algorithm.lr",
+) -> dict[str, float]:
+    """``minibatch_epochs`` over member-major ``data [N, L, ...]``, ``alg.minibatches`` per epoch, each member
+    shuffled on its own; the ``networks`` clipped per member (mean norms logged as ``<name>_grad_norm``)."""
+
+    def clip_and_step() -> dict[str, Tensor]:
+        norms = [clip_member_grad_norms(net, alg.max_grad_norm).mean() for net in networks.values()]
+        optimizer.step()
+        return {f"{name}_grad_norm": norm for name, norm in zip(networks, norms)}
+
+    length = next(iter(data.values())).shape[1]
+    minibatch = -(-length // alg.minibatches)  # ceil: every sample in exactly one minibatch per epoch
+    return minibatch_epochs(
+        data, loss_of, optimizer, clip_and_step, alg, minibatch, per_member=True, lr_key=lr_key, what=what
     )
-    rows = torch.arange(n, device=advantage.device).unsqueeze(-1)
-    totals: dict[str, Tensor] = {}
-    losses = []
-    for _ in range(alg.epochs):
-        order = torch.rand(n, length, device=advantage.device).argsort(-1)  # each member its own shuffle
-        for idx in order.chunk(alg.minibatches, dim=1):
-            take = lambda x, idx=idx: x[rows, idx]  # noqa: E731
-            learn, valid = take(batch.learn), take(batch.valid)
-            log_prob, entropy = population.evaluate(take(batch.obs), take(batch.action))
-            log_ratio = log_prob - take(batch.log_prob)
-            ratio = log_ratio.exp()
-            adv = take(advantage)
-            clipped = ratio.clamp(1 - alg.clip_epsilon, 1 + alg.clip_epsilon)
-            policy_loss = -member_mean(torch.min(ratio * adv, clipped * adv), learn)
-            value = population.values(take(batch.obs), take(batch.partner))
-            value_loss = member_mean((value - take(batch.target)) ** 2, valid)
-            entropy_mean = member_mean(entropy, learn)
-            loss = (policy_loss + alg.value_coef * value_loss - alg.entropy_coef * entropy_mean).sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            actor_norm = clip_member_grad_norms(population.actor, alg.max_grad_norm)
-            critic_norm = clip_member_grad_norms(population.critic, alg.max_grad_norm)
-            optimizer.step()
-            with torch.no_grad():
-                step_stats = {
-                    "policy_loss": policy_loss.mean(),
-                    "value_loss": value_loss.mean(),
-                    "entropy": entropy_mean.mean(),
-                    "approx_kl": member_mean((ratio - 1) - log_ratio, learn).mean(),
-                    "clip_fraction": member_mean(
-                        ((ratio - 1).abs() > alg.clip_epsilon).float(), learn
-                    ).mean(),
-                    "actor_grad_norm": actor_norm.mean(),
-                    "critic_grad_norm": critic_norm.mean(),
-                }
-            for key, value_ in step_stats.items():
-                totals[key] = totals.get(key, 0.0) + value_
-            losses.append(loss.detach())
-    check_finite_losses(torch.stack(losses), alg.lr, what="population's PPO")
-    return {key: float(value) / max(len(losses), 1) for key, value in totals.items()}
 
 
 def clip_member_grad_norms(net: nn.Module, max_norm: float) -> Tensor:
