@@ -304,13 +304,13 @@ def parse_overrides(args: list[str]) -> tuple[dict[str, str], list[tuple[str, An
             overrides.append((key, parse_value(key, raw)))
         elif key in SECTIONS:
             if not raw.strip():
-                raise ConfigError(f"'{key}=' needs a preset name. {_presets_hint(key, None)}")
+                raise ConfigError(f"'{key}=' needs a preset name. {presets_hint(key, None)}")
             choices[key] = raw.strip()
         else:
             raise ConfigError(
                 f"Unknown config group {key!r} in {arg!r}. Groups: {', '.join(SECTIONS)} (pick a preset, "
                 f"e.g. algorithm=ippo), plus resume=<run dir>. To set one value write section.key=value, "
-                f"e.g. algorithm.lr=3e-4.{_did_you_mean(key, [*SECTIONS, 'resume'], suffix='=' + raw)}"
+                f"e.g. algorithm.lr=3e-4.{did_you_mean(key, [*SECTIONS, 'resume'], suffix='=' + raw)}"
             )
     return choices, overrides, resume
 
@@ -406,12 +406,12 @@ def _split_defaults(data: dict, path: Path, config_dir: Path | None) -> tuple[di
             )
             raise ConfigError(
                 f"Unknown group {group!r} in 'defaults' of {_show(path)}. Groups: {', '.join(groups)}.{extra}"
-                f"{_did_you_mean(str(group), groups)}"
+                f"{did_you_mean(str(group), groups)}"
             )
         if not isinstance(choice, str) or not choice:
             raise ConfigError(
                 f"'defaults.{group}' in {_show(path)} must be a preset name, got {choice!r}. "
-                f"{_presets_hint(group, config_dir)}"
+                f"{presets_hint(group, config_dir)}"
             )
     return choices, body
 
@@ -427,8 +427,8 @@ def _find_experiment(choice: str, config_dir: Path | None) -> Path:
     if found is not None:
         return found
     raise ConfigError(
-        f"Unknown experiment {choice!r}. {_presets_hint('experiment', config_dir)} Or pass your own file: "
-        f"experiment=path/to/file.yaml.{_did_you_mean(choice, list_presets('experiment', config_dir))}"
+        f"Unknown experiment {choice!r}. {presets_hint('experiment', config_dir)} Or pass your own file: "
+        f"experiment=path/to/file.yaml.{did_you_mean(choice, list_presets('experiment', config_dir))}"
     )
 
 
@@ -445,8 +445,8 @@ def _load_preset(group: str, choice: str, config_dir: Path | None) -> tuple[Any,
         return {"name": choice}, "command line"
     hint = " Any VMAS scenario also works without a preset: env=vmas/<scenario>." if group == "env" else ""
     raise ConfigError(
-        f"Unknown {group} preset {choice!r}. {_presets_hint(group, config_dir)}{hint}"
-        f"{_did_you_mean(choice, names, prefix=group + '=')}"
+        f"Unknown {group} preset {choice!r}. {presets_hint(group, config_dir)}{hint}"
+        f"{did_you_mean(choice, names, prefix=group + '=')}"
     )
 
 
@@ -585,7 +585,7 @@ def split_arguments(
             hint = (
                 f" Did you mean '{schema.renames[key]}={_clip(raw)}'?"
                 if key in schema.renames
-                else _did_you_mean(key, [*words, *schema.renames.values()])
+                else did_you_mean(key, [*words, *schema.renames.values()])
             )
             raise ConfigError(f"Unknown argument {key!r} in {_clip(arg)!r}. Valid: {', '.join(valid)}.{hint}")
     return named, dotted, plain
@@ -654,7 +654,7 @@ def coerce_value(value: Any, tp: Any, key: str, source: str, example: Any = None
             return value
         raise ConfigError(
             f"Invalid value for '{key}' ({source}): {_show_value(value)} is not allowed. "
-            f"Allowed values: {', '.join(args)}.{_did_you_mean(str(value), args, prefix=key + '=')}"
+            f"Allowed values: {', '.join(args)}.{did_you_mean(str(value), args, prefix=key + '=')}"
         )
     if tp is bool:
         if isinstance(value, bool):
@@ -1191,7 +1191,7 @@ def _unknown_key_message(parts: list[str], i: int, cls: type, source: str, root:
     return head
 
 
-def _did_you_mean(word: str, options: Any, prefix: str = "", suffix: str = "") -> str:
+def did_you_mean(word: str, options: Any, prefix: str = "", suffix: str = "") -> str:
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     if not close:  # also compare with the last path component, e.g. 'navigation' ~ 'vmas/navigation'
         tails = {o.rsplit("/", 1)[-1]: o for o in options}
@@ -1199,7 +1199,7 @@ def _did_you_mean(word: str, options: Any, prefix: str = "", suffix: str = "") -
     return f" Did you mean '{prefix}{close[0]}{suffix}'?" if close else ""
 
 
-def _presets_hint(group: str, config_dir: Path | None) -> str:
+def presets_hint(group: str, config_dir: Path | None) -> str:
     names = list_presets(group, config_dir)
     if names:
         return f"Available {group} presets: {', '.join(names)}."
