@@ -37,19 +37,27 @@ METHODS = ("xpmin", "selfplay", "specialists")
 
 
 @dataclass
-class ExperimentSection:
-    """Run bookkeeping: seed, length, devices, logging and checkpoints."""
+class RunSection:
+    """Run bookkeeping shared by the population commands (train, extract, generalist). They count
+    iterations; marl train's experiment section counts frames (total_frames) instead."""
 
-    name: str = "population"  # run-name prefix (default: the preset's name, else the method)
+    name: str = "population"  # run-name prefix
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 1  # torch CPU threads (small per-step batches: 1 is fastest on CPU); 0 = torch's default
-    iterations: int = 300  # training iterations (rollout + PPO update of all members)
+    iterations: int = 300  # training iterations (rollout + update)
     runs_dir: str = "results/runs"
     checkpoint_every: int = 25  # iterations; the last iteration and Ctrl-C always checkpoint
     keep_checkpoints: int = 3
     progress: bool = True  # tqdm progress bar with frames/s
-    eval_every: int = 25  # iterations between all-pairs evaluations (XP matrix image, SP labels); 0 = off
+    eval_every: int = 25  # iterations between evaluations; 0 = off
+
+
+@dataclass
+class ExperimentSection(RunSection):
+    """Run bookkeeping of a population, and its all-pairs evaluations (XP matrix image, SP labels)."""
+
+    name: str = "population"  # default: the preset's name, else population_<method>
     eval_envs_per_pair: int = 16  # episodes per ordered pair in an evaluation
     eval_deterministic: bool = True  # evaluate the members' most likely actions
     eval_specialists: str | None = None  # a specialists run: O and per-specialist success in each evaluation
@@ -86,8 +94,8 @@ class PopulationSection:
 
 
 @dataclass
-class AlgorithmSection:
-    """PPO of all members at once (the defaults of the partner-population study)."""
+class PPOSection:
+    """The PPO settings every population command shares (the defaults of the partner-population study)."""
 
     lr: float = 5e-4
     adam_eps: float = 1e-5
@@ -98,11 +106,17 @@ class AlgorithmSection:
     value_coef: float = 0.5
     max_grad_norm: float = 0.5  # per member (independent scheme), over the whole population (hyper)
     epochs: int = 4
+    rollout_steps: int = 16  # env steps per slot per iteration
+    normalize_advantage: bool = True  # per member, over the samples it learns from
+
+
+@dataclass
+class AlgorithmSection(PPOSection):
+    """PPO of all members at once."""
+
     # minibatches per epoch, each 1/minibatches of every member's samples (marl train sets minibatch_size,
     # the frames per gradient step, instead)
     minibatches: int = 4
-    rollout_steps: int = 16  # env steps per slot per iteration
-    normalize_advantage: bool = True  # per member, over the samples it learns from
 
 
 @dataclass
@@ -224,43 +238,25 @@ def find_preset(name: str, config_dir: Path | None = None) -> Path:
 def check_config(cfg: PopulationConfig) -> None:
     """Value checks that types cannot express; the first failure raises ConfigError."""
     exp, pop, alg = cfg.experiment, cfg.population, cfg.algorithm
-    positive = {
-        "experiment.iterations": exp.iterations,
-        "experiment.keep_checkpoints": exp.keep_checkpoints,
-        "experiment.eval_envs_per_pair": exp.eval_envs_per_pair,
-        "env.max_steps": cfg.env.max_steps,
-        "population.envs_per_pair": pop.envs_per_pair,
-        "algorithm.epochs": alg.epochs,
-        "algorithm.minibatches": alg.minibatches,
-        "algorithm.rollout_steps": alg.rollout_steps,
-        "model.hyper_embedding_dim": cfg.model.hyper_embedding_dim,
-        "model.hyper_hidden": cfg.model.hyper_hidden,
-        **{f"model.hidden_sizes[{i}]": size for i, size in enumerate(cfg.model.hidden_sizes)},
-    }
-    for key, value in positive.items():
-        _require(value > 0, f"'{key}' must be a positive integer, got {value}.")
-    for key, value in {
-        "experiment.seed": exp.seed,
-        "experiment.threads": exp.threads,
-        "experiment.checkpoint_every": exp.checkpoint_every,
-        "experiment.eval_every": exp.eval_every,
-        "algorithm.entropy_coef": alg.entropy_coef,
-        "algorithm.value_coef": alg.value_coef,
-        "population.xp_lambda": pop.xp_lambda,
-        "collector.num_workers": cfg.collector.num_workers,
-        "ray.num_cpus": cfg.ray.num_cpus,
-    }.items():
-        _require(value >= 0, f"'{key}' must be >= 0, got {value}.")
-    _require(cfg.collector.worker_threads > 0, "'collector.worker_threads' must be a positive integer.")
-    for key, value in {
-        "algorithm.lr": alg.lr,
-        "algorithm.adam_eps": alg.adam_eps,
-        "algorithm.clip_epsilon": alg.clip_epsilon,
-        "algorithm.max_grad_norm": alg.max_grad_norm,
-    }.items():
-        _require(value > 0, f"'{key}' must be > 0, got {value}.")
-    _require(0 < alg.gamma <= 1, f"'algorithm.gamma' must be in (0, 1], got {alg.gamma}.")
-    _require(0 <= alg.gae_lambda <= 1, f"'algorithm.gae_lambda' must be in [0, 1], got {alg.gae_lambda}.")
+    check_run(exp)
+    check_ppo(alg)
+    check_counts(
+        {
+            "experiment.eval_envs_per_pair": exp.eval_envs_per_pair,
+            "env.max_steps": cfg.env.max_steps,
+            "population.envs_per_pair": pop.envs_per_pair,
+            "algorithm.minibatches": alg.minibatches,
+            "model.hyper_embedding_dim": cfg.model.hyper_embedding_dim,
+            "model.hyper_hidden": cfg.model.hyper_hidden,
+            "collector.worker_threads": cfg.collector.worker_threads,
+            **{f"model.hidden_sizes[{i}]": size for i, size in enumerate(cfg.model.hidden_sizes)},
+        },
+        {
+            "population.xp_lambda": pop.xp_lambda,
+            "collector.num_workers": cfg.collector.num_workers,
+            "ray.num_cpus": cfg.ray.num_cpus,
+        },
+    )
     _require(
         0 <= pop.xp_estimate_decay < 1,
         f"'population.xp_estimate_decay' must be in [0, 1), got {pop.xp_estimate_decay}.",
@@ -318,6 +314,45 @@ def specialist_targets(cfg: PopulationConfig) -> list[int]:
     """Member i's target label in method specialists (default: i)."""
     targets = cfg.population.specialist_targets
     return list(range(cfg.population.size)) if targets is None else list(targets)
+
+
+def check_run(exp: RunSection) -> None:
+    """The bookkeeping counts of an `experiment` section."""
+    check_counts(
+        {"experiment.iterations": exp.iterations, "experiment.keep_checkpoints": exp.keep_checkpoints},
+        {
+            "experiment.seed": exp.seed,
+            "experiment.threads": exp.threads,
+            "experiment.checkpoint_every": exp.checkpoint_every,
+            "experiment.eval_every": exp.eval_every,
+        },
+    )
+
+
+def check_ppo(alg: PPOSection) -> None:
+    """The ranges of the shared PPO settings of an `algorithm` section."""
+    check_counts(
+        {"algorithm.epochs": alg.epochs, "algorithm.rollout_steps": alg.rollout_steps},
+        {"algorithm.entropy_coef": alg.entropy_coef, "algorithm.value_coef": alg.value_coef},
+    )
+    for key, value in {
+        "algorithm.lr": alg.lr,
+        "algorithm.adam_eps": alg.adam_eps,
+        "algorithm.clip_epsilon": alg.clip_epsilon,
+        "algorithm.max_grad_norm": alg.max_grad_norm,
+    }.items():
+        _require(value > 0, f"'{key}' must be > 0, got {value}.")
+    _require(0 < alg.gamma <= 1, f"'algorithm.gamma' must be in (0, 1], got {alg.gamma}.")
+    _require(0 <= alg.gae_lambda <= 1, f"'algorithm.gae_lambda' must be in [0, 1], got {alg.gae_lambda}.")
+
+
+def check_counts(positive: dict[str, Any], non_negative: dict[str, Any]) -> None:
+    """{dotted key: value} that must be positive integers, and numbers that must be >= 0; None (a method's
+    default) passes."""
+    for key, value in positive.items():
+        _require(value is None or value > 0, f"'{key}' must be a positive integer, got {value}.")
+    for key, value in non_negative.items():
+        _require(value is None or value >= 0, f"'{key}' must be >= 0, got {value}.")
 
 
 def _require(condition: bool, message: str) -> None:
