@@ -100,9 +100,10 @@ run marl population train preset=matrix_game_xpmin "${small[@]}"
 populations=(results/runs/matrix_game_xpmin-*)
 [[ ${#populations[@]} -eq 1 && -f ${populations[0]}/population.json ]]
 run marl population evaluate "${populations[0]}" --episodes 2
-run marl population extract "${populations[0]}" method=dagger iterations=1 progress=false eval_episodes=2
-run marl population generalist "${populations[0]}" iterations=1 envs=8 rollout_steps=4 chunk_length=4 \
-  eval_episodes=2 progress=false
+run marl population extract "${populations[0]}" method=dagger experiment.iterations=1 \
+  experiment.progress=false experiment.eval_episodes=2
+run marl population generalist "${populations[0]}" experiment.iterations=1 env.num_envs=8 \
+  algorithm.rollout_steps=4 algorithm.chunk_length=4 experiment.eval_episodes=2 experiment.progress=false
 
 step "sweep and Pareto files from the package, check-env, the config fuzzer"
 run marl sweep configs/sweeps/dispersion.yaml --dry-run

@@ -19,7 +19,7 @@ one iteration is:
    hidden states are those of the policy that acted), clipped surrogate + value loss - entropy bonus.
 
 Robustness is measured as in "Diversity Is Not All You Need": success with each partner from held-out starts
-(in both seats), and the harmonic mean over partners (``evaluate_generalist``). ``test_population=<run>``
+(in both seats), and the harmonic mean over partners (``evaluate_generalist``). ``generalist.test_population``
 adds a population the generalist never trains with (e.g. specialists from another seed).
 
 The partners' weights and config are copied into every checkpoint: a resumed run, or a later evaluation,
