@@ -79,6 +79,9 @@ run marl config show sharing.actor.scheme=hyper sharing.critic.scheme=shared
 run marl config show experiment=benchmarl_navigation
 run marl config show experiment=patrol_search sharing=grouped
 run marl config show model.recurrent=true algorithm.chunk_length=20
+run marl config show population preset=matrix_game_xpmin
+run marl config show generalist
+run marl config show extract method=rl
 run marl config show env=pettingzoo env.entry_point=mpe2.simple_spread_v3:parallel_env \
   env.kwargs.continuous_actions=true algorithm=mappo algorithm.critic_input=state
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from marl.arguments import MAX_EPISODES, add_trust_argument, count
 from marl.errors import MarlError
@@ -203,6 +204,25 @@ def run_population(args: argparse.Namespace) -> int:
             "method=dagger) or generalist (marl population generalist <population run>)."
         )
     return train_command(args.overrides)
+
+
+SHOWN_CONFIGS = ("population", "generalist", "extract")  # `marl config show <one of these> [key=value ...]`
+
+
+def show_config(command: str, words: list[str]) -> Any:
+    """The config `marl population <command> words...` would run with (for `marl config show`); the run
+    directories it names are not read."""
+    if command == "population":
+        from marl.population.config import load_population_config
+
+        return load_population_config(words)
+    if command == "generalist":
+        from marl.population.generalist import load_generalist_config
+
+        return load_generalist_config(words, need_population=False)
+    from marl.population.extract import extract_config, parse_extract_args
+
+    return extract_config(parse_extract_args(words)[1])
 
 
 def train_command(overrides: list[str]) -> int:
