@@ -453,9 +453,8 @@ def _load_preset(group: str, choice: str, config_dir: Path | None) -> tuple[Any,
 @dataclass(frozen=True)
 class Schema:
     """The engine for one configuration class: `root` is a dataclass whose fields are the sections (each a
-    dataclass), `check` the cross-field checks run on every build, and `renames` maps the keys of an older,
-    flat layout of saved configs to their dotted place (`{"lr": "algorithm.lr"}`). `marl train`'s schema
-    is `TRAIN`; the population, generalist and extraction schemas live beside their trainers."""
+    dataclass), `check` the cross-field checks run on every build, and `renames` maps the keys of an old flat
+    layout of saved configs to their dotted place (`{"lr": "algorithm.lr"}`). `TRAIN` is marl train's."""
 
     root: type
     check: Callable[[Any], None]
@@ -490,7 +489,8 @@ class Schema:
         node, cls, i = tree, self.root, 0
         while True:
             types_ = _fields(cls)
-            extra = _extra_field(cls)
+            # the field that takes the section's unknown keys (EnvConfig.kwargs), marked "extra"
+            extra = next((f.name for f in dataclasses.fields(cls) if f.metadata.get("extra")), None)
             if parts[i] not in types_ and extra is not None:
                 parts.insert(i, extra)  # e.g. env.n_agents -> env.kwargs.n_agents
             name, rest, path = parts[i], parts[i + 1 :], ".".join(parts[: i + 1])
@@ -539,11 +539,10 @@ class Schema:
                 f"A config must be a mapping of sections ({', '.join(self.sections)}), got {_kind(data)}."
             )
         check_plain(data, "config", "saved config")
-        old = {k: v for k, v in data.items() if k in self.renames and k not in self.sections}
         tree = self.defaults()
-        self.merge(tree, {k: v for k, v in data.items() if k not in old}, source)
-        for key, value in old.items():
-            self.set(tree, self.renames[key], value, source)
+        self.merge(
+            tree, {k if k in self.sections else self.renames.get(k, k): v for k, v in data.items()}, source
+        )
         return self.build(tree)
 
     def with_overrides(self, cfg: Any, overrides: list[tuple[str, Any]]) -> Any:
@@ -555,11 +554,10 @@ class Schema:
 
 
 def split_arguments(
-    args: list[str], words: tuple[str, ...], schema: Schema, bare: str | None = None
+    args: list[str], words: tuple[str, ...], schema: Schema, bare: bool = False
 ) -> tuple[dict[str, str], list[tuple[str, Any]], list[str]]:
     """Command-line words of a command other than `marl train` -> ({word: value} for its own words such as
-    preset= or resume=, dotted overrides with YAML-parsed values, arguments without '=' when the command
-    takes them, `bare` naming what they are)."""
+    preset= or resume=, dotted overrides with YAML-parsed values, the arguments without '=' if `bare`)."""
     named: dict[str, str] = {}
     dotted: list[tuple[str, Any]] = []
     plain: list[str] = []
@@ -567,12 +565,11 @@ def split_arguments(
         check_argument(arg)
         key, sep, raw = arg.partition("=")
         key = key.strip()
-        if not sep and bare is not None:
+        if not sep and bare:
             plain.append(arg.strip())
         elif not sep or not key or " " in key:
             raise ConfigError(
-                f"Malformed argument {arg!r}: expected key=value, e.g. {words[0]}=... or "
-                f"{next(iter(schema.renames.values()), 'section.key')}=<value>."
+                f"Malformed argument {arg!r}: expected key=value, e.g. {words[0]}=... or a.b=1."
             )
         elif key in words:
             if not raw.strip():
@@ -591,9 +588,9 @@ def split_arguments(
     return named, dotted, plain
 
 
-def _extra_field(cls: type) -> str | None:
-    """The field that takes a section's unknown keys (EnvConfig.kwargs): the one with metadata "extra"."""
-    return next((f.name for f in dataclasses.fields(cls) if f.metadata.get("extra")), None)
+def leaf_keys(root: type) -> dict[str, str]:
+    """{field name: its dotted key} for the fields of every section of `root` (a flat layout's keys)."""
+    return {name: f"{section}.{name}" for section, cls in _fields(root).items() for name in _fields(cls)}
 
 
 def _nested_set(mapping: dict, parts: list[str], value: Any) -> dict:

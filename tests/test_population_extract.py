@@ -287,7 +287,7 @@ def test_a_saved_extraction_in_the_old_flat_layout_loads_into_the_sections():
 
 
 def test_settings_errors_and_command_line(tmp_path, capsys):
-    with pytest.raises(ConfigError, match=r"'betta0'.*Valid keys: method, .*beta0.*Did you mean 'beta0'"):
+    with pytest.raises(ConfigError, match=r"'betta0'.*Valid keys: .*beta0.*Did you mean 'beta0'"):
         extract_config(betta0=0.5)
     with pytest.raises(ConfigError, match="dagger, rl"):
         extract_config(method="bc")

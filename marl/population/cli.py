@@ -111,13 +111,10 @@ examples:
   marl population generalist <population run> generalist.test_population=<another population run>
   marl population generalist resume=results/runs/generalist-20261124-111500      continue a stopped run
 
-Sections (GeneralistConfig in marl/population/generalist.py): experiment (seed, iterations, eval_every,
-eval_episodes, ...), generalist (population, test_population, partner_deterministic, success_key), env
-(num_envs), algorithm (PPO: lr, clip_epsilon, ..., rollout_steps, chunk_length, minibatch_chunks), model
-(hidden_sizes, activation, recurrent_size); a misspelt key is refused with the valid ones. The generalist
-trains with every member of the population (frozen), in both seats; generalist.test_population is only
-evaluated. `marl config show generalist` prints the defaults. Ctrl-C saves a checkpoint and prints the
-resume command.
+Sections: experiment, generalist (population, test_population, ...), env (num_envs), algorithm, model;
+`marl config show generalist` lists every key. The generalist trains with every member of the population
+(frozen), in both seats; generalist.test_population is only evaluated. Ctrl-C saves a checkpoint and prints
+the resume command.
 """
 
 
@@ -150,12 +147,11 @@ examples:
   marl population extract resume=results/runs/extract_dagger-20261125-090000    continue a stopped run
 
 The teacher is a population run directory (or checkpoint) of marl population train. Sections: extract
-(method: dagger or rl, envs_per_member; dagger: beta0, beta_decay, window, student_actions; rl: reward,
-env_reward_scale, label_episodes), algorithm (rollout_steps, lr, epochs, minibatches, entropy_coef; null =
-the method's default), experiment (name, seed, iterations, eval_every, eval_episodes, ...); method= is short
-for extract.method=. `marl config show extract` prints the defaults. The students get the teacher run's env,
-networks and other PPO settings. Ctrl-C
-saves a checkpoint and prints the resume command. The run directory loads like any population run (marl
+(method, envs_per_member; dagger: beta0, beta_decay, window, student_actions; rl: reward, env_reward_scale,
+label_episodes), algorithm (rollout_steps, lr, epochs, minibatches, entropy_coef; null = the method's
+default), experiment; `marl config show extract` lists every key, method= is short for extract.method=. The
+students get the teacher run's env, networks and other PPO settings. Ctrl-C saves a checkpoint and prints the
+resume command. The run directory loads like any population run (marl
 population evaluate, load_population).
 """
 
@@ -210,19 +206,18 @@ SHOWN_CONFIGS = ("population", "generalist", "extract")  # `marl config show <on
 
 
 def show_config(command: str, words: list[str]) -> Any:
-    """The config `marl population <command> words...` would run with (for `marl config show`); the run
-    directories it names are not read."""
-    if command == "population":
-        from marl.population.config import load_population_config
-
-        return load_population_config(words)
-    if command == "generalist":
-        from marl.population.generalist import load_generalist_config
-
-        return load_generalist_config(words, need_population=False)
+    """The config `marl population <command> words...` would run with (`marl config show`); no run is read."""
+    from marl.population.config import load_population_config
     from marl.population.extract import extract_config, parse_extract_args
+    from marl.population.generalist import load_generalist_config
 
-    return extract_config(parse_extract_args(words)[1])
+    if command == "generalist":
+        return load_generalist_config(words, need_population=False)
+    return (
+        load_population_config(words)
+        if command == "population"
+        else extract_config(parse_extract_args(words)[1])
+    )
 
 
 def train_command(overrides: list[str]) -> int:

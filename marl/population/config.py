@@ -170,12 +170,10 @@ class PopulationConfig:
 # Loading
 # ---------------------------------------------------------------------------------------------------------
 
-WORDS = ("method", "preset", "resume")  # command-line words besides section.key=value
-
 
 def parse_population_args(args: list[str]) -> tuple[str | None, list[tuple[str, Any]], str | None]:
     """CLI words -> (preset, dotted overrides with YAML-parsed values, resume run dir)."""
-    named, dotted, _ = split_arguments(list(args), WORDS, SCHEMA)
+    named, dotted, _ = split_arguments(list(args), ("method", "preset", "resume"), SCHEMA)
     if "method" in named:
         dotted.insert(0, ("population.method", named["method"]))
     return named.get("preset"), dotted, named.get("resume")
@@ -195,25 +193,6 @@ def load_population_config(args: list[str] = (), config_dir: Path | None = None)
     for key, value in overrides:
         SCHEMA.set(tree, key, value, "command line")
     return SCHEMA.build(tree)
-
-
-def population_config_from_dict(data: dict) -> PopulationConfig:
-    """A validated config from a plain nested dict (a run's saved config); missing keys take defaults."""
-    return SCHEMA.from_dict(data)
-
-
-def population_config_to_dict(cfg: PopulationConfig) -> dict:
-    """Plain nested dict of builtins, safe for YAML and checkpoints."""
-    return config_to_dict(cfg)
-
-
-def population_config_to_yaml(cfg: PopulationConfig) -> str:
-    return config_to_yaml(cfg)
-
-
-def apply_overrides(cfg: PopulationConfig, overrides: list[tuple[str, Any]]) -> PopulationConfig:
-    """A validated copy of `cfg` with dotted overrides (e.g. on resume)."""
-    return SCHEMA.with_overrides(cfg, overrides)
 
 
 def find_preset(name: str, config_dir: Path | None = None) -> Path:
@@ -360,4 +339,25 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def check_resume(saved: Any, cfg: Any, may_change: tuple[str, ...], run: str) -> None:
+    """A resumed run (`run`: "generalist run", ...) may change only the dotted keys `may_change`."""
+    a, b = config_to_dict(saved), config_to_dict(cfg)
+    changed = [
+        f"{section}.{key}: {a[section][key]!r} -> {b[section][key]!r}"
+        for section in a
+        for key in a[section]
+        if a[section][key] != b[section][key] and f"{section}.{key}" not in may_change
+    ]
+    _require(
+        not changed,
+        f"A resumed {run} must train what it started with, but these settings differ from its saved ones: "
+        f"{'; '.join(changed)}. Only {', '.join(may_change)} may change on resume.",
+    )
+
+
 SCHEMA = Schema(PopulationConfig, check_config)
+# The names the trainers use: a validated config from a saved dict, a copy with dotted overrides, and back
+population_config_from_dict = SCHEMA.from_dict
+apply_overrides = SCHEMA.with_overrides
+population_config_to_dict = config_to_dict
+population_config_to_yaml = config_to_yaml

@@ -66,13 +66,14 @@ from marl.checkpoint import (
     restore_trainer_state,
     trainer_state,
 )
-from marl.config import Schema, config_to_dict, did_you_mean, split_arguments
+from marl.config import Schema, config_to_dict, did_you_mean, leaf_keys, split_arguments
 from marl.envs.factory import describe_env, make_env
 from marl.errors import ConfigError, MarlError
 from marl.population.config import (
     PopulationConfig,
     RunSection,
     check_counts,
+    check_resume,
     check_run,
     population_config_from_dict,
     population_config_to_dict,
@@ -185,15 +186,7 @@ def check_config(cfg: ExtractConfig) -> None:
 
 
 # Settings by their own name (the old flat layout of saved configs, and keyword arguments of `extract`)
-RENAMES = {
-    f.name: f"{section}.{f.name}"
-    for section, cls in (
-        ("extract", ExtractSection),
-        ("algorithm", ExtractAlgorithm),
-        ("experiment", ExtractExperiment),
-    )
-    for f in dataclasses.fields(cls)
-}
+RENAMES = leaf_keys(ExtractConfig)
 SCHEMA = Schema(ExtractConfig, check_config, RENAMES)
 
 
@@ -352,7 +345,7 @@ def extract(
         base = extract_config(saved["config"])
         given = {} if cfg is None or isinstance(cfg, ExtractConfig) else dict(cfg)
         new = extract_config(cfg if isinstance(cfg, ExtractConfig) else base, **{**given, **overrides})
-        _check_resume_compatible(base, new)
+        check_resume(base, new, RESUME_MAY_CHANGE, "extraction")
         cfg = new
         teacher_cfg = population_config_from_dict(saved["teacher_config"])
         teacher = _population_from_state(teacher_cfg, saved["teacher"])
@@ -666,16 +659,6 @@ def describe_run(ex: Extraction, run_dir: Path) -> str:
     )
 
 
-def _check_resume_compatible(saved: ExtractConfig, cfg: ExtractConfig) -> None:
-    a, b = flatten(config_to_dict(saved)), flatten(config_to_dict(cfg))
-    changed = [f"{k}: {a[k]!r} -> {b[k]!r}" for k in a if a[k] != b[k] and k not in RESUME_MAY_CHANGE]
-    if changed:
-        raise MarlError(
-            "A resumed extraction must train what it started with, but these settings differ from its saved "
-            f"ones: {'; '.join(changed)}. Only {', '.join(RESUME_MAY_CHANGE)} may change on resume."
-        )
-
-
 def _population_from_state(cfg: PopulationConfig, state: dict) -> Population:
     """A population of ``cfg``'s shape holding the weights ``state`` (sizes from a one-slot probe env)."""
     with untouched_rng(torch.device("cpu")):
@@ -706,7 +689,7 @@ def _mean(x: Tensor) -> float:
 def parse_extract_args(words: list[str]) -> tuple[str | None, dict[str, Any], str | None]:
     """CLI words -> (teacher run, {dotted key: YAML-parsed value}, resume run). A word without ``=`` (or
     ``teacher=``) is the teacher run; ``method=`` is short for ``extract.method=``."""
-    named, dotted, bare = split_arguments(words, ("method", "teacher", "resume"), SCHEMA, bare="teacher run")
+    named, dotted, bare = split_arguments(words, ("method", "teacher", "resume"), SCHEMA, bare=True)
     if "method" in named:  # method=rl is short for extract.method=rl
         dotted.insert(0, ("extract.method", named["method"]))
     teachers = bare + ([named["teacher"]] if "teacher" in named else [])

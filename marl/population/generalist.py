@@ -50,7 +50,7 @@ from marl.checkpoint import (
     restore_trainer_state,
     trainer_state,
 )
-from marl.config import Schema, config_to_dict, config_to_yaml, split_arguments
+from marl.config import Schema, config_to_dict, config_to_yaml, leaf_keys, split_arguments
 from marl.envs.factory import describe_env, make_env
 from marl.errors import ConfigError, MarlError
 from marl.population.config import (
@@ -60,6 +60,7 @@ from marl.population.config import (
     RunSection,
     check_counts,
     check_ppo,
+    check_resume,
     check_run,
     population_config_from_dict,
 )
@@ -111,7 +112,6 @@ class GeneralistAlgorithm(PPOSection):
 
     clip_epsilon: float = 0.2
     entropy_coef: float = 0.01
-    max_grad_norm: float = 0.5
     rollout_steps: int = 32  # env steps per slot per iteration, a multiple of chunk_length
     normalize_advantage: bool = True  # per minibatch
     chunk_length: int = 8  # steps per BPTT chunk
@@ -140,13 +140,13 @@ class GeneralistConfig:
     model: GeneralistModel = field(default_factory=GeneralistModel)
 
 
-RESUMABLE = {  # what a resumed run may change: its length, logging and evaluation, not what it trains
+RESUMABLE = (  # what a resumed run may change: its length, logging and evaluation, not what it trains
     "generalist.population",  # the partners come from the checkpoint; the path is only a record
     "generalist.test_population",
     *("experiment.iterations", "experiment.threads", "experiment.progress", "experiment.eval_deterministic"),
     *("experiment.checkpoint_every", "experiment.keep_checkpoints", "experiment.eval_every"),
     "experiment.eval_episodes",
-}
+)
 
 
 def check_config(cfg: GeneralistConfig) -> None:
@@ -171,16 +171,8 @@ def check_config(cfg: GeneralistConfig) -> None:
     )
 
 
-# The old flat layout of saved configs: key -> its section
-_OLD_SECTIONS = {
-    "experiment": "name seed device threads iterations runs_dir checkpoint_every keep_checkpoints progress "
-    "eval_every eval_episodes eval_deterministic",
-    "generalist": "population test_population partner_deterministic success_key",
-    "algorithm": "rollout_steps chunk_length lr adam_eps clip_epsilon entropy_coef value_coef max_grad_norm "
-    "gamma gae_lambda epochs minibatch_chunks normalize_advantage",
-    "model": "activation",
-}
-RENAMES = {key: f"{section}.{key}" for section, keys in _OLD_SECTIONS.items() for key in keys.split()}
+# The keys of the old flat layout of saved configs: each field's own name, and three renamed ones
+RENAMES = leaf_keys(GeneralistConfig)
 RENAMES.update(envs="env.num_envs", hidden_size="model.recurrent_size", encoder_sizes="model.hidden_sizes")
 SCHEMA = Schema(GeneralistConfig, check_config, RENAMES)
 
@@ -192,7 +184,7 @@ def generalist_config_from_dict(data: dict) -> GeneralistConfig:
 
 def parse_generalist_args(words: list[str]) -> tuple[list[tuple[str, Any]], str | None]:
     """CLI words -> (dotted overrides, resume run dir). A bare word is the partner population run."""
-    named, dotted, runs = split_arguments(list(words), ("resume",), SCHEMA, bare="population run")
+    named, dotted, runs = split_arguments(list(words), ("resume",), SCHEMA, bare=True)
     if len(runs) > 1:
         raise ConfigError(
             f"Two population runs given ({runs[0]!r} and {runs[1]!r}). Give the partner population once; "
@@ -537,7 +529,7 @@ def train_generalist(
                 f"{resume} is not a generalist run (its checkpoint is a {state.get('kind')!r} run)."
             )
         run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
-        _check_resume_compatible(generalist_config_from_dict(state["config"]), cfg)
+        check_resume(generalist_config_from_dict(state["config"]), cfg, RESUMABLE, "generalist run")
     trainer = build_trainer(cfg, None if state is None else state["partners"])
     if state is not None:
         trainer.load_state_dict(state)
@@ -942,17 +934,6 @@ def format_summary(summary: dict) -> str:
             f"{report['success_mean']:.3f}  ({per_partner})"
         )
     return "\n".join(lines)
-
-
-def _check_resume_compatible(saved: GeneralistConfig, cfg: GeneralistConfig) -> None:
-    """A resumed run may only change its length, logging and evaluation (``RESUMABLE``)."""
-    a, b = flatten(config_to_dict(saved)), flatten(config_to_dict(cfg))
-    changed = [f"{k}: {a[k]!r} -> {b[k]!r}" for k in a if a[k] != b[k] and k not in RESUMABLE]
-    if changed:
-        raise MarlError(
-            "A resumed generalist run must train what it started with, but these settings differ from its "
-            f"saved config: {'; '.join(changed)}. Only {', '.join(sorted(RESUMABLE))} may change on resume."
-        )
 
 
 def _require(condition: bool, message: str) -> None:
