@@ -106,7 +106,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 GENERALIST_EPILOG = """\
 examples:
   marl population generalist results/runs/matrix_game_specialists-20261124-101500
-  marl population generalist <population run> experiment.iterations=500 env.num_envs=128 \
+  marl population generalist <population run> experiment.iterations=500 env.num_envs=128 \\
       model.recurrent_size=128 algorithm.chunk_length=16
   marl population generalist <population run> generalist.test_population=<another population run>
   marl population generalist resume=results/runs/generalist-20261124-111500      continue a stopped run
@@ -142,7 +142,7 @@ EXTRACT_EPILOG = """\
 examples:
   marl population extract results/runs/matrix_game_xpmin-20261124-101500 method=dagger
   marl population extract results/runs/cooking_xpmin-20261124-101500 method=rl extract.reward=modal
-  marl population extract <teacher run> method=dagger extract.beta0=1 extract.beta_decay=0.7 \
+  marl population extract <teacher run> method=dagger extract.beta0=1 extract.beta_decay=0.7 \\
       extract.window=0 experiment.iterations=50
   marl population extract resume=results/runs/extract_dagger-20261125-090000    continue a stopped run
 
@@ -150,9 +150,8 @@ The teacher is a population run directory (or checkpoint) of marl population tra
 (method, envs_per_member; dagger: beta0, beta_decay, window, student_actions; rl: reward, env_reward_scale,
 label_episodes), algorithm (rollout_steps, lr, epochs, minibatches, entropy_coef; null = the method's
 default), experiment; `marl config show extract` lists every key, method= is short for extract.method=. The
-students get the teacher run's env, networks and other PPO settings. Ctrl-C saves a checkpoint and prints the
-resume command. The run directory loads like any population run (marl
-population evaluate, load_population).
+students get the teacher run's env, networks and other PPO settings. Ctrl-C saves a checkpoint and prints
+the resume command. The run directory loads like any population run (marl population evaluate).
 """
 
 
