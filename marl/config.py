@@ -12,6 +12,8 @@ A run's configuration is built in three steps, all before anything starts:
 
 Every mistake raises `ConfigError` with a message that names the key, what was expected and, where it can,
 the closest valid spelling. In the `env` section, keys that are not `EnvConfig` fields are scenario kwargs.
+The engine (`Schema`: set a dotted key, merge a layer, build and check) takes any root dataclass; `marl
+population train`, `generalist` and `extract` use it with their own sections (marl/population/).
 """
 
 from __future__ import annotations
