@@ -104,7 +104,7 @@ class PPOSection:
     clip_epsilon: float = 0.3
     entropy_coef: float = 0.03
     value_coef: float = 0.5
-    max_grad_norm: float = 0.5  # per member (independent scheme), over the whole population (hyper)
+    max_grad_norm: float = 0.5  # populations: per member (independent scheme), or over all of them (hyper)
     epochs: int = 4
     rollout_steps: int = 16  # env steps per slot per iteration
     normalize_advantage: bool = True  # per member, over the samples it learns from
