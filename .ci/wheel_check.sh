@@ -79,6 +79,9 @@ run marl config show sharing.actor.scheme=hyper sharing.critic.scheme=shared
 run marl config show experiment=benchmarl_navigation
 run marl config show experiment=patrol_search sharing=grouped
 run marl config show model.recurrent=true algorithm.chunk_length=20
+run marl config show population preset=matrix_game_xpmin
+run marl config show generalist
+run marl config show extract method=rl
 run marl config show env=pettingzoo env.entry_point=mpe2.simple_spread_v3:parallel_env \
   env.kwargs.continuous_actions=true algorithm=mappo algorithm.critic_input=state
 
@@ -100,9 +103,10 @@ run marl population train preset=matrix_game_xpmin "${small[@]}"
 populations=(results/runs/matrix_game_xpmin-*)
 [[ ${#populations[@]} -eq 1 && -f ${populations[0]}/population.json ]]
 run marl population evaluate "${populations[0]}" --episodes 2
-run marl population extract "${populations[0]}" method=dagger iterations=1 progress=false eval_episodes=2
-run marl population generalist "${populations[0]}" iterations=1 envs=8 rollout_steps=4 chunk_length=4 \
-  eval_episodes=2 progress=false
+run marl population extract "${populations[0]}" method=dagger experiment.iterations=1 \
+  experiment.progress=false experiment.eval_episodes=2
+run marl population generalist "${populations[0]}" experiment.iterations=1 env.num_envs=8 \
+  algorithm.rollout_steps=4 algorithm.chunk_length=4 experiment.eval_episodes=2 experiment.progress=false
 
 step "sweep and Pareto files from the package, check-env, the config fuzzer"
 run marl sweep configs/sweeps/dispersion.yaml --dry-run

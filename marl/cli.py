@@ -25,7 +25,8 @@ populations: XP-min and baselines, evaluation, extraction, a generalist), check-
 env), config show.
 
 Configs are YAML presets under configs/ (groups: experiment, algorithm, env, sharing), overridden with
-key=value on the command line. `marl config show [overrides]` prints the resolved config.
+key=value on the command line. `marl config show [overrides]` prints the resolved config; `marl config show
+population|generalist|extract [key=value ...]` those commands' configs.
 """
 
 TRAIN_EPILOG = """\
@@ -66,8 +67,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "config", help="inspect configuration", description="Inspect the resolved configuration."
     )
     config_commands = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
-    show = config_commands.add_parser("show", help="print the resolved config as YAML")
-    show.add_argument("overrides", nargs="*", metavar="key=value")
+    show = config_commands.add_parser(
+        "show",
+        help="print the resolved config as YAML",
+        description="Print the resolved config of marl train, or with a first word population, generalist "
+        "or extract, of that marl population command (marl config show population preset=matrix_game_xpmin).",
+    )
+    show.add_argument("overrides", nargs="*", metavar="[population|generalist|extract] key=value")
 
     evaluate = commands.add_parser(
         "eval",
@@ -288,8 +294,12 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args.overrides)
         if args.command == "config" and args.config_command == "show":
             from marl.config import config_to_yaml, load_config
+            from marl.population.cli import SHOWN_CONFIGS, show_config
 
-            print(config_to_yaml(load_config(args.overrides)), end="")
+            words = args.overrides
+            shown = words and words[0] in SHOWN_CONFIGS
+            cfg = show_config(words[0], words[1:]) if shown else load_config(words)
+            print(config_to_yaml(cfg), end="")
             return 0
         if args.command == "eval":
             return _eval(args)

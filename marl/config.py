@@ -12,6 +12,8 @@ A run's configuration is built in three steps, all before anything starts:
 
 Every mistake raises `ConfigError` with a message that names the key, what was expected and, where it can,
 the closest valid spelling. In the `env` section, keys that are not `EnvConfig` fields are scenario kwargs.
+The engine (`Schema`: set a dotted key, merge a layer, build and check) takes any root dataclass; `marl
+population train`, `generalist` and `extract` use it with their own sections (marl/population/).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import math
 import os
 import re
 import types
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -147,7 +150,8 @@ class EnvConfig:
     # {group: [agent names, or indices for VMAS]}; default: PettingZoo by space, VMAS by name prefix
     groups: dict[str, list[Any]] | None = None
     info_keys: list[str] | None = None  # pettingzoo: info numbers to expose as (group, "info", key)
-    kwargs: dict[str, Any] = field(default_factory=dict, metadata={"merge": True})  # scenario kwargs
+    # scenario kwargs; the section's unknown keys land here
+    kwargs: dict[str, Any] = field(default_factory=dict, metadata={"merge": True, "extra": True})
 
 
 @dataclass
@@ -302,13 +306,13 @@ def parse_overrides(args: list[str]) -> tuple[dict[str, str], list[tuple[str, An
             overrides.append((key, parse_value(key, raw)))
         elif key in SECTIONS:
             if not raw.strip():
-                raise ConfigError(f"'{key}=' needs a preset name. {_presets_hint(key, None)}")
+                raise ConfigError(f"'{key}=' needs a preset name. {presets_hint(key, None)}")
             choices[key] = raw.strip()
         else:
             raise ConfigError(
                 f"Unknown config group {key!r} in {arg!r}. Groups: {', '.join(SECTIONS)} (pick a preset, "
                 f"e.g. algorithm=ippo), plus resume=<run dir>. To set one value write section.key=value, "
-                f"e.g. algorithm.lr=3e-4.{_did_you_mean(key, [*SECTIONS, 'resume'], suffix='=' + raw)}"
+                f"e.g. algorithm.lr=3e-4.{did_you_mean(key, [*SECTIONS, 'resume'], suffix='=' + raw)}"
             )
     return choices, overrides, resume
 
@@ -335,47 +339,37 @@ def load_config(args: list[str] = (), config_dir: Path | None = None) -> Config:
         exp_file = _find_experiment(cli_choices.pop("experiment"), config_dir)
         exp_choices, exp_body = _split_defaults(read_yaml(exp_file), exp_file, config_dir)
 
-    tree = config_to_dict(Config())
+    tree = TRAIN.defaults()
     for group, choice in {**base_choices, **exp_choices, **cli_choices}.items():
         preset, source = _load_preset(group, choice, config_dir)
-        _apply_layer(tree, {group: preset}, source)
-    _apply_layer(tree, base_body, _show(default_file))
+        TRAIN.merge(tree, {group: preset}, source)
+    TRAIN.merge(tree, base_body, _show(default_file))
     if exp_file is not None:
         tree["experiment"]["name"] = exp_file.stem  # the experiment's name, unless its body sets one
-        _apply_layer(tree, exp_body, _show(exp_file))
+        TRAIN.merge(tree, exp_body, _show(exp_file))
     for key, value in overrides:
-        _set(tree, key, value, "command line")
-    return _build(tree)
+        TRAIN.set(tree, key, value, "command line")
+    return TRAIN.build(tree)
 
 
 def config_from_dict(data: dict) -> Config:
     """Validate a plain nested dict (e.g. a run's saved config.yaml); missing keys take schema defaults."""
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"A config must be a mapping of sections ({', '.join(SECTIONS)}), got {_kind(data)}."
-        )
-    check_plain(data, "config", "saved config")
-    tree = config_to_dict(Config())
-    _apply_layer(tree, data, "config")
-    return _build(tree)
+    return TRAIN.from_dict(data)
 
 
-def config_to_dict(cfg: Config) -> dict:
+def config_to_dict(cfg: Any) -> dict:
     """Plain nested dict of builtin types (tuples become lists), safe for `yaml.safe_dump`."""
     return _plain(dataclasses.asdict(cfg))
 
 
-def config_to_yaml(cfg: Config) -> str:
+def config_to_yaml(cfg: Any) -> str:
     """The config as YAML text, sections in schema order."""
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=False)
 
 
 def apply_overrides(cfg: Config, overrides: list[tuple[str, Any]]) -> Config:
     """A validated copy of `cfg` with dotted overrides applied; `cfg` itself is not changed."""
-    tree = config_to_dict(cfg)
-    for key, value in overrides:
-        _set(tree, key, value, "command line")
-    return _build(tree)
+    return TRAIN.with_overrides(cfg, overrides)
 
 
 def list_presets(group: str, config_dir: Path | None = None) -> list[str]:
@@ -414,12 +408,12 @@ def _split_defaults(data: dict, path: Path, config_dir: Path | None) -> tuple[di
             )
             raise ConfigError(
                 f"Unknown group {group!r} in 'defaults' of {_show(path)}. Groups: {', '.join(groups)}.{extra}"
-                f"{_did_you_mean(str(group), groups)}"
+                f"{did_you_mean(str(group), groups)}"
             )
         if not isinstance(choice, str) or not choice:
             raise ConfigError(
                 f"'defaults.{group}' in {_show(path)} must be a preset name, got {choice!r}. "
-                f"{_presets_hint(group, config_dir)}"
+                f"{presets_hint(group, config_dir)}"
             )
     return choices, body
 
@@ -435,8 +429,8 @@ def _find_experiment(choice: str, config_dir: Path | None) -> Path:
     if found is not None:
         return found
     raise ConfigError(
-        f"Unknown experiment {choice!r}. {_presets_hint('experiment', config_dir)} Or pass your own file: "
-        f"experiment=path/to/file.yaml.{_did_you_mean(choice, list_presets('experiment', config_dir))}"
+        f"Unknown experiment {choice!r}. {presets_hint('experiment', config_dir)} Or pass your own file: "
+        f"experiment=path/to/file.yaml.{did_you_mean(choice, list_presets('experiment', config_dir))}"
     )
 
 
@@ -453,56 +447,152 @@ def _load_preset(group: str, choice: str, config_dir: Path | None) -> tuple[Any,
         return {"name": choice}, "command line"
     hint = " Any VMAS scenario also works without a preset: env=vmas/<scenario>." if group == "env" else ""
     raise ConfigError(
-        f"Unknown {group} preset {choice!r}. {_presets_hint(group, config_dir)}{hint}"
-        f"{_did_you_mean(choice, names, prefix=group + '=')}"
+        f"Unknown {group} preset {choice!r}. {presets_hint(group, config_dir)}{hint}"
+        f"{did_you_mean(choice, names, prefix=group + '=')}"
     )
 
 
-def _apply_layer(tree: dict, layer: dict, source: str) -> None:
-    """Merge a {section: body} mapping into the tree; an empty section body (`env:`) is a no-op."""
-    for section, body in layer.items():
-        if body is None and section in SECTIONS:
-            continue
-        _set(tree, str(section), body, source)
+@dataclass(frozen=True)
+class Schema:
+    """The engine for one configuration class: `root` is a dataclass whose fields are the sections (each a
+    dataclass), `check` the cross-field checks run on every build, and `renames` maps the keys of an old flat
+    layout of saved configs to their dotted place (`{"lr": "algorithm.lr"}`). `TRAIN` is marl train's."""
 
+    root: type
+    check: Callable[[Any], None]
+    renames: Mapping[str, str] = field(default_factory=dict)
 
-def _set(tree: dict, key: str, value: Any, source: str) -> None:
-    """Validate and set one dotted key. Mappings merge into sections; env's unknown keys become kwargs."""
-    parts = key.split(".")
-    if not all(parts):
-        raise ConfigError(f"Malformed key {key!r} ({source}): expected section.key, e.g. algorithm.lr.")
-    if len(parts) > MAX_KEY_PARTS:
-        raise ConfigError(
-            f"The key {_clip(key)!r} ({source}) has {len(parts)} dotted parts; config keys have at most "
-            f"{MAX_KEY_PARTS} (e.g. sharing.actor.scheme)."
-        )
-    node, cls, i = tree, Config, 0
-    while True:
-        types_ = _fields(cls)
-        if parts[i] not in types_ and cls is EnvConfig:
-            parts.insert(i, "kwargs")  # scenario kwarg, e.g. env.n_agents -> env.kwargs.n_agents
-        name, rest, path = parts[i], parts[i + 1 :], ".".join(parts[: i + 1])
-        if name not in types_:
-            raise ConfigError(_unknown_key_message(parts, i, cls, source))
-        tp = types_[name]
-        if dataclasses.is_dataclass(tp) and (rest or isinstance(value, dict)):
-            if not rest:  # a mapping for a whole section merges key by key
-                for sub_key, sub_value in value.items():
-                    _set(tree, f"{path}.{sub_key}", sub_value, source)
-                return
-            node, cls, i = node[name], tp, i + 1
-            continue
-        if rest:  # a key inside a mapping field, e.g. sharing.roles.patroller
-            if get_origin(_strip_optional(tp)) is not dict:
-                raise ConfigError(
-                    f"Unknown key {key!r} ({source}): '{path}' is a single value ({_describe(tp)}) "
-                    f"and has no sub-keys. Set it directly: {path}=<value>."
+    @property
+    def sections(self) -> tuple[str, ...]:
+        return tuple(_fields(self.root))
+
+    def defaults(self) -> dict:
+        """The schema defaults as a plain tree, ready for `set` and `merge`."""
+        return config_to_dict(self.root())
+
+    def merge(self, tree: dict, layer: dict, source: str) -> None:
+        """Merge a {section: body} mapping into the tree; an empty section body (`env:`) is a no-op."""
+        for section, body in layer.items():
+            if body is None and section in self.sections:
+                continue
+            self.set(tree, str(section), body, source)
+
+    def set(self, tree: dict, key: str, value: Any, source: str) -> None:
+        """Validate and set one dotted key. Mappings merge into sections; a section's unknown keys go to
+        its field marked `extra` (env.n_agents -> env.kwargs.n_agents)."""
+        parts = key.split(".")
+        if not all(parts):
+            raise ConfigError(f"Malformed key {key!r} ({source}): expected section.key, e.g. algorithm.lr.")
+        if len(parts) > MAX_KEY_PARTS:
+            raise ConfigError(
+                f"The key {_clip(key)!r} ({source}) has {len(parts)} dotted parts; config keys have at most "
+                f"{MAX_KEY_PARTS} (e.g. sharing.actor.scheme)."
+            )
+        node, cls, i = tree, self.root, 0
+        while True:
+            types_ = _fields(cls)
+            # the field that takes the section's unknown keys (EnvConfig.kwargs), marked "extra"
+            extra = next((f.name for f in dataclasses.fields(cls) if f.metadata.get("extra")), None)
+            if parts[i] not in types_ and extra is not None:
+                parts.insert(i, extra)  # e.g. env.n_agents -> env.kwargs.n_agents
+            name, rest, path = parts[i], parts[i + 1 :], ".".join(parts[: i + 1])
+            if name not in types_:
+                raise ConfigError(_unknown_key_message(parts, i, cls, source, self.root))
+            tp = types_[name]
+            if dataclasses.is_dataclass(tp) and (rest or isinstance(value, dict)):
+                if not rest:  # a mapping for a whole section merges key by key
+                    for sub_key, sub_value in value.items():
+                        self.set(tree, f"{path}.{sub_key}", sub_value, source)
+                    return
+                node, cls, i = node[name], tp, i + 1
+                continue
+            if rest:  # a key inside a mapping field, e.g. sharing.roles.patroller
+                if get_origin(_strip_optional(tp)) is not dict:
+                    raise ConfigError(
+                        f"Unknown key {key!r} ({source}): '{path}' is a single value ({_describe(tp)}) "
+                        f"and has no sub-keys. Set it directly: {path}=<value>."
+                    )
+                value = _nested_set(copy.deepcopy(node[name]) or {}, rest, value)
+            elif isinstance(value, dict) and _merges(cls, name) and isinstance(node[name], dict):
+                value = {**node[name], **value}
+            node[name] = coerce_value(value, tp, path, source, example=_default(cls, name))
+            return
+
+    def build(self, tree: dict) -> Any:
+        """Instantiate the dataclasses from a coerced tree and run the cross-field checks."""
+
+        def build(cls: type, node: dict) -> Any:
+            kwargs = {}
+            for name, tp in _fields(cls).items():
+                kwargs[name] = (
+                    build(tp, node[name]) if dataclasses.is_dataclass(tp) else copy.deepcopy(node[name])
                 )
-            value = _nested_set(copy.deepcopy(node[name]) or {}, rest, value)
-        elif isinstance(value, dict) and _merges(cls, name) and isinstance(node[name], dict):
-            value = {**node[name], **value}
-        node[name] = coerce_value(value, tp, path, source, example=_default(cls, name))
-        return
+            return cls(**kwargs)
+
+        cfg = build(self.root, tree)
+        self.check(cfg)
+        return cfg
+
+    def from_dict(self, data: Any, source: str = "config") -> Any:
+        """Validate a plain nested dict (a saved config); missing keys take the defaults, and the keys of
+        the old flat layout (`renames`) are read at their new place."""
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"A config must be a mapping of sections ({', '.join(self.sections)}), got {_kind(data)}."
+            )
+        check_plain(data, "config", "saved config")
+        tree = self.defaults()
+        self.merge(
+            tree, {k if k in self.sections else self.renames.get(k, k): v for k, v in data.items()}, source
+        )
+        return self.build(tree)
+
+    def with_overrides(self, cfg: Any, overrides: list[tuple[str, Any]]) -> Any:
+        """A validated copy of `cfg` with dotted overrides applied; `cfg` itself is not changed."""
+        tree = config_to_dict(cfg)
+        for key, value in overrides:
+            self.set(tree, key, value, "command line")
+        return self.build(tree)
+
+
+def split_arguments(
+    args: list[str], words: tuple[str, ...], schema: Schema, bare: bool = False
+) -> tuple[dict[str, str], list[tuple[str, Any]], list[str]]:
+    """Command-line words of a command other than `marl train` -> ({word: value} for its own words such as
+    preset= or resume=, dotted overrides with YAML-parsed values, the arguments without '=' if `bare`)."""
+    named: dict[str, str] = {}
+    dotted: list[tuple[str, Any]] = []
+    plain: list[str] = []
+    for arg in args:
+        check_argument(arg)
+        key, sep, raw = arg.partition("=")
+        key = key.strip()
+        if not sep and bare:
+            plain.append(arg.strip())
+        elif not sep or not key or " " in key:
+            raise ConfigError(
+                f"Malformed argument {arg!r}: expected key=value, e.g. {words[0]}=... or a.b=1."
+            )
+        elif key in words:
+            if not raw.strip():
+                raise ConfigError(f"'{key}=' needs a value.")
+            named[key] = raw.strip()
+        elif "." in key:
+            dotted.append((key, parse_value(key, raw)))
+        else:
+            valid = [*words, *(f"{s}.<key>" for s in schema.sections)]
+            hint = (
+                f" Did you mean '{schema.renames[key]}={_clip(raw)}'?"
+                if key in schema.renames
+                else did_you_mean(key, [*words, *schema.renames.values()])
+            )
+            raise ConfigError(f"Unknown argument {key!r} in {_clip(arg)!r}. Valid: {', '.join(valid)}.{hint}")
+    return named, dotted, plain
+
+
+def leaf_keys(root: type) -> dict[str, str]:
+    """{field name: its dotted key} for the fields of every section of `root` (a flat layout's keys)."""
+    return {name: f"{section}.{name}" for section, cls in _fields(root).items() for name in _fields(cls)}
 
 
 def _nested_set(mapping: dict, parts: list[str], value: Any) -> dict:
@@ -527,22 +617,6 @@ def _default(cls: type, name: str) -> Any:
 def _merges(cls: type, name: str) -> bool:
     """Whether a mapping field merges key by key (env.kwargs) rather than being replaced (sharing.roles)."""
     return any(f.name == name and f.metadata.get("merge") for f in dataclasses.fields(cls))
-
-
-def _build(tree: dict) -> Config:
-    """Instantiate the dataclasses from a coerced tree and run the cross-field checks."""
-
-    def build(cls: type, node: dict) -> Any:
-        kwargs = {}
-        for name, tp in _fields(cls).items():
-            kwargs[name] = (
-                build(tp, node[name]) if dataclasses.is_dataclass(tp) else copy.deepcopy(node[name])
-            )
-        return cls(**kwargs)
-
-    cfg = build(Config, tree)
-    _check(cfg)
-    return cfg
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -579,7 +653,7 @@ def coerce_value(value: Any, tp: Any, key: str, source: str, example: Any = None
             return value
         raise ConfigError(
             f"Invalid value for '{key}' ({source}): {_show_value(value)} is not allowed. "
-            f"Allowed values: {', '.join(args)}.{_did_you_mean(str(value), args, prefix=key + '=')}"
+            f"Allowed values: {', '.join(args)}.{did_you_mean(str(value), args, prefix=key + '=')}"
         )
     if tp is bool:
         if isinstance(value, bool):
@@ -870,6 +944,10 @@ def _check_sharing(sharing: SharingConfig, n_agents: Any) -> None:
         )
 
 
+TRAIN = Schema(Config, _check)
+"""`marl train`'s schema."""
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
@@ -1099,10 +1177,10 @@ def _clip(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _unknown_key_message(parts: list[str], i: int, cls: type, source: str) -> str:
+def _unknown_key_message(parts: list[str], i: int, cls: type, source: str, root: type) -> str:
     key, allowed = ".".join(parts), list(_fields(cls))
     prefix = ".".join(parts[:i])
-    if cls is Config:
+    if cls is root:
         head = f"Unknown config section {parts[0]!r} in {key!r} ({source}). Sections: {', '.join(allowed)}."
     else:
         head = f"Unknown key {key!r} ({source}). Allowed keys of '{prefix}': {', '.join(allowed)}."
@@ -1112,7 +1190,7 @@ def _unknown_key_message(parts: list[str], i: int, cls: type, source: str) -> st
     return head
 
 
-def _did_you_mean(word: str, options: Any, prefix: str = "", suffix: str = "") -> str:
+def did_you_mean(word: str, options: Any, prefix: str = "", suffix: str = "") -> str:
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     if not close:  # also compare with the last path component, e.g. 'navigation' ~ 'vmas/navigation'
         tails = {o.rsplit("/", 1)[-1]: o for o in options}
@@ -1120,7 +1198,7 @@ def _did_you_mean(word: str, options: Any, prefix: str = "", suffix: str = "") -
     return f" Did you mean '{prefix}{close[0]}{suffix}'?" if close else ""
 
 
-def _presets_hint(group: str, config_dir: Path | None) -> str:
+def presets_hint(group: str, config_dir: Path | None) -> str:
     names = list_presets(group, config_dir)
     if names:
         return f"Available {group} presets: {', '.join(names)}."

@@ -60,6 +60,24 @@ def test_config_show_prints_resolved_yaml(capsys):
     assert "scheme: hyper" in out and "n_agents: 5" in out
 
 
+def test_config_show_prints_the_population_commands_configs(capsys):
+    import yaml
+
+    assert main(["config", "show", "population", "preset=matrix_game_xpmin", "population.size=3"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["experiment"]["name"] == "matrix_game_xpmin" and shown["population"]["size"] == 3
+    assert shown["env"]["kwargs"] == {"k": 4, "horizon": 1}
+    assert main(["config", "show", "generalist", "model.recurrent_size=16"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["model"]["recurrent_size"] == 16 and shown["algorithm"]["minibatch_chunks"] == 64
+    assert main(["config", "show", "extract", "method=rl"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["extract"]["method"] == "rl" and shown["algorithm"]["lr"] is None
+    assert main(["config", "show", "population", "population.sise=4"]) == 2
+    err = capsys.readouterr().err
+    assert "Allowed keys of 'population'" in err and "Did you mean 'population.size'" in err
+
+
 def test_unknown_scenario_kwarg_is_a_config_error(capsys, tmp_path):
     assert main(["train", f"experiment.runs_dir={tmp_path}", "env.n_agentz=3"]) == 2
     assert "n_agentz" in capsys.readouterr().err

@@ -72,6 +72,7 @@ def partners(tmp_path_factory) -> str:
 
 
 def _config(tmp_path, population: str, **overrides):
+    """A small config, given in the old flat layout of saved configs (which still loads)."""
     small = dict(
         population=population,
         envs=32,
@@ -222,9 +223,9 @@ def test_generalist_learns_to_match_frozen_specialists(tmp_path, partners):
     assert summary["test_partners"]["harmonic_mean"] > 0.9, summary["test_partners"]
 
     # the same numbers from the run directory, and an untrained network fails most partners
-    again = evaluate_generalist(run, held_out, episodes=4, seed=cfg.seed + TEST_SEED_OFFSET)
+    again = evaluate_generalist(run, held_out, episodes=4, seed=cfg.experiment.seed + TEST_SEED_OFFSET)
     assert again["success"] == summary["test_partners"]["success"]
-    untrained = RecurrentActorCritic(2 * K + 1, K, cfg.hidden_size, cfg.encoder_sizes)
+    untrained = RecurrentActorCritic(2 * K + 1, K, cfg.model.recurrent_size, cfg.model.hidden_sizes)
     baseline = evaluate_generalist(untrained, held_out, episodes=4, deterministic=False)
     assert baseline["success_mean"] < 0.6, baseline
 
@@ -238,14 +239,26 @@ def test_generalist_learns_to_match_frozen_specialists(tmp_path, partners):
     ("words", "needles"),
     [
         (
-            ["pop", "chunk_lenght=4"],
-            ["'chunk_lenght'", "Valid keys", "minibatch_chunks", "Did you mean 'chunk_length'"],
+            ["pop", "algorithm.chunk_lenght=4"],
+            [
+                "'algorithm.chunk_lenght'",
+                "Allowed keys",
+                "minibatch_chunks",
+                "Did you mean 'algorithm.chunk_length'",
+            ],
         ),
-        (["pop", "envs=many"], ["'envs'", "expected an integer"]),
-        (["pop", "rollout_steps=10", "chunk_length=4"], ["rollout_steps=10", "multiple of 'chunk_length=4'"]),
-        (["pop", "gamma=1.5"], ["'gamma'", "(0, 1]"]),
-        (["pop", "activation=sigmoid"], ["'activation'", "tanh"]),
-        (["iterations=3"], ["No partner population given"]),
+        (["pop", "env.num_envs=many"], ["'env.num_envs'", "expected an integer"]),
+        (
+            ["pop", "algorithm.rollout_steps=10", "algorithm.chunk_length=4"],
+            ["rollout_steps=10", "multiple of 'algorithm.chunk_length=4'"],
+        ),
+        (["pop", "algorithm.gamma=1.5"], ["'algorithm.gamma'", "(0, 1]"]),
+        (["pop", "model.activation=sigmoid"], ["'model.activation'", "tanh"]),
+        (["experiment.iterations=3"], ["No partner population given"]),
+        (
+            ["pop", "iterations=3"],
+            ["Unknown argument 'iterations'", "Did you mean 'experiment.iterations=3'"],
+        ),
         (["pop", "other_pop"], ["Two population runs"]),
         (["pop", "=3"], ["Malformed argument"]),
     ],
@@ -257,19 +270,38 @@ def test_config_errors_name_the_key_and_the_valid_ones(words, needles):
         assert needle in str(error.value)
 
 
+def test_a_saved_config_in_the_old_flat_layout_loads_into_the_sections():
+    old = {"population": "runs/p", "envs": 8, "hidden_size": 16, "encoder_sizes": [8], "lr": 1e-3}
+    old.update(iterations=7, chunk_length=4, rollout_steps=8, name="g", eval_episodes=3, success_key="won")
+    cfg = generalist_config_from_dict(old)
+    assert cfg == generalist_config_from_dict(
+        {
+            "experiment": {"iterations": 7, "name": "g", "eval_episodes": 3},
+            "generalist": {"population": "runs/p", "success_key": "won"},
+            "env": {"num_envs": 8},
+            "algorithm": {"lr": 1e-3, "chunk_length": 4, "rollout_steps": 8},
+            "model": {"recurrent_size": 16, "hidden_sizes": [8]},
+        }
+    )
+    assert (cfg.env.num_envs, cfg.model.recurrent_size, cfg.model.hidden_sizes) == (8, 16, [8])
+    with pytest.raises(ConfigError, match="Did you mean 'experiment'"):
+        generalist_config_from_dict({"experimnt": {"iterations": 3}})
+
+
 def test_defaults_cli_and_bad_population(tmp_path, capsys):
-    cfg = load_generalist_config(["some/run", "hidden_size=16"])
-    assert (cfg.lr, cfg.clip_epsilon, cfg.entropy_coef, cfg.gamma, cfg.gae_lambda) == (
+    cfg = load_generalist_config(["some/run", "model.recurrent_size=16"])
+    alg = cfg.algorithm
+    assert (alg.lr, alg.clip_epsilon, alg.entropy_coef, alg.gamma, alg.gae_lambda) == (
         5e-4,
         0.2,
         0.01,
         0.99,
         0.95,
     )
-    assert cfg.population == "some/run" and cfg.hidden_size == 16
+    assert cfg.generalist.population == "some/run" and cfg.model.recurrent_size == 16
     parser = argparse.ArgumentParser()
     add_generalist_parser(parser.add_subparsers(dest="population_command"))
-    args = parser.parse_args(["generalist", str(tmp_path / "missing"), "progress=false"])
+    args = parser.parse_args(["generalist", str(tmp_path / "missing"), "experiment.progress=false"])
     with pytest.raises(MarlError, match="does not exist"):
         run_generalist(args)
 
@@ -277,9 +309,10 @@ def test_defaults_cli_and_bad_population(tmp_path, capsys):
 def test_the_command_prints_its_result(partners, tmp_path, capsys):
     from marl.cli import main
 
-    words = ["envs=16", "rollout_steps=6", "chunk_length=6", "hidden_size=16", "encoder_sizes=[16]"]
-    words += ["minibatch_chunks=8", "eval_episodes=2", "iterations=2", "progress=false"]
-    words.append(f"runs_dir={tmp_path}")
+    words = ["env.num_envs=16", "algorithm.rollout_steps=6", "algorithm.chunk_length=6"]
+    words += ["model.recurrent_size=16", "model.hidden_sizes=[16]", "algorithm.minibatch_chunks=8"]
+    words += ["experiment.eval_episodes=2", "experiment.iterations=2", "experiment.progress=false"]
+    words.append(f"experiment.runs_dir={tmp_path}")
     assert main(["population", "generalist", partners, *words]) == 0
     out = capsys.readouterr().out
     (run,) = tmp_path.iterdir()
@@ -340,5 +373,5 @@ def test_resume_continues_exactly(tmp_path, partners, game):
 
     assert without_timing(read_metrics(straight)) == without_timing(read_metrics(resumed))
     assert len(read_metrics(resumed)) == 4
-    with pytest.raises(MarlError, match="hidden_size"):
+    with pytest.raises(MarlError, match="model.recurrent_size"):
         train_generalist(_config(tmp_path, population, iterations=6, hidden_size=16), resume=resumed)

@@ -199,8 +199,11 @@ def test_specialists_learn_their_restricted_convention(tmp_path):
 @pytest.mark.parametrize(
     ("args", "needles"),
     [
-        (["population.siz=3"], ["'population.siz'", "Keys of 'population'", "size", "Did you mean 'size'"]),
-        (["populaton.size=3"], ["'populaton.size'", "Sections", "Did you mean 'population'"]),
+        (
+            ["population.siz=3"],
+            ["'population.siz'", "Allowed keys of 'population'", "size", "Did you mean 'population.size'"],
+        ),
+        (["populaton.size=3"], ["'populaton.size'", "Sections", "Did you mean 'population.size'"]),
         (["method=xpmn"], ["population.method", "xpmin, selfplay, specialists"]),
         (["population.size=two"], ["population.size", "expected an integer"]),
         (["foo=1"], ["Unknown argument 'foo'", "method, preset, resume"]),
@@ -230,7 +233,7 @@ def test_config_layers_and_cli_error(capsys):
     with pytest.raises(ConfigError, match="'algorithm.lrr'"):
         population_config_from_dict({"algorithm": {"lrr": 1.0}})
     assert main(["population", "train", "population.sze=4"]) == 2
-    assert "Did you mean 'size'" in capsys.readouterr().err
+    assert "Did you mean 'population.size'" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------------------

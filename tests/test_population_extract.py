@@ -23,6 +23,7 @@ from marl.agents.population import Population
 from torch import Tensor
 
 from marl.checkpoint import load_checkpoint, save_checkpoint
+from marl.config import config_to_dict
 from marl.errors import ConfigError, MarlError
 from marl.population.cli import add_extract_parser
 from marl.population.config import load_population_config, population_config_to_dict
@@ -269,26 +270,50 @@ def test_extraction_resumes_exactly(tmp_path, method):
         extract(resume=interrupted, beta0=0.5, iterations=6)
 
 
+def test_a_saved_extraction_in_the_old_flat_layout_loads_into_the_sections():
+    from marl.population.members import run_method
+
+    old = {"method": "rl", "iterations": 7, "envs_per_member": 4, "lr": None, "epochs": 3, "name": "x"}
+    cfg = extract_config(old)
+    assert cfg == extract_config(
+        {
+            "experiment": {"iterations": 7, "name": "x"},
+            "extract": {"method": "rl", "envs_per_member": 4},
+            "algorithm": {"epochs": 3},
+        }
+    )
+    assert run_method({"extraction": {"config": old}}) == "extract_rl"
+    assert run_method({"extraction": {"config": config_to_dict(cfg)}}) == "extract_rl"
+
+
 def test_settings_errors_and_command_line(tmp_path, capsys):
-    with pytest.raises(ConfigError, match=r"'betta0'.*Valid keys: method, iterations.*Did you mean 'beta0'"):
+    with pytest.raises(ConfigError, match=r"'betta0'.*Valid keys: .*beta0.*Did you mean 'beta0'"):
         extract_config(betta0=0.5)
     with pytest.raises(ConfigError, match="dagger, rl"):
         extract_config(method="bc")
-    with pytest.raises(ConfigError, match="'beta_decay' must be in"):
+    with pytest.raises(ConfigError, match="'extract.beta_decay' must be in"):
         extract_config(beta_decay=1.5)
     parser = argparse.ArgumentParser()
     add_extract_parser(parser.add_subparsers(dest="population_command"))
-    args = parser.parse_args(["extract", "runs/teacher", "method=rl", "iterations=5", "reward=modal"])
+    words = ["runs/teacher", "extract.method=rl", "experiment.iterations=5", "extract.reward=modal"]
+    args = parser.parse_args(["extract", *words])
     teacher, settings, resume = parse_extract_args(args.words)
     assert (teacher, resume) == ("runs/teacher", None)
     assert extract_config(settings) == extract_config(method="rl", iterations=5, reward="modal")
-    assert parse_extract_args(["resume=runs/x", "iterations=9"]) == (None, {"iterations": 9}, "runs/x")
-    with pytest.raises(ConfigError, match="Did you mean 'window'"):
-        parse_extract_args(["runs/teacher", "windw=3"])
+    assert parse_extract_args(["resume=runs/x", "experiment.iterations=9"]) == (
+        None,
+        {"experiment.iterations": 9},
+        "runs/x",
+    )
+    with pytest.raises(ConfigError, match="Did you mean 'extract.window'"):
+        extract_config(parse_extract_args(["runs/teacher", "extract.windw=3"])[1])
+    with pytest.raises(ConfigError, match="Did you mean 'extract.window=3'"):
+        parse_extract_args(["runs/teacher", "window=3"])  # the old flat spelling
 
     teacher_run = save_teacher(tmp_path, teacher_config(tmp_path))
-    words = [teacher_run, "iterations=1", f"runs_dir={tmp_path}", "progress=false", "label_episodes=4"]
-    assert run_extract(parser.parse_args(["extract", *words, "eval_episodes=4"])) == 0
+    words = [teacher_run, "experiment.iterations=1", f"experiment.runs_dir={tmp_path}"]
+    words += ["experiment.progress=false", "extract.label_episodes=4", "experiment.eval_episodes=4"]
+    assert run_extract(parser.parse_args(["extract", *words])) == 0
     run_dir = capsys.readouterr().out.split("Run saved in ")[1].split()[0]
     assert load_population(run_dir)[1].population.method == "selfplay"  # what the students trained by
     # ... but the run calls itself an extraction, in its summary and in marl population evaluate

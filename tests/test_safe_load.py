@@ -126,13 +126,16 @@ def test_team_run_naming_code_is_refused(capsys, own_runs, payload, tmp_path, co
     _refused(capsys, args, markers, entry_point, "'command': 'touch /tmp/x'", "config.env.entry_point")
 
 
+QUICK_RUN = ("experiment.iterations=1", "experiment.runs_dir={out}", "experiment.progress=false")
+
+
 @pytest.mark.parametrize(
     "command",
     [
         ["population", "evaluate", "{pop}", "--episodes", "2", "--no-tensorboard"],
         ["population", "evaluate", "{own}", "--episodes", "2", "--specialists", "{pop}", "--no-tensorboard"],
-        ["population", "extract", "{pop}", "iterations=1", "runs_dir={out}", "progress=false"],
-        ["population", "generalist", "{pop}", "iterations=1", "runs_dir={out}", "progress=false"],
+        ["population", "extract", "{pop}", *QUICK_RUN],
+        ["population", "generalist", "{pop}", *QUICK_RUN],
         ["population", "train", "resume={pop}"],
     ],
     ids=["evaluate", "specialists", "extract", "generalist", "resume"],

@@ -111,23 +111,23 @@ def evaluate_population(run: str, held_out: str) -> dict[str, Any]:
 
 
 def train_generalist(population: str, held_out: str, seed: int, iterations: int, runs: str, name: str):
-    """`marl population generalist <population> test_population=<held_out>`; -> success with each held-out
-    specialist (mean over both seats), their harmonic mean, and the cost."""
+    """`marl population generalist <population> generalist.test_population=<held_out>`; -> success with each
+    held-out specialist (mean over both seats), their harmonic mean, and the cost."""
     from marl.population.generalist import load_generalist_config
     from marl.population.generalist import train_generalist as train
 
     cfg = load_generalist_config(
         [
-            f"population={population}",
-            f"test_population={held_out}",
-            f"seed={seed}",
-            f"iterations={iterations}",
-            f"name={name}",
-            f"runs_dir={runs}",
-            f"eval_episodes={EVAL_EPISODES}",
-            "eval_every=100",
-            "eval_deterministic=false",
-            "progress=false",
+            population,
+            f"generalist.test_population={held_out}",
+            f"experiment.seed={seed}",
+            f"experiment.iterations={iterations}",
+            f"experiment.name={name}",
+            f"experiment.runs_dir={runs}",
+            f"experiment.eval_episodes={EVAL_EPISODES}",
+            "experiment.eval_every=100",
+            "experiment.eval_deterministic=false",
+            "experiment.progress=false",
         ]
     )
     run_dir = train(cfg)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from marl.arguments import MAX_EPISODES, add_trust_argument, count
 from marl.errors import MarlError
@@ -105,14 +106,15 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 GENERALIST_EPILOG = """\
 examples:
   marl population generalist results/runs/matrix_game_specialists-20261124-101500
-  marl population generalist <population run> iterations=500 envs=128 hidden_size=128 chunk_length=16
-  marl population generalist <population run> test_population=<another population run>
+  marl population generalist <population run> experiment.iterations=500 env.num_envs=128 \\
+      model.recurrent_size=128 algorithm.chunk_length=16
+  marl population generalist <population run> generalist.test_population=<another population run>
   marl population generalist resume=results/runs/generalist-20261124-111500      continue a stopped run
 
-Keys: the fields of GeneralistConfig in marl/population/generalist.py (population, iterations, envs,
-chunk_length, rollout_steps, hidden_size, lr, ...); a misspelt key is refused with the valid ones.
-The generalist trains with every member of the population (frozen), in both seats; test_population is only
-evaluated. Ctrl-C saves a checkpoint and prints the resume command.
+Sections: experiment, generalist (population, test_population, ...), env (num_envs), algorithm, model;
+`marl config show generalist` lists every key. The generalist trains with every member of the population
+(frozen), in both seats; generalist.test_population is only evaluated. Ctrl-C saves a checkpoint and prints
+the resume command.
 """
 
 
@@ -139,17 +141,17 @@ def add_generalist_parser(commands: argparse._SubParsersAction) -> argparse.Argu
 EXTRACT_EPILOG = """\
 examples:
   marl population extract results/runs/matrix_game_xpmin-20261124-101500 method=dagger
-  marl population extract results/runs/cooking_xpmin-20261124-101500 method=rl reward=modal
-  marl population extract <teacher run> method=dagger beta0=1 beta_decay=0.7 window=0 iterations=50
+  marl population extract results/runs/cooking_xpmin-20261124-101500 method=rl extract.reward=modal
+  marl population extract <teacher run> method=dagger extract.beta0=1 extract.beta_decay=0.7 \\
+      extract.window=0 experiment.iterations=50
   marl population extract resume=results/runs/extract_dagger-20261125-090000    continue a stopped run
 
-The teacher is a population run directory (or checkpoint) of marl population train. Keys: method (dagger,
-rl), iterations, seed, envs_per_member, rollout_steps, lr, epochs, minibatches; dagger: beta0, beta_decay,
-window, student_actions (sample, mode); rl: reward (prob, modal), env_reward_scale, entropy_coef,
-label_episodes; bookkeeping: name, device, threads, runs_dir, progress, checkpoint_every, keep_checkpoints,
-eval_every, eval_episodes. The students get the teacher run's env, networks and other PPO settings. Ctrl-C
-saves a checkpoint and prints the resume command. The run directory loads like any population run (marl
-population evaluate, load_population).
+The teacher is a population run directory (or checkpoint) of marl population train. Sections: extract
+(method, envs_per_member; dagger: beta0, beta_decay, window, student_actions; rl: reward, env_reward_scale,
+label_episodes), algorithm (rollout_steps, lr, epochs, minibatches, entropy_coef; null = the method's
+default), experiment; `marl config show extract` lists every key, method= is short for extract.method=. The
+students get the teacher run's env, networks and other PPO settings. Ctrl-C saves a checkpoint and prints
+the resume command. The run directory loads like any population run (marl population evaluate).
 """
 
 
@@ -197,6 +199,24 @@ def run_population(args: argparse.Namespace) -> int:
             "method=dagger) or generalist (marl population generalist <population run>)."
         )
     return train_command(args.overrides)
+
+
+SHOWN_CONFIGS = ("population", "generalist", "extract")  # `marl config show <one of these> [key=value ...]`
+
+
+def show_config(command: str, words: list[str]) -> Any:
+    """The config `marl population <command> words...` would run with (`marl config show`); no run is read."""
+    from marl.population.config import load_population_config
+    from marl.population.extract import extract_config, parse_extract_args
+    from marl.population.generalist import load_generalist_config
+
+    if command == "generalist":
+        return load_generalist_config(words, need_population=False)
+    return (
+        load_population_config(words)
+        if command == "population"
+        else extract_config(parse_extract_args(words)[1])
+    )
 
 
 def train_command(overrides: list[str]) -> int:

@@ -1,34 +1,33 @@
-"""Typed configuration of `marl population train`: dataclasses with the issue's defaults, YAML presets,
-`key=value` overrides.
+"""Typed configuration of `marl population train`: its sections, presets and cross-field checks, on the
+config engine of marl/config.py (`Schema`).
 
 Layers, later beating earlier: the dataclass defaults below < a preset (``preset=matrix_game_xpmin`` reads
 ``configs/population/matrix_game_xpmin.yaml``, or ``preset=path/to/file.yaml``) < command-line overrides
 (``population.size=4``, ``algorithm.lr=1e-3``; ``method=xpmin`` is short for ``population.method=xpmin``).
-In the ``env`` section, keys that are not fields (``env.k=4``) are the env's own arguments. A wrong key
-raises ``ConfigError`` naming it, the valid keys and the closest spelling; values are type-checked with the
-main config's checker (marl/config.py).
+In the ``env`` section, keys that are not fields (``env.k=4``) are the env's own arguments. Errors are
+marl train's: a wrong key names the valid keys and the closest spelling, values are type-checked.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_type_hints
-
-import yaml
+from typing import Any, Literal
 
 from marl.config import (
     EnvConfig,
     RayConfig,
-    coerce_value,
-    config_dirs,
+    Schema,
+    config_to_dict,
+    config_to_yaml,
+    did_you_mean,
     find_config_file,
     is_file,
-    parse_value,
+    list_presets,
+    presets_hint,
     read_yaml,
+    split_arguments,
 )
 from marl.errors import ConfigError
 
@@ -38,19 +37,27 @@ METHODS = ("xpmin", "selfplay", "specialists")
 
 
 @dataclass
-class ExperimentSection:
-    """Run bookkeeping: seed, length, devices, logging and checkpoints."""
+class RunSection:
+    """Run bookkeeping shared by the population commands (train, extract, generalist). They count
+    iterations; marl train's experiment section counts frames (total_frames) instead."""
 
-    name: str = "population"  # run-name prefix (default: the preset's name, else the method)
+    name: str = "population"  # run-name prefix
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 1  # torch CPU threads (small per-step batches: 1 is fastest on CPU); 0 = torch's default
-    iterations: int = 300  # training iterations (rollout + PPO update of all members)
+    iterations: int = 300  # training iterations (rollout + update)
     runs_dir: str = "results/runs"
     checkpoint_every: int = 25  # iterations; the last iteration and Ctrl-C always checkpoint
     keep_checkpoints: int = 3
     progress: bool = True  # tqdm progress bar with frames/s
-    eval_every: int = 25  # iterations between all-pairs evaluations (XP matrix image, SP labels); 0 = off
+    eval_every: int = 25  # iterations between evaluations; 0 = off
+
+
+@dataclass
+class ExperimentSection(RunSection):
+    """Run bookkeeping of a population, and its all-pairs evaluations (XP matrix image, SP labels)."""
+
+    name: str = "population"  # default: the preset's name, else population_<method>
     eval_envs_per_pair: int = 16  # episodes per ordered pair in an evaluation
     eval_deterministic: bool = True  # evaluate the members' most likely actions
     eval_specialists: str | None = None  # a specialists run: O and per-specialist success in each evaluation
@@ -65,7 +72,7 @@ class EnvSection:
     max_steps: int = 10
     entry_point: str | None = None  # pettingzoo: "package.module:factory" returning a two-agent env
     seats: list[str] | None = None  # pettingzoo: the agents playing seat 0 and seat 1, in that order
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    kwargs: dict[str, Any] = field(default_factory=dict, metadata={"merge": True, "extra": True})
 
 
 @dataclass
@@ -87,8 +94,8 @@ class PopulationSection:
 
 
 @dataclass
-class AlgorithmSection:
-    """PPO of all members at once (the defaults of the partner-population study)."""
+class PPOSection:
+    """The PPO settings every population command shares (the defaults of the partner-population study)."""
 
     lr: float = 5e-4
     adam_eps: float = 1e-5
@@ -97,11 +104,19 @@ class AlgorithmSection:
     clip_epsilon: float = 0.3
     entropy_coef: float = 0.03
     value_coef: float = 0.5
-    max_grad_norm: float = 0.5  # per member (independent scheme), over the whole population (hyper)
+    max_grad_norm: float = 0.5  # populations: per member (independent scheme), or over all of them (hyper)
     epochs: int = 4
-    minibatches: int = 4  # per epoch; each holds 1/minibatches of every member's samples
     rollout_steps: int = 16  # env steps per slot per iteration
     normalize_advantage: bool = True  # per member, over the samples it learns from
+
+
+@dataclass
+class AlgorithmSection(PPOSection):
+    """PPO of all members at once."""
+
+    # minibatches per epoch, each 1/minibatches of every member's samples (marl train sets minibatch_size,
+    # the frames per gradient step, instead)
+    minibatches: int = 4
 
 
 @dataclass
@@ -151,9 +166,6 @@ class PopulationConfig:
         )
 
 
-SECTIONS = tuple(get_type_hints(PopulationConfig))
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------------------------
@@ -161,73 +173,26 @@ SECTIONS = tuple(get_type_hints(PopulationConfig))
 
 def parse_population_args(args: list[str]) -> tuple[str | None, list[tuple[str, Any]], str | None]:
     """CLI words -> (preset, dotted overrides with YAML-parsed values, resume run dir)."""
-    preset, resume, overrides = None, None, []
-    for arg in args:
-        key, sep, raw = arg.partition("=")
-        key = key.strip()
-        if not sep or not key or " " in key:
-            raise ConfigError(
-                f"Malformed argument {arg!r}: expected key=value, e.g. method=xpmin, "
-                "preset=matrix_game_xpmin, population.size=4 or resume=<run dir>."
-            )
-        if key == "preset":
-            preset = raw.strip()
-        elif key == "resume":
-            resume = raw.strip()
-        elif key == "method":
-            overrides.append(("population.method", raw.strip()))
-        elif "." in key:
-            overrides.append((key, parse_value(key, raw)))
-        else:
-            valid = ["method", "preset", "resume", *(f"{s}.<key>" for s in SECTIONS)]
-            raise ConfigError(
-                f"Unknown argument {key!r} in {arg!r}. Valid: {', '.join(valid)}."
-                f"{_did_you_mean(key, ['method', 'preset', 'resume'])}"
-            )
-        if key in ("preset", "resume") and not raw.strip():
-            raise ConfigError(f"'{key}=' needs a value. {presets_hint()}")
-    return preset, overrides, resume
+    named, dotted, _ = split_arguments(list(args), ("method", "preset", "resume"), SCHEMA)
+    if "method" in named:
+        dotted.insert(0, ("population.method", named["method"]))
+    return named.get("preset"), dotted, named.get("resume")
 
 
 def load_population_config(args: list[str] = (), config_dir: Path | None = None) -> PopulationConfig:
     """Defaults < preset < overrides, validated. `resume=` in `args` is ignored here (the CLI handles it)."""
     preset, overrides, _ = parse_population_args(list(args))
-    tree = population_config_to_dict(PopulationConfig())
+    tree = SCHEMA.defaults()
     if preset is not None:
         path = find_preset(preset, config_dir)
-        body = read_yaml(path)
         tree["experiment"]["name"] = path.stem
-        apply_mapping(tree, body, str(path))
+        SCHEMA.merge(tree, read_yaml(path), str(path))
     elif not any(key == "experiment.name" for key, _ in overrides):
         method = dict(overrides).get("population.method", tree["population"]["method"])
         tree["experiment"]["name"] = f"population_{method}"
     for key, value in overrides:
-        set_key(tree, key, value, "command line")
-    return build_config(tree)
-
-
-def population_config_from_dict(data: dict) -> PopulationConfig:
-    """A validated config from a plain nested dict (a run's saved config); missing keys take defaults."""
-    tree = population_config_to_dict(PopulationConfig())
-    apply_mapping(tree, data, "config")
-    return build_config(tree)
-
-
-def population_config_to_dict(cfg: PopulationConfig) -> dict:
-    """Plain nested dict of builtins, safe for YAML and checkpoints."""
-    return copy.deepcopy(dataclasses.asdict(cfg))
-
-
-def population_config_to_yaml(cfg: PopulationConfig) -> str:
-    return yaml.safe_dump(population_config_to_dict(cfg), sort_keys=False, default_flow_style=False)
-
-
-def apply_overrides(cfg: PopulationConfig, overrides: list[tuple[str, Any]]) -> PopulationConfig:
-    """A validated copy of `cfg` with dotted overrides (e.g. on resume)."""
-    tree = population_config_to_dict(cfg)
-    for key, value in overrides:
-        set_key(tree, key, value, "command line")
-    return build_config(tree)
+        SCHEMA.set(tree, key, value, "command line")
+    return SCHEMA.build(tree)
 
 
 def find_preset(name: str, config_dir: Path | None = None) -> Path:
@@ -242,110 +207,35 @@ def find_preset(name: str, config_dir: Path | None = None) -> Path:
     path = find_config_file(f"{PRESET_DIR}/{name}.yaml", config_dir)
     if path is None:
         raise ConfigError(
-            f"Unknown population preset {name!r}. {presets_hint(config_dir)}"
-            f"{_did_you_mean(name, list_presets(config_dir))} Or pass a file: preset=path/to/file.yaml."
+            f"Unknown population preset {name!r}. {presets_hint(PRESET_DIR, config_dir)}"
+            f"{did_you_mean(name, list_presets(PRESET_DIR, config_dir), prefix='preset=')} Or pass a file: "
+            "preset=path/to/file.yaml."
         )
     return path
-
-
-def list_presets(config_dir: Path | None = None) -> list[str]:
-    roots = [d / PRESET_DIR for d in config_dirs(config_dir)]
-    return sorted({p.stem for root in roots if root.is_dir() for p in root.glob("*.yaml")})
-
-
-def presets_hint(config_dir: Path | None = None) -> str:
-    names = list_presets(config_dir)
-    return f"Population presets: {', '.join(names)}." if names else "There are no population presets."
-
-
-def apply_mapping(tree: dict, data: Any, source: str) -> None:
-    """Merge a `{section: {key: value}}` mapping into the tree, key by key."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source} must be a mapping of sections ({', '.join(SECTIONS)}), got {data!r}.")
-    for section, body in data.items():
-        if section not in SECTIONS:
-            raise ConfigError(_unknown(str(section), str(section), list(SECTIONS), "Sections", source))
-        if body is None:
-            continue
-        if not isinstance(body, dict):
-            raise ConfigError(
-                f"Section {section!r} ({source}) must be a mapping of keys to values, got {body!r}."
-            )
-        for key, value in body.items():
-            set_key(tree, f"{section}.{key}", value, source)
-
-
-def set_key(tree: dict, key: str, value: Any, source: str) -> None:
-    """Type-check and set one dotted key `section.field` (env: unknown fields go to `env.kwargs`)."""
-    section, _, name = key.partition(".")
-    if section not in SECTIONS:
-        raise ConfigError(_unknown(key, section, list(SECTIONS), "Sections", source))
-    cls = get_type_hints(PopulationConfig)[section]
-    fields = get_type_hints(cls)
-    if section == "env" and name.split(".")[0] not in fields:
-        name = f"kwargs.{name}"
-    field_name, _, rest = name.partition(".")
-    if field_name not in fields or (rest and field_name != "kwargs"):
-        raise ConfigError(_unknown(key, field_name, list(fields), f"Keys of '{section}'", source))
-    if field_name == "kwargs":
-        if not rest:
-            value = {**tree[section]["kwargs"], **(value if isinstance(value, dict) else {})}
-        else:
-            value = {**tree[section]["kwargs"], rest: value}
-    default = getattr(cls(), field_name)
-    tree[section][field_name] = coerce_value(value, fields[field_name], key, source, example=default)
-
-
-def build_config(tree: dict) -> PopulationConfig:
-    """Dataclasses from a checked tree, then the cross-field checks."""
-    sections = {
-        name: cls(**copy.deepcopy(tree[name])) for name, cls in get_type_hints(PopulationConfig).items()
-    }
-    cfg = PopulationConfig(**sections)
-    check_config(cfg)
-    return cfg
 
 
 def check_config(cfg: PopulationConfig) -> None:
     """Value checks that types cannot express; the first failure raises ConfigError."""
     exp, pop, alg = cfg.experiment, cfg.population, cfg.algorithm
-    positive = {
-        "experiment.iterations": exp.iterations,
-        "experiment.keep_checkpoints": exp.keep_checkpoints,
-        "experiment.eval_envs_per_pair": exp.eval_envs_per_pair,
-        "env.max_steps": cfg.env.max_steps,
-        "population.envs_per_pair": pop.envs_per_pair,
-        "algorithm.epochs": alg.epochs,
-        "algorithm.minibatches": alg.minibatches,
-        "algorithm.rollout_steps": alg.rollout_steps,
-        "model.hyper_embedding_dim": cfg.model.hyper_embedding_dim,
-        "model.hyper_hidden": cfg.model.hyper_hidden,
-        **{f"model.hidden_sizes[{i}]": size for i, size in enumerate(cfg.model.hidden_sizes)},
-    }
-    for key, value in positive.items():
-        _require(value > 0, f"'{key}' must be a positive integer, got {value}.")
-    for key, value in {
-        "experiment.seed": exp.seed,
-        "experiment.threads": exp.threads,
-        "experiment.checkpoint_every": exp.checkpoint_every,
-        "experiment.eval_every": exp.eval_every,
-        "algorithm.entropy_coef": alg.entropy_coef,
-        "algorithm.value_coef": alg.value_coef,
-        "population.xp_lambda": pop.xp_lambda,
-        "collector.num_workers": cfg.collector.num_workers,
-        "ray.num_cpus": cfg.ray.num_cpus,
-    }.items():
-        _require(value >= 0, f"'{key}' must be >= 0, got {value}.")
-    _require(cfg.collector.worker_threads > 0, "'collector.worker_threads' must be a positive integer.")
-    for key, value in {
-        "algorithm.lr": alg.lr,
-        "algorithm.adam_eps": alg.adam_eps,
-        "algorithm.clip_epsilon": alg.clip_epsilon,
-        "algorithm.max_grad_norm": alg.max_grad_norm,
-    }.items():
-        _require(value > 0, f"'{key}' must be > 0, got {value}.")
-    _require(0 < alg.gamma <= 1, f"'algorithm.gamma' must be in (0, 1], got {alg.gamma}.")
-    _require(0 <= alg.gae_lambda <= 1, f"'algorithm.gae_lambda' must be in [0, 1], got {alg.gae_lambda}.")
+    check_run(exp)
+    check_ppo(alg)
+    check_counts(
+        {
+            "experiment.eval_envs_per_pair": exp.eval_envs_per_pair,
+            "env.max_steps": cfg.env.max_steps,
+            "population.envs_per_pair": pop.envs_per_pair,
+            "algorithm.minibatches": alg.minibatches,
+            "model.hyper_embedding_dim": cfg.model.hyper_embedding_dim,
+            "model.hyper_hidden": cfg.model.hyper_hidden,
+            "collector.worker_threads": cfg.collector.worker_threads,
+            **{f"model.hidden_sizes[{i}]": size for i, size in enumerate(cfg.model.hidden_sizes)},
+        },
+        {
+            "population.xp_lambda": pop.xp_lambda,
+            "collector.num_workers": cfg.collector.num_workers,
+            "ray.num_cpus": cfg.ray.num_cpus,
+        },
+    )
     _require(
         0 <= pop.xp_estimate_decay < 1,
         f"'population.xp_estimate_decay' must be in [0, 1), got {pop.xp_estimate_decay}.",
@@ -405,16 +295,69 @@ def specialist_targets(cfg: PopulationConfig) -> list[int]:
     return list(range(cfg.population.size)) if targets is None else list(targets)
 
 
+def check_run(exp: RunSection) -> None:
+    """The bookkeeping counts of an `experiment` section."""
+    check_counts(
+        {"experiment.iterations": exp.iterations, "experiment.keep_checkpoints": exp.keep_checkpoints},
+        {
+            "experiment.seed": exp.seed,
+            "experiment.threads": exp.threads,
+            "experiment.checkpoint_every": exp.checkpoint_every,
+            "experiment.eval_every": exp.eval_every,
+        },
+    )
+
+
+def check_ppo(alg: PPOSection) -> None:
+    """The ranges of the shared PPO settings of an `algorithm` section."""
+    check_counts(
+        {"algorithm.epochs": alg.epochs, "algorithm.rollout_steps": alg.rollout_steps},
+        {"algorithm.entropy_coef": alg.entropy_coef, "algorithm.value_coef": alg.value_coef},
+    )
+    for key, value in {
+        "algorithm.lr": alg.lr,
+        "algorithm.adam_eps": alg.adam_eps,
+        "algorithm.clip_epsilon": alg.clip_epsilon,
+        "algorithm.max_grad_norm": alg.max_grad_norm,
+    }.items():
+        _require(value > 0, f"'{key}' must be > 0, got {value}.")
+    _require(0 < alg.gamma <= 1, f"'algorithm.gamma' must be in (0, 1], got {alg.gamma}.")
+    _require(0 <= alg.gae_lambda <= 1, f"'algorithm.gae_lambda' must be in [0, 1], got {alg.gae_lambda}.")
+
+
+def check_counts(positive: dict[str, Any], non_negative: dict[str, Any]) -> None:
+    """{dotted key: value} that must be positive integers, and numbers that must be >= 0; None (a method's
+    default) passes."""
+    for key, value in positive.items():
+        _require(value is None or value > 0, f"'{key}' must be a positive integer, got {value}.")
+    for key, value in non_negative.items():
+        _require(value is None or value >= 0, f"'{key}' must be >= 0, got {value}.")
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
 
 
-def _unknown(key: str, wrong: str, valid: list[str], valid_name: str, source: str) -> str:
-    """'Unknown key ...' naming the key, the valid ones and the closest spelling of the wrong part."""
-    return f"Unknown key {key!r} ({source}). {valid_name}: {', '.join(valid)}.{_did_you_mean(wrong, valid)}"
+def check_resume(saved: Any, cfg: Any, may_change: tuple[str, ...], run: str) -> None:
+    """A resumed run (`run`: "generalist run", ...) may change only the dotted keys `may_change`."""
+    a, b = config_to_dict(saved), config_to_dict(cfg)
+    changed = [
+        f"{section}.{key}: {a[section][key]!r} -> {b[section][key]!r}"
+        for section in a
+        for key in a[section]
+        if a[section][key] != b[section][key] and f"{section}.{key}" not in may_change
+    ]
+    _require(
+        not changed,
+        f"A resumed {run} must train what it started with, but these settings differ from its saved ones: "
+        f"{'; '.join(changed)}. Only {', '.join(may_change)} may change on resume.",
+    )
 
 
-def _did_you_mean(word: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return f" Did you mean {close[0]!r}?" if close else ""
+SCHEMA = Schema(PopulationConfig, check_config)
+# The names the trainers use: a validated config from a saved dict, a copy with dotted overrides, and back
+population_config_from_dict = SCHEMA.from_dict
+apply_overrides = SCHEMA.with_overrides
+population_config_to_dict = config_to_dict
+population_config_to_yaml = config_to_yaml

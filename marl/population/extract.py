@@ -45,14 +45,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
 import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Literal, get_type_hints
+from typing import Any, Literal
 
 import torch
 import yaml
@@ -60,17 +59,20 @@ from torch import Tensor
 
 from marl.agents.population import MemberLayout, Population
 from marl.checkpoint import (
-    checkpointed_iterations,
     clone_tree,
     load_checkpoint,
     restore_trainer_state,
     trainer_state,
 )
-from marl.config import coerce_value, parse_value
+from marl.config import Schema, config_to_dict, did_you_mean, leaf_keys, split_arguments
 from marl.envs.factory import describe_env, make_env
 from marl.errors import ConfigError, MarlError
 from marl.population.config import (
     PopulationConfig,
+    RunSection,
+    check_counts,
+    check_resume,
+    check_run,
     population_config_from_dict,
     population_config_to_dict,
     population_config_to_yaml,
@@ -91,6 +93,7 @@ from marl.population.xpmin import (
     write_summary,
 )
 from marl.run_logger import RunLogger, flatten
+from marl.run_loop import RunPlan, due, run_plan
 from marl.runs import hardware_summary, new_run_dir, resolve_device, untouched_rng
 
 EXTRACT_FILE = "extract.yaml"
@@ -103,19 +106,22 @@ TEACHER_SEED_OFFSET = 2_000_003  # the teacher's label-distribution episodes use
 
 
 @dataclass
-class ExtractConfig:
-    """Settings of one extraction. The students' env and networks are the teacher run's; the PPO settings
-    not listed here (gamma, gae_lambda, clip_epsilon, ...) are the teacher run's ``algorithm`` section.
-    ``null`` settings take the method's default: for dagger ``DAGGER_DEFAULTS``, for rl the teacher run's."""
+class ExtractExperiment(RunSection):
+    """Run bookkeeping; it becomes the students' experiment section."""
+
+    name: str = ""  # run-name prefix; empty = extract_<method>
+    iterations: int = 100
+    # episodes per ordered pair in an evaluation (the students' experiment.eval_envs_per_pair), and sampled
+    # self-play episodes per member for the label distributions
+    eval_episodes: int = 64
+
+
+@dataclass
+class ExtractSection:
+    """How the students learn from the teacher."""
 
     method: Literal["dagger", "rl"] = "dagger"
-    iterations: int = 100
-    seed: int = 0  # students' initialisation, env and sampling
-    envs_per_member: int = 32  # self-play env slots per student
-    rollout_steps: int = 16  # env steps per slot per iteration
-    lr: float | None = None  # Adam step size; null = the method's default
-    epochs: int | None = None  # passes over the dataset (dagger) or the rollout (rl) per iteration
-    minibatches: int | None = None  # per epoch; each holds 1/minibatches of every member's samples
+    envs_per_member: int = 32  # self-play env slots per student (its population.envs_per_pair)
     # dagger
     beta0: float = 1.0  # probability that a seat acts as the teacher at iteration 0
     beta_decay: float = 0.8  # beta_k = beta0 * beta_decay ** k
@@ -124,96 +130,93 @@ class ExtractConfig:
     # rl
     reward: Literal["prob", "modal"] = "prob"  # p_teacher(label), or 1 for the teacher's modal label
     env_reward_scale: float = 0.0  # weight of the env's own reward added to the label reward
-    entropy_coef: float | None = None  # PPO entropy bonus; null = the teacher run's
     label_episodes: int = 128  # sampled teacher self-play episodes per member measuring p_teacher(label)
-    # bookkeeping
-    name: str = ""  # run-name prefix; empty = extract_<method>
-    device: str = "auto"
-    threads: int = 1  # torch CPU threads; 0 = torch's default
-    runs_dir: str = "results/runs"
-    progress: bool = True
-    checkpoint_every: int = 25  # the last iteration and Ctrl-C always checkpoint
-    keep_checkpoints: int = 3
-    eval_every: int = 25  # iterations between evaluations (all pairs; self-play label distributions); 0 = off
-    eval_episodes: int = 64  # episodes per ordered pair, and sampled self-play episodes per member
+
+
+@dataclass
+class ExtractAlgorithm:
+    """The students' update; null takes the method's default (dagger: ``DAGGER_DEFAULTS``, rl: the teacher
+    run's). The PPO settings not listed here are the teacher run's ``algorithm`` section."""
+
+    rollout_steps: int = 16  # env steps per slot per iteration
+    lr: float | None = None  # Adam step size
+    epochs: int | None = None  # passes over the dataset (dagger) or the rollout (rl) per iteration
+    minibatches: int | None = None  # per epoch; each holds 1/minibatches of every member's samples
+    entropy_coef: float | None = None  # rl: PPO entropy bonus
+
+
+@dataclass
+class ExtractConfig:
+    """Settings of one extraction. The students' env and networks are the teacher run's."""
+
+    experiment: ExtractExperiment = field(default_factory=ExtractExperiment)
+    extract: ExtractSection = field(default_factory=ExtractSection)
+    algorithm: ExtractAlgorithm = field(default_factory=ExtractAlgorithm)
 
 
 # Imitation wants each iteration's dataset fitted closely before the students act on it (the students'
 # mistakes decide which states get labelled): full-batch steps, many more than PPO's few cautious epochs.
 DAGGER_DEFAULTS = {"lr": 1e-2, "epochs": 50, "minibatches": 1}
 
-RESUME_MAY_CHANGE = (
-    "iterations",
-    "threads",
-    "progress",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "eval_every",
-    "eval_episodes",
+RESUME_MAY_CHANGE = (  # a resumed extraction may change its length, logging and evaluation
+    *("experiment.iterations", "experiment.threads", "experiment.progress", "experiment.checkpoint_every"),
+    *("experiment.keep_checkpoints", "experiment.eval_every", "experiment.eval_episodes"),
 )
 
 
-def extract_config(base: ExtractConfig | Mapping[str, Any] | None = None, **overrides: Any) -> ExtractConfig:
-    """A validated ExtractConfig: ``base`` (a config, or a mapping of its keys) with ``overrides`` on top.
-    Unknown keys and wrong types raise ConfigError naming the key and the valid ones."""
-    tree = dataclasses.asdict(ExtractConfig())
-    if isinstance(base, ExtractConfig):
-        tree = dataclasses.asdict(base)
-    elif base is not None:
-        overrides = {**base, **overrides}
-    hints = get_type_hints(ExtractConfig)
-    for key, value in overrides.items():
-        if key not in hints:
-            close = difflib.get_close_matches(key, list(hints), n=1, cutoff=0.6)
-            raise ConfigError(
-                f"Unknown extraction setting {key!r}. Valid keys: {', '.join(hints)}."
-                + (f" Did you mean {close[0]!r}?" if close else "")
-            )
-        default = getattr(ExtractConfig(), key)
-        tree[key] = coerce_value(value, hints[key], key, "extraction settings", example=default)
-    cfg = ExtractConfig(**tree)
-    _check(cfg)
-    return cfg
-
-
-def _check(cfg: ExtractConfig) -> None:
-    positive = ("iterations", "envs_per_member", "rollout_steps", "epochs", "minibatches", "label_episodes")
-    for key in (*positive, "keep_checkpoints", "eval_episodes"):
-        if getattr(cfg, key) is not None and getattr(cfg, key) <= 0:
-            raise ConfigError(f"'{key}' must be a positive integer, got {getattr(cfg, key)}.")
-    for key in ("seed", "window", "threads", "checkpoint_every", "eval_every", "env_reward_scale"):
-        if getattr(cfg, key) < 0:
-            raise ConfigError(f"'{key}' must be >= 0, got {getattr(cfg, key)}.")
-    if cfg.lr is not None and cfg.lr <= 0:
-        raise ConfigError(f"'lr' must be > 0 (or null), got {cfg.lr}.")
-    if cfg.entropy_coef is not None and cfg.entropy_coef < 0:
-        raise ConfigError(f"'entropy_coef' must be >= 0 (or null), got {cfg.entropy_coef}.")
+def check_config(cfg: ExtractConfig) -> None:
+    """Value checks the types cannot express; the first failure raises ConfigError."""
+    ext, alg = cfg.extract, cfg.algorithm
+    check_run(cfg.experiment)
+    positive = {
+        "experiment.eval_episodes": cfg.experiment.eval_episodes,
+        "extract.envs_per_member": ext.envs_per_member,
+        "extract.label_episodes": ext.label_episodes,
+        "algorithm.rollout_steps": alg.rollout_steps,
+        "algorithm.epochs": alg.epochs,
+        "algorithm.minibatches": alg.minibatches,
+    }
+    non_negative = {"extract.window": ext.window, "extract.env_reward_scale": ext.env_reward_scale}
+    check_counts(positive, {**non_negative, "algorithm.entropy_coef": alg.entropy_coef})
+    if alg.lr is not None and alg.lr <= 0:
+        raise ConfigError(f"'algorithm.lr' must be > 0 (or null), got {alg.lr}.")
     for key in ("beta0", "beta_decay"):
-        if not 0 <= getattr(cfg, key) <= 1:
-            raise ConfigError(f"'{key}' must be in [0, 1], got {getattr(cfg, key)}.")
+        if not 0 <= getattr(ext, key) <= 1:
+            raise ConfigError(f"'extract.{key}' must be in [0, 1], got {getattr(ext, key)}.")
+
+
+# Settings by their own name (the old flat layout of saved configs, and keyword arguments of `extract`)
+RENAMES = leaf_keys(ExtractConfig)
+SCHEMA = Schema(ExtractConfig, check_config, RENAMES)
+
+
+def extract_config(base: ExtractConfig | Mapping[str, Any] | None = None, **overrides: Any) -> ExtractConfig:
+    """A validated ExtractConfig: ``base`` (a config, or a mapping: nested sections, dotted keys or the old
+    flat keys) with ``overrides`` on top, by dotted key or by a setting's own name (``beta0=0.5``)."""
+    cfg = base if isinstance(base, ExtractConfig) else SCHEMA.from_dict(dict(base or {}))
+    for key in overrides:
+        if "." not in key and key not in RENAMES and key not in SCHEMA.sections:
+            raise ConfigError(
+                f"Unknown extraction setting {key!r}. Valid keys: {', '.join(RENAMES)}, or section.key."
+                f"{did_you_mean(key, list(RENAMES))}"
+            )
+    return SCHEMA.with_overrides(cfg, [(RENAMES.get(k, k), v) for k, v in overrides.items()])
 
 
 def student_config(cfg: ExtractConfig, teacher_cfg: PopulationConfig) -> PopulationConfig:
     """The students' PopulationConfig: the teacher's env and model, self-play, this extraction's settings."""
     tree = population_config_to_dict(teacher_cfg)
-    tree["experiment"].update(
-        name=cfg.name or f"extract_{cfg.method}",
-        seed=cfg.seed,
-        device=cfg.device,
-        threads=cfg.threads,
-        iterations=cfg.iterations,
-        runs_dir=cfg.runs_dir,
-        checkpoint_every=cfg.checkpoint_every,
-        keep_checkpoints=cfg.keep_checkpoints,
-        progress=cfg.progress,
-        eval_every=cfg.eval_every,
-        eval_envs_per_pair=cfg.eval_episodes,
+    experiment = config_to_dict(cfg.experiment)
+    experiment["eval_envs_per_pair"] = experiment.pop("eval_episodes")
+    experiment["name"] = cfg.experiment.name or f"extract_{cfg.extract.method}"
+    tree["experiment"].update(experiment)
+    tree["population"].update(
+        method="selfplay", envs_per_pair=cfg.extract.envs_per_member, specialist_targets=None
     )
-    tree["population"].update(method="selfplay", envs_per_pair=cfg.envs_per_member, specialist_targets=None)
-    defaults = DAGGER_DEFAULTS if cfg.method == "dagger" else {}
-    tree["algorithm"]["rollout_steps"] = cfg.rollout_steps
+    defaults = DAGGER_DEFAULTS if cfg.extract.method == "dagger" else {}
+    tree["algorithm"]["rollout_steps"] = cfg.algorithm.rollout_steps
     for key in ("lr", "epochs", "minibatches", "entropy_coef"):
-        value = getattr(cfg, key)
+        value = getattr(cfg.algorithm, key)
         tree["algorithm"][key] = defaults.get(key, tree["algorithm"][key]) if value is None else value
     return population_config_from_dict(tree)
 
@@ -251,7 +254,7 @@ class Extraction:
             optimizer=clone_tree(self.optimizer.state_dict()),
             collector=self.collector.state_dict(),
             extraction={
-                "config": dataclasses.asdict(self.cfg),
+                "config": config_to_dict(self.cfg),
                 "teacher_run": self.teacher_run,
                 "teacher_config": population_config_to_dict(self.teacher_cfg),
                 "teacher": clone_tree(self.teacher.state_dict()),
@@ -263,7 +266,7 @@ class Extraction:
     def load_state_dict(self, state: dict) -> None:
         self.population.load_state_dict(state["population"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.collector.load_state_dict(state["collector"], self.cfg.envs_per_member)
+        self.collector.load_state_dict(state["collector"], self.cfg.extract.envs_per_member)
         saved = state["extraction"]
         self.teacher_labels = saved["teacher_labels"].to(self.device).clone()
         self.dataset = [(d["obs"].to(self.device), d["target"].to(self.device)) for d in saved["dataset"]]
@@ -275,10 +278,10 @@ def build_extraction(
 ) -> Extraction:
     """Seed, then build the students (fresh), their self-play envs, optimizer and collector, and measure the
     teacher's self-play label distribution."""
-    device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.experiment.device)
+    if cfg.experiment.threads:
+        torch.set_num_threads(cfg.experiment.threads)
+    torch.manual_seed(cfg.experiment.seed)
     student_cfg = student_config(cfg, teacher_cfg)
     n = student_cfg.population.size
     pairs = self_play_pairs(n)
@@ -290,17 +293,22 @@ def build_extraction(
             f"but its env {student_cfg.env.name} now gives {info.obs_dim} and {info.action_dim}."
         )
     students = build_population(student_cfg, info.obs_dim, info.action_dim).to(device)
-    trained = students.actor.parameters() if cfg.method == "dagger" else students.parameters()
+    trained = students.actor.parameters() if cfg.extract.method == "dagger" else students.parameters()
     optimizer = torch.optim.Adam(trained, lr=student_cfg.algorithm.lr, eps=student_cfg.algorithm.adam_eps)
     label_key = student_cfg.population.label_key
-    collector = PairCollector(shards, assign_slots(pairs.to(device), cfg.envs_per_member), n, label_key)
+    collector = PairCollector(
+        shards, assign_slots(pairs.to(device), cfg.extract.envs_per_member), n, label_key
+    )
     teacher = teacher.to(device).eval()
-    labels = self_play_label_counts(teacher, teacher_cfg, cfg.label_episodes, cfg.seed + TEACHER_SEED_OFFSET)
-    if cfg.method == "rl" and (labels[:, 1:].sum(-1) == 0).any():
+    labels = self_play_label_counts(
+        teacher, teacher_cfg, cfg.extract.label_episodes, cfg.experiment.seed + TEACHER_SEED_OFFSET
+    )
+    if cfg.extract.method == "rl" and (labels[:, 1:].sum(-1) == 0).any():
         empty = (labels[:, 1:].sum(-1) == 0).nonzero().flatten().tolist()
         raise MarlError(
-            f"Teacher member(s) {empty} never ended a self-play episode with a label in {cfg.label_episodes} "
-            f"episodes, so method=rl has no behaviour to reward. Raise label_episodes, or use method=dagger."
+            f"Teacher member(s) {empty} never ended a self-play episode with a label in "
+            f"{cfg.extract.label_episodes} episodes, so extract.method=rl has no behaviour to reward. Raise "
+            "extract.label_episodes, or use extract.method=dagger."
         )
     return Extraction(
         cfg, student_cfg, teacher_cfg, teacher_run, device, teacher, students, optimizer, collector, labels
@@ -337,7 +345,7 @@ def extract(
         base = extract_config(saved["config"])
         given = {} if cfg is None or isinstance(cfg, ExtractConfig) else dict(cfg)
         new = extract_config(cfg if isinstance(cfg, ExtractConfig) else base, **{**given, **overrides})
-        _check_resume_compatible(base, new)
+        check_resume(base, new, RESUME_MAY_CHANGE, "extraction")
         cfg = new
         teacher_cfg = population_config_from_dict(saved["teacher_config"])
         teacher = _population_from_state(teacher_cfg, saved["teacher"])
@@ -353,73 +361,63 @@ def extract(
         ex.load_state_dict(state)
     else:
         run_dir = new_run_dir(ex.student_cfg.experiment.runs_dir, ex.student_cfg.experiment.name)
-    (run_dir / "config.yaml").write_text(population_config_to_yaml(ex.student_cfg))
-    settings = {"teacher_run": str(teacher_run), "extraction": dataclasses.asdict(cfg)}
+    settings = {"teacher_run": str(teacher_run), "extraction": config_to_dict(cfg)}
     (run_dir / EXTRACT_FILE).write_text(yaml.safe_dump(settings, sort_keys=False))
-    logger = RunLogger(run_dir, resume_frames=ex.frames if state is not None else None)
-    if state is None:
+    exp = cfg.experiment
+    step = dagger_iteration if cfg.extract.method == "dagger" else rl_iteration
+
+    def one_iteration(logger: RunLogger) -> dict[str, float]:
+        metrics = step(ex)
+        if due(ex.iteration, exp.eval_every, exp.iterations):
+            metrics.update(evaluate_extraction(ex, logger))
+        return metrics
+
+    def header(logger: RunLogger) -> None:
         logger.log_text("run/hardware", hardware_summary(ex.device))
         logger.log_text("run/extraction", "```\n" + yaml.safe_dump(settings, sort_keys=False) + "\n```")
-    if cfg.progress:
-        print(describe_run(ex, run_dir))
-
-    start_iteration = ex.iteration
-    final: dict[str, float] = {}
-    step = dagger_iteration if cfg.method == "dagger" else rl_iteration
-
-    def one_iteration() -> dict[str, float]:
-        metrics = step(ex)
-        last = ex.iteration == cfg.iterations
-        if cfg.eval_every and (ex.iteration % cfg.eval_every == 0 or last):
-            metrics.update(evaluate_extraction(ex, logger))
-        logger.log(ex.iteration, ex.frames, metrics)
-        final.update({k: v for k, v in metrics.items() if k.endswith(("_mean", "distinct_labels"))})
-        return metrics
 
     def postfix(metrics: dict[str, float]) -> dict[str, str]:
         shown = {"fps": f"{metrics['perf/total_fps']:.0f}"}
-        if cfg.method == "dagger":
+        if cfg.extract.method == "dagger":
             shown.update(beta=f"{metrics['train/beta']:.2f}", kl=f"{metrics['train/imitation_kl']:.3g}")
         else:
             shown.update(label_reward=f"{metrics['train/label_reward_mean']:.3g}")
         return shown
 
-    checkpointed_iterations(
-        ex,
-        run_dir,
-        one_iteration,
-        settings=cfg,
-        n_iterations=cfg.iterations,
+    plan = RunPlan(
+        trainer=ex,
+        run_dir=run_dir,
+        settings=exp,
+        n_iterations=exp.iterations,
         name=ex.student_cfg.experiment.name,
         resume_command=f"marl population extract resume={run_dir}",
-        close=logger.close,
+        config_yaml=population_config_to_yaml(ex.student_cfg),
+        hparams=flatten(config_to_dict(cfg)),
+        one_iteration=one_iteration,
+        final_metric=lambda key: key.endswith(("_mean", "distinct_labels")),
+        write_summary=lambda: write_extraction_summary(run_dir, ex),
+        header=header,
+        description=describe_run(ex, run_dir),
         postfix=postfix,
-        stop_after=stop_after,
-        last_good=state,
     )
-    if ex.iteration >= cfg.iterations:
-        if ex.iteration > start_iteration:
-            logger.log_hparams(flatten({"extract": dataclasses.asdict(cfg)}), final)
-        write_extraction_summary(run_dir, ex)
-    logger.close()
-    return run_dir
+    return run_plan(plan, resumed=state, stop_after=stop_after)
 
 
 def dagger_iteration(ex: Extraction) -> dict[str, float]:
     """Mixed self-play rollout -> teacher labels on every visited state -> KL epochs on the window."""
     cfg, students = ex.cfg, ex.population
-    beta = cfg.beta0 * cfg.beta_decay**ex.iteration
+    beta = cfg.extract.beta0 * cfg.extract.beta_decay**ex.iteration
     start = time.perf_counter()
     students.eval()
-    mixture = TeacherMixture(ex.teacher, students, beta, student_mode=cfg.student_actions == "mode")
-    rollout = ex.collector.collect(mixture, cfg.rollout_steps)
+    mixture = TeacherMixture(ex.teacher, students, beta, student_mode=cfg.extract.student_actions == "mode")
+    rollout = ex.collector.collect(mixture, cfg.algorithm.rollout_steps)
     obs = member_major(rollout.obs, ex.collector.layout)  # [N, L, D]
     with torch.no_grad():
         target = ex.teacher.logits(obs).log_softmax(-1)
         agreement = (students.logits(obs).argmax(-1) == target.argmax(-1)).float().mean()
     ex.dataset.append((obs, target))
-    if cfg.window:  # a recent window only; 0 keeps every iteration's states
-        ex.dataset = ex.dataset[-cfg.window :]
+    if cfg.extract.window:  # a recent window only; 0 keeps every iteration's states
+        ex.dataset = ex.dataset[-cfg.extract.window :]
     collected = time.perf_counter()
     students.train()
     data_obs = torch.cat([o for o, _ in ex.dataset], dim=1)
@@ -444,11 +442,11 @@ def rl_iteration(ex: Extraction) -> dict[str, float]:
     students, collector, alg = ex.population, ex.collector, ex.student_cfg.algorithm
     start = time.perf_counter()
     students.eval()
-    rollout = collector.collect(students, ex.cfg.rollout_steps)
+    rollout = collector.collect(students, ex.cfg.algorithm.rollout_steps)
     env_return = rollout.episode_return
     member, layout = collector.assignment.member, collector.layout
-    table = label_reward_table(ex.teacher_labels, ex.cfg.reward)
-    rollout = with_label_rewards(rollout, table, member, ex.cfg.env_reward_scale)
+    table = label_reward_table(ex.teacher_labels, ex.cfg.extract.reward)
+    rollout = with_label_rewards(rollout, table, member, ex.cfg.extract.env_reward_scale)
     collected = time.perf_counter()
     students.train()
     weight = seat_weights(member, None, 0.0)  # self-play only: +1 for every seat
@@ -459,7 +457,7 @@ def rl_iteration(ex: Extraction) -> dict[str, float]:
     ex.iteration += 1
     ex.frames += rollout.frames
     ex.wall_time += trained - start
-    label_reward = rollout.episode_return - ex.cfg.env_reward_scale * env_return
+    label_reward = rollout.episode_return - ex.cfg.extract.env_reward_scale * env_return
     return {
         "train/label_reward_mean": _mean(label_reward),
         "train/env_return_mean": _mean(env_return),
@@ -574,9 +572,10 @@ def evaluate_extraction(ex: Extraction, logger: RunLogger) -> dict[str, float]:
     n = ex.student_cfg.population.size
     evaluation = evaluate_population(ex.population, ex.student_cfg, ex.device)
     log_xp_matrix(logger, evaluation, n, ex.iteration, ex.frames)
-    seed = ex.cfg.seed + EVAL_SEED_OFFSET
+    seed = ex.cfg.experiment.seed + EVAL_SEED_OFFSET
     distance = label_distance(
-        self_play_label_counts(ex.population, ex.student_cfg, ex.cfg.eval_episodes, seed), ex.teacher_labels
+        self_play_label_counts(ex.population, ex.student_cfg, ex.cfg.experiment.eval_episodes, seed),
+        ex.teacher_labels,
     )
     metrics = evaluation_metrics(evaluation, n)
     metrics["eval/label_tv_mean"] = float(distance.mean())
@@ -596,15 +595,15 @@ def write_extraction_summary(run_dir: Path, ex: Extraction) -> dict:
         wall_time=ex.wall_time,
     )
     summary = write_summary(run_dir, view)  # type: ignore[arg-type]
-    seed = ex.cfg.seed + EVAL_SEED_OFFSET
-    students = self_play_label_counts(ex.population, ex.student_cfg, ex.cfg.eval_episodes, seed)
+    seed = ex.cfg.experiment.seed + EVAL_SEED_OFFSET
+    students = self_play_label_counts(ex.population, ex.student_cfg, ex.cfg.experiment.eval_episodes, seed)
 
     def distribution(counts: Tensor) -> list[list[float]]:
         return (counts.float() / counts.sum(-1, keepdim=True).clamp_min(1)).cpu().tolist()
 
-    summary["method"] = f"extract_{ex.cfg.method}"  # not the students' self-play training method
+    summary["method"] = f"extract_{ex.cfg.extract.method}"  # not the students' self-play training method
     summary["extraction"] = {
-        "method": ex.cfg.method,
+        "method": ex.cfg.extract.method,
         "teacher_run": ex.teacher_run,
         "teacher_sp_label_distribution": distribution(ex.teacher_labels),
         "student_sp_label_distribution": distribution(students),
@@ -617,25 +616,16 @@ def write_extraction_summary(run_dir: Path, ex: Extraction) -> dict:
 def describe_run(ex: Extraction, run_dir: Path) -> str:
     cfg, n = ex.cfg, ex.student_cfg.population.size
     how = (
-        f"DAgger, beta {cfg.beta0} x {cfg.beta_decay}^k, window {cfg.window or 'all'}"
-        if cfg.method == "dagger"
-        else f"PPO on the teacher's label reward ({cfg.reward})"
+        f"DAgger, beta {cfg.extract.beta0} x {cfg.extract.beta_decay}^k, window {cfg.extract.window or 'all'}"
+        if cfg.extract.method == "dagger"
+        else f"PPO on the teacher's label reward ({cfg.extract.reward})"
     )
     return (
         f"Extracting {n} members of {ex.teacher_run} into fresh students ({how}) on "
-        f"{ex.student_cfg.env.name}: {n} x {cfg.envs_per_member} self-play slots, {cfg.iterations} "
-        f"iterations on {ex.device}\nLogs: {run_dir}  (tensorboard --logdir {run_dir})"
+        f"{ex.student_cfg.env.name}: {n} x {cfg.extract.envs_per_member} self-play slots, "
+        f"{cfg.experiment.iterations} iterations on {ex.device}\n"
+        f"Logs: {run_dir}  (tensorboard --logdir {run_dir})"
     )
-
-
-def _check_resume_compatible(saved: ExtractConfig, cfg: ExtractConfig) -> None:
-    a, b = dataclasses.asdict(saved), dataclasses.asdict(cfg)
-    changed = [f"{k}: {a[k]!r} -> {b[k]!r}" for k in a if a[k] != b[k] and k not in RESUME_MAY_CHANGE]
-    if changed:
-        raise MarlError(
-            "A resumed extraction must train what it started with, but these settings differ from its saved "
-            f"ones: {'; '.join(changed)}. Only {', '.join(RESUME_MAY_CHANGE)} may change on resume."
-        )
 
 
 def _population_from_state(cfg: PopulationConfig, state: dict) -> Population:
@@ -661,36 +651,23 @@ def _mean(x: Tensor) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Command line: marl population extract <teacher run> method=dagger|rl [key=value ...]
+# Command line: marl population extract <teacher run> method=dagger|rl [section.key=value ...]
 # ---------------------------------------------------------------------------------------------------------
 
 
 def parse_extract_args(words: list[str]) -> tuple[str | None, dict[str, Any], str | None]:
-    """CLI words -> (teacher run, settings with YAML-parsed values, resume run). A word without ``=`` (or
-    ``teacher=``) is the teacher run."""
-    teacher, resume, settings = None, None, {}
-    valid = list(get_type_hints(ExtractConfig))
-    for word in words:
-        key, sep, raw = word.partition("=")
-        key = key.strip()
-        if not sep or key == "teacher":
-            if teacher is not None:
-                raise ConfigError(
-                    f"Two teacher runs given ({teacher!r} and {(raw if sep else word)!r}); extract one at a "
-                    "time. Settings are key=value, e.g. method=dagger iterations=50."
-                )
-            teacher = (raw if sep else word).strip()
-        elif key == "resume":
-            resume = raw.strip()
-        elif key in valid:
-            settings[key] = parse_value(key, raw)
-        else:
-            close = difflib.get_close_matches(key, [*valid, "resume", "teacher"], n=1, cutoff=0.6)
-            raise ConfigError(
-                f"Unknown extraction setting {key!r} in {word!r}. Valid keys: {', '.join(valid)}, resume, "
-                f"teacher." + (f" Did you mean {close[0]!r}?" if close else "")
-            )
-    return teacher, settings, resume
+    """CLI words -> (teacher run, {dotted key: YAML-parsed value}, resume run). A word without ``=`` (or
+    ``teacher=``) is the teacher run; ``method=`` is short for ``extract.method=``."""
+    named, dotted, bare = split_arguments(words, ("method", "teacher", "resume"), SCHEMA, bare=True)
+    if "method" in named:  # method=rl is short for extract.method=rl
+        dotted.insert(0, ("extract.method", named["method"]))
+    teachers = bare + ([named["teacher"]] if "teacher" in named else [])
+    if len(teachers) > 1:
+        raise ConfigError(
+            f"Two teacher runs given ({teachers[0]!r} and {teachers[1]!r}); extract one at a time. Settings "
+            "are section.key=value, e.g. extract.method=dagger experiment.iterations=50."
+        )
+    return (teachers or [None])[0], dict(dotted), named.get("resume")
 
 
 def run_extract(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ one iteration is:
    hidden states are those of the policy that acted), clipped surrogate + value loss - entropy bonus.
 
 Robustness is measured as in "Diversity Is Not All You Need": success with each partner from held-out starts
-(in both seats), and the harmonic mean over partners (``evaluate_generalist``). ``test_population=<run>``
+(in both seats), and the harmonic mean over partners (``evaluate_generalist``). ``generalist.test_population``
 adds a population the generalist never trains with (e.g. specialists from another seed).
 
 The partners' weights and config are copied into every checkpoint: a resumed run, or a later evaluation,
@@ -29,38 +29,44 @@ plays exactly the partners it trained with even if the population's run director
 from __future__ import annotations
 
 import argparse
-import copy
-import dataclasses
-import difflib
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_type_hints
+from typing import Any, Literal
 
 import torch
-import yaml
 from torch import Tensor, nn
 from torchrl.envs import EnvBase
 
 from marl.agents.population import Population, sample_categorical
 from marl.agents.recurrent import RecurrentActorCritic
 from marl.checkpoint import (
-    checkpointed_iterations,
     clone_tree,
     load_checkpoint,
     resolve_checkpoint,
     restore_trainer_state,
     trainer_state,
 )
-from marl.config import coerce_value, parse_value
+from marl.config import Schema, config_to_dict, config_to_yaml, leaf_keys, split_arguments
 from marl.envs.factory import describe_env, make_env
 from marl.errors import ConfigError, MarlError
-from marl.population.config import GROUP, PopulationConfig, population_config_from_dict
+from marl.population.config import (
+    GROUP,
+    PopulationConfig,
+    PPOSection,
+    RunSection,
+    check_counts,
+    check_ppo,
+    check_resume,
+    check_run,
+    population_config_from_dict,
+)
 from marl.population.evaluate import harmonic_mean, partner_episodes
 from marl.population.members import EVAL_SEED_OFFSET, build_population
 from marl.ppo import explained_variance, generalized_advantages, minibatch_epochs, ppo_loss
 from marl.run_logger import RunLogger, flatten
+from marl.run_loop import RunPlan, due, run_plan
 from marl.runs import hardware_summary, new_run_dir, resolve_device, untouched_rng
 
 SUMMARY_FILE = "generalist.json"
@@ -68,159 +74,134 @@ TEST_SEED_OFFSET = 2_000_003  # held-out starts of the test population's evaluat
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Configuration: one flat section, `key=value` on the command line
+# Configuration: sections on the shared config engine, `section.key=value` on the command line
 # ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GeneralistExperiment(RunSection):
+    """Run bookkeeping and the held-out evaluations."""
+
+    name: str = "generalist"
+    eval_every: int = 25  # iterations between evaluations; 0 = only at the end
+    eval_episodes: int = 16  # per partner and seat
+    eval_deterministic: bool = True  # generalist and partners take their most likely actions
+
+
+@dataclass
+class GeneralistSection:
+    """Whom the generalist plays with."""
+
+    population: str = ""  # the partner population: a `marl population train` run directory or checkpoint
+    test_population: str | None = None  # held-out partners, evaluated only (never trained with)
+    partner_deterministic: bool = False  # partners take their most likely action (default: they sample)
+    success_key: str = "success"  # the env's info key saying an episode succeeded
+
+
+@dataclass
+class GeneralistEnv:
+    """How many env slots run; the env itself is the partner population's."""
+
+    num_envs: int = 64  # env slots, each with its own partner and seat
+
+
+@dataclass
+class GeneralistAlgorithm(PPOSection):
+    """PPO over sequence chunks (truncated BPTT)."""
+
+    clip_epsilon: float = 0.2
+    entropy_coef: float = 0.01
+    rollout_steps: int = 32  # env steps per slot per iteration, a multiple of chunk_length
+    normalize_advantage: bool = True  # per minibatch
+    chunk_length: int = 8  # steps per BPTT chunk
+    # chunks per PPO minibatch (the population's `minibatches` splits each epoch into that many parts, marl
+    # train's `minibatch_size` counts frames)
+    minibatch_chunks: int = 64
+
+
+@dataclass
+class GeneralistModel:
+    """The GRU actor-critic (agents/recurrent.py)."""
+
+    hidden_sizes: list[int] = field(default_factory=lambda: [64])  # the MLP in front of the GRU
+    activation: Literal["tanh", "relu", "elu", "gelu", "silu"] = "tanh"
+    recurrent_size: int = 64  # the GRU's state size
 
 
 @dataclass
 class GeneralistConfig:
     """`marl population generalist` settings (PPO defaults of the partner-population study)."""
 
-    population: str = ""  # the partner population: a `marl population train` run directory or checkpoint
-    test_population: str | None = None  # held-out partners, evaluated only (never trained with)
-    name: str = "generalist"  # run-name prefix
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int = 1  # torch CPU threads; 0 = torch's default
-    iterations: int = 300
-    envs: int = 64  # env slots, each with its own partner and seat
-    rollout_steps: int = 32  # env steps per slot per iteration, a multiple of chunk_length
-    chunk_length: int = 8  # steps per BPTT chunk
-    hidden_size: int = 64  # GRU state
-    encoder_sizes: list[int] = field(default_factory=lambda: [64])  # MLP in front of the GRU
-    activation: Literal["tanh", "relu", "elu", "gelu", "silu"] = "tanh"
-    lr: float = 5e-4
-    adam_eps: float = 1e-5
-    clip_epsilon: float = 0.2
-    entropy_coef: float = 0.01
-    value_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    epochs: int = 4
-    minibatch_chunks: int = 64  # chunks per PPO minibatch
-    normalize_advantage: bool = True  # per minibatch
-    partner_deterministic: bool = False  # partners take their most likely action (default: they sample)
-    success_key: str = "success"  # the env's info key saying an episode succeeded
-    eval_every: int = 25  # iterations between evaluations; 0 = only at the end
-    eval_episodes: int = 16  # per partner and seat
-    eval_deterministic: bool = True  # generalist and partners take their most likely actions
-    runs_dir: str = "results/runs"
-    checkpoint_every: int = 25  # the last iteration and Ctrl-C always checkpoint
-    keep_checkpoints: int = 3
-    progress: bool = True  # tqdm progress bar with frames/s
+    experiment: GeneralistExperiment = field(default_factory=GeneralistExperiment)
+    generalist: GeneralistSection = field(default_factory=GeneralistSection)
+    env: GeneralistEnv = field(default_factory=GeneralistEnv)
+    algorithm: GeneralistAlgorithm = field(default_factory=GeneralistAlgorithm)
+    model: GeneralistModel = field(default_factory=GeneralistModel)
 
 
-KEYS = tuple(f.name for f in dataclasses.fields(GeneralistConfig))
-RESUMABLE = {  # what a resumed run may change: its length, logging and evaluation, not what it trains
-    "population",  # the partners come from the checkpoint; the path is only a record
-    "test_population",
-    "iterations",
-    "threads",
-    "progress",
-    "eval_every",
-    "eval_episodes",
-    "eval_deterministic",
-    "checkpoint_every",
-    "keep_checkpoints",
-}
-
-
-def generalist_config_from_dict(data: dict, source: str = "config", base: GeneralistConfig | None = None):
-    """A validated config: ``base`` (default: the defaults) with the keys of ``data`` set and type-checked."""
-    tree = dataclasses.asdict(base or GeneralistConfig())
-    hints = get_type_hints(GeneralistConfig)
-    for key, value in data.items():
-        if key not in KEYS:
-            raise ConfigError(
-                f"Unknown key {key!r} ({source}). Valid keys of marl population generalist: "
-                f"{', '.join(KEYS)}.{_did_you_mean(str(key), KEYS)}"
-            )
-        example = getattr(GeneralistConfig(), key)
-        tree[key] = coerce_value(value, hints[key], key, source, example=example)
-    cfg = GeneralistConfig(**copy.deepcopy(tree))
-    check_config(cfg)
-    return cfg
-
-
-def parse_generalist_args(words: list[str]) -> tuple[dict[str, Any], str | None]:
-    """CLI words -> (``{key: YAML-parsed value}``, resume run dir). A bare word is the population run."""
-    values: dict[str, Any] = {}
-    resume = None
-    for word in words:
-        key, sep, raw = word.partition("=")
-        if not sep:
-            if "population" in values:
-                raise ConfigError(
-                    f"Two population runs given ({values['population']!r} and {word!r}). Give the partner "
-                    "population once; held-out partners go in test_population=<run>."
-                )
-            values["population"] = word
-        elif key.strip() == "resume":
-            resume = raw.strip() or None
-            if resume is None:
-                raise ConfigError("'resume=' needs a generalist run directory, e.g. resume=results/runs/...")
-        elif not key.strip() or " " in key.strip():
-            raise ConfigError(f"Malformed argument {word!r}: expected key=value, e.g. iterations=200.")
-        else:
-            values[key.strip()] = parse_value(key.strip(), raw)
-    return values, resume
-
-
-def load_generalist_config(words: list[str]) -> GeneralistConfig:
-    """Defaults < the command line (``<population run> key=value ...``), validated."""
-    values, _ = parse_generalist_args(words)
-    return generalist_config_from_dict(values, "command line")
-
-
-def generalist_config_to_dict(cfg: GeneralistConfig) -> dict:
-    return copy.deepcopy(dataclasses.asdict(cfg))
+RESUMABLE = (  # what a resumed run may change: its length, logging and evaluation, not what it trains
+    "generalist.population",  # the partners come from the checkpoint; the path is only a record
+    "generalist.test_population",
+    *("experiment.iterations", "experiment.threads", "experiment.progress", "experiment.eval_deterministic"),
+    *("experiment.checkpoint_every", "experiment.keep_checkpoints", "experiment.eval_every"),
+    "experiment.eval_episodes",
+)
 
 
 def check_config(cfg: GeneralistConfig) -> None:
     """Value checks the types cannot express; the first failure raises ConfigError."""
-    _require(
-        bool(cfg.population),
-        "No partner population given: marl population generalist <population run dir> [key=value ...] "
-        "(train one with marl population train, e.g. preset=matrix_game_specialists).",
-    )
+    alg, model = cfg.algorithm, cfg.model
+    check_run(cfg.experiment)
+    check_ppo(alg)
     positive = {
-        "iterations": cfg.iterations,
-        "envs": cfg.envs,
-        "rollout_steps": cfg.rollout_steps,
-        "chunk_length": cfg.chunk_length,
-        "hidden_size": cfg.hidden_size,
-        "epochs": cfg.epochs,
-        "minibatch_chunks": cfg.minibatch_chunks,
-        "eval_episodes": cfg.eval_episodes,
-        "keep_checkpoints": cfg.keep_checkpoints,
-        **{f"encoder_sizes[{i}]": size for i, size in enumerate(cfg.encoder_sizes)},
+        "experiment.eval_episodes": cfg.experiment.eval_episodes,
+        "env.num_envs": cfg.env.num_envs,
+        "algorithm.chunk_length": alg.chunk_length,
+        "algorithm.minibatch_chunks": alg.minibatch_chunks,
+        "model.recurrent_size": model.recurrent_size,
+        **{f"model.hidden_sizes[{i}]": size for i, size in enumerate(model.hidden_sizes)},
     }
-    for key, value in positive.items():
-        _require(value > 0, f"'{key}' must be a positive integer, got {value}.")
-    for key, value in {
-        "seed": cfg.seed,
-        "threads": cfg.threads,
-        "entropy_coef": cfg.entropy_coef,
-        "value_coef": cfg.value_coef,
-        "eval_every": cfg.eval_every,
-        "checkpoint_every": cfg.checkpoint_every,
-    }.items():
-        _require(value >= 0, f"'{key}' must be >= 0, got {value}.")
-    for key, value in {
-        "lr": cfg.lr,
-        "adam_eps": cfg.adam_eps,
-        "clip_epsilon": cfg.clip_epsilon,
-        "max_grad_norm": cfg.max_grad_norm,
-    }.items():
-        _require(value > 0, f"'{key}' must be > 0, got {value}.")
-    _require(0 < cfg.gamma <= 1, f"'gamma' must be in (0, 1], got {cfg.gamma}.")
-    _require(0 <= cfg.gae_lambda <= 1, f"'gae_lambda' must be in [0, 1], got {cfg.gae_lambda}.")
+    check_counts(positive, {})
     _require(
-        cfg.rollout_steps % cfg.chunk_length == 0,
-        f"'rollout_steps={cfg.rollout_steps}' must be a multiple of 'chunk_length={cfg.chunk_length}' (the "
-        f"rollout is cut into whole chunks), e.g. rollout_steps={cfg.chunk_length * 4}.",
+        alg.rollout_steps % alg.chunk_length == 0,
+        f"'algorithm.rollout_steps={alg.rollout_steps}' must be a multiple of 'algorithm.chunk_length="
+        f"{alg.chunk_length}' (the rollout is cut into whole chunks), e.g. algorithm.rollout_steps="
+        f"{alg.chunk_length * 4}.",
     )
+
+
+# The keys of the old flat layout of saved configs: each field's own name, and three renamed ones
+RENAMES = leaf_keys(GeneralistConfig)
+RENAMES.update(envs="env.num_envs", hidden_size="model.recurrent_size", encoder_sizes="model.hidden_sizes")
+SCHEMA = Schema(GeneralistConfig, check_config, RENAMES)
+
+
+def generalist_config_from_dict(data: dict) -> GeneralistConfig:
+    """A validated config from a nested dict (a saved config; the old flat layout also reads)."""
+    return SCHEMA.from_dict(data)
+
+
+def parse_generalist_args(words: list[str]) -> tuple[list[tuple[str, Any]], str | None]:
+    """CLI words -> (dotted overrides, resume run dir). A bare word is the partner population run."""
+    named, dotted, runs = split_arguments(list(words), ("resume",), SCHEMA, bare=True)
+    if len(runs) > 1:
+        raise ConfigError(
+            f"Two population runs given ({runs[0]!r} and {runs[1]!r}). Give the partner population once; "
+            "held-out partners go in generalist.test_population=<run>."
+        )
+    return [("generalist.population", run) for run in runs] + dotted, named.get("resume")
+
+
+def load_generalist_config(words: list[str], need_population: bool = True) -> GeneralistConfig:
+    """Defaults < the command line (``<population run> section.key=value ...``), validated."""
+    dotted, _ = parse_generalist_args(words)
+    cfg = SCHEMA.with_overrides(GeneralistConfig(), dotted)
+    _require(
+        bool(cfg.generalist.population) or not need_population,
+        "No partner population given: marl population generalist <population run dir> [section.key=value "
+        "...] (train one with marl population train, e.g. preset=matrix_game_specialists).",
+    )
+    return cfg
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -325,8 +306,9 @@ class GeneralistCollector:
         info = self.td[GROUP, "info"]
         if self.success_key not in info.keys():  # noqa: SIM118 - a TensorDict's keys
             raise MarlError(
-                f"success_key={self.success_key!r} is not in the env's info (it reports "
-                f"{', '.join(info.keys())}). Set success_key to the key that is 1 where an episode succeeded."
+                f"generalist.success_key={self.success_key!r} is not in the env's info (it reports "
+                f"{', '.join(info.keys())}). Set generalist.success_key to the key that is 1 where an "
+                "episode succeeded."
             )
         self.partner = torch.zeros(n, dtype=torch.long, device=device)
         self.seat = torch.zeros(n, dtype=torch.long, device=device)
@@ -479,7 +461,7 @@ class GeneralistTrainer:
     def state_dict(self) -> dict:
         return trainer_state(
             self,
-            generalist_config_to_dict(self.cfg),
+            config_to_dict(self.cfg),
             "generalist",
             model_spec=self.model.spec(),
             model=clone_tree(self.model.state_dict()),
@@ -497,24 +479,27 @@ class GeneralistTrainer:
 
 def build_trainer(cfg: GeneralistConfig, snapshot: dict | None = None) -> GeneralistTrainer:
     """Seed, then load the partners (from ``snapshot``, else the population run) and build the rest."""
-    device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    snapshot = snapshot or partner_snapshot(cfg.population)
+    device = resolve_device(cfg.experiment.device)
+    if cfg.experiment.threads:
+        torch.set_num_threads(cfg.experiment.threads)
+    snapshot = snapshot or partner_snapshot(cfg.generalist.population)
     partners, partner_cfg = build_partners(snapshot, device)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.experiment.seed)
     obs_dim, n_actions = env_dims(partner_cfg)
-    model = RecurrentActorCritic(obs_dim, n_actions, cfg.hidden_size, cfg.encoder_sizes, cfg.activation)
+    model = RecurrentActorCritic(
+        obs_dim, n_actions, cfg.model.recurrent_size, cfg.model.hidden_sizes, cfg.model.activation
+    )
     model = model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
-    env = make_env(partner_cfg.env_config(cfg.envs), device, cfg.seed)
-    collector = GeneralistCollector(env, partners, cfg.hidden_size, cfg.success_key)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.algorithm.lr, eps=cfg.algorithm.adam_eps)
+    env = make_env(partner_cfg.env_config(cfg.env.num_envs), device, cfg.experiment.seed)
+    collector = GeneralistCollector(env, partners, cfg.model.recurrent_size, cfg.generalist.success_key)
     test_partners = None
-    if cfg.test_population:
-        test_partners = build_partners(partner_snapshot(cfg.test_population), device)
+    if cfg.generalist.test_population:
+        test_partners = build_partners(partner_snapshot(cfg.generalist.test_population), device)
         if not same_env(test_partners[1], partner_cfg):
             raise MarlError(
-                f"test_population={cfg.test_population} plays another env than the training partners "
+                f"generalist.test_population={cfg.generalist.test_population} plays another env than the "
+                "training partners "
                 f"({test_partners[1].env} vs {partner_cfg.env}); held-out partners must play the same game."
             )
     return GeneralistTrainer(
@@ -540,67 +525,56 @@ def train_generalist(
                 f"{resume} is not a generalist run (its checkpoint is a {state.get('kind')!r} run)."
             )
         run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
-        _check_resume_compatible(generalist_config_from_dict(state["config"]), cfg)
+        check_resume(generalist_config_from_dict(state["config"]), cfg, RESUMABLE, "generalist run")
     trainer = build_trainer(cfg, None if state is None else state["partners"])
     if state is not None:
         trainer.load_state_dict(state)
     else:
-        run_dir = new_run_dir(cfg.runs_dir, cfg.name)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(generalist_config_to_dict(cfg), sort_keys=False))
-    logger = RunLogger(run_dir, resume_frames=trainer.frames if state is not None else None)
-    if state is None:
-        logger.log_text("run/hardware", hardware_summary(trainer.device))
-        logger.log_text("run/partners", trainer.partner_snapshot["source"])
-    if cfg.progress:
-        print(describe_run(trainer, run_dir))
+        run_dir = new_run_dir(cfg.experiment.runs_dir, cfg.experiment.name)
+    exp = cfg.experiment
 
-    start_iteration = trainer.iteration
-    final: dict[str, float] = {}
-
-    def one_iteration() -> dict[str, float]:
+    def one_iteration(logger: RunLogger) -> dict[str, float]:
         metrics = train_iteration(trainer)
-        last = trainer.iteration == cfg.iterations
-        if last or (cfg.eval_every and trainer.iteration % cfg.eval_every == 0):
+        if trainer.iteration == exp.iterations or due(trainer.iteration, exp.eval_every, exp.iterations):
             metrics.update(evaluation_metrics(trainer))
-        logger.log(trainer.iteration, trainer.frames, metrics)
-        final.update({k: v for k, v in metrics.items() if k.endswith(("_mean", "harmonic_mean"))})
         return metrics
 
-    def postfix(metrics: dict[str, float]) -> dict[str, str]:
-        return {
+    def header(logger: RunLogger) -> None:
+        logger.log_text("run/hardware", hardware_summary(trainer.device))
+        logger.log_text("run/partners", trainer.partner_snapshot["source"])
+
+    plan = RunPlan(
+        trainer=trainer,
+        run_dir=run_dir,
+        settings=exp,
+        n_iterations=exp.iterations,
+        name=exp.name,
+        resume_command=f"marl population generalist resume={run_dir}",
+        config_yaml=config_to_yaml(cfg),
+        hparams=flatten(config_to_dict(cfg)),
+        one_iteration=one_iteration,
+        final_metric=lambda key: key.endswith(("_mean", "harmonic_mean")),
+        write_summary=lambda: write_summary(run_dir, trainer),
+        header=header,
+        description=describe_run(trainer, run_dir),
+        postfix=lambda metrics: {
             "fps": f"{metrics['perf/total_fps']:.0f}",
             "success": f"{metrics.get('train/success_mean', float('nan')):.2f}",
-        }
-
-    checkpointed_iterations(
-        trainer,
-        run_dir,
-        one_iteration,
-        settings=cfg,
-        n_iterations=cfg.iterations,
-        name=cfg.name,
-        resume_command=f"marl population generalist resume={run_dir}",
-        close=logger.close,
-        postfix=postfix,
-        stop_after=stop_after,
-        last_good=state,
+        },
     )
-    if trainer.iteration >= cfg.iterations:
-        if trainer.iteration > start_iteration:
-            logger.log_hparams(flatten(generalist_config_to_dict(cfg)), final)
-        write_summary(run_dir, trainer)
-    logger.close()
-    return run_dir
+    return run_plan(plan, resumed=state, stop_after=stop_after)
 
 
 def train_iteration(trainer: GeneralistTrainer) -> dict[str, float]:
     """Rollout with frozen partners -> GAE -> PPO over chunks. Returns the iteration's metrics."""
     cfg, model = trainer.cfg, trainer.model
     start = time.perf_counter()
-    rollout = trainer.collector.collect(model, cfg.rollout_steps, cfg.chunk_length, cfg.partner_deterministic)
+    rollout = trainer.collector.collect(
+        model, cfg.algorithm.rollout_steps, cfg.algorithm.chunk_length, cfg.generalist.partner_deterministic
+    )
     collected = time.perf_counter()
-    advantage, target = advantages(rollout, cfg.gamma, cfg.gae_lambda)
-    stats = ppo_update_chunks(model, trainer.optimizer, rollout, advantage, target, cfg)
+    advantage, target = advantages(rollout, cfg.algorithm.gamma, cfg.algorithm.gae_lambda)
+    stats = ppo_update_chunks(model, trainer.optimizer, rollout, advantage, target, cfg.algorithm)
     trained = time.perf_counter()
 
     trainer.iteration += 1
@@ -641,7 +615,7 @@ def ppo_update_chunks(
     rollout: GeneralistRollout,
     advantage: Tensor,
     target: Tensor,
-    cfg: GeneralistConfig,
+    cfg: GeneralistAlgorithm,
 ) -> dict[str, float]:
     """``cfg.epochs`` epochs of clipped PPO over chunks of ``cfg.chunk_length`` steps,
     ``cfg.minibatch_chunks`` chunks per minibatch, each replayed from its stored hidden state (truncated
@@ -769,19 +743,19 @@ def held_out_reports(trainer: GeneralistTrainer) -> dict[str, dict[str, Any]]:
     """`partner_report`s from held-out starts with the training partners (``"train"``) and, if given, the
     test population (``"test"``)."""
     cfg = trainer.cfg
-    groups = {"train": (trainer.partners, trainer.partner_cfg, cfg.seed + EVAL_SEED_OFFSET)}
+    groups = {"train": (trainer.partners, trainer.partner_cfg, cfg.experiment.seed + EVAL_SEED_OFFSET)}
     if trainer.test_partners is not None:
-        groups["test"] = (*trainer.test_partners, cfg.seed + TEST_SEED_OFFSET)
+        groups["test"] = (*trainer.test_partners, cfg.experiment.seed + TEST_SEED_OFFSET)
     return {
         name: partner_report(
             play_partners(
                 trainer.model,
                 partners,
                 partner_cfg,
-                cfg.eval_episodes,
+                cfg.experiment.eval_episodes,
                 seed,
-                cfg.eval_deterministic,
-                cfg.success_key,
+                cfg.experiment.eval_deterministic,
+                cfg.generalist.success_key,
             )
         )
         for name, (partners, partner_cfg, seed) in groups.items()
@@ -849,7 +823,7 @@ def evaluate_generalist(
             f"The partners play {partner_cfg.env}, but the generalist trained on {trained_env.env}; evaluate "
             "it with partners of the same game."
         )
-    key = success_key or (run_cfg.success_key if run_cfg is not None else "success")
+    key = success_key or (run_cfg.generalist.success_key if run_cfg is not None else "success")
     result = play_partners(model, population.to(device), partner_cfg, episodes, seed, deterministic, key)
     return {**partner_report(result), "episodes": episodes, "seed": seed, "deterministic": deterministic}
 
@@ -863,13 +837,13 @@ def write_summary(run_dir: Path, trainer: GeneralistTrainer) -> dict:
     """``generalist.json``: the final held-out evaluation with the training (and test) partners."""
     cfg = trainer.cfg
     summary: dict[str, Any] = {
-        "seed": cfg.seed,
+        "seed": cfg.experiment.seed,
         "iterations": trainer.iteration,
         "frames": trainer.frames,
         "wall_time_s": trainer.wall_time,
         "partners": trainer.partner_snapshot["source"],
-        "eval_episodes": cfg.eval_episodes,
-        "eval_deterministic": cfg.eval_deterministic,
+        "eval_episodes": cfg.experiment.eval_episodes,
+        "eval_deterministic": cfg.experiment.eval_deterministic,
         "hardware": hardware_summary(trainer.device),
     }
     for name, report in held_out_reports(trainer).items():
@@ -879,12 +853,13 @@ def write_summary(run_dir: Path, trainer: GeneralistTrainer) -> dict:
 
 
 def describe_run(trainer: GeneralistTrainer, run_dir: Path) -> str:
-    cfg = trainer.cfg
+    cfg, partners = trainer.cfg, trainer.partners.n_members
     params = sum(p.numel() for p in trainer.model.parameters())
     return (
-        f"Generalist (GRU {cfg.hidden_size}, {params:,} params) with {trainer.partners.n_members} frozen "
-        f"partners from {trainer.partner_snapshot['source']} on {trainer.partner_cfg.env.name}: {cfg.envs} "
-        f"slots x {cfg.rollout_steps} steps, {cfg.iterations} iterations on {trainer.device}\n"
+        f"Generalist (GRU {cfg.model.recurrent_size}, {params:,} params) with {partners} frozen partners "
+        f"from {trainer.partner_snapshot['source']} on {trainer.partner_cfg.env.name}: {cfg.env.num_envs} "
+        f"slots x {cfg.algorithm.rollout_steps} steps, {cfg.experiment.iterations} iterations on "
+        f"{trainer.device}\n"
         f"Logs: {run_dir}  (tensorboard --logdir {run_dir})"
     )
 
@@ -893,13 +868,13 @@ def run_generalist(args: argparse.Namespace) -> int:
     """`marl population generalist ...`: a new run, or ``resume=<run dir>`` with optional overrides."""
     from marl.runs import stop_signals_interrupt
 
-    values, resume = parse_generalist_args(args.overrides)
+    dotted, resume = parse_generalist_args(args.overrides)
     if resume is not None:
         saved = generalist_config_from_dict(load_checkpoint(resume)["config"])
-        cfg = generalist_config_from_dict(values, "command line", base=saved)
+        cfg = SCHEMA.with_overrides(saved, dotted)
         print(f"Resuming {resume}")
     else:
-        cfg = generalist_config_from_dict(values, "command line")
+        cfg = load_generalist_config(args.overrides)
     with stop_signals_interrupt():
         run_dir = train_generalist(cfg, resume=resume)
     summary_path = Path(run_dir) / SUMMARY_FILE
@@ -933,25 +908,9 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _check_resume_compatible(saved: GeneralistConfig, cfg: GeneralistConfig) -> None:
-    """A resumed run may only change its length, logging and evaluation (``RESUMABLE``)."""
-    a, b = generalist_config_to_dict(saved), generalist_config_to_dict(cfg)
-    changed = [f"{k}: {a[k]!r} -> {b[k]!r}" for k in KEYS if a[k] != b[k] and k not in RESUMABLE]
-    if changed:
-        raise MarlError(
-            "A resumed generalist run must train what it started with, but these settings differ from its "
-            f"saved config: {'; '.join(changed)}. Only {', '.join(sorted(RESUMABLE))} may change on resume."
-        )
-
-
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
-
-
-def _did_you_mean(word: str, options: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 __all__ = [

@@ -108,5 +108,6 @@ def run_method(state: dict) -> str:
     extract_dagger / extract_rl for an extraction run, whose students train in self-play."""
     extraction = state.get("extraction")
     if isinstance(extraction, dict):
-        return f"extract_{extraction.get('config', {}).get('method', 'unknown')}"
+        settings = extraction.get("config", {})  # sections, or the old flat layout
+        return f"extract_{settings.get('extract', settings).get('method', 'unknown')}"
     return str(state["config"]["population"]["method"])
