@@ -132,6 +132,7 @@ class Trainable(Protocol):
     iteration: int
     frames: int
     wall_time: float
+    device: torch.device
 
     def state_dict(self) -> dict: ...
 

@@ -18,13 +18,14 @@ from typing import Any
 from marl.checkpoint import LoopSettings, Trainable, checkpointed_iterations
 from marl.errors import DivergenceError
 from marl.run_logger import RunLogger
+from marl.runs import hardware_summary
 
 
 @dataclass
 class RunPlan:
     """What one trainer brings to the shared loop."""
 
-    trainer: Trainable  # .iteration, .frames and state_dict(): the checkpoint
+    trainer: Trainable  # .iteration, .frames, .device and state_dict(): the checkpoint
     run_dir: Path
     settings: LoopSettings  # checkpoint_every, keep_checkpoints, progress
     n_iterations: int
@@ -35,7 +36,7 @@ class RunPlan:
     one_iteration: Callable[[RunLogger], dict[str, float]]  # train (and evaluate when due) -> metrics
     final_metric: Callable[[str], bool]  # which metric names HParams shows (their last values)
     write_summary: Callable[[], object]  # the run's summary file, once it is complete
-    header: Callable[[RunLogger], None] = lambda logger: None  # what a new run logs once (hardware, ...)
+    header: Callable[[RunLogger], None] = lambda logger: None  # what a new run logs once besides hardware
     description: str = ""  # printed at the start when progress is on
     postfix: Callable[[dict[str, float]], dict[str, str]] = lambda metrics: {}  # progress bar extras
     close: Callable[[], None] = lambda: None  # releases the trainer's envs and Ray workers
@@ -56,6 +57,7 @@ def run_plan(plan: RunPlan, resumed: dict | None = None, stop_after: int | None 
     (run_dir / "config.yaml").write_text(plan.config_yaml)
     logger = RunLogger(run_dir, resume_frames=None if resumed is None else trainer.frames)
     if resumed is None:
+        logger.log_text("run/hardware", hardware_summary(trainer.device))
         plan.header(logger)
     if plan.settings.progress and plan.description:
         print(plan.description)

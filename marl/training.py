@@ -406,7 +406,6 @@ def _log_run_header(logger: RunLogger, trainer: Trainer) -> None:
     logger.log_text("model/parameters", "| network | parameters |\n|---|---|\n" + "\n".join(lines))
     for name, count in counts.items():
         logger.writer.add_scalar(f"model/parameters/{name}", count, 0)
-    logger.log_text("run/hardware", hardware_summary(trainer.device))
     logger.log_text("run/config", "```\n" + config_to_yaml(trainer.cfg) + "\n```")
 
 

@@ -226,19 +226,6 @@ def partner_episodes(
     return played.success.view(shape).mean(-1), player_return.view(shape).mean(-1)
 
 
-def partner_success(
-    player: Population | SeatPolicy,
-    partners: Population,
-    cfg: PopulationConfig,
-    episodes_per_pair: int,
-    seed: int,
-    device: torch.device,
-    deterministic: bool = True,
-) -> Tensor:
-    """The success rates ``[P, K, 2]`` of ``partner_episodes``."""
-    return partner_episodes(player, partners, cfg, episodes_per_pair, seed, device, deterministic)[0]
-
-
 def harmonic_mean(values: Tensor | Sequence[float]) -> float:
     """``K / sum_k 1 / v_k`` of non-negative values; 0 when any value is 0 (NaN for none)."""
     values = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
@@ -260,7 +247,7 @@ def specialist_robustness(
     """A seat policy's robustness to held-out specialists, in the specialists' (unrestricted) env: success
     with each specialist in each seat, per specialist (mean over both seats), and their harmonic mean."""
     device = torch.device(device)
-    success = partner_success(
+    success = partner_episodes(
         policy,
         specialists,
         specialists_cfg,
@@ -268,7 +255,7 @@ def specialist_robustness(
         seed,
         device,
         specialists_cfg.experiment.eval_deterministic,
-    )[0]  # [K, 2]
+    )[0][0]  # success [K, 2] of the one player
     per_partner = success.mean(-1)
     return {
         "labels": specialist_targets(specialists_cfg),
@@ -457,7 +444,7 @@ def training_metrics(
     exp = cfg.experiment
     seed, episodes = exp.seed + EVAL_SEED_OFFSET, exp.eval_envs_per_pair
     deterministic = exp.eval_deterministic
-    partners = partner_success(population, members, cfg, episodes, seed, device, deterministic).cpu()
+    partners = partner_episodes(population, members, cfg, episodes, seed, device, deterministic)[0].cpu()
     sp_success = evaluation.success[self_play].mean(-1).cpu()
     capable = sp_success >= CAPABLE_SUCCESS
     fit = overfitness(sp_success, modal_label(counts), capable, partners, labels)
@@ -531,8 +518,8 @@ def evaluate_run(
     specialists = labels = partners = None
     if specialists_run is not None:
         specialists, labels = load_specialists(specialists_run, cfg, dev)
-        partners = partner_success(population, specialists, cfg, episodes_per_pair, seed, dev, deterministic)
-        partners = partners.cpu()
+        played = partner_episodes(population, specialists, cfg, episodes_per_pair, seed, dev, deterministic)
+        partners = played[0].cpu()  # success [N, K, 2]
     metrics = population_metrics(counts, success.diagonal(), partners, labels, n_boot=n_boot, seed=seed)
 
     result = {
@@ -781,7 +768,6 @@ __all__ = [
     "evaluate_run",
     "harmonic_mean",
     "partner_episodes",
-    "partner_success",
     "population_metrics",
     "run_evaluate",
     "specialist_robustness",

@@ -94,7 +94,7 @@ from marl.population.xpmin import (
 )
 from marl.run_logger import RunLogger, flatten
 from marl.run_loop import RunPlan, due, run_plan
-from marl.runs import hardware_summary, new_run_dir, resolve_device, untouched_rng
+from marl.runs import new_run_dir, resolve_device, untouched_rng
 
 EXTRACT_FILE = "extract.yaml"
 TEACHER_SEED_OFFSET = 2_000_003  # the teacher's label-distribution episodes use their own seed
@@ -361,8 +361,10 @@ def extract(
         ex.load_state_dict(state)
     else:
         run_dir = new_run_dir(ex.student_cfg.experiment.runs_dir, ex.student_cfg.experiment.name)
-    settings = {"teacher_run": str(teacher_run), "extraction": config_to_dict(cfg)}
-    (run_dir / EXTRACT_FILE).write_text(yaml.safe_dump(settings, sort_keys=False))
+    settings = yaml.safe_dump(
+        {"teacher_run": str(teacher_run), "extraction": config_to_dict(cfg)}, sort_keys=False
+    )
+    (run_dir / EXTRACT_FILE).write_text(settings)
     exp = cfg.experiment
     step = dagger_iteration if cfg.extract.method == "dagger" else rl_iteration
 
@@ -371,10 +373,6 @@ def extract(
         if due(ex.iteration, exp.eval_every, exp.iterations):
             metrics.update(evaluate_extraction(ex, logger))
         return metrics
-
-    def header(logger: RunLogger) -> None:
-        logger.log_text("run/hardware", hardware_summary(ex.device))
-        logger.log_text("run/extraction", "```\n" + yaml.safe_dump(settings, sort_keys=False) + "\n```")
 
     def postfix(metrics: dict[str, float]) -> dict[str, str]:
         shown = {"fps": f"{metrics['perf/total_fps']:.0f}"}
@@ -396,7 +394,7 @@ def extract(
         one_iteration=one_iteration,
         final_metric=lambda key: key.endswith(("_mean", "distinct_labels")),
         write_summary=lambda: write_extraction_summary(run_dir, ex),
-        header=header,
+        header=lambda logger: logger.log_text("run/extraction", f"```\n{settings}\n```"),
         description=describe_run(ex, run_dir),
         postfix=postfix,
     )

@@ -539,10 +539,6 @@ def train_generalist(
             metrics.update(evaluation_metrics(trainer))
         return metrics
 
-    def header(logger: RunLogger) -> None:
-        logger.log_text("run/hardware", hardware_summary(trainer.device))
-        logger.log_text("run/partners", trainer.partner_snapshot["source"])
-
     plan = RunPlan(
         trainer=trainer,
         run_dir=run_dir,
@@ -555,7 +551,7 @@ def train_generalist(
         one_iteration=one_iteration,
         final_metric=lambda key: key.endswith(("_mean", "harmonic_mean")),
         write_summary=lambda: write_summary(run_dir, trainer),
-        header=header,
+        header=lambda logger: logger.log_text("run/partners", trainer.partner_snapshot["source"]),
         description=describe_run(trainer, run_dir),
         postfix=lambda metrics: {
             "fps": f"{metrics['perf/total_fps']:.0f}",

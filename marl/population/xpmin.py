@@ -203,10 +203,6 @@ def train(cfg: PopulationConfig, resume: str | Path | None = None, stop_after: i
             "xp": f"{metrics.get('train/xp_return_mean', float('nan')):.3g}",
         }
 
-    def header(logger: RunLogger) -> None:
-        logger.log_text("run/hardware", hardware_summary(trainer.device))
-        logger.log_text("run/config", "```\n" + population_config_to_yaml(cfg) + "\n```")
-
     plan = RunPlan(
         trainer=trainer,
         run_dir=run_dir,
@@ -219,7 +215,7 @@ def train(cfg: PopulationConfig, resume: str | Path | None = None, stop_after: i
         one_iteration=one_iteration,
         final_metric=lambda key: key.endswith(("_mean", "distinct_labels")),
         write_summary=lambda: write_summary(run_dir, trainer),
-        header=header,
+        header=lambda logger: logger.log_text("run/config", f"```\n{population_config_to_yaml(cfg)}\n```"),
         description=describe_run(trainer, run_dir),
         postfix=postfix,
         close=trainer.collector.close,
