@@ -768,7 +768,7 @@ def _check(cfg: Config) -> None:
         **{f"model.hidden_sizes[{i}]": size for i, size in enumerate(cfg.model.hidden_sizes)},
     }
     for key, value in positive.items():
-        _require(value > 0, f"'{key}' must be a positive integer, got {value}.")
+        require(value > 0, f"'{key}' must be a positive integer, got {value}.")
     for key, value in {
         "experiment.seed": exp.seed,
         "experiment.eval_every": exp.eval_every,
@@ -779,33 +779,33 @@ def _check(cfg: Config) -> None:
         "collector.num_workers": cfg.collector.num_workers,
         "ray.num_cpus": cfg.ray.num_cpus,
     }.items():
-        _require(value >= 0, f"'{key}' must be >= 0, got {value}.")
+        require(value >= 0, f"'{key}' must be >= 0, got {value}.")
 
     for key, value in {"experiment.seed": exp.seed, "metrics.seed": cfg.metrics.seed}.items():
-        _require(value < SEED_LIMIT, f"'{key}' must be below 2^31 ({SEED_LIMIT:,}), got {value}.")
+        require(value < SEED_LIMIT, f"'{key}' must be below 2^31 ({SEED_LIMIT:,}), got {value}.")
     check_path_setting("experiment.runs_dir", exp.runs_dir)
     check_name_setting("experiment.name", exp.name)
     for key, value in {"experiment.device": exp.device, "env.device": env.device}.items():
-        _require(
+        require(
             _DEVICE.fullmatch(value) is not None,
             f"Invalid value for '{key}': {value!r}. Use auto, cpu, cuda or cuda:N (e.g. cuda:0).",
         )
-    _require(
+    require(
         re.fullmatch(r"vmas/[\w/]+|native/\w+", env.name) is not None or env.name == "pettingzoo",
         f"Invalid value for 'env.name': {env.name!r}. Expected vmas/<scenario> (e.g. vmas/navigation), "
         f"native/<name> (e.g. native/cooking) or pettingzoo (with env.entry_point=package.module:factory).",
     )
-    _require(
+    require(
         env.name == "pettingzoo" or env.entry_point is None,
         f"env.entry_point is a PettingZoo setting, but env.name={env.name!r}. Use "
         f"env=pettingzoo to plug in a PettingZoo env.",
     )
-    _require(
+    require(
         env.name == "pettingzoo" or env.info_keys is None,
         f"env.info_keys is a PettingZoo setting (VMAS and native envs expose their infos already), but "
         f"env.name={env.name!r}. Drop env.info_keys.",
     )
-    _require(
+    require(
         not env.name.startswith("native/") or env.groups is None,
         f"env.groups cannot regroup {env.name}: its agents always form one group.",
     )
@@ -813,7 +813,7 @@ def _check(cfg: Config) -> None:
         check_entry_point("env.entry_point", env.entry_point)
     check_scenario_counts(env.kwargs)
 
-    _require(cfg.metrics.cell_size > 0, f"'metrics.cell_size' must be > 0, got {cfg.metrics.cell_size}.")
+    require(cfg.metrics.cell_size > 0, f"'metrics.cell_size' must be > 0, got {cfg.metrics.cell_size}.")
     for key, value in {
         "algorithm.lr": alg.lr,
         "algorithm.adam_eps": alg.adam_eps,
@@ -821,23 +821,23 @@ def _check(cfg: Config) -> None:
         "algorithm.max_grad_norm": alg.max_grad_norm,
         "algorithm.initial_std": alg.initial_std,
     }.items():
-        _require(value > 0, f"'{key}' must be > 0, got {value}.")
+        require(value > 0, f"'{key}' must be > 0, got {value}.")
     for key, value in {
         "algorithm.entropy_coef": alg.entropy_coef,
         "algorithm.value_coef": alg.value_coef,
     }.items():
-        _require(value >= 0, f"'{key}' must be >= 0, got {value}.")
-    _require(0 < alg.gamma <= 1, f"'algorithm.gamma' must be in (0, 1], got {alg.gamma}.")
-    _require(0 <= alg.gae_lambda <= 1, f"'algorithm.gae_lambda' must be in [0, 1], got {alg.gae_lambda}.")
-    _require(
+        require(value >= 0, f"'{key}' must be >= 0, got {value}.")
+    require(0 < alg.gamma <= 1, f"'algorithm.gamma' must be in (0, 1], got {alg.gamma}.")
+    require(0 <= alg.gae_lambda <= 1, f"'algorithm.gae_lambda' must be in [0, 1], got {alg.gae_lambda}.")
+    require(
         not (alg.name == "ippo" and alg.critic_input == "state"),
         "'algorithm.critic_input=state' needs a centralised critic, but algorithm.name=ippo uses local "
         "critics. Use algorithm=mappo, or set algorithm.critic_input=observations.",
     )
 
-    _require(cfg.collector.worker_threads > 0, "'collector.worker_threads' must be a positive integer.")
+    require(cfg.collector.worker_threads > 0, "'collector.worker_threads' must be a positive integer.")
     workers = cfg.collector.num_workers
-    _require(
+    require(
         workers == 0 or env.num_envs % workers == 0,
         f"'env.num_envs={env.num_envs}' must split evenly over 'collector.num_workers={workers}' (each "
         f"worker steps env.num_envs / num_workers envs). Make env.num_envs a multiple of {workers}.",
@@ -874,7 +874,7 @@ def _check_batch(frames_per_batch: int, num_envs: int, minibatch_size: int) -> N
             + other
             + "."
         )
-    _require(
+    require(
         minibatch_size <= frames_per_batch,
         f"'algorithm.minibatch_size={minibatch_size}' is larger than 'experiment.frames_per_batch="
         f"{frames_per_batch}'. Lower algorithm.minibatch_size or raise experiment.frames_per_batch.",
@@ -885,9 +885,9 @@ def _check_recurrent(cfg: Config) -> None:
     """A recurrent actor replays whole chunks: each env's steps per batch must split into chunks."""
     steps, chunk = cfg.experiment.frames_per_batch // cfg.env.num_envs, cfg.algorithm.chunk_length
     size = cfg.model.recurrent_size
-    _require(size > 0, f"'model.recurrent_size' must be > 0, got {size}.")
-    _require(chunk > 0, f"'algorithm.chunk_length' must be > 0, got {chunk}.")
-    _require(
+    require(size > 0, f"'model.recurrent_size' must be > 0, got {size}.")
+    require(chunk > 0, f"'algorithm.chunk_length' must be > 0, got {chunk}.")
+    require(
         steps % chunk == 0,
         f"'algorithm.chunk_length={chunk}' does not divide the {steps} steps each env takes per batch "
         f"(experiment.frames_per_batch / env.num_envs). Use a divisor of {steps} as algorithm.chunk_length, "
@@ -899,30 +899,30 @@ def _check_sharing(sharing: SharingConfig, n_agents: Any) -> None:
     """Roles are non-empty, disjoint and in range; schemes have what they need."""
     for net in ("actor", "critic"):
         scheme, agent_id = getattr(sharing, net).scheme, getattr(sharing, net).agent_id
-        _require(
+        require(
             not agent_id or scheme == "shared",
             f"'sharing.{net}.agent_id=true' only applies to scheme shared, but "
             f"sharing.{net}.scheme={scheme}. Set sharing.{net}.agent_id=false.",
         )
-        _require(
+        require(
             scheme != "grouped" or sharing.roles is not None,
             f"'sharing.{net}.scheme=grouped' needs sharing.roles (agent indices per role): set it in an "
             'experiment file or on the command line, e.g. "sharing.roles={a: [0, 1], b: [2, 3]}".',
         )
     if sharing.roles is None:
         return
-    _require(
+    require(
         bool(sharing.roles),
         "'sharing.roles' is empty: give at least one role, e.g. {a: [0, 1], b: [2, 3]}, or set it to null.",
     )
     owner: dict[int, str] = {}
     for role, agents in sharing.roles.items():
-        _require(
+        require(
             bool(agents), f"'sharing.roles.{role}' is empty: list the indices of the agents in this role."
         )
         for agent in agents:
-            _require(agent >= 0, f"'sharing.roles.{role}' has agent index {agent}; indices start at 0.")
-            _require(
+            require(agent >= 0, f"'sharing.roles.{role}' has agent index {agent}; indices start at 0.")
+            require(
                 agent not in owner,
                 f"Agent {agent} is in both 'sharing.roles.{owner.get(agent)}' and 'sharing.roles.{role}': "
                 "roles must be disjoint.",
@@ -930,14 +930,14 @@ def _check_sharing(sharing: SharingConfig, n_agents: Any) -> None:
             owner[agent] = role
     if isinstance(n_agents, int) and not isinstance(n_agents, bool):
         outside = sorted(a for a in owner if a >= n_agents)
-        _require(
+        require(
             not outside,
             f"'sharing.roles' uses agent indices {outside}, but env.n_agents={n_agents} "
             f"(indices 0..{n_agents - 1}).",
         )
         missing = sorted(set(range(n_agents)) - set(owner))
         grouped = "grouped" in (sharing.actor.scheme, sharing.critic.scheme)
-        _require(
+        require(
             not (grouped and missing),
             f"Scheme grouped needs every agent in a role, but agents {missing} are in none of "
             f"'sharing.roles' ({', '.join(sharing.roles)}).",
@@ -948,7 +948,8 @@ TRAIN = Schema(Config, _check)
 """`marl train`'s schema."""
 
 
-def _require(condition: bool, message: str) -> None:
+def require(condition: bool, message: str) -> None:
+    """Raise ConfigError(message) unless `condition` holds: the cross-field checks of every schema."""
     if not condition:
         raise ConfigError(message)
 
@@ -958,7 +959,7 @@ _ENTRY_POINT = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
 def check_entry_point(key: str, value: str) -> None:
     """`package.module:factory`, identifiers only (checked before anything is imported)."""
-    _require(
+    require(
         _ENTRY_POINT.fullmatch(value) is not None,
         f"Invalid value for '{key}': {_clip(value)!r}. Expected package.module:factory (Python names "
         "separated by dots, a colon before the callable), e.g. mpe2.simple_spread_v3:parallel_env.",
@@ -967,7 +968,7 @@ def check_entry_point(key: str, value: str) -> None:
 
 def check_path_setting(key: str, value: str) -> None:
     """A directory setting: non-empty, at most 4,096 characters, no NUL character."""
-    _require(
+    require(
         0 < len(value) <= 4096 and "\0" not in value,
         f"Invalid value for '{key}': {_clip(value)!r}. Give a directory path (at most 4,096 characters, no "
         "NUL), e.g. results/runs.",
@@ -976,7 +977,7 @@ def check_path_setting(key: str, value: str) -> None:
 
 def check_name_setting(key: str, value: str) -> None:
     """A run-name prefix: 1 to 200 characters, usable in a folder name (no '/', no NUL)."""
-    _require(
+    require(
         0 < len(value) <= 200 and "/" not in value and os.sep not in value and "\0" not in value,
         f"Invalid value for '{key}': {_clip(value)!r}. A run name is 1 to 200 characters and becomes part "
         "of a folder name: no '/' and no NUL.",
@@ -991,7 +992,7 @@ def check_scenario_counts(kwargs: dict[str, Any], section: str = "env") -> None:
         if not (isinstance(name, str) and name.startswith("n_")) or (value is None and name != "n_agents"):
             continue
         low = 1 if name == "n_agents" else 0
-        _require(
+        require(
             isinstance(value, int) and not isinstance(value, bool) and low <= value <= MAX_COUNT_KWARG,
             f"Invalid value for '{section}.{name}': {_clip(_show_value(value))} ({_kind(value)}). Scenario "
             f"counts are integers from {low} to {MAX_COUNT_KWARG}, e.g. {section}.{name}="

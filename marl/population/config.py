@@ -27,6 +27,7 @@ from marl.config import (
     list_presets,
     presets_hint,
     read_yaml,
+    require,
     split_arguments,
 )
 from marl.errors import ConfigError
@@ -236,18 +237,18 @@ def check_config(cfg: PopulationConfig) -> None:
             "ray.num_cpus": cfg.ray.num_cpus,
         },
     )
-    _require(
+    require(
         0 <= pop.xp_estimate_decay < 1,
         f"'population.xp_estimate_decay' must be in [0, 1), got {pop.xp_estimate_decay}.",
     )
-    _require(
+    require(
         cfg.env.name.startswith("native/") or cfg.env.name == "pettingzoo",
         f"'env.name={cfg.env.name}': populations train on two-seat envs whose info labels each episode's "
         "behaviour: the native ones (native/matrix_game, native/cooking) or a PettingZoo env "
         "(env.name=pettingzoo env.entry_point=package.module:factory env.seats=[agent_a, agent_b]).",
     )
     if cfg.env.name == "pettingzoo":
-        _require(
+        require(
             cfg.env.entry_point is not None and cfg.env.seats is not None and len(cfg.env.seats) == 2,
             "A PettingZoo population env needs env.entry_point=package.module:factory and env.seats=[a, b] "
             f"(the env's two agents, seat 0 first); got entry_point={cfg.env.entry_point!r}, "
@@ -256,34 +257,34 @@ def check_config(cfg: PopulationConfig) -> None:
             "and 'success' (0 or 1).",
         )
     else:
-        _require(
+        require(
             cfg.env.entry_point is None and cfg.env.seats is None,
             f"env.entry_point and env.seats are PettingZoo settings, but env.name={cfg.env.name!r}. Drop "
             "them.",
         )
     minimum = 2 if pop.method == "xpmin" else 1
-    _require(
+    require(
         pop.size >= minimum,
         f"'population.size' must be >= {minimum} for method {pop.method}, got {pop.size}.",
     )
     if pop.method == "xpmin" and pop.pairs == "sampled":
-        _require(
+        require(
             1 <= pop.partners_per_member <= pop.size - 1,
             f"'population.partners_per_member={pop.partners_per_member}' must be in 1..{pop.size - 1} "
             f"(population.size - 1) with population.pairs=sampled.",
         )
     if pop.specialist_targets is not None:
-        _require(
+        require(
             pop.method == "specialists",
             f"'population.specialist_targets' is only used by method specialists, not {pop.method}. "
             "Drop it or set method=specialists.",
         )
-        _require(
+        require(
             len(pop.specialist_targets) == pop.size,
             f"'population.specialist_targets' lists {len(pop.specialist_targets)} labels but population.size="
             f"{pop.size}: give one target label per member (e.g. [0, 1, 2, 3] for 4 members).",
         )
-        _require(
+        require(
             all(t >= 0 for t in pop.specialist_targets),
             f"'population.specialist_targets' must be label indices >= 0, got {pop.specialist_targets}.",
         )
@@ -320,23 +321,18 @@ def check_ppo(alg: PPOSection) -> None:
         "algorithm.clip_epsilon": alg.clip_epsilon,
         "algorithm.max_grad_norm": alg.max_grad_norm,
     }.items():
-        _require(value > 0, f"'{key}' must be > 0, got {value}.")
-    _require(0 < alg.gamma <= 1, f"'algorithm.gamma' must be in (0, 1], got {alg.gamma}.")
-    _require(0 <= alg.gae_lambda <= 1, f"'algorithm.gae_lambda' must be in [0, 1], got {alg.gae_lambda}.")
+        require(value > 0, f"'{key}' must be > 0, got {value}.")
+    require(0 < alg.gamma <= 1, f"'algorithm.gamma' must be in (0, 1], got {alg.gamma}.")
+    require(0 <= alg.gae_lambda <= 1, f"'algorithm.gae_lambda' must be in [0, 1], got {alg.gae_lambda}.")
 
 
 def check_counts(positive: dict[str, Any], non_negative: dict[str, Any]) -> None:
     """{dotted key: value} that must be positive integers, and numbers that must be >= 0; None (a method's
     default) passes."""
     for key, value in positive.items():
-        _require(value is None or value > 0, f"'{key}' must be a positive integer, got {value}.")
+        require(value is None or value > 0, f"'{key}' must be a positive integer, got {value}.")
     for key, value in non_negative.items():
-        _require(value is None or value >= 0, f"'{key}' must be >= 0, got {value}.")
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
+        require(value is None or value >= 0, f"'{key}' must be >= 0, got {value}.")
 
 
 def check_resume(saved: Any, cfg: Any, may_change: tuple[str, ...], run: str) -> None:
@@ -348,7 +344,7 @@ def check_resume(saved: Any, cfg: Any, may_change: tuple[str, ...], run: str) ->
         for key in a[section]
         if a[section][key] != b[section][key] and f"{section}.{key}" not in may_change
     ]
-    _require(
+    require(
         not changed,
         f"A resumed {run} must train what it started with, but these settings differ from its saved ones: "
         f"{'; '.join(changed)}. Only {', '.join(may_change)} may change on resume.",

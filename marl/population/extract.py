@@ -159,8 +159,13 @@ class ExtractConfig:
 DAGGER_DEFAULTS = {"lr": 1e-2, "epochs": 50, "minibatches": 1}
 
 RESUME_MAY_CHANGE = (  # a resumed extraction may change its length, logging and evaluation
-    *("experiment.iterations", "experiment.threads", "experiment.progress", "experiment.checkpoint_every"),
-    *("experiment.keep_checkpoints", "experiment.eval_every", "experiment.eval_episodes"),
+    "experiment.iterations",
+    "experiment.threads",
+    "experiment.progress",
+    "experiment.checkpoint_every",
+    "experiment.keep_checkpoints",
+    "experiment.eval_every",
+    "experiment.eval_episodes",
 )
 
 

@@ -48,7 +48,7 @@ from marl.checkpoint import (
     restore_trainer_state,
     trainer_state,
 )
-from marl.config import Schema, config_to_dict, config_to_yaml, leaf_keys, split_arguments
+from marl.config import Schema, config_to_dict, config_to_yaml, leaf_keys, require, split_arguments
 from marl.envs.factory import describe_env, make_env
 from marl.errors import ConfigError, MarlError
 from marl.population.config import (
@@ -142,9 +142,14 @@ class GeneralistConfig:
 RESUMABLE = (  # what a resumed run may change: its length, logging and evaluation, not what it trains
     "generalist.population",  # the partners come from the checkpoint; the path is only a record
     "generalist.test_population",
-    *("experiment.iterations", "experiment.threads", "experiment.progress", "experiment.eval_deterministic"),
-    *("experiment.checkpoint_every", "experiment.keep_checkpoints", "experiment.eval_every"),
+    "experiment.iterations",
+    "experiment.threads",
+    "experiment.progress",
+    "experiment.checkpoint_every",
+    "experiment.keep_checkpoints",
+    "experiment.eval_every",
     "experiment.eval_episodes",
+    "experiment.eval_deterministic",
 )
 
 
@@ -162,7 +167,7 @@ def check_config(cfg: GeneralistConfig) -> None:
         **{f"model.hidden_sizes[{i}]": size for i, size in enumerate(model.hidden_sizes)},
     }
     check_counts(positive, {})
-    _require(
+    require(
         alg.rollout_steps % alg.chunk_length == 0,
         f"'algorithm.rollout_steps={alg.rollout_steps}' must be a multiple of 'algorithm.chunk_length="
         f"{alg.chunk_length}' (the rollout is cut into whole chunks), e.g. algorithm.rollout_steps="
@@ -196,7 +201,7 @@ def load_generalist_config(words: list[str], need_population: bool = True) -> Ge
     """Defaults < the command line (``<population run> section.key=value ...``), validated."""
     dotted, _ = parse_generalist_args(words)
     cfg = SCHEMA.with_overrides(GeneralistConfig(), dotted)
-    _require(
+    require(
         bool(cfg.generalist.population) or not need_population,
         "No partner population given: marl population generalist <population run dir> [section.key=value "
         "...] (train one with marl population train, e.g. preset=matrix_game_specialists).",
@@ -902,11 +907,6 @@ def format_summary(summary: dict) -> str:
             f"{report['success_mean']:.3f}  ({per_partner})"
         )
     return "\n".join(lines)
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
 
 
 __all__ = [
