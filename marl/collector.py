@@ -53,6 +53,19 @@ def carry_recurrent_state(step: TensorDictBase, next_td: TensorDictBase) -> None
         next_td.set(EPISODE_START, step["next", "done"].reshape(step.batch_size))
 
 
+def td_state(td: TensorDictBase) -> dict[str, torch.Tensor]:
+    """A step's TensorDict as a checkpoint holds it: {dotted key: a copy of the tensor}."""
+    return {key: value.clone() for key, value in td.flatten_keys(".").items()}
+
+
+def td_restored(td: TensorDictBase, saved: dict[str, torch.Tensor]) -> TensorDictBase:
+    """A copy of ``td`` with the tensors of a `td_state` put back (on ``td``'s device)."""
+    td = td.clone()
+    for key, value in saved.items():
+        td.set(tuple(key.split(".")), value.to(td.device))
+    return td
+
+
 class LocalCollector:
     """Collects `frames_per_batch` env steps per call, carrying env state across calls.
 
@@ -116,7 +129,7 @@ class LocalCollector:
         # Envs that carry their own state (PettingZoo copies) save it themselves; VMAS is read off its world.
         env_state = self.env.snapshot() if hasattr(self.env, "snapshot") else get_env_state(self.env)
         return {
-            "td": {key: value.clone() for key, value in self._td.flatten_keys(".").items()},
+            "td": td_state(self._td),
             "episode_return": {k: v.clone() for k, v in self._episode_return.items()},
             "episode_length": self._episode_length.clone(),
             "env": env_state,
@@ -135,10 +148,7 @@ class LocalCollector:
                 return
         else:
             set_env_state(self.env, state["env"])
-        td = self._td.clone()
-        for key, value in state["td"].items():
-            td.set(tuple(key.split(".")), value.to(td.device))
-        self._td = td
+        self._td = td_restored(self._td, state["td"])
         for name, value in state["episode_return"].items():
             self._episode_return[name] = value.to(self.env.device).clone()
         self._episode_length = state["episode_length"].to(self.env.device).clone()

@@ -100,3 +100,21 @@ def run_plan(plan: RunPlan, resumed: dict | None = None, stop_after: int | None 
         plan.write_summary()
     close()
     return run_dir
+
+
+def count_iteration(
+    trainer: Any, frames: int, start: float, collected: float, trained: float
+) -> dict[str, float]:
+    """Advance ``trainer``'s counters by one iteration of ``frames`` frames that started collecting at
+    ``start``, and began its update at ``collected`` and ended at ``trained`` (``time.perf_counter()``);
+    -> the iteration's speed: frames/s and seconds of collection and update, and frames/s in all."""
+    trainer.iteration += 1
+    trainer.frames += frames
+    trainer.wall_time += trained - start
+    return {
+        "perf/collection_fps": frames / (collected - start),
+        "perf/training_fps": frames / (trained - collected),
+        "perf/total_fps": frames / (trained - start),
+        "perf/collection_s": collected - start,
+        "perf/training_s": trained - collected,
+    }

@@ -37,7 +37,7 @@ from marl.optim import ActorCriticAdam, build_optimizer
 from marl.ppo import RunningMeanStd, compute_advantages, ppo_update
 from marl.ray_collector import RayRolloutCollector
 from marl.run_logger import RunLogger, flatten
-from marl.run_loop import RunPlan, due, run_plan
+from marl.run_loop import RunPlan, count_iteration, due, run_plan
 from marl.runs import hardware_summary, new_run_dir, resolve_device, untouched_rng
 from marl.team_metrics import TeamMetrics, snd_heatmap, team_metrics
 
@@ -312,22 +312,11 @@ def train_iteration(trainer: Trainer) -> dict[str, float]:
     check_health(trainer, batch, stats)  # diverged (not only NaN): stop at the last good iteration
     trained = time.perf_counter()
 
-    frames = batch.numel()
-    trainer.iteration += 1
-    trainer.frames += frames
-    trainer.wall_time += trained - start
+    speed = count_iteration(trainer, batch.numel(), start, collected, trained)
     metrics = episode_metrics(episodes, trainer.env_info, prefix="train/")
     metrics.update({f"train/{k}": v for k, v in stats.items()})
     metrics["train/lr"] = trainer.optimizer.param_groups[0]["lr"]
-    metrics.update(
-        {
-            "perf/collection_fps": frames / (collected - start),
-            "perf/training_fps": frames / (trained - collected),
-            "perf/total_fps": frames / (trained - start),
-            "perf/collection_s": collected - start,
-            "perf/training_s": trained - collected,
-        }
-    )
+    metrics.update(speed)
     metrics.update(getattr(trainer.collector, "last_stats", {}))  # Ray: per-worker frames/s, waits
     return metrics
 

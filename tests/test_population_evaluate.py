@@ -143,7 +143,7 @@ def test_batched_core_plays_the_episodes_of_the_platforms_episode_runner():
     ``heldout_episodes`` (marl train's evaluation) gives for the same pairs, policy and seed."""
     cfg = load_population_config(["preset=cooking_xpmin", "population.size=2", "env.max_steps=60"])
     torch.manual_seed(0)
-    population = build_population(cfg, 40, 6)  # the cooking env's observation and action sizes
+    population = build_population(cfg, sizes=(40, 6))  # the cooking env's observation and action sizes
     device, seed = torch.device("cpu"), 5
     ours = pair_outcomes(population, cfg, all_pairs(2), 3, seed, device, deterministic=False)
 

@@ -65,7 +65,6 @@ from marl.checkpoint import (
     trainer_state,
 )
 from marl.config import Schema, config_to_dict, did_you_mean, leaf_keys, split_arguments
-from marl.envs.factory import describe_env, make_env
 from marl.errors import ConfigError, MarlError
 from marl.population.config import (
     PopulationConfig,
@@ -78,7 +77,13 @@ from marl.population.config import (
     population_config_to_yaml,
 )
 from marl.population.evaluate import pair_outcomes
-from marl.population.members import EVAL_SEED_OFFSET, build_population, label_histogram, load_population
+from marl.population.members import (
+    EVAL_SEED_OFFSET,
+    build_population,
+    label_histogram,
+    load_population,
+    seat_sizes,
+)
 from marl.population.pairs import assign_slots, seat_weights, self_play_pairs
 from marl.population.rollout import PairCollector, Rollout, build_shards
 from marl.population.xpmin import (
@@ -93,8 +98,8 @@ from marl.population.xpmin import (
     write_summary,
 )
 from marl.run_logger import RunLogger, flatten
-from marl.run_loop import RunPlan, due, run_plan
-from marl.runs import new_run_dir, resolve_device, untouched_rng
+from marl.run_loop import RunPlan, count_iteration, due, run_plan
+from marl.runs import new_run_dir, resolve_device
 
 EXTRACT_FILE = "extract.yaml"
 TEACHER_SEED_OFFSET = 2_000_003  # the teacher's label-distribution episodes use their own seed
@@ -271,7 +276,7 @@ class Extraction:
     def load_state_dict(self, state: dict) -> None:
         self.population.load_state_dict(state["population"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.collector.load_state_dict(state["collector"], self.cfg.extract.envs_per_member)
+        self.collector.load_state_dict(state["collector"])
         saved = state["extraction"]
         self.teacher_labels = saved["teacher_labels"].to(self.device).clone()
         self.dataset = [(d["obs"].to(self.device), d["target"].to(self.device)) for d in saved["dataset"]]
@@ -291,13 +296,13 @@ def build_extraction(
     n = student_cfg.population.size
     pairs = self_play_pairs(n)
     shards = build_shards(student_cfg, pairs, device)
-    info = describe_env(shards[0].env, student_cfg.env.name, student_cfg.env.max_steps).groups[0]
-    if (info.obs_dim, info.action_dim) != (teacher.obs_dim, teacher.n_actions):
+    sizes = seat_sizes(student_cfg, shards[0].env)
+    if sizes != (teacher.obs_dim, teacher.n_actions):
         raise MarlError(
             f"The teacher's networks take {teacher.obs_dim} observations and {teacher.n_actions} actions, "
-            f"but its env {student_cfg.env.name} now gives {info.obs_dim} and {info.action_dim}."
+            f"but its env {student_cfg.env.name} now gives {sizes[0]} and {sizes[1]}."
         )
-    students = build_population(student_cfg, info.obs_dim, info.action_dim).to(device)
+    students = build_population(student_cfg, sizes=sizes, device=device)
     trained = students.actor.parameters() if cfg.extract.method == "dagger" else students.parameters()
     optimizer = torch.optim.Adam(trained, lr=student_cfg.algorithm.lr, eps=student_cfg.algorithm.adam_eps)
     label_key = student_cfg.population.label_key
@@ -353,7 +358,7 @@ def extract(
         check_resume(base, new, RESUME_MAY_CHANGE, "extraction")
         cfg = new
         teacher_cfg = population_config_from_dict(saved["teacher_config"])
-        teacher = _population_from_state(teacher_cfg, saved["teacher"])
+        teacher = build_population(teacher_cfg, weights=saved["teacher"])
         teacher_run = saved["teacher_run"]
         run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
     else:
@@ -427,16 +432,14 @@ def dagger_iteration(ex: Extraction) -> dict[str, float]:
     data_target = torch.cat([t for _, t in ex.dataset], dim=1)
     stats = imitation_update(students, ex.optimizer, data_obs, data_target, ex.student_cfg.algorithm)
     trained = time.perf_counter()
-    ex.iteration += 1
-    ex.frames += rollout.frames
-    ex.wall_time += trained - start
+    speed = count_iteration(ex, rollout.frames, start, collected, trained)
     return {
         "train/beta": beta,
         "train/agreement": float(agreement),  # student's mode = teacher's, on the new states, before update
         "train/dataset_samples": float(data_obs.shape[1]),  # per member
         "train/rollout_return_mean": _mean(rollout.episode_return),  # the teacher/student mixture's
         **{f"train/{k}": v for k, v in stats.items()},
-        **_fps(rollout.frames, start, collected, trained),
+        **speed,
     }
 
 
@@ -457,15 +460,13 @@ def rl_iteration(ex: Extraction) -> dict[str, float]:
     batch = member_batch(rollout, member, layout, advantage, target, weight)
     stats = ppo_update_members(students, ex.optimizer, batch, alg)
     trained = time.perf_counter()
-    ex.iteration += 1
-    ex.frames += rollout.frames
-    ex.wall_time += trained - start
+    speed = count_iteration(ex, rollout.frames, start, collected, trained)
     label_reward = rollout.episode_return - ex.cfg.extract.env_reward_scale * env_return
     return {
         "train/label_reward_mean": _mean(label_reward),
         "train/env_return_mean": _mean(env_return),
         **{f"train/{k}": v for k, v in stats.items()},
-        **_fps(rollout.frames, start, collected, trained),
+        **speed,
     }
 
 
@@ -629,24 +630,6 @@ def describe_run(ex: Extraction, run_dir: Path) -> str:
         f"{cfg.experiment.iterations} iterations on {ex.device}\n"
         f"Logs: {run_dir}  (tensorboard --logdir {run_dir})"
     )
-
-
-def _population_from_state(cfg: PopulationConfig, state: dict) -> Population:
-    """A population of ``cfg``'s shape holding the weights ``state`` (sizes from a one-slot probe env)."""
-    with untouched_rng(torch.device("cpu")):
-        probe = make_env(cfg.env_config(1), "cpu", 0)
-    info = describe_env(probe, cfg.env.name, cfg.env.max_steps).groups[0]
-    population = build_population(cfg, info.obs_dim, info.action_dim)
-    population.load_state_dict(state)
-    return population
-
-
-def _fps(frames: int, start: float, collected: float, trained: float) -> dict[str, float]:
-    return {
-        "perf/rollout_fps": frames / (collected - start),
-        "perf/training_fps": frames / (trained - collected),
-        "perf/total_fps": frames / (trained - start),
-    }
 
 
 def _mean(x: Tensor) -> float:

@@ -48,8 +48,9 @@ from marl.checkpoint import (
     restore_trainer_state,
     trainer_state,
 )
+from marl.collector import td_restored, td_state
 from marl.config import Schema, config_to_dict, config_to_yaml, leaf_keys, require, split_arguments
-from marl.envs.factory import describe_env, make_env
+from marl.envs.factory import make_env
 from marl.errors import ConfigError, MarlError
 from marl.population.config import (
     GROUP,
@@ -63,11 +64,11 @@ from marl.population.config import (
     population_config_from_dict,
 )
 from marl.population.evaluate import harmonic_mean, partner_episodes
-from marl.population.members import EVAL_SEED_OFFSET, build_population
+from marl.population.members import EVAL_SEED_OFFSET, build_population, seat_sizes
 from marl.ppo import explained_variance, generalized_advantages, minibatch_epochs, ppo_loss
 from marl.run_logger import RunLogger, flatten
-from marl.run_loop import RunPlan, due, run_plan
-from marl.runs import hardware_summary, new_run_dir, resolve_device, untouched_rng
+from marl.run_loop import RunPlan, count_iteration, due, run_plan
+from marl.runs import hardware_summary, new_run_dir, resolve_device
 
 SUMMARY_FILE = "generalist.json"
 TEST_SEED_OFFSET = 2_000_003  # held-out starts of the test population's evaluation
@@ -232,24 +233,8 @@ def partner_snapshot(path: str | Path) -> dict:
 def build_partners(snapshot: dict, device: torch.device) -> tuple[Population, PopulationConfig]:
     """The frozen partner population (no gradients) and its config from a ``partner_snapshot``."""
     cfg = population_config_from_dict(snapshot["config"])
-    obs_dim, n_actions = env_dims(cfg)
-    population = build_population(cfg, obs_dim, n_actions).to(device)
-    population.load_state_dict(snapshot["weights"])
-    population.requires_grad_(False).eval()
-    return population, cfg
-
-
-def env_dims(cfg: PopulationConfig) -> tuple[int, int]:
-    """(observation size, number of actions) of one seat of the population's env (a one-slot probe)."""
-    with untouched_rng(torch.device("cpu")):
-        probe = make_env(cfg.env_config(1), "cpu", 0)
-    info = describe_env(probe, cfg.env.name, cfg.env.max_steps).groups[0]
-    if info.n_agents != 2 or not info.discrete or info.action_nvec is not None:
-        raise MarlError(
-            f"{cfg.env.name} is not a two-seat env with one categorical action per seat; a generalist plays "
-            "one seat of the native two-seat envs (native/matrix_game, native/cooking)."
-        )
-    return info.obs_dim, info.action_dim
+    population = build_population(cfg, weights=snapshot["weights"], device=device)
+    return population.requires_grad_(False).eval(), cfg
 
 
 def same_env(a: PopulationConfig, b: PopulationConfig) -> bool:
@@ -416,7 +401,7 @@ class GeneralistCollector:
         """Env state, current observations, assignment, GRU state and running returns: an exact resume."""
         return {
             "env": self.env.snapshot(),
-            "td": {k: v.clone() for k, v in self.td.flatten_keys(".").items()},
+            "td": td_state(self.td),
             **{
                 name: getattr(self, name).clone()
                 for name in (
@@ -433,10 +418,7 @@ class GeneralistCollector:
 
     def load_state_dict(self, state: dict) -> None:
         self.env.restore(state["env"])
-        td = self.td.clone()
-        for key, value in state["td"].items():
-            td.set(tuple(key.split(".")), value.to(self.device))
-        self.td = td
+        self.td = td_restored(self.td, state["td"])
         for name in ("partner", "seat", "hidden", "prev_action", "prev_reward", "start", "episode_return"):
             setattr(self, name, state[name].to(self.device).clone())
 
@@ -490,7 +472,7 @@ def build_trainer(cfg: GeneralistConfig, snapshot: dict | None = None) -> Genera
     snapshot = snapshot or partner_snapshot(cfg.generalist.population)
     partners, partner_cfg = build_partners(snapshot, device)
     torch.manual_seed(cfg.experiment.seed)
-    obs_dim, n_actions = env_dims(partner_cfg)
+    obs_dim, n_actions = seat_sizes(partner_cfg)
     model = RecurrentActorCritic(
         obs_dim, n_actions, cfg.model.recurrent_size, cfg.model.hidden_sizes, cfg.model.activation
     )
@@ -578,19 +560,11 @@ def train_iteration(trainer: GeneralistTrainer) -> dict[str, float]:
     stats = ppo_update_chunks(model, trainer.optimizer, rollout, advantage, target, cfg.algorithm)
     trained = time.perf_counter()
 
-    trainer.iteration += 1
-    trainer.frames += rollout.frames
-    trainer.wall_time += trained - start
+    speed = count_iteration(trainer, rollout.frames, start, collected, trained)
     metrics = episode_metrics(rollout, trainer.partners.n_members)
     metrics.update({f"train/{k}": v for k, v in stats.items()})
     metrics["train/explained_variance"] = explained_variance(rollout.value, target)
-    metrics.update(
-        {
-            "perf/rollout_fps": rollout.frames / (collected - start),
-            "perf/training_fps": rollout.frames / (trained - collected),
-            "perf/total_fps": rollout.frames / (trained - start),
-        }
-    )
+    metrics.update(speed)
     return metrics
 
 

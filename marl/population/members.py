@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+from torchrl.envs import EnvBase
 
 from marl.agents.population import Population
 from marl.checkpoint import load_checkpoint
@@ -23,10 +24,34 @@ from marl.runs import untouched_rng
 EVAL_SEED_OFFSET = 1_000_003  # all-pairs evaluations use their own seed: the same episodes every time
 
 
-def build_population(cfg: PopulationConfig, obs_dim: int, n_actions: int) -> Population:
-    """The population's networks from the config."""
+def seat_sizes(cfg: PopulationConfig, env: EnvBase | None = None) -> tuple[int, int]:
+    """(observation size, number of actions) of one seat of ``cfg``'s env, read off ``env`` or a one-slot
+    probe (training's RNG untouched); the env must have two seats with one categorical action each."""
+    if env is None:
+        with untouched_rng(torch.device("cpu")):
+            env = make_env(cfg.env_config(1), "cpu", 0)
+    info = describe_env(env, cfg.env.name, cfg.env.max_steps).groups[0]
+    if info.n_agents != 2 or not info.discrete or info.action_nvec is not None:
+        raise MarlError(
+            f"{cfg.env.name} is not a two-seat env with one categorical action per seat (it has "
+            f"{info.n_agents} agents, discrete={info.discrete}); populations and their generalists play the "
+            "native two-seat envs (native/matrix_game, native/cooking) or a two-agent PettingZoo env."
+        )
+    return info.obs_dim, info.action_dim
+
+
+def build_population(
+    cfg: PopulationConfig,
+    env: EnvBase | None = None,
+    weights: dict | None = None,
+    device: str | torch.device = "cpu",
+    sizes: tuple[int, int] | None = None,
+) -> Population:
+    """The population's networks from the config, sized for ``env`` (default: a probe of ``cfg``'s env, or
+    the given ``(obs_dim, n_actions)``), holding ``weights`` if given, on ``device``."""
+    obs_dim, n_actions = sizes or seat_sizes(cfg, env)
     model = cfg.model
-    return Population(
+    population = Population(
         cfg.population.size,
         obs_dim,
         n_actions,
@@ -36,7 +61,10 @@ def build_population(cfg: PopulationConfig, obs_dim: int, n_actions: int) -> Pop
         hyper_variant=model.hyper_variant,
         hyper_embedding_dim=model.hyper_embedding_dim,
         hyper_hidden=model.hyper_hidden,
-    )
+    ).to(device)
+    if weights is not None:
+        population.load_state_dict(weights)
+    return population
 
 
 def label_histogram(labels: Tensor, owner: Tensor, n_members: int, n_labels: int) -> Tensor:
@@ -95,12 +123,7 @@ def population_from_checkpoint(
     if state.get("kind") != "population":
         raise MarlError(f"{path} is not a population run (its checkpoint was written by marl train).")
     cfg = population_config_from_dict(state["config"])
-    with untouched_rng(torch.device("cpu")):  # a one-slot env tells the observation and action sizes
-        probe = make_env(cfg.env_config(1), "cpu", 0)
-    info = describe_env(probe, cfg.env.name, cfg.env.max_steps).groups[0]
-    population = build_population(cfg, info.obs_dim, info.action_dim).to(device)
-    population.load_state_dict(state["population"])
-    return population, cfg
+    return build_population(cfg, weights=state["population"], device=device), cfg
 
 
 def run_method(state: dict) -> str:

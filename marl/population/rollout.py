@@ -17,6 +17,7 @@ from torch import Tensor
 from torchrl.envs import EnvBase
 
 from marl.agents.population import Population, seat_layout
+from marl.collector import td_restored, td_state
 from marl.envs.factory import make_env
 from marl.errors import MarlError
 from marl.population.config import GROUP, PopulationConfig, specialist_targets
@@ -146,29 +147,24 @@ class PairCollector:
         return {
             "pairs": self.assignment.pairs.clone(),
             "episode_return": self.episode_return.clone(),
-            "shards": [
-                {
-                    "env": shard.env.snapshot(),
-                    "td": {k: v.clone() for k, v in shard.td.flatten_keys(".").items()},
-                }
-                for shard in self.shards
-            ],
+            "shards": [{"env": shard.env.snapshot(), "td": td_state(shard.td)} for shard in self.shards],
         }
 
-    def load_state_dict(self, state: dict, envs_per_pair: int) -> None:
+    @property
+    def envs_per_pair(self) -> int:
+        return self.assignment.num_envs // self.assignment.pairs.shape[0]
+
+    def load_state_dict(self, state: dict) -> None:
         if "workers" in state:
             raise MarlError(
                 f"The checkpoint's rollouts were collected by {len(state['workers'])} Ray workers; resume "
                 f"with the same collector.num_workers={len(state['workers'])}."
             )
-        self.reset(assign_slots(state["pairs"].to(self.device), envs_per_pair))
+        self.reset(assign_slots(state["pairs"].to(self.device), self.envs_per_pair))
         self.episode_return = state["episode_return"].to(self.device).clone()
         for shard, saved in zip(self.shards, state["shards"], strict=True):
             shard.env.restore(saved["env"])
-            td = shard.td.clone()
-            for key, value in saved["td"].items():
-                td.set(tuple(key.split(".")), value.to(self.device))
-            shard.td = td
+            shard.td = td_restored(shard.td, saved["td"])
 
     def close(self) -> None:
         """In-process envs need no closing (Ray's pair collector releases its workers here)."""

@@ -51,7 +51,6 @@ from marl.checkpoint import (
     restore_trainer_state,
     trainer_state,
 )
-from marl.envs.factory import describe_env, make_env
 from marl.errors import MarlError
 from marl.population.config import (
     PopulationConfig,
@@ -79,7 +78,7 @@ from marl.population.pairs import (
 from marl.population.rollout import PairCollector, Rollout, build_shards, training_pairs
 from marl.ppo import generalized_advantages, member_mean, minibatch_epochs, normalise_per_member, ppo_loss
 from marl.run_logger import RunLogger, flatten
-from marl.run_loop import RunPlan, due, run_plan
+from marl.run_loop import RunPlan, count_iteration, due, run_plan
 from marl.runs import hardware_summary, new_run_dir, resolve_device
 
 SUMMARY_FILE = "population.json"
@@ -118,7 +117,7 @@ class PopulationTrainer:
     def load_state_dict(self, state: dict) -> None:
         self.population.load_state_dict(state["population"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.collector.load_state_dict(state["collector"], self.cfg.population.envs_per_pair)
+        self.collector.load_state_dict(state["collector"])
         self.xp_estimate = state["xp_estimate"].to(self.device).clone()
         restore_trainer_state(self, state)
 
@@ -133,14 +132,7 @@ def build_trainer(cfg: PopulationConfig) -> PopulationTrainer:
     pairs = training_pairs(cfg)
     on_ray = cfg.collector.num_workers > 0  # the workers build the envs; here a one-slot probe suffices
     shards = [] if on_ray else build_shards(cfg, pairs, device)
-    probe = make_env(cfg.env_config(1), "cpu", cfg.experiment.seed) if on_ray else shards[0].env
-    info = describe_env(probe, cfg.env.name, cfg.env.max_steps).groups[0]
-    if info.n_agents != 2 or not info.discrete or info.action_nvec is not None:
-        raise MarlError(
-            f"{cfg.env.name} is not a two-seat env with one categorical action per seat (it has "
-            f"{info.n_agents} agents, discrete={info.discrete}); populations need one."
-        )
-    population = build_population(cfg, info.obs_dim, info.action_dim).to(device)
+    population = build_population(cfg, None if on_ray else shards[0].env, device=device)
     optimizer = torch.optim.Adam(
         population.parameters(), lr=cfg.algorithm.lr, eps=cfg.algorithm.adam_eps, fused=device.type == "cuda"
     )
@@ -261,19 +253,11 @@ def train_iteration(trainer: PopulationTrainer) -> dict[str, float]:
     stats = ppo_update_members(population, trainer.optimizer, batch, alg)
     trained = time.perf_counter()
 
-    trainer.iteration += 1
-    trainer.frames += rollout.frames
-    trainer.wall_time += trained - start
+    speed = count_iteration(trainer, rollout.frames, start, collected, trained)
     metrics = rollout_metrics(rollout, assignment, returns, best, n)
     metrics.update({f"train/{k}": v for k, v in stats.items()})
     metrics.update(getattr(collector, "last_stats", {}))  # Ray: per-worker frames/s, waiting time
-    metrics.update(
-        {
-            "perf/rollout_fps": rollout.frames / (collected - start),
-            "perf/training_fps": rollout.frames / (trained - collected),
-            "perf/total_fps": rollout.frames / (trained - start),
-        }
-    )
+    metrics.update(speed)
     return metrics
 
 
