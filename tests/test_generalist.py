@@ -23,7 +23,7 @@ from marl.population.cli import add_generalist_parser
 from marl.population.config import load_population_config
 from marl.population.generalist import (
     TEST_SEED_OFFSET,
-    GeneralistCollector,
+    GeneralistPairs,
     GeneralistRollout,
     advantages,
     build_partners,
@@ -34,6 +34,8 @@ from marl.population.generalist import (
     run_generalist,
     train_generalist,
 )
+from marl.population.pairs import assign_slots, self_play_pairs
+from marl.population.rollout import PairCollector, Shard
 from marl.population.xpmin import train
 from marl.run_logger import read_metrics
 from tests.helpers import without_timing
@@ -150,9 +152,15 @@ def test_collector_stores_what_the_replay_needs(partners):
     population, pop_cfg = build_partners(partner_snapshot(partners), torch.device("cpu"))
     torch.manual_seed(1)
     model = RecurrentActorCritic(2 * K + 1, K, hidden_size=8, encoder_sizes=[8])
-    collector = GeneralistCollector(make_env(pop_cfg.env_config(6), "cpu", 0), population, 8, "success")
-    collector.collect(model, 5, 5)  # leave episodes running across the next rollout's start
-    rollout = collector.collect(model, 8, 4)
+    one_pair = assign_slots(self_play_pairs(1), 6)
+    collector = PairCollector(
+        [Shard(make_env(pop_cfg.env_config(6), "cpu", 0), 0, 6)], one_pair, 1, "convention"
+    )
+    seats = GeneralistPairs(model, population, 6, "success")
+    collector.collect(seats, 5)  # leave episodes running across the next rollout's start
+    seats.rollout(collector.observation(), 5)
+    collector.collect(seats, 8)
+    rollout = seats.rollout(collector.observation(), 4)
     assert rollout.start[:, 1:].any()  # episodes start inside chunks
 
     def chunks(x):

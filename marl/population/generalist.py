@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from tensordict import TensorDictBase
 from torch import Tensor, nn
-from torchrl.envs import EnvBase
 
 from marl.agents.population import Population, sample_categorical
 from marl.agents.recurrent import RecurrentActorCritic
@@ -48,7 +48,6 @@ from marl.checkpoint import (
     restore_trainer_state,
     trainer_state,
 )
-from marl.collector import td_restored, td_state
 from marl.config import Schema, config_to_dict, config_to_yaml, leaf_keys, require, split_arguments
 from marl.envs.factory import make_env
 from marl.errors import ConfigError, MarlError
@@ -65,6 +64,8 @@ from marl.population.config import (
 )
 from marl.population.evaluate import harmonic_mean, partner_episodes
 from marl.population.members import EVAL_SEED_OFFSET, build_population, seat_sizes
+from marl.population.pairs import assign_slots, self_play_pairs
+from marl.population.rollout import PairCollector, Shard
 from marl.ppo import explained_variance, generalized_advantages, minibatch_epochs, ppo_loss
 from marl.run_logger import RunLogger, flatten
 from marl.run_loop import RunPlan, count_iteration, due, run_plan
@@ -274,123 +275,130 @@ class GeneralistRollout:
         return self.done.numel()
 
 
-class GeneralistCollector:
-    """Steps every env slot with the generalist in one seat and a frozen partner member in the other.
+class GeneralistSeats:
+    """The recurrent generalist stepping a batch of seats: its GRU state, previous action and previous reward
+    per seat, reset before the first step and advanced by every step's outcome. A seat policy of
+    ``evaluate.play``, and the generalist's half of ``GeneralistPairs`` in training (which reads what the
+    last step took and gave: ``inputs``, ``log_prob``, ``value``)."""
 
-    ``reset()`` starts new episodes everywhere with partners and seats drawn uniformly; ``collect`` redraws
-    a slot's partner and seat whenever its episode ends (evaluation plays with ``GeneralistSeats``).
-    Draws and the actions' sampling noise come from torch's global RNG (saved in checkpoints).
-    """
+    STATE = ("hidden", "prev_action", "prev_reward", "start")
 
-    def __init__(self, env: EnvBase, partners: Population, hidden_size: int, success_key: str):
-        self.env, self.partners, self.success_key = env, partners, success_key
-        self.device = env.device
-        self.num_envs = int(env.batch_size[0])
-        self.hidden_size = hidden_size
-        self.slots = torch.arange(self.num_envs, device=self.device)
-        self.reset()
+    def __init__(self, model: RecurrentActorCritic, deterministic: bool = True):
+        self.model, self.deterministic = model, deterministic
 
-    def reset(self) -> None:
-        n, device = self.num_envs, self.device
-        self.td = self.env.reset()
-        info = self.td[GROUP, "info"]
-        if self.success_key not in info.keys():  # noqa: SIM118 - a TensorDict's keys
-            raise MarlError(
-                f"generalist.success_key={self.success_key!r} is not in the env's info (it reports "
-                f"{', '.join(info.keys())}). Set generalist.success_key to the key that is 1 where an "
-                "episode succeeded."
-            )
-        self.partner = torch.zeros(n, dtype=torch.long, device=device)
-        self.seat = torch.zeros(n, dtype=torch.long, device=device)
-        self.resample(torch.ones(n, dtype=torch.bool, device=device))
-        self.hidden = torch.zeros(n, self.hidden_size, device=device)
-        self.prev_action = torch.full((n,), -1, dtype=torch.long, device=device)
-        self.prev_reward = torch.zeros(n, device=device)
-        self.start = torch.ones(n, dtype=torch.bool, device=device)
-        self.episode_return = torch.zeros(n, device=device)
+    def reset(self, n_seats: int) -> None:
+        device = self.model.value_head.weight.device
+        self.hidden = torch.zeros(n_seats, self.model.hidden_size, device=device)
+        self.prev_action = torch.full((n_seats,), -1, dtype=torch.long, device=device)
+        self.prev_reward = torch.zeros(n_seats, device=device)
+        self.start = torch.ones(n_seats, dtype=torch.bool, device=device)
+
+    def step(self, obs: Tensor, hidden: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """(logits, value, next hidden state) of ``obs`` from the current inputs (or ``hidden``)."""
+        hidden = self.hidden if hidden is None else hidden
+        return self.model.step(obs, self.prev_action, self.prev_reward, hidden, self.start)
+
+    @torch.no_grad()
+    def __call__(self, obs: Tensor) -> Tensor:
+        self.inputs = {name: getattr(self, name) for name in self.STATE} | {"obs": obs}
+        logits, self.value, self.hidden = self.step(obs)
+        self.prev_action, self.log_prob = sample_categorical(logits.log_softmax(-1), self.deterministic)
+        return self.prev_action
+
+    def observe(self, reward: Tensor, done: Tensor) -> None:
+        self.prev_reward, self.start = reward, done
+
+
+class GeneralistPairs:
+    """The generalist in one seat of every slot and a frozen partner member in the other: the policy that
+    the pair collector (marl/population/rollout.py) steps. ``act`` steps the generalist's GRU for all slots
+    at once and every partner in one batched ``Population.act``; ``observe`` records the generalist's step
+    and, where a slot's episode ended, draws its next partner (uniform over members) and seat (0 or 1).
+    Episodes run across iterations, with their hidden states. Draws and sampling noise come from torch's
+    global RNG (saved in checkpoints)."""
+
+    STATE = ("partner", "seat", "episode_return")
+
+    def __init__(
+        self,
+        model: RecurrentActorCritic,
+        partners: Population,
+        num_envs: int,
+        success_key: str,
+        partner_deterministic: bool = False,
+    ):
+        self.partners, self.success_key = partners, success_key
+        self.partner_deterministic = partner_deterministic
+        device = model.value_head.weight.device
+        self.slots = torch.arange(num_envs, device=device)
+        self.partner = torch.zeros(num_envs, dtype=torch.long, device=device)
+        self.seat = torch.zeros_like(self.partner)
+        self.resample(torch.ones(num_envs, dtype=torch.bool, device=device))
+        self.player = GeneralistSeats(model, deterministic=False)
+        self.player.reset(num_envs)
+        self.episode_return = torch.zeros(num_envs, device=device)
+        self.records: list[dict[str, Tensor]] = []
 
     def resample(self, mask: Tensor) -> None:
         """New partner (uniform over members) and seat (0 or 1) for the slots where ``mask [envs]`` holds."""
-        partner = torch.randint(self.partners.n_members, (self.num_envs,), device=self.device)
-        seat = torch.randint(2, (self.num_envs,), device=self.device)
+        partner = torch.randint(self.partners.n_members, mask.shape, device=mask.device)
+        seat = torch.randint(2, mask.shape, device=mask.device)
         self.partner = torch.where(mask, partner, self.partner)
         self.seat = torch.where(mask, seat, self.seat)
 
-    def own_observation(self, obs: Tensor) -> Tensor:
-        """``[envs, 2, D]`` -> the generalist's seat ``[envs, D]``."""
-        return obs[self.slots, self.seat]
-
     @torch.no_grad()
-    def step(self, model: RecurrentActorCritic, partner_deterministic: bool = False) -> dict[str, Tensor]:
-        """One step of every slot (the generalist samples its action); -> its inputs, action, value and the
-        outcome ``[envs]`` each."""
-        obs = self.td[GROUP, "observation"]  # [E, 2, D]
-        own = self.own_observation(obs)
-        logits, value, hidden = model.step(own, self.prev_action, self.prev_reward, self.hidden, self.start)
-        action, log_prob = sample_categorical(logits.log_softmax(-1))
+    def act(self, obs: Tensor, *unused: Any, **unused_too: Any) -> tuple[Tensor, Tensor]:
+        """``obs [envs, 2, D]`` -> both seats' actions ``[envs, 2]``: the generalist samples its own, the
+        partners act as ``partner_deterministic`` says. (The log-probs returned are unused.)"""
+        player = self.player
+        action = player(obs[self.slots, self.seat])
         partner_obs = obs[self.slots, 1 - self.seat].unsqueeze(1)  # [E, 1, D]: one seat per slot
-        partner_action = self.partners.act(partner_obs, self.partner.unsqueeze(1), partner_deterministic)[0]
+        partner = self.partners.act(partner_obs, self.partner.unsqueeze(1), self.partner_deterministic)[0]
+        self.acted = player.inputs | {"action": action, "log_prob": player.log_prob, "value": player.value}
+        self.acted |= {"partner": self.partner, "seat": self.seat}
         first = (self.seat == 0).unsqueeze(-1)
         joint = torch.where(
-            first,
-            torch.stack([action, partner_action[:, 0]], -1),
-            torch.stack([partner_action[:, 0], action], -1),
+            first, torch.stack([action, partner[:, 0]], -1), torch.stack([partner[:, 0], action], -1)
         )
-        self.td[GROUP, "action"] = joint
-        out, self.td = self.env.step_and_maybe_reset(self.td)
-        nxt = out["next"]
-        reward = nxt[GROUP, "reward"][self.slots, self.seat, 0]
-        done, terminated = nxt["done"].squeeze(-1), nxt["terminated"].squeeze(-1)
-        truncated = done & ~terminated
-        bootstrap = torch.zeros_like(value)
-        if truncated.any():  # GAE bootstraps a time limit from the true final observation's value
-            final = self.own_observation(nxt[GROUP, "observation"])
-            _, final_value, _ = model.step(final, action, reward, hidden, torch.zeros_like(done))
-            bootstrap = torch.where(truncated, final_value, bootstrap)
-        self.episode_return += reward
-        record = {
-            "obs": own,
-            "prev_action": self.prev_action,
-            "prev_reward": self.prev_reward,
-            "start": self.start,
-            "action": action,
-            "log_prob": log_prob,
-            "value": value,
-            "reward": reward,
-            "done": done,
-            "terminated": terminated,
-            "bootstrap": bootstrap,
-            "partner": self.partner,
-            "seat": self.seat,
-            "episode_return": self.episode_return.clone(),
-            "success": nxt[GROUP, "info", self.success_key][self.slots, self.seat, 0] > 0.5,
-        }
-        self.prev_action, self.prev_reward, self.hidden, self.start = action, reward, hidden, done
-        self.episode_return = self.episode_return * ~done
-        return record
+        return joint, torch.zeros_like(joint, dtype=player.value.dtype)
 
     @torch.no_grad()
-    def collect(
-        self, model: RecurrentActorCritic, steps: int, chunk_length: int, partner_deterministic: bool = False
-    ) -> GeneralistRollout:
-        """``steps`` steps of every slot (a multiple of ``chunk_length``); partners are redrawn at episode
-        ends, and the GRU state is stored before every chunk's first step."""
-        records, chunk_hidden = [], []
-        for t in range(steps):
-            if t % chunk_length == 0:
-                chunk_hidden.append(self.hidden)
-            record = self.step(model, partner_deterministic)
-            self.resample(record["done"])
-            records.append(record)
-        data = {key: torch.stack([r[key] for r in records], dim=1) for key in records[0]}
-        own = self.own_observation(self.td[GROUP, "observation"])
-        _, last_value, _ = model.step(own, self.prev_action, self.prev_reward, self.hidden, self.start)
+    def observe(self, step: TensorDictBase) -> None:
+        """Record the step's outcome for the generalist; carry its GRU state; redraw where episodes ended.
+        A time-limit truncation bootstraps from the value of the true final observation (one extra GRU
+        step), a termination does not."""
+        acted, player = self.acted, self.player
+        reward = step[GROUP, "reward"][self.slots, self.seat, 0]
+        done, terminated = step["done"].squeeze(-1), step["terminated"].squeeze(-1)
+        truncated = done & ~terminated
+        bootstrap = torch.zeros_like(acted["value"])
+        if truncated.any():
+            final = step[GROUP, "observation"][self.slots, self.seat]
+            start = torch.zeros_like(done)
+            _, final_value, _ = player.model.step(final, acted["action"], reward, player.hidden, start)
+            bootstrap = torch.where(truncated, final_value, bootstrap)
+        self.episode_return += reward
+        success = step[GROUP, "info", self.success_key][self.slots, self.seat, 0] > 0.5
+        outcome = {"reward": reward, "done": done, "terminated": terminated, "bootstrap": bootstrap}
+        self.records.append(
+            acted | outcome | {"episode_return": self.episode_return.clone(), "success": success}
+        )
+        player.observe(reward, done)
+        self.episode_return = self.episode_return * ~done
+        self.resample(done)
+
+    @torch.no_grad()
+    def rollout(self, obs: Tensor, chunk_length: int) -> GeneralistRollout:
+        """The steps recorded since the last call; ``obs [envs, 2, D]``: the observations after them."""
+        data = {key: torch.stack([r[key] for r in self.records], dim=1) for key in self.records[0]}
+        self.records = []
+        _, last_value, _ = self.player.step(obs[self.slots, self.seat])
         ended = data["done"]
         return GeneralistRollout(
             **{key: data[key] for key in ("obs", "prev_action", "prev_reward", "start", "action")},
             **{key: data[key] for key in ("log_prob", "value", "reward", "done", "terminated", "bootstrap")},
             last_value=last_value,
-            chunk_hidden=torch.stack(chunk_hidden, dim=1),
+            chunk_hidden=data["hidden"][:, ::chunk_length],
             episode_partner=data["partner"][ended],
             episode_seat=data["seat"][ended],
             episode_return=data["episode_return"][ended],
@@ -398,29 +406,14 @@ class GeneralistCollector:
         )
 
     def state_dict(self) -> dict:
-        """Env state, current observations, assignment, GRU state and running returns: an exact resume."""
-        return {
-            "env": self.env.snapshot(),
-            "td": td_state(self.td),
-            **{
-                name: getattr(self, name).clone()
-                for name in (
-                    "partner",
-                    "seat",
-                    "hidden",
-                    "prev_action",
-                    "prev_reward",
-                    "start",
-                    "episode_return",
-                )
-            },
-        }
+        """Partners, seats, running returns and the generalist's state per slot: an exact resume."""
+        owners = ((self, self.STATE), (self.player, self.player.STATE))
+        return {name: getattr(owner, name).clone() for owner, names in owners for name in names}
 
     def load_state_dict(self, state: dict) -> None:
-        self.env.restore(state["env"])
-        self.td = td_restored(self.td, state["td"])
-        for name in ("partner", "seat", "hidden", "prev_action", "prev_reward", "start", "episode_return"):
-            setattr(self, name, state[name].to(self.device).clone())
+        for owner, names in ((self, self.STATE), (self.player, self.player.STATE)):
+            for name in names:
+                setattr(owner, name, state[name].to(self.slots.device).clone())
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -439,7 +432,8 @@ class GeneralistTrainer:
     partners: Population
     partner_cfg: PopulationConfig
     partner_snapshot: dict
-    collector: GeneralistCollector
+    collector: PairCollector  # every slot plays "pair 0": the generalist with a partner it draws itself
+    seats: GeneralistPairs
     test_partners: tuple[Population, PopulationConfig] | None = None
     iteration: int = 0
     frames: int = 0
@@ -455,12 +449,20 @@ class GeneralistTrainer:
             optimizer=clone_tree(self.optimizer.state_dict()),
             partners=self.partner_snapshot,
             collector=self.collector.state_dict(),
+            seats=self.seats.state_dict(),
         )
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.collector.load_state_dict(state["collector"])
+        collector = state["collector"]
+        if "seats" not in state:  # a checkpoint of the generalist's former own collector
+            collector = {"shards": [{"env": collector["env"], "td": collector["td"]}], **collector}
+            collector.update(
+                pairs=self.collector.assignment.pairs, episode_return=self.collector.episode_return
+            )
+        self.collector.load_state_dict(collector)
+        self.seats.load_state_dict(state.get("seats", state["collector"]))
         restore_trainer_state(self, state)
 
 
@@ -478,8 +480,20 @@ def build_trainer(cfg: GeneralistConfig, snapshot: dict | None = None) -> Genera
     )
     model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.algorithm.lr, eps=cfg.algorithm.adam_eps)
-    env = make_env(partner_cfg.env_config(cfg.env.num_envs), device, cfg.experiment.seed)
-    collector = GeneralistCollector(env, partners, cfg.model.recurrent_size, cfg.generalist.success_key)
+    n = cfg.env.num_envs
+    env = make_env(partner_cfg.env_config(n), device, cfg.experiment.seed)
+    one_pair = assign_slots(self_play_pairs(1, device), n)
+    collector = PairCollector([Shard(env, 0, n)], one_pair, 1, partner_cfg.population.label_key)
+    info = collector.shards[0].td[GROUP, "info"]
+    if cfg.generalist.success_key not in info.keys():  # noqa: SIM118 - a TensorDict's keys
+        raise MarlError(
+            f"generalist.success_key={cfg.generalist.success_key!r} is not in the env's info (it reports "
+            f"{', '.join(info.keys())}). Set generalist.success_key to the key that is 1 where an episode "
+            "succeeded."
+        )
+    seats = GeneralistPairs(
+        model, partners, n, cfg.generalist.success_key, cfg.generalist.partner_deterministic
+    )
     test_partners = None
     if cfg.generalist.test_population:
         test_partners = build_partners(partner_snapshot(cfg.generalist.test_population), device)
@@ -490,7 +504,7 @@ def build_trainer(cfg: GeneralistConfig, snapshot: dict | None = None) -> Genera
                 f"({test_partners[1].env} vs {partner_cfg.env}); held-out partners must play the same game."
             )
     return GeneralistTrainer(
-        cfg, device, model, optimizer, partners, partner_cfg, snapshot, collector, test_partners
+        cfg, device, model, optimizer, partners, partner_cfg, snapshot, collector, seats, test_partners
     )
 
 
@@ -552,9 +566,8 @@ def train_iteration(trainer: GeneralistTrainer) -> dict[str, float]:
     """Rollout with frozen partners -> GAE -> PPO over chunks. Returns the iteration's metrics."""
     cfg, model = trainer.cfg, trainer.model
     start = time.perf_counter()
-    rollout = trainer.collector.collect(
-        model, cfg.algorithm.rollout_steps, cfg.algorithm.chunk_length, cfg.generalist.partner_deterministic
-    )
+    trainer.collector.collect(trainer.seats, cfg.algorithm.rollout_steps)
+    rollout = trainer.seats.rollout(trainer.collector.observation(), cfg.algorithm.chunk_length)
     collected = time.perf_counter()
     advantage, target = advantages(rollout, cfg.algorithm.gamma, cfg.algorithm.gae_lambda)
     stats = ppo_update_chunks(model, trainer.optimizer, rollout, advantage, target, cfg.algorithm)
@@ -653,32 +666,6 @@ def episode_metrics(rollout: GeneralistRollout, n_members: int) -> dict[str, flo
             for i in (counts > 0).nonzero().flatten().tolist():
                 metrics[f"train/{metric}/{name}_{i}"] = float(means[i])
     return metrics
-
-
-class GeneralistSeats:
-    """The recurrent generalist as a seat policy of ``evaluate.play``: its GRU state, previous action and
-    previous reward per seat, reset before the first step and advanced by every step's outcome."""
-
-    def __init__(self, model: RecurrentActorCritic, deterministic: bool = True):
-        self.model, self.deterministic = model, deterministic
-
-    def reset(self, n_seats: int) -> None:
-        device = self.model.value_head.weight.device
-        self.hidden = torch.zeros(n_seats, self.model.hidden_size, device=device)
-        self.prev_action = torch.full((n_seats,), -1, dtype=torch.long, device=device)
-        self.prev_reward = torch.zeros(n_seats, device=device)
-        self.start = torch.ones(n_seats, dtype=torch.bool, device=device)
-
-    @torch.no_grad()
-    def __call__(self, obs: Tensor) -> Tensor:
-        logits, _, self.hidden = self.model.step(
-            obs, self.prev_action, self.prev_reward, self.hidden, self.start
-        )
-        self.prev_action = sample_categorical(logits.log_softmax(-1), self.deterministic)[0]
-        return self.prev_action
-
-    def observe(self, reward: Tensor, done: Tensor) -> None:
-        self.prev_reward, self.start = reward, done
 
 
 def play_partners(
@@ -884,7 +871,7 @@ def format_summary(summary: dict) -> str:
 
 
 __all__ = [
-    "GeneralistCollector",
+    "GeneralistPairs",
     "GeneralistConfig",
     "evaluate_generalist",
     "generalist_config_from_dict",

@@ -95,21 +95,29 @@ class PairCollector:
             )
 
     @torch.no_grad()
-    def collect(self, population: Population, steps: int, deterministic: bool = False) -> Rollout:
-        """``steps`` steps of every slot (actions sampled with torch's global RNG, or the most likely)."""
+    def collect(self, policy: Population, steps: int, deterministic: bool = False) -> Rollout:
+        """``steps`` steps of every slot (actions sampled with torch's global RNG, or the most likely).
+
+        ``policy`` has `Population.act`'s signature: observations ``[envs, 2, D]`` and the assignment's
+        members -> both seats' actions and log-probs. A policy with an ``observe(step)`` hook (the
+        generalist's, which tracks its own partners) sees each step's outcome, the env's ``"next"``
+        TensorDict ``[envs]``, before the next step."""
         member, layout = self.assignment.member, self.layout
+        observe = getattr(policy, "observe", None)
         columns: dict[str, list[Tensor]] = {
             k: [] for k in ("obs", "next_obs", "action", "log_prob", "reward")
         }
         columns.update(done=[], terminated=[], ended_return=[], label=[])
         for _ in range(steps):
-            obs = self._cat([s.td[GROUP, "observation"] for s in self.shards])
-            action, log_prob = population.act(obs, member, deterministic, layout=layout)
+            obs = self.observation()
+            action, log_prob = policy.act(obs, member, deterministic, layout=layout)
             stepped = []
             for shard in self.shards:
                 shard.td[GROUP, "action"] = action[shard.start : shard.stop]
                 out, shard.td = shard.env.step_and_maybe_reset(shard.td)
                 stepped.append(out["next"])
+            if observe is not None:
+                observe(stepped[0] if len(stepped) == 1 else torch.cat(stepped))
             nxt = {
                 "next_obs": self._cat([s[GROUP, "observation"] for s in stepped]),
                 "reward": self._cat([s[GROUP, "reward"] for s in stepped]).squeeze(-1),
@@ -137,6 +145,10 @@ class PairCollector:
             episode_return=data["ended_return"][slot, step],
             episode_label=data["label"][slot, step],
         )
+
+    def observation(self) -> Tensor:
+        """The observations ``[envs, 2, D]`` the next step acts on."""
+        return self._cat([s.td[GROUP, "observation"] for s in self.shards])
 
     @staticmethod
     def _cat(parts: list[Tensor]) -> Tensor:
