@@ -17,6 +17,7 @@ from torchrl.envs import EnvBase
 
 from marl.agents.policy import EPISODE_START, RNN_STATE, RNN_STATE_NEXT
 from marl.envs.factory import EnvInfo
+from marl.runs import untouched_rng
 
 Policy = Callable[[TensorDictBase], TensorDictBase]
 
@@ -156,7 +157,12 @@ class LocalCollector:
 
 @torch.no_grad()
 def run_episodes(
-    env: EnvBase, env_info: EnvInfo, policy: Policy, record: Callable | None = None, trace: bool = False
+    env: EnvBase,
+    env_info: EnvInfo,
+    policy: Policy,
+    record: Callable | None = None,
+    trace: bool = False,
+    after_step: Callable[[TensorDictBase], None] | None = None,
 ) -> dict:
     """Run one episode in every env of the batch (from a fresh reset); -> per-group returns and lengths.
 
@@ -168,7 +174,8 @@ def run_episodes(
 
     Per-agent scalars the env reports under `(group, "info")` (VMAS scenarios' `info()`, e.g. patrol_search's
     mean_idleness and time_to_find) are read at each env's last step, averaged over agents: `"info/<key>"
-    [envs]`.
+    [envs]`. `after_step`, if given, sees every step's TensorDict (with its `"next"` outcome) of all envs (a
+    recurrent partner's hook for its rewards).
     """
     from marl.envs.factory import agent_positions
 
@@ -195,6 +202,8 @@ def run_episodes(
         td = policy(td)
         td, next_td = env.step_and_maybe_reset(td)
         carry_recurrent_state(td, next_td)
+        if after_step is not None:
+            after_step(td)
         if record is not None and running[0] and not td["next", "done"][0]:
             record()  # env 0's world, unless it just ended (then it already shows the next episode)
         for name in returns:
@@ -211,6 +220,28 @@ def run_episodes(
     if trace:
         result["trace"] = {key: torch.stack([step[key] for step in steps], dim=1) for key in steps[0]}
     return result
+
+
+def heldout_episodes(
+    env: EnvBase,
+    env_info: EnvInfo,
+    policy: Policy,
+    seed: int,
+    record=None,
+    trace: bool = False,
+    after_step=None,
+) -> dict[str, torch.Tensor]:
+    """`run_episodes` from the starts that `seed` fixes: the same episodes for every policy given the same
+    seed (a learned team and a hand-designed one meet the same sources at the same times; a population's
+    pairs and its generalist meet the same kitchens).
+
+    Runs inside `untouched_rng`: VMAS keeps one private RNG for all its envs, and seeding the evaluation
+    env would otherwise reseed training's, so runs with and without evaluation, or resumed, train
+    identically."""
+    with untouched_rng(env.device):
+        env.set_seed(seed)
+        torch.manual_seed(seed)
+        return run_episodes(env, env_info, policy, record, trace, after_step)
 
 
 def _agent_info(step: TensorDictBase, env_info: EnvInfo) -> dict[str, torch.Tensor]:

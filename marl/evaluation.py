@@ -66,10 +66,11 @@ def evaluate_heuristic(
     overrides configure, on the held-out starts a trained run with the same experiment.seed is evaluated
     on; prints the same table as for a trained run and returns the metrics."""
     from marl.agents.heuristics import make_heuristic
+    from marl.collector import heldout_episodes
     from marl.config import load_config
     from marl.envs.factory import describe_env, make_env
     from marl.runs import untouched_rng
-    from marl.training import EVAL_SEED_OFFSET, heldout_episodes
+    from marl.training import EVAL_SEED_OFFSET
 
     cfg = load_config(overrides)
     eval_seed = cfg.experiment.seed + EVAL_SEED_OFFSET

@@ -216,9 +216,10 @@ def run_member(sweep: ParetoSweep, member: Member, seed: int) -> dict:
     import torch
 
     from marl.agents.heuristics import make_heuristic
+    from marl.collector import heldout_episodes
     from marl.envs.factory import describe_env, make_env
     from marl.runs import untouched_rng
-    from marl.training import episode_metrics, evaluation_episodes, heldout_episodes
+    from marl.training import episode_metrics, evaluation_episodes
 
     torch.set_num_threads(1)
     started = time.time()

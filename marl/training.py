@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchrl.envs import EnvBase
 
 from marl.agents.policy import ActorCritic
 from marl.agents.seats import SeatPolicy, build_frozen, frozen_actor_state, frozen_by_source
@@ -27,7 +26,7 @@ from marl.checkpoint import (
     restore_trainer_state,
     trainer_state,
 )
-from marl.collector import Collector, LocalCollector, run_episodes
+from marl.collector import Collector, LocalCollector, heldout_episodes
 from marl.config import Config, config_from_dict, config_to_dict, config_to_yaml
 from marl.envs.factory import EnvInfo, describe_env, make_env, needs_global_state
 from marl.errors import MarlError
@@ -167,21 +166,6 @@ def evaluation_episodes(
     actor = trainer.seat_policy or trainer.model
     policy = lambda td: actor.act(td, deterministic=deterministic)  # noqa: E731
     return heldout_episodes(trainer.eval_env, trainer.env_info, policy, seed, record, trace)
-
-
-def heldout_episodes(
-    env: EnvBase, env_info: EnvInfo, policy, seed: int, record=None, trace: bool = False
-) -> dict[str, torch.Tensor]:
-    """`run_episodes` from the starts that `seed` fixes: the same episodes for every policy given the same
-    seed (a learned team and a hand-designed one meet the same sources at the same times).
-
-    Runs inside `untouched_rng`: VMAS keeps one private RNG for all its envs, and seeding the evaluation
-    env would otherwise reseed training's, so runs with and without evaluation, or resumed, train
-    identically."""
-    with untouched_rng(env.device):
-        env.set_seed(seed)
-        torch.manual_seed(seed)
-        return run_episodes(env, env_info, policy, record, trace)
 
 
 def measure_team(trainer: Trainer, deterministic: bool = True) -> TeamMetrics:

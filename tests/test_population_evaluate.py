@@ -12,6 +12,7 @@ import torch
 from marl.agents.population import seat_layout
 from marl.envs.factory import describe_env, make_env
 
+from marl.collector import heldout_episodes
 from marl.population.cli import add_evaluate_parser
 from marl.population.config import load_population_config
 from marl.population.evaluate import (
@@ -30,7 +31,6 @@ from marl.population.pairs import all_pairs, assign_slots
 from marl.population.xpmin import train
 from marl.run_logger import read_metrics
 from marl.runs import untouched_rng
-from marl.training import heldout_episodes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -33,18 +33,19 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from tensordict import TensorDictBase
 from torch import Tensor
 
 from marl.agents.population import MemberLayout, Population, sample_categorical
 from marl.checkpoint import load_checkpoint, resolve_checkpoint
-from marl.envs.factory import make_env
+from marl.collector import heldout_episodes
+from marl.envs.factory import describe_env, make_env
 from marl.errors import MarlError
 from marl.metrics import bootstrap_ci, discrete_information, entropy_discrete, mutual_information_discrete
 from marl.population.config import GROUP, PopulationConfig, specialist_targets
 from marl.population.members import (
     EVAL_SEED_OFFSET,
     PairEvaluation,
-    label_histogram,
     load_population,
     population_from_checkpoint,
     run_method,
@@ -119,52 +120,45 @@ def play(
     it), from the held-out starts ``seed`` fixes. ``seats`` lists ``(policy, flat seat ids)``, a flat seat id
     being ``slot * 2 + seat``; together they must fill every seat exactly once.
 
-    The loop of marl/training.py's ``heldout_episodes`` (same seeding, same episodes, training's RNG streams
-    untouched; a slot that ended keeps stepping, but what follows is ignored), written out so that a policy
-    with an ``observe`` hook sees its seats' rewards."""
+    The platform's one episode player (marl/collector.py's ``heldout_episodes``, as marl train evaluates:
+    same seeding, same episodes, training's RNG streams untouched), with every seat policy acting on its
+    seats and a policy's ``observe`` hook seeing its seats' rewards."""
     seats = [(policy, index.reshape(-1).to(device)) for policy, index in seats]
-    info_keys = (cfg.population.label_key, success_key)
     filled = torch.cat([index for _, index in seats]).sort().values
     if not torch.equal(filled, torch.arange(2 * num_envs, device=device)):
         raise ValueError(f"the seat policies must fill each of the {2 * num_envs} seats exactly once")
-    label_key = cfg.population.label_key
-    returns = torch.zeros(num_envs, 2, device=device)
-    success = torch.zeros(num_envs, device=device)
-    label = torch.full((num_envs,), -1, dtype=torch.long, device=device)
-    running = torch.ones(num_envs, dtype=torch.bool, device=device)
     with untouched_rng(device):
         env = make_env(cfg.env_config(num_envs), device, seed)
-        env.set_seed(seed)
-        torch.manual_seed(seed)
-        td = env.reset()
-        info = td[GROUP, "info"]
-        if not all(key in info.keys() for key in info_keys):  # noqa: SIM118 - a TensorDict's keys
-            raise MarlError(
-                f"{cfg.env.name} reports {', '.join(info.keys())} in its info; population evaluation needs "
-                f"the episode's label (population.label_key={label_key}) and its success ({success_key!r})."
-            )
+    for policy, index in seats:
+        if hasattr(policy, "reset"):
+            policy.reset(index.numel())
+
+    def act(td: TensorDictBase) -> TensorDictBase:
+        obs = td[GROUP, "observation"].reshape(2 * num_envs, -1)
+        action = torch.zeros(2 * num_envs, dtype=torch.long, device=device)
+        for policy, index in seats:  # a generalist and its partners: two policies, never one per pair
+            action[index] = policy(obs[index]).long()
+        return td.set((GROUP, "action"), action.view(num_envs, 2))
+
+    def observe(td: TensorDictBase) -> None:
+        reward, done = td["next", GROUP, "reward"].reshape(-1), td["next", "done"].reshape(num_envs)
         for policy, index in seats:
-            if hasattr(policy, "reset"):
-                policy.reset(index.numel())
-        for _ in range(cfg.env.max_steps):
-            obs = td[GROUP, "observation"].reshape(2 * num_envs, -1)
-            action = torch.zeros(2 * num_envs, dtype=torch.long, device=device)
-            for policy, index in seats:  # a generalist and its partners: two policies, never one per pair
-                action[index] = policy(obs[index]).long()
-            td.set((GROUP, "action"), action.view(num_envs, 2))
-            out, td = env.step_and_maybe_reset(td)
-            step = out["next"]
-            reward, done = step[GROUP, "reward"].reshape(num_envs, 2), step["done"].reshape(num_envs)
-            for policy, index in seats:
-                if hasattr(policy, "observe"):
-                    policy.observe(reward.reshape(-1)[index], done.repeat_interleave(2)[index])
-            returns += reward * running.unsqueeze(-1)
-            success = torch.where(running, step[GROUP, "info", success_key][:, 0, 0].float(), success)
-            label = torch.where(running, step[GROUP, "info", label_key][:, 0, 0].long(), label)
-            running &= ~done
-            if not running.any():
-                break
-    return Episodes(returns.mean(-1), success, label, returns)
+            if hasattr(policy, "observe"):
+                policy.observe(reward[index], done.repeat_interleave(2)[index])
+
+    info = describe_env(env, cfg.env.name, cfg.env.max_steps)
+    played = heldout_episodes(env, info, act, seed, after_step=observe)
+    label_key = cfg.population.label_key
+    reported = [key.removeprefix("info/") for key in played if key.startswith("info/")]
+    if label_key not in reported or success_key not in reported:
+        raise MarlError(
+            f"{cfg.env.name} reports {', '.join(reported)} in its info; population evaluation needs the "
+            f"episode's label (population.label_key={label_key}) and its success ({success_key!r})."
+        )
+    returns = played[f"{GROUP}/return"]
+    return Episodes(
+        returns.mean(-1), played[f"info/{success_key}"], played[f"info/{label_key}"].round().long(), returns
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -428,10 +422,7 @@ def training_metrics(
     success with the members (mean over members and seats): ``eval/...`` scalars."""
     n = cfg.population.size
     self_play = evaluation.pairs[:, 0] == evaluation.pairs[:, 1]  # all_pairs order: member i's is i-th
-    sp_labels = evaluation.labels[self_play]  # [N, episodes]
-    n_labels = max(label_count(cfg) or 1, int(sp_labels.max()) + 1)
-    owner = torch.arange(n, device=sp_labels.device).unsqueeze(-1).expand_as(sp_labels)
-    counts = label_histogram(sp_labels.flatten(), owner.flatten(), n, n_labels)[:, 1:].cpu()
+    counts = evaluation.self_play_counts(n, label_count(cfg) or 1)[:, 1:].cpu()
     info = label_information(counts, n_boot=100)
     metrics = {
         f"eval/{name}{end}": info[f"{name}{end}"]
@@ -509,10 +500,8 @@ def evaluate_run(
     seed = cfg.experiment.seed + EVAL_SEED_OFFSET if seed is None else seed
 
     outcomes = pair_outcomes(population, cfg, all_pairs(n), episodes_per_pair, seed, dev, deterministic)
-    sp_labels = outcomes.labels.view(n, n, -1).diagonal().T  # [N, episodes]
-    n_labels = max(label_count(cfg) or 1, int(outcomes.labels.max()) + 1)
-    owner = torch.arange(n, device=dev).unsqueeze(-1).expand_as(sp_labels)
-    counts = label_histogram(sp_labels.flatten(), owner.flatten(), n, n_labels)[:, 1:].cpu()
+    n_labels = max(label_count(cfg) or 1, int(outcomes.labels.max()) + 1)  # cross-play labels count too
+    counts = outcomes.self_play_counts(n, n_labels)[:, 1:].cpu()
     success = outcomes.success.view(n, n, -1).mean(-1).cpu()
 
     specialists = labels = partners = None

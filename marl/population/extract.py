@@ -45,12 +45,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Literal
 
 import torch
@@ -80,7 +78,6 @@ from marl.population.evaluate import pair_outcomes
 from marl.population.members import (
     EVAL_SEED_OFFSET,
     build_population,
-    label_histogram,
     load_population,
     seat_sizes,
 )
@@ -557,9 +554,7 @@ def self_play_label_counts(population: Population, cfg: PopulationConfig, episod
     n = population.n_members
     device = next(population.parameters()).device
     result = pair_outcomes(population, cfg, self_play_pairs(n), episodes, seed, device, deterministic=False)
-    owner = result.pairs[:, :1].expand_as(result.labels)
-    n_labels = max(int(result.labels.max()) + 1, 0)
-    return label_histogram(result.labels.flatten(), owner.flatten(), n, n_labels)
+    return result.self_play_counts(n)
 
 
 def label_distance(a: Tensor, b: Tensor) -> Tensor:
@@ -590,31 +585,21 @@ def evaluate_extraction(ex: Extraction, logger: RunLogger) -> dict[str, float]:
 def write_extraction_summary(run_dir: Path, ex: Extraction) -> dict:
     """population.json as `marl population train` writes it, plus the teacher's and the students' sampled
     self-play label distributions (lists per member, entry 0 = no label) and their distance."""
-    view = SimpleNamespace(
-        cfg=ex.student_cfg,
-        population=ex.population,
-        device=ex.device,
-        iteration=ex.iteration,
-        frames=ex.frames,
-        wall_time=ex.wall_time,
-    )
-    summary = write_summary(run_dir, view)  # type: ignore[arg-type]
     seed = ex.cfg.experiment.seed + EVAL_SEED_OFFSET
     students = self_play_label_counts(ex.population, ex.student_cfg, ex.cfg.experiment.eval_episodes, seed)
 
     def distribution(counts: Tensor) -> list[list[float]]:
         return (counts.float() / counts.sum(-1, keepdim=True).clamp_min(1)).cpu().tolist()
 
-    summary["method"] = f"extract_{ex.cfg.extract.method}"  # not the students' self-play training method
-    summary["extraction"] = {
+    extraction = {
         "method": ex.cfg.extract.method,
         "teacher_run": ex.teacher_run,
         "teacher_sp_label_distribution": distribution(ex.teacher_labels),
         "student_sp_label_distribution": distribution(students),
         "label_tv": label_distance(students, ex.teacher_labels).cpu().tolist(),
     }
-    (Path(run_dir) / "population.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    method = f"extract_{ex.cfg.extract.method}"  # not the students' self-play training method
+    return write_summary(run_dir, ex, ex.student_cfg, method=method, extraction=extraction)  # type: ignore[arg-type]
 
 
 def describe_run(ex: Extraction, run_dir: Path) -> str:

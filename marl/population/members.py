@@ -100,13 +100,18 @@ class PairEvaluation:
         counts = torch.full((self.pairs.shape[0],), episodes, device=self.returns.device)
         return pair_matrix(self.pairs, self.returns.sum(-1), counts, n_members)[0]
 
-    def self_play_labels(self, n_members: int) -> Tensor:
-        """Each member's modal label in self-play ``[N]`` (-1: none); needs the SP pairs evaluated."""
+    def self_play_counts(self, n_members: int, n_labels: int = 0) -> Tensor:
+        """Label counts ``[N, L + 1]`` of each member's self-play episodes (column 0: no label), with at
+        least ``n_labels`` label columns; needs the SP pairs evaluated."""
         sp = self.pairs[:, 0] == self.pairs[:, 1]
         labels = self.labels[sp]
         owner = self.pairs[sp, 0].unsqueeze(-1).expand_as(labels)
-        n_labels = max(int(labels.max()) + 1, 0) if labels.numel() else 0
-        return modal_labels(label_histogram(labels.flatten(), owner.flatten(), n_members, n_labels))
+        n_labels = max(n_labels, int(labels.max()) + 1 if labels.numel() else 0)
+        return label_histogram(labels.flatten(), owner.flatten(), n_members, n_labels)
+
+    def self_play_labels(self, n_members: int) -> Tensor:
+        """Each member's modal label in self-play ``[N]`` (-1: none); needs the SP pairs evaluated."""
+        return modal_labels(self.self_play_counts(n_members))
 
 
 def load_population(

@@ -477,9 +477,13 @@ def log_xp_matrix(logger: RunLogger, evaluation: PairEvaluation, n_members: int,
 # ---------------------------------------------------------------------------------------------------------
 
 
-def write_summary(run_dir: Path, trainer: PopulationTrainer) -> dict:
-    """`population.json`: the final all-pairs evaluation (XP matrix, SP labels), length, time, hardware."""
-    cfg, n = trainer.cfg, trainer.cfg.population.size
+def write_summary(
+    run_dir: Path, trainer: PopulationTrainer, cfg: PopulationConfig | None = None, **extra
+) -> dict:
+    """`population.json`: the final all-pairs evaluation (XP matrix, SP labels), length, time, hardware, and
+    what a trainer adds (``extra``). ``cfg``: the population's config, if not ``trainer.cfg``."""
+    cfg = cfg or trainer.cfg
+    n = cfg.population.size
     evaluation = evaluate_population(trainer.population, cfg, trainer.device)
     labels = evaluation.self_play_labels(n)
     summary = {
@@ -494,6 +498,7 @@ def write_summary(run_dir: Path, trainer: PopulationTrainer) -> dict:
         "eval_deterministic": cfg.experiment.eval_deterministic,
         "eval_episodes_per_pair": cfg.experiment.eval_envs_per_pair,
         "hardware": hardware_summary(trainer.device),
+        **extra,
     }
     (Path(run_dir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
