@@ -456,11 +456,15 @@ def _load_preset(group: str, choice: str, config_dir: Path | None) -> tuple[Any,
 class Schema:
     """The engine for one configuration class: `root` is a dataclass whose fields are the sections (each a
     dataclass), `check` the cross-field checks run on every build, and `renames` maps the keys of an old flat
-    layout of saved configs to their dotted place (`{"lr": "algorithm.lr"}`). `TRAIN` is marl train's."""
+    layout of saved configs to their dotted place (`{"lr": "algorithm.lr"}`). `upgrade` rewrites a saved
+    config of an earlier version into today's keys; `moved` ({old dotted key: new}) names, in the error for
+    an old key given on the command line, where it went. `TRAIN` is marl train's."""
 
     root: type
     check: Callable[[Any], None]
     renames: Mapping[str, str] = field(default_factory=dict)
+    upgrade: Callable[[dict], dict] = lambda data: data
+    moved: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def sections(self) -> tuple[str, ...]:
@@ -483,6 +487,11 @@ class Schema:
         parts = key.split(".")
         if not all(parts):
             raise ConfigError(f"Malformed key {key!r} ({source}): expected section.key, e.g. algorithm.lr.")
+        if key in self.moved:
+            raise ConfigError(
+                f"'{key}' ({source}) is now '{self.moved[key]}', the name marl train gives the same setting: "
+                f"{self.moved[key]}=<value>."
+            )
         if len(parts) > MAX_KEY_PARTS:
             raise ConfigError(
                 f"The key {_clip(key)!r} ({source}) has {len(parts)} dotted parts; config keys have at most "
@@ -541,6 +550,7 @@ class Schema:
                 f"A config must be a mapping of sections ({', '.join(self.sections)}), got {_kind(data)}."
             )
         check_plain(data, "config", "saved config")
+        data = self.upgrade(data)
         tree = self.defaults()
         self.merge(
             tree, {k if k in self.sections else self.renames.get(k, k): v for k, v in data.items()}, source
@@ -553,6 +563,26 @@ class Schema:
         for key, value in overrides:
             self.set(tree, key, value, "command line")
         return self.build(tree)
+
+
+def move_keys(data: dict, moves: Mapping[str, str]) -> dict:
+    """A copy of the nested ``data`` with each dotted key of ``moves`` found in it set at its new dotted
+    place instead (sections created as needed)."""
+    data = copy.deepcopy(data)
+    for old, new in moves.items():
+        *path, name = old.split(".")
+        node = data
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or name not in node:
+            continue
+        value = node.pop(name)
+        *path, name = new.split(".")
+        node = data
+        for part in path:
+            node = node.setdefault(part, {})
+        node[name] = value
+    return data
 
 
 def split_arguments(

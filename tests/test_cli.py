@@ -69,7 +69,7 @@ def test_config_show_prints_the_population_commands_configs(capsys):
     assert shown["env"]["kwargs"] == {"k": 4, "horizon": 1}
     assert main(["config", "show", "generalist", "model.recurrent_size=16"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)
-    assert shown["model"]["recurrent_size"] == 16 and shown["algorithm"]["minibatch_chunks"] == 64
+    assert shown["model"]["recurrent_size"] == 16 and shown["algorithm"]["minibatch_size"] == 512
     assert main(["config", "show", "extract", "method=rl"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)
     assert shown["extract"]["method"] == "rl" and shown["algorithm"]["lr"] is None

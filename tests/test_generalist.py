@@ -82,7 +82,7 @@ def _config(tmp_path, population: str, **overrides):
         chunk_length=6,
         hidden_size=32,
         encoder_sizes=[32],
-        minibatch_chunks=16,
+        minibatch_chunks=16,  # the old layout's chunks per minibatch: 96 frames today
         eval_episodes=4,
         progress=False,
         checkpoint_every=0,
@@ -251,7 +251,7 @@ def test_generalist_learns_to_match_frozen_specialists(tmp_path, partners):
             [
                 "'algorithm.chunk_lenght'",
                 "Allowed keys",
-                "minibatch_chunks",
+                "minibatch_size",
                 "Did you mean 'algorithm.chunk_length'",
             ],
         ),
@@ -281,13 +281,14 @@ def test_config_errors_name_the_key_and_the_valid_ones(words, needles):
 def test_a_saved_config_in_the_old_flat_layout_loads_into_the_sections():
     old = {"population": "runs/p", "envs": 8, "hidden_size": 16, "encoder_sizes": [8], "lr": 1e-3}
     old.update(iterations=7, chunk_length=4, rollout_steps=8, name="g", eval_episodes=3, success_key="won")
+    old.update(minibatch_chunks=16)  # chunks per minibatch, today frames per minibatch
     cfg = generalist_config_from_dict(old)
     assert cfg == generalist_config_from_dict(
         {
             "experiment": {"iterations": 7, "name": "g", "eval_episodes": 3},
             "generalist": {"population": "runs/p", "success_key": "won"},
             "env": {"num_envs": 8},
-            "algorithm": {"lr": 1e-3, "chunk_length": 4, "rollout_steps": 8},
+            "algorithm": {"lr": 1e-3, "chunk_length": 4, "rollout_steps": 8, "minibatch_size": 64},
             "model": {"recurrent_size": 16, "hidden_sizes": [8]},
         }
     )
@@ -318,7 +319,7 @@ def test_the_command_prints_its_result(partners, tmp_path, capsys):
     from marl.cli import main
 
     words = ["env.num_envs=16", "algorithm.rollout_steps=6", "algorithm.chunk_length=6"]
-    words += ["model.recurrent_size=16", "model.hidden_sizes=[16]", "algorithm.minibatch_chunks=8"]
+    words += ["model.recurrent_size=16", "model.hidden_sizes=[16]", "algorithm.minibatch_size=48"]
     words += ["experiment.eval_episodes=2", "experiment.iterations=2", "experiment.progress=false"]
     words.append(f"experiment.runs_dir={tmp_path}")
     assert main(["population", "generalist", partners, *words]) == 0

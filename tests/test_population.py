@@ -217,6 +217,8 @@ def test_specialists_learn_their_restricted_convention(tmp_path):
             ["population.pairs=sampled", "population.size=3", "population.partners_per_member=3"],
             ["partners_per_member", "1..2"],
         ),
+        (["population.scheme=hyper"], ["'population.scheme'", "is now 'sharing.scheme'"]),
+        (["model.hyper_hidden=8"], ["is now 'sharing.hyper.hidden_size'"]),
     ],
 )
 def test_config_errors_name_the_key_and_the_valid_ones(args, needles):
@@ -236,6 +238,22 @@ def test_config_layers_and_cli_error(capsys):
     assert "Did you mean 'population.size'" in capsys.readouterr().err
 
 
+def test_a_config_saved_by_an_earlier_version_loads_with_todays_names():
+    """The scheme and hypernetwork knobs moved to marl train's names (sharing.*), and the minibatch count to
+    the frames per minibatch it meant (all 16 pairs x 32 envs x 8 steps = 4,096 frames in 4 minibatches)."""
+    old = {
+        "population": {"method": "xpmin", "size": 4, "scheme": "hyper", "envs_per_pair": 32},
+        "algorithm": {"rollout_steps": 8, "minibatches": 4},
+        "model": {"hidden_sizes": [32], "hyper_variant": "mip", "hyper_embedding_dim": 4, "hyper_hidden": 16},
+    }
+    cfg = population_config_from_dict(old)
+    assert cfg.sharing.scheme == "hyper" and cfg.algorithm.minibatch_size == 1024
+    assert (cfg.sharing.hyper.variant, cfg.sharing.hyper.embedding_dim, cfg.sharing.hyper.hidden_size) == (
+        "mip", 4, 16,
+    )  # fmt: skip
+    assert cfg.model.hidden_sizes == [32]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # (d) exact resume
 # ---------------------------------------------------------------------------------------------------------
@@ -250,7 +268,7 @@ def test_config_layers_and_cli_error(capsys):
             "population.size=3",
             "population.pairs=sampled",
             "population.partners_per_member=1",
-            "population.scheme=hyper",
+            "sharing.scheme=hyper",
             "population.envs_per_pair=2",
             "model.hidden_sizes=[16]",
             "algorithm.rollout_steps=6",
@@ -328,7 +346,7 @@ def test_member_update_equals_each_member_updated_alone(monkeypatch):
     # member 1 has 10x the advantages of member 0: its gradients are clipped, member 0's are not (SGD: a
     # wrong scale or a shared clipping norm would show)
     alg = SimpleNamespace(
-        epochs=epochs, minibatches=4, clip_epsilon=0.2, value_coef=0.5, entropy_coef=0.01,
+        epochs=epochs, minibatch_size=8, clip_epsilon=0.2, value_coef=0.5, entropy_coef=0.01,
         max_grad_norm=0.5, normalize_advantage=False, lr=0.1,
     )  # fmt: skip
     batch = MemberBatch(
@@ -346,7 +364,8 @@ def test_member_update_equals_each_member_updated_alone(monkeypatch):
     def update(population: Population, batch: MemberBatch, rows: slice) -> None:
         draws = iter(orders)
         monkeypatch.setattr(marl.ppo, "shuffled_order", lambda *_: next(draws)[rows])
-        ppo_update_members(population, torch.optim.SGD(population.parameters(), lr=alg.lr), batch, alg)
+        optimizer = torch.optim.SGD(population.parameters(), lr=alg.lr)
+        ppo_update_members(population, optimizer, batch, alg, frames=length)  # 4 minibatches of 8 frames
 
     together = Population(n, obs_dim, n_actions, hidden_sizes=(8,))
     alone = []

@@ -62,7 +62,7 @@ EVAL_EPISODES = 32  # per ordered pair (populations) and per partner and seat (g
 
 def train_population(method: str, seed: int, iterations: int, runs: str) -> dict[str, Any]:
     """`marl population train preset=cooking_<method>` with six members; -> its directory and cost."""
-    from marl.population.config import load_population_config
+    from marl.population.config import apply_overrides, load_population_config, rollout_frames
     from marl.population.xpmin import train
 
     cfg = load_population_config(
@@ -76,6 +76,8 @@ def train_population(method: str, seed: int, iterations: int, runs: str) -> dict
             "experiment.progress=false",
         ]
     )
+    # 4 minibatches per epoch as in the presets (which size them for their own population)
+    cfg = apply_overrides(cfg, [("algorithm.minibatch_size", rollout_frames(cfg) // 4)])
     return _cost(train(cfg))
 
 
@@ -86,7 +88,8 @@ def extract_population(method: str, teacher: str, seed: int, iterations: int, ru
     # rl: the label reward (paid only when an episode ends with a recipe) plus a tenth of the kitchen's own
     # reward, so the students get the sub-goal shaping the populations trained with; the teacher's recipe
     # still pays about twice any other (1 + 1 against 1 per delivery).
-    settings = {"env_reward_scale": 0.1} if method == "rl" else {}
+    # 4 minibatches per epoch of the students' 3,072 frames, as their teacher's PPO takes
+    settings = {"env_reward_scale": 0.1, "minibatch_size": MEMBERS * 32 * 16 // 4} if method == "rl" else {}
     run_dir = extract(
         teacher,
         **settings,

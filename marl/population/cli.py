@@ -22,14 +22,16 @@ examples:
   marl population train method=xpmin population.size=8 env.k=8 population.xp_lambda=0.5
   marl population train preset=cooking_xpmin population.pairs=all     every ordered pair every iteration
   marl population train preset=cooking_xpmin collector.num_workers=2   the pairs' rollouts on 2 Ray workers
-  marl population train preset=cooking_xpmin population.scheme=hyper    members from a hypernetwork
+  marl population train preset=cooking_xpmin sharing.scheme=hyper       members from a hypernetwork
   marl population train resume=results/runs/matrix_game_xpmin-20261124-101500   continue a stopped run
 
 Sections: experiment (seed, iterations, eval_every, ...), env (name, max_steps, the env's own arguments),
-population (method, size, scheme, xp_lambda, pairs, partners_per_member, partner_sampling, envs_per_pair,
+population (method, size, xp_lambda, pairs, partners_per_member, partner_sampling, envs_per_pair,
 label_key, restrict_kwarg, specialist_targets), algorithm (PPO: lr, clip_epsilon, entropy_coef, gamma,
-gae_lambda, epochs, minibatches, rollout_steps, ...), model (hidden_sizes, activation, hyper_*), collector
-(num_workers: Ray rollout workers, the pairs split over them; worker_threads), ray (address, num_cpus).
+gae_lambda, epochs, minibatch_size, rollout_steps, ...), model (hidden_sizes, activation), sharing
+(scheme: independent | hyper; hyper.variant, hyper.embedding_dim, hyper.hidden_size as in marl train),
+collector (num_workers: Ray rollout workers, the pairs split over them; worker_threads), ray (address,
+num_cpus). `marl config show population [preset=...]` lists every key.
 Presets live in configs/population/. Ctrl-C saves a checkpoint and prints the resume command.
 """
 
@@ -148,7 +150,7 @@ examples:
 
 The teacher is a population run directory (or checkpoint) of marl population train. Sections: extract
 (method, envs_per_member; dagger: beta0, beta_decay, window, student_actions; rl: reward, env_reward_scale,
-label_episodes), algorithm (rollout_steps, lr, epochs, minibatches, entropy_coef; null = the method's
+label_episodes), algorithm (rollout_steps, lr, epochs, minibatch_size, entropy_coef; null = the method's
 default), experiment; `marl config show extract` lists every key, method= is short for extract.method=. The
 students get the teacher run's env, networks and other PPO settings. Ctrl-C saves a checkpoint and prints
 the resume command. The run directory loads like any population run (marl population evaluate).

@@ -62,7 +62,7 @@ from marl.checkpoint import (
     restore_trainer_state,
     trainer_state,
 )
-from marl.config import Schema, config_to_dict, did_you_mean, leaf_keys, split_arguments
+from marl.config import Schema, config_to_dict, did_you_mean, leaf_keys, require, split_arguments
 from marl.errors import ConfigError, MarlError
 from marl.population.config import (
     PopulationConfig,
@@ -143,7 +143,8 @@ class ExtractAlgorithm:
     rollout_steps: int = 16  # env steps per slot per iteration
     lr: float | None = None  # Adam step size
     epochs: int | None = None  # passes over the dataset (dagger) or the rollout (rl) per iteration
-    minibatches: int | None = None  # per epoch; each holds 1/minibatches of every member's samples
+    # frames per gradient step, each minibatch the same share of every member's samples; 0 = all of them
+    minibatch_size: int | None = None
     entropy_coef: float | None = None  # rl: PPO entropy bonus
 
 
@@ -158,7 +159,7 @@ class ExtractConfig:
 
 # Imitation wants each iteration's dataset fitted closely before the students act on it (the students'
 # mistakes decide which states get labelled): full-batch steps, many more than PPO's few cautious epochs.
-DAGGER_DEFAULTS = {"lr": 1e-2, "epochs": 50, "minibatches": 1}
+DAGGER_DEFAULTS = {"lr": 1e-2, "epochs": 50, "minibatch_size": 0}
 
 RESUME_MAY_CHANGE = (  # a resumed extraction may change its length, logging and evaluation
     "experiment.iterations",
@@ -181,10 +182,12 @@ def check_config(cfg: ExtractConfig) -> None:
         "extract.label_episodes": ext.label_episodes,
         "algorithm.rollout_steps": alg.rollout_steps,
         "algorithm.epochs": alg.epochs,
-        "algorithm.minibatches": alg.minibatches,
     }
     non_negative = {"extract.window": ext.window, "extract.env_reward_scale": ext.env_reward_scale}
-    check_counts(positive, {**non_negative, "algorithm.entropy_coef": alg.entropy_coef})
+    non_negative.update(
+        {"algorithm.entropy_coef": alg.entropy_coef, "algorithm.minibatch_size": alg.minibatch_size}
+    )
+    check_counts(positive, non_negative)
     if alg.lr is not None and alg.lr <= 0:
         raise ConfigError(f"'algorithm.lr' must be > 0 (or null), got {alg.lr}.")
     for key in ("beta0", "beta_decay"):
@@ -194,7 +197,27 @@ def check_config(cfg: ExtractConfig) -> None:
 
 # Settings by their own name (the old flat layout of saved configs, and keyword arguments of `extract`)
 RENAMES = leaf_keys(ExtractConfig)
-SCHEMA = Schema(ExtractConfig, check_config, RENAMES)
+
+
+def upgrade(data: dict) -> dict:
+    """A saved extraction config of an earlier version: its count of minibatches per epoch
+    (``minibatches``, flat or in ``algorithm``) as today's ``minibatch_size`` where that needs no teacher."""
+    data = dict(data)
+    flat = "minibatches" in data
+    algorithm = dict(data if flat else data.get("algorithm") or {})
+    if "minibatches" not in algorithm:
+        return data
+    count = algorithm.pop("minibatches")
+    require(
+        count in (None, 1),
+        f"This extraction was saved with algorithm.minibatches={count}, a count this version no longer "
+        "takes: set algorithm.minibatch_size (frames per gradient step) instead.",
+    )
+    algorithm["minibatch_size"] = None if count is None else 0  # 1 minibatch: all the frames
+    return algorithm if flat else {**data, "algorithm": algorithm}
+
+
+SCHEMA = Schema(ExtractConfig, check_config, RENAMES, upgrade=upgrade)
 
 
 def extract_config(base: ExtractConfig | Mapping[str, Any] | None = None, **overrides: Any) -> ExtractConfig:
@@ -222,7 +245,7 @@ def student_config(cfg: ExtractConfig, teacher_cfg: PopulationConfig) -> Populat
     )
     defaults = DAGGER_DEFAULTS if cfg.extract.method == "dagger" else {}
     tree["algorithm"]["rollout_steps"] = cfg.algorithm.rollout_steps
-    for key in ("lr", "epochs", "minibatches", "entropy_coef"):
+    for key in ("lr", "epochs", "minibatch_size", "entropy_coef"):
         value = getattr(cfg.algorithm, key)
         tree["algorithm"][key] = defaults.get(key, tree["algorithm"][key]) if value is None else value
     return population_config_from_dict(tree)
@@ -427,7 +450,8 @@ def dagger_iteration(ex: Extraction) -> dict[str, float]:
     students.train()
     data_obs = torch.cat([o for o, _ in ex.dataset], dim=1)
     data_target = torch.cat([t for _, t in ex.dataset], dim=1)
-    stats = imitation_update(students, ex.optimizer, data_obs, data_target, ex.student_cfg.algorithm)
+    frames = rollout.frames * (data_obs.shape[1] // obs.shape[1])  # the window's rollouts
+    stats = imitation_update(students, ex.optimizer, data_obs, data_target, ex.student_cfg.algorithm, frames)
     trained = time.perf_counter()
     speed = count_iteration(ex, rollout.frames, start, collected, trained)
     return {
@@ -455,7 +479,7 @@ def rl_iteration(ex: Extraction) -> dict[str, float]:
     weight = seat_weights(member, None, 0.0)  # self-play only: +1 for every seat
     advantage, target = seat_advantages(students, rollout, member, layout, alg)
     batch = member_batch(rollout, member, layout, advantage, target, weight)
-    stats = ppo_update_members(students, ex.optimizer, batch, alg)
+    stats = ppo_update_members(students, ex.optimizer, batch, alg, rollout.frames)
     trained = time.perf_counter()
     speed = count_iteration(ex, rollout.frames, start, collected, trained)
     label_reward = rollout.episode_return - ex.cfg.extract.env_reward_scale * env_return
@@ -495,11 +519,11 @@ class TeacherMixture:
 
 
 def imitation_update(
-    students: Population, optimizer: torch.optim.Optimizer, obs: Tensor, target: Tensor, alg
+    students: Population, optimizer: torch.optim.Optimizer, obs: Tensor, target: Tensor, alg, frames: int
 ) -> dict[str, float]:
     """``alg.epochs`` epochs of KL(teacher || student) on ``obs [N, L, D]`` with the teacher's log-probs
-    ``target [N, L, A]``, all members at once (``member_epochs``): the loss is the sum of the members' mean
-    KLs, gradients are clipped per member."""
+    ``target [N, L, A]`` (``frames`` frames), all members at once (``member_epochs``): the loss is the sum
+    of the members' mean KLs, gradients are clipped per member."""
 
     def loss_of(mb: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         log_q = students.logits(mb["obs"]).log_softmax(-1)
@@ -508,7 +532,7 @@ def imitation_update(
         return kl.sum(), {"imitation_kl": kl.detach().mean()}
 
     data, actor = {"obs": obs, "target": target}, {"actor": students.actor}
-    return member_epochs(data, loss_of, optimizer, actor, alg, "extraction's imitation", lr_key="lr")
+    return member_epochs(data, loss_of, optimizer, actor, alg, frames, "extraction's imitation", lr_key="lr")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -15,8 +15,9 @@ one iteration is:
    a time-limit truncation bootstraps from the value of the true final observation (one extra GRU step),
    a termination does not.
 3. **PPO over chunks**: the ``[envs, T]`` rollout is cut into ``envs * T / chunk_length`` chunks; each
-   minibatch replays ``minibatch_chunks`` of them from their stored hidden states (truncated BPTT, the
-   hidden states are those of the policy that acted), clipped surrogate + value loss - entropy bonus.
+   minibatch replays ``minibatch_size / chunk_length`` of them from their stored hidden states (truncated
+   BPTT, the hidden states are those of the policy that acted), clipped surrogate + value loss - entropy
+   bonus.
 
 Robustness is measured as in "Diversity Is Not All You Need": success with each partner from held-out starts
 (in both seats), and the harmonic mean over partners (``evaluate_generalist``). ``generalist.test_population``
@@ -116,9 +117,9 @@ class GeneralistAlgorithm(PPOSection):
     rollout_steps: int = 32  # env steps per slot per iteration, a multiple of chunk_length
     normalize_advantage: bool = True  # per minibatch
     chunk_length: int = 8  # steps per BPTT chunk
-    # chunks per PPO minibatch (the population's `minibatches` splits each epoch into that many parts, marl
-    # train's `minibatch_size` counts frames)
-    minibatch_chunks: int = 64
+    # frames per PPO minibatch, a multiple of chunk_length (minibatch_size / chunk_length whole chunks, as in
+    # marl train's recurrent PPO)
+    minibatch_size: int = 512
 
 
 @dataclass
@@ -164,7 +165,7 @@ def check_config(cfg: GeneralistConfig) -> None:
         "experiment.eval_episodes": cfg.experiment.eval_episodes,
         "env.num_envs": cfg.env.num_envs,
         "algorithm.chunk_length": alg.chunk_length,
-        "algorithm.minibatch_chunks": alg.minibatch_chunks,
+        "algorithm.minibatch_size": alg.minibatch_size,
         "model.recurrent_size": model.recurrent_size,
         **{f"model.hidden_sizes[{i}]": size for i, size in enumerate(model.hidden_sizes)},
     }
@@ -175,12 +176,32 @@ def check_config(cfg: GeneralistConfig) -> None:
         f"{alg.chunk_length}' (the rollout is cut into whole chunks), e.g. algorithm.rollout_steps="
         f"{alg.chunk_length * 4}.",
     )
+    require(
+        alg.minibatch_size % alg.chunk_length == 0,
+        f"'algorithm.minibatch_size={alg.minibatch_size}' must be a multiple of 'algorithm.chunk_length="
+        f"{alg.chunk_length}' (minibatches hold whole chunks), e.g. algorithm.minibatch_size="
+        f"{alg.chunk_length * 64}.",
+    )
 
 
 # The keys of the old flat layout of saved configs: each field's own name, and three renamed ones
 RENAMES = leaf_keys(GeneralistConfig)
 RENAMES.update(envs="env.num_envs", hidden_size="model.recurrent_size", encoder_sizes="model.hidden_sizes")
-SCHEMA = Schema(GeneralistConfig, check_config, RENAMES)
+
+
+def upgrade(data: dict) -> dict:
+    """A saved config of an earlier version: chunks per minibatch (``minibatch_chunks``, flat or in
+    ``algorithm``) as the frames they hold (``minibatch_size``)."""
+    flat = "minibatch_chunks" in data
+    algorithm = dict(data if flat else data.get("algorithm") or {})
+    if "minibatch_chunks" not in algorithm:
+        return data
+    length = algorithm.get("chunk_length", GeneralistAlgorithm.chunk_length)
+    algorithm["minibatch_size"] = algorithm.pop("minibatch_chunks") * length
+    return algorithm if flat else {**data, "algorithm": algorithm}
+
+
+SCHEMA = Schema(GeneralistConfig, check_config, RENAMES, upgrade=upgrade)
 
 
 def generalist_config_from_dict(data: dict) -> GeneralistConfig:
@@ -606,8 +627,8 @@ def ppo_update_chunks(
     cfg: GeneralistAlgorithm,
 ) -> dict[str, float]:
     """``cfg.epochs`` epochs of clipped PPO over chunks of ``cfg.chunk_length`` steps,
-    ``cfg.minibatch_chunks`` chunks per minibatch, each replayed from its stored hidden state (truncated
-    BPTT; the states are those of the policy that acted)."""
+    ``cfg.minibatch_size / chunk_length`` chunks per minibatch, each replayed from its stored hidden state
+    (truncated BPTT; the states are those of the policy that acted)."""
     length = cfg.chunk_length
 
     def chunks(x: Tensor) -> Tensor:  # [E, T, ...] -> [E * T / L, L, ...]
@@ -635,7 +656,7 @@ def ppo_update_chunks(
         optimizer.step()
         return {"grad_norm": grad_norm}
 
-    chunks_per_minibatch, what = cfg.minibatch_chunks, "generalist's PPO"
+    chunks_per_minibatch, what = cfg.minibatch_size // length, "generalist's PPO"
     return minibatch_epochs(
         data, loss_of, optimizer, clip_and_step, cfg, chunks_per_minibatch, lr_key="lr", what=what
     )

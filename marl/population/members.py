@@ -57,10 +57,10 @@ def build_population(
         n_actions,
         hidden_sizes=model.hidden_sizes,
         activation=model.activation,
-        scheme=cfg.population.scheme,
-        hyper_variant=model.hyper_variant,
-        hyper_embedding_dim=model.hyper_embedding_dim,
-        hyper_hidden=model.hyper_hidden,
+        scheme=cfg.sharing.scheme,
+        hyper_variant=cfg.sharing.hyper.variant,
+        hyper_embedding_dim=cfg.sharing.hyper.embedding_dim,
+        hyper_hidden=cfg.sharing.hyper.hidden_size,
     ).to(device)
     if weights is not None:
         population.load_state_dict(weights)

@@ -250,7 +250,7 @@ def train_iteration(trainer: PopulationTrainer) -> dict[str, float]:
 
     # 5. PPO update of all members at once, in the member-major layout
     batch = member_batch(rollout, assignment.member, layout, signed, target, weight)
-    stats = ppo_update_members(population, trainer.optimizer, batch, alg)
+    stats = ppo_update_members(population, trainer.optimizer, batch, alg, rollout.frames)
     trained = time.perf_counter()
 
     speed = count_iteration(trainer, rollout.frames, start, collected, trained)
@@ -334,10 +334,11 @@ def member_major(x: Tensor, layout: MemberLayout) -> Tensor:
 
 
 def ppo_update_members(
-    population: Population, optimizer: torch.optim.Optimizer, batch: MemberBatch, alg
+    population: Population, optimizer: torch.optim.Optimizer, batch: MemberBatch, alg, frames: int
 ) -> dict[str, float]:
-    """``alg.epochs`` epochs of clipped PPO over all members at once. Every minibatch takes a random
-    ``1 / alg.minibatches`` of *each* member's samples, so the stacked networks always run on ``[N, M, ...]``.
+    """``alg.epochs`` epochs of clipped PPO over all members at once, on a rollout of ``frames`` frames.
+    Every minibatch takes the same random share of *each* member's samples (``alg.minibatch_size`` frames in
+    all), so the stacked networks always run on ``[N, M, ...]``.
     The loss is the sum of the members' own PPO losses (policy surrogate and entropy averaged over the
     samples the member learns from, value loss over all its samples)."""
     data = dict(vars(batch))
@@ -352,7 +353,7 @@ def ppo_update_members(
         return ppo_loss(log_prob, old_log_prob, advantage, entropy, value, target, alg, **options)
 
     networks = {"actor": population.actor, "critic": population.critic}
-    return member_epochs(data, loss_of, optimizer, networks, alg, "population's PPO")
+    return member_epochs(data, loss_of, optimizer, networks, alg, frames, "population's PPO")
 
 
 def member_epochs(
@@ -361,11 +362,13 @@ def member_epochs(
     optimizer: torch.optim.Optimizer,
     networks: dict[str, nn.Module],
     alg,
+    frames: int,
     what: str,
     lr_key: str = "algorithm.lr",
 ) -> dict[str, float]:
-    """``minibatch_epochs`` over member-major ``data [N, L, ...]``, ``alg.minibatches`` per epoch, each member
-    shuffled on its own; the ``networks`` clipped per member (mean norms logged as ``<name>_grad_norm``)."""
+    """``minibatch_epochs`` over member-major ``data [N, L, ...]`` holding ``frames`` frames, in minibatches
+    of ``alg.minibatch_size`` frames (0: all of them), each member shuffled on its own; the ``networks``
+    clipped per member (mean norms logged as ``<name>_grad_norm``)."""
 
     def clip_and_step() -> dict[str, Tensor]:
         norms = [clip_member_grad_norms(net, alg.max_grad_norm).mean() for net in networks.values()]
@@ -373,7 +376,8 @@ def member_epochs(
         return {f"{name}_grad_norm": norm for name, norm in zip(networks, norms)}
 
     length = next(iter(data.values())).shape[1]
-    minibatch = -(-length // alg.minibatches)  # ceil: every sample in exactly one minibatch per epoch
+    minibatches = -(-frames // alg.minibatch_size) if alg.minibatch_size else 1
+    minibatch = -(-length // minibatches)  # ceil: every sample in exactly one minibatch per epoch
     return minibatch_epochs(
         data, loss_of, optimizer, clip_and_step, alg, minibatch, per_member=True, lr_key=lr_key, what=what
     )
@@ -509,7 +513,7 @@ def describe_run(trainer: PopulationTrainer, run_dir: Path) -> str:
     params = sum(p.numel() for p in trainer.population.parameters())
     envs = trainer.collector.assignment.num_envs
     return (
-        f"{cfg.population.method} population of {cfg.population.size} ({cfg.population.scheme}, {params:,} "
+        f"{cfg.population.method} population of {cfg.population.size} ({cfg.sharing.scheme}, {params:,} "
         f"params) on {cfg.env.name}: {trainer.collector.assignment.pairs.shape[0]} pairs x "
         f"{cfg.population.envs_per_pair} envs = {envs} slots, {cfg.experiment.iterations} iterations on "
         f"{trainer.device}\nLogs: {run_dir}  (tensorboard --logdir {run_dir})"
