@@ -59,8 +59,6 @@ from marl.agents.population import MemberLayout, Population
 from marl.checkpoint import (
     clone_tree,
     load_checkpoint,
-    restore_trainer_state,
-    trainer_state,
 )
 from marl.config import Schema, config_to_dict, did_you_mean, leaf_keys, require, split_arguments
 from marl.errors import ConfigError, MarlError
@@ -79,24 +77,23 @@ from marl.population.members import (
     EVAL_SEED_OFFSET,
     build_population,
     load_population,
-    seat_sizes,
 )
-from marl.population.pairs import assign_slots, seat_weights, self_play_pairs
-from marl.population.rollout import PairCollector, Rollout, build_shards
+from marl.population.pairs import self_play_pairs
+from marl.population.rollout import Rollout
 from marl.population.xpmin import (
+    PopulationTrainer,
+    build_trainer,
     evaluate_population,
     evaluation_metrics,
     log_xp_matrix,
-    member_batch,
     member_epochs,
     member_major,
-    ppo_update_members,
-    seat_advantages,
+    train_iteration,
     write_summary,
 )
 from marl.run_logger import RunLogger, flatten
 from marl.run_loop import RunPlan, count_iteration, due, run_plan
-from marl.runs import new_run_dir, resolve_device
+from marl.runs import new_run_dir
 
 EXTRACT_FILE = "extract.yaml"
 TEACHER_SEED_OFFSET = 2_000_003  # the teacher's label-distribution episodes use their own seed
@@ -258,78 +255,59 @@ def student_config(cfg: ExtractConfig, teacher_cfg: PopulationConfig) -> Populat
 
 @dataclass
 class Extraction:
-    """Everything an extraction run holds in memory; `state_dict` is its checkpoint."""
+    """Everything an extraction run holds in memory; `state_dict` is its checkpoint. The students are a
+    population run of their own (``students``: `marl population train`'s trainer, in self-play), which the
+    teacher, its label counts and DAgger's dataset come beside."""
 
     cfg: ExtractConfig
-    student_cfg: PopulationConfig
+    students: PopulationTrainer  # its cfg: the students' PopulationConfig
+    teacher: Population
     teacher_cfg: PopulationConfig
     teacher_run: str
-    device: torch.device
-    teacher: Population
-    population: Population  # the students
-    optimizer: torch.optim.Optimizer
-    collector: PairCollector
     teacher_labels: Tensor  # [N, n_labels + 1] teacher self-play label counts; column 0 = no label
     dataset: list[tuple[Tensor, Tensor]] = field(default_factory=list)  # dagger: (obs, teacher log-probs)
-    iteration: int = 0
-    frames: int = 0
-    wall_time: float = 0.0
+
+    # the run's counters and device are the students' (run_loop reads them)
+    iteration = property(lambda self: self.students.iteration)
+    frames = property(lambda self: self.students.frames)
+    wall_time = property(lambda self: self.students.wall_time)
+    device = property(lambda self: self.students.device)
 
     def state_dict(self) -> dict:
-        return trainer_state(
-            self,
-            population_config_to_dict(self.student_cfg),
-            "population",
-            population=clone_tree(self.population.state_dict()),
-            optimizer=clone_tree(self.optimizer.state_dict()),
-            collector=self.collector.state_dict(),
-            extraction={
+        return self.students.state_dict() | {
+            "extraction": {
                 "config": config_to_dict(self.cfg),
                 "teacher_run": self.teacher_run,
                 "teacher_config": population_config_to_dict(self.teacher_cfg),
                 "teacher": clone_tree(self.teacher.state_dict()),
                 "teacher_labels": self.teacher_labels.clone(),
                 "dataset": [{"obs": obs.clone(), "target": target.clone()} for obs, target in self.dataset],
-            },
-        )
+            }
+        }
 
     def load_state_dict(self, state: dict) -> None:
-        self.population.load_state_dict(state["population"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.collector.load_state_dict(state["collector"])
-        saved = state["extraction"]
-        self.teacher_labels = saved["teacher_labels"].to(self.device).clone()
-        self.dataset = [(d["obs"].to(self.device), d["target"].to(self.device)) for d in saved["dataset"]]
-        restore_trainer_state(self, state)
+        self.students.load_state_dict(state)
+        saved, device = state["extraction"], self.device
+        self.teacher_labels = saved["teacher_labels"].to(device).clone()
+        self.dataset = [(d["obs"].to(device), d["target"].to(device)) for d in saved["dataset"]]
 
 
 def build_extraction(
     cfg: ExtractConfig, teacher: Population, teacher_cfg: PopulationConfig, teacher_run: str
 ) -> Extraction:
-    """Seed, then build the students (fresh), their self-play envs, optimizer and collector, and measure the
-    teacher's self-play label distribution."""
-    device = resolve_device(cfg.experiment.device)
-    if cfg.experiment.threads:
-        torch.set_num_threads(cfg.experiment.threads)
-    torch.manual_seed(cfg.experiment.seed)
-    student_cfg = student_config(cfg, teacher_cfg)
-    n = student_cfg.population.size
-    pairs = self_play_pairs(n)
-    shards = build_shards(student_cfg, pairs, device)
-    sizes = seat_sizes(student_cfg, shards[0].env)
-    if sizes != (teacher.obs_dim, teacher.n_actions):
+    """The students as a fresh self-play population run (seeded, with envs, optimizer and collector), and
+    the teacher's self-play label distribution."""
+    students = build_trainer(student_config(cfg, teacher_cfg))
+    population = students.population
+    if (population.obs_dim, population.n_actions) != (teacher.obs_dim, teacher.n_actions):
         raise MarlError(
             f"The teacher's networks take {teacher.obs_dim} observations and {teacher.n_actions} actions, "
-            f"but its env {student_cfg.env.name} now gives {sizes[0]} and {sizes[1]}."
+            f"but its env {teacher_cfg.env.name} now gives {population.obs_dim} and {population.n_actions}."
         )
-    students = build_population(student_cfg, sizes=sizes, device=device)
-    trained = students.actor.parameters() if cfg.extract.method == "dagger" else students.parameters()
-    optimizer = torch.optim.Adam(trained, lr=student_cfg.algorithm.lr, eps=student_cfg.algorithm.adam_eps)
-    label_key = student_cfg.population.label_key
-    collector = PairCollector(
-        shards, assign_slots(pairs.to(device), cfg.extract.envs_per_member), n, label_key
-    )
-    teacher = teacher.to(device).eval()
+    if cfg.extract.method == "dagger":  # imitation trains the actors only
+        alg = students.cfg.algorithm
+        students.optimizer = torch.optim.Adam(population.actor.parameters(), lr=alg.lr, eps=alg.adam_eps)
+    teacher = teacher.to(students.device).eval()
     labels = self_play_label_counts(
         teacher, teacher_cfg, cfg.extract.label_episodes, cfg.experiment.seed + TEACHER_SEED_OFFSET
     )
@@ -340,9 +318,7 @@ def build_extraction(
             f"{cfg.extract.label_episodes} episodes, so extract.method=rl has no behaviour to reward. Raise "
             "extract.label_episodes, or use extract.method=dagger."
         )
-    return Extraction(
-        cfg, student_cfg, teacher_cfg, teacher_run, device, teacher, students, optimizer, collector, labels
-    )
+    return Extraction(cfg, students, teacher, teacher_cfg, teacher_run, labels)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -390,7 +366,7 @@ def extract(
     if state is not None:
         ex.load_state_dict(state)
     else:
-        run_dir = new_run_dir(ex.student_cfg.experiment.runs_dir, ex.student_cfg.experiment.name)
+        run_dir = new_run_dir(ex.students.cfg.experiment.runs_dir, ex.students.cfg.experiment.name)
     settings = yaml.safe_dump(
         {"teacher_run": str(teacher_run), "extraction": config_to_dict(cfg)}, sort_keys=False
     )
@@ -417,9 +393,9 @@ def extract(
         run_dir=run_dir,
         settings=exp,
         n_iterations=exp.iterations,
-        name=ex.student_cfg.experiment.name,
+        name=ex.students.cfg.experiment.name,
         resume_command=f"marl population extract resume={run_dir}",
-        config_yaml=population_config_to_yaml(ex.student_cfg),
+        config_yaml=population_config_to_yaml(ex.students.cfg),
         hparams=flatten(config_to_dict(cfg)),
         one_iteration=one_iteration,
         final_metric=lambda key: key.endswith(("_mean", "distinct_labels")),
@@ -433,13 +409,14 @@ def extract(
 
 def dagger_iteration(ex: Extraction) -> dict[str, float]:
     """Mixed self-play rollout -> teacher labels on every visited state -> KL epochs on the window."""
-    cfg, students = ex.cfg, ex.population
+    cfg, trainer = ex.cfg, ex.students
+    students, collector = trainer.population, trainer.collector
     beta = cfg.extract.beta0 * cfg.extract.beta_decay**ex.iteration
     start = time.perf_counter()
     students.eval()
     mixture = TeacherMixture(ex.teacher, students, beta, student_mode=cfg.extract.student_actions == "mode")
-    rollout = ex.collector.collect(mixture, cfg.algorithm.rollout_steps)
-    obs = member_major(rollout.obs, ex.collector.layout)  # [N, L, D]
+    rollout = collector.collect(mixture, cfg.algorithm.rollout_steps)
+    obs = member_major(rollout.obs, collector.layout)  # [N, L, D]
     with torch.no_grad():
         target = ex.teacher.logits(obs).log_softmax(-1)
         agreement = (students.logits(obs).argmax(-1) == target.argmax(-1)).float().mean()
@@ -451,9 +428,11 @@ def dagger_iteration(ex: Extraction) -> dict[str, float]:
     data_obs = torch.cat([o for o, _ in ex.dataset], dim=1)
     data_target = torch.cat([t for _, t in ex.dataset], dim=1)
     frames = rollout.frames * (data_obs.shape[1] // obs.shape[1])  # the window's rollouts
-    stats = imitation_update(students, ex.optimizer, data_obs, data_target, ex.student_cfg.algorithm, frames)
+    stats = imitation_update(
+        students, trainer.optimizer, data_obs, data_target, trainer.cfg.algorithm, frames
+    )
     trained = time.perf_counter()
-    speed = count_iteration(ex, rollout.frames, start, collected, trained)
+    speed = count_iteration(trainer, rollout.frames, start, collected, trained)
     return {
         "train/beta": beta,
         "train/agreement": float(agreement),  # student's mode = teacher's, on the new states, before update
@@ -465,30 +444,18 @@ def dagger_iteration(ex: Extraction) -> dict[str, float]:
 
 
 def rl_iteration(ex: Extraction) -> dict[str, float]:
-    """Self-play rollout -> label rewards in place of the env's -> GAE -> PPO update of all students."""
-    students, collector, alg = ex.population, ex.collector, ex.student_cfg.algorithm
-    start = time.perf_counter()
-    students.eval()
-    rollout = collector.collect(students, ex.cfg.algorithm.rollout_steps)
-    env_return = rollout.episode_return
-    member, layout = collector.assignment.member, collector.layout
+    """`marl population train`'s self-play iteration on the students, with the label rewards in place of
+    the env's (GAE, PPO update of all students)."""
     table = label_reward_table(ex.teacher_labels, ex.cfg.extract.reward)
-    rollout = with_label_rewards(rollout, table, member, ex.cfg.extract.env_reward_scale)
-    collected = time.perf_counter()
-    students.train()
-    weight = seat_weights(member, None, 0.0)  # self-play only: +1 for every seat
-    advantage, target = seat_advantages(students, rollout, member, layout, alg)
-    batch = member_batch(rollout, member, layout, advantage, target, weight)
-    stats = ppo_update_members(students, ex.optimizer, batch, alg, rollout.frames)
-    trained = time.perf_counter()
-    speed = count_iteration(ex, rollout.frames, start, collected, trained)
-    label_reward = rollout.episode_return - ex.cfg.extract.env_reward_scale * env_return
-    return {
-        "train/label_reward_mean": _mean(label_reward),
-        "train/env_return_mean": _mean(env_return),
-        **{f"train/{k}": v for k, v in stats.items()},
-        **speed,
-    }
+    scale, returns = ex.cfg.extract.env_reward_scale, {}
+
+    def relabel(rollout: Rollout) -> Rollout:
+        relabelled = with_label_rewards(rollout, table, ex.students.collector.assignment.member, scale)
+        returns["train/env_return_mean"] = _mean(rollout.episode_return)
+        returns["train/label_reward_mean"] = _mean(relabelled.episode_return - scale * rollout.episode_return)
+        return relabelled
+
+    return train_iteration(ex.students, relabel) | returns
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -592,12 +559,14 @@ def label_distance(a: Tensor, b: Tensor) -> Tensor:
 def evaluate_extraction(ex: Extraction, logger: RunLogger) -> dict[str, float]:
     """All-pairs evaluation of the students (XP matrix image) and the distance of each student's sampled
     self-play label distribution from its teacher's."""
-    n = ex.student_cfg.population.size
-    evaluation = evaluate_population(ex.population, ex.student_cfg, ex.device)
+    n = ex.students.cfg.population.size
+    evaluation = evaluate_population(ex.students.population, ex.students.cfg, ex.device)
     log_xp_matrix(logger, evaluation, n, ex.iteration, ex.frames)
     seed = ex.cfg.experiment.seed + EVAL_SEED_OFFSET
     distance = label_distance(
-        self_play_label_counts(ex.population, ex.student_cfg, ex.cfg.experiment.eval_episodes, seed),
+        self_play_label_counts(
+            ex.students.population, ex.students.cfg, ex.cfg.experiment.eval_episodes, seed
+        ),
         ex.teacher_labels,
     )
     metrics = evaluation_metrics(evaluation, n)
@@ -610,7 +579,9 @@ def write_extraction_summary(run_dir: Path, ex: Extraction) -> dict:
     """population.json as `marl population train` writes it, plus the teacher's and the students' sampled
     self-play label distributions (lists per member, entry 0 = no label) and their distance."""
     seed = ex.cfg.experiment.seed + EVAL_SEED_OFFSET
-    students = self_play_label_counts(ex.population, ex.student_cfg, ex.cfg.experiment.eval_episodes, seed)
+    students = self_play_label_counts(
+        ex.students.population, ex.students.cfg, ex.cfg.experiment.eval_episodes, seed
+    )
 
     def distribution(counts: Tensor) -> list[list[float]]:
         return (counts.float() / counts.sum(-1, keepdim=True).clamp_min(1)).cpu().tolist()
@@ -623,11 +594,11 @@ def write_extraction_summary(run_dir: Path, ex: Extraction) -> dict:
         "label_tv": label_distance(students, ex.teacher_labels).cpu().tolist(),
     }
     method = f"extract_{ex.cfg.extract.method}"  # not the students' self-play training method
-    return write_summary(run_dir, ex, ex.student_cfg, method=method, extraction=extraction)  # type: ignore[arg-type]
+    return write_summary(run_dir, ex.students, method=method, extraction=extraction)
 
 
 def describe_run(ex: Extraction, run_dir: Path) -> str:
-    cfg, n = ex.cfg, ex.student_cfg.population.size
+    cfg, n = ex.cfg, ex.students.cfg.population.size
     how = (
         f"DAgger, beta {cfg.extract.beta0} x {cfg.extract.beta_decay}^k, window {cfg.extract.window or 'all'}"
         if cfg.extract.method == "dagger"
@@ -635,7 +606,7 @@ def describe_run(ex: Extraction, run_dir: Path) -> str:
     )
     return (
         f"Extracting {n} members of {ex.teacher_run} into fresh students ({how}) on "
-        f"{ex.student_cfg.env.name}: {n} x {cfg.extract.envs_per_member} self-play slots, "
+        f"{ex.students.cfg.env.name}: {n} x {cfg.extract.envs_per_member} self-play slots, "
         f"{cfg.experiment.iterations} iterations on {ex.device}\n"
         f"Logs: {run_dir}  (tensorboard --logdir {run_dir})"
     )

@@ -118,7 +118,8 @@ class PopulationTrainer:
         self.population.load_state_dict(state["population"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.collector.load_state_dict(state["collector"])
-        self.xp_estimate = state["xp_estimate"].to(self.device).clone()
+        estimate = state.get("xp_estimate", self.xp_estimate)  # (extraction checkpoints had none)
+        self.xp_estimate = estimate.to(self.device).clone()
         restore_trainer_state(self, state)
 
 
@@ -215,8 +216,11 @@ def train(cfg: PopulationConfig, resume: str | Path | None = None, stop_after: i
     return run_plan(plan, resumed=state, stop_after=stop_after)
 
 
-def train_iteration(trainer: PopulationTrainer) -> dict[str, float]:
-    """Rollout -> per-pair returns -> j* -> signed GAE -> PPO update of all members. Returns metrics."""
+def train_iteration(
+    trainer: PopulationTrainer, relabel: Callable[[Rollout], Rollout] | None = None
+) -> dict[str, float]:
+    """Rollout -> per-pair returns -> j* -> signed GAE -> PPO update of all members. Returns metrics.
+    ``relabel`` replaces the rollout's rewards before anything learns from them (extraction by RL)."""
     cfg, population, collector = trainer.cfg, trainer.population, trainer.collector
     pop, alg, n = cfg.population, cfg.algorithm, cfg.population.size
     start = time.perf_counter()
@@ -227,6 +231,8 @@ def train_iteration(trainer: PopulationTrainer) -> dict[str, float]:
         collector.reset(assign_slots(pairs, pop.envs_per_pair))
     population.eval()
     rollout = collector.collect(population, alg.rollout_steps)
+    if relabel is not None:
+        rollout = relabel(rollout)
     collected = time.perf_counter()
     assignment, layout = collector.assignment, collector.layout
 
