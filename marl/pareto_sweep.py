@@ -284,7 +284,8 @@ def run_pareto(sweep: ParetoSweep, ray_address: str | None = None, dry_run: bool
     """Run every (member, seed) task not yet cached, then analyse and write the outputs."""
     members = expand(sweep)
     cache = sweep.directory / "results"
-    tasks = [(m, s) for m in members for s in sweep.seeds if not _cached(cache, m, s).exists()]
+    # seed by seed: an interrupted sweep has every member's first seeds before any member's last
+    tasks = [(m, s) for s in sweep.seeds for m in members if not _cached(cache, m, s).exists()]
     print(
         f"Pareto sweep {sweep.name}: {len(members)} members x {len(sweep.seeds)} seeds, {len(tasks)} to run "
         f"({sum(m.policy == LEARNED for m in members)} learned members train first), "
