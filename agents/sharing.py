@@ -410,8 +410,14 @@ class TeamMLP(nn.Module):
         self._check_input(x, shared_input)
         if self.scheme == "shared":
             return self._shared_forward(x, shared_input)
-        weights, biases = self.agent_parameters()
         n = self.n_agents
+        if shared_input and self.scheme == "grouped":
+            # The agents of a role all compute the same: once per role, then each agent takes its role's.
+            lead = x.shape[:-1]
+            flat = x.reshape(-1, self.in_dim)
+            y = _per_agent_mlp(flat, self.weights, self.biases, self.activation, shared_input=True)
+            return y[self.role_index].transpose(0, 1).reshape(*lead, n, self.out_dim)
+        weights, biases = self.agent_parameters()
         if shared_input:
             lead = x.shape[:-1]
             y = _per_agent_mlp(
