@@ -73,6 +73,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
     )
 
 
+def run_directory(path: str | Path) -> Path:
+    """The run directory of a run directory or of one of its checkpoint files (<run>/checkpoints/<file>)."""
+    path = Path(path)
+    return resolve_checkpoint(path).parent.parent if path.is_file() else path
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint safely: no code execution while reading (weights_only=True), and none later from
     its settings unless this user wrote it or trusts it (`safe_load.check_references`)."""

@@ -24,6 +24,7 @@ from marl.checkpoint import (
     clone_tree,
     load_checkpoint,
     restore_trainer_state,
+    run_directory,
     trainer_state,
 )
 from marl.collector import Collector, LocalCollector, heldout_episodes
@@ -218,7 +219,7 @@ def train(cfg: Config, resume: str | Path | None = None, stop_after: int | None 
     state = None
     if resume is not None:
         state = load_checkpoint(resume)
-        run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
+        run_dir = run_directory(resume)
         saved = config_from_dict(state["config"])
         retuned = _check_resume_compatible(saved, cfg)
     trainer = build_trainer(cfg)

@@ -14,7 +14,7 @@ from marl.envs.native import CookingEnv
 from marl.checkpoint import load_checkpoint
 from marl.cli import main
 from marl.errors import ConfigError
-from marl.population.config import load_population_config, population_config_from_dict
+from marl.population.config import apply_overrides, load_population_config, population_config_from_dict
 from marl.population.evaluate import evaluate_run
 from marl.population.members import load_population
 from marl.population.pairs import (
@@ -298,6 +298,9 @@ def test_resume_continues_exactly(tmp_path, overrides):
     assert without_timing(read_metrics(straight)) == without_timing(read_metrics(resumed))
     population, saved = load_population(resumed)
     assert isinstance(population, Population) and saved.population.size == cfg.population.size
+    changed = apply_overrides(cfg, [("population.xp_lambda", 0.9), ("experiment.iterations", 6)])
+    with pytest.raises(ConfigError, match=r"population.xp_lambda: 0.3 -> 0.9.*experiment.iterations"):
+        train(changed, resume=resumed)  # a longer run is fine, another objective is not
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from tensordict import TensorDictBase
 from torch import Tensor
 
 from marl.agents.population import MemberLayout, Population, sample_categorical
-from marl.checkpoint import load_checkpoint, resolve_checkpoint
+from marl.checkpoint import load_checkpoint, run_directory
 from marl.collector import heldout_episodes
 from marl.envs.factory import describe_env, make_env
 from marl.errors import MarlError
@@ -492,7 +492,7 @@ def evaluate_run(
     and `xp_matrix.png` into ``out`` (default: the run directory) and logs to the run's TensorBoard.
     ``seed``: the held-out starts (default: the run's all-pairs evaluation seed, so the matrix equals
     population.json's for the same number of episodes)."""
-    source, run_dir = run_dir, _run_directory(run_dir)
+    source, run_dir = run_dir, run_directory(run_dir)
     dev = resolve_device(device)
     state = load_checkpoint(source, map_location=dev)
     population, cfg = population_from_checkpoint(state, source, dev)
@@ -707,12 +707,6 @@ def _interval(result: dict, name: str) -> str:
 
 def _number(value: float | None) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
-
-
-def _run_directory(path: str | Path) -> Path:
-    """A run directory from itself or from one of its checkpoint files (<run>/checkpoints/<file>.pt)."""
-    path = Path(path)
-    return resolve_checkpoint(path).parent.parent if path.is_file() else path
 
 
 def _jsonable(tree):

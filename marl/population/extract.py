@@ -59,6 +59,7 @@ from marl.agents.population import MemberLayout, Population
 from marl.checkpoint import (
     clone_tree,
     load_checkpoint,
+    run_directory,
 )
 from marl.config import Schema, config_to_dict, did_you_mean, leaf_keys, require, split_arguments
 from marl.errors import ConfigError, MarlError
@@ -356,7 +357,7 @@ def extract(
         teacher_cfg = population_config_from_dict(saved["teacher_config"])
         teacher = build_population(teacher_cfg, weights=saved["teacher"])
         teacher_run = saved["teacher_run"]
-        run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
+        run_dir = run_directory(resume)
     else:
         if teacher_run is None:
             raise MarlError("marl population extract needs a teacher: a population run directory or a .pt.")

@@ -47,6 +47,7 @@ from marl.checkpoint import (
     load_checkpoint,
     resolve_checkpoint,
     restore_trainer_state,
+    run_directory,
     trainer_state,
 )
 from marl.config import Schema, config_to_dict, config_to_yaml, leaf_keys, require, split_arguments
@@ -546,7 +547,7 @@ def train_generalist(
             raise MarlError(
                 f"{resume} is not a generalist run (its checkpoint is a {state.get('kind')!r} run)."
             )
-        run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
+        run_dir = run_directory(resume)
         check_resume(generalist_config_from_dict(state["config"]), cfg, RESUMABLE, "generalist run")
     trainer = build_trainer(cfg, None if state is None else state["partners"])
     if state is not None:

@@ -49,11 +49,13 @@ from marl.checkpoint import (
     clone_tree,
     load_checkpoint,
     restore_trainer_state,
+    run_directory,
     trainer_state,
 )
 from marl.errors import MarlError
 from marl.population.config import (
     PopulationConfig,
+    check_resume,
     population_config_from_dict,
     population_config_to_dict,
     population_config_to_yaml,
@@ -82,6 +84,17 @@ from marl.run_loop import RunPlan, count_iteration, due, run_plan
 from marl.runs import hardware_summary, new_run_dir, resolve_device
 
 SUMMARY_FILE = "population.json"
+RESUMABLE = (  # what a resumed run may change: its length, logging and evaluation, not what it trains
+    "experiment.iterations",
+    "experiment.threads",
+    "experiment.progress",
+    "experiment.checkpoint_every",
+    "experiment.keep_checkpoints",
+    "experiment.eval_every",
+    "experiment.eval_envs_per_pair",
+    "experiment.eval_deterministic",
+    "experiment.eval_specialists",
+)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -166,8 +179,8 @@ def train(cfg: PopulationConfig, resume: str | Path | None = None, stop_after: i
             raise MarlError(
                 f"{resume} is an extraction run: continue it with marl population extract resume={resume}."
             )
-        run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
-        _check_resume_compatible(population_config_from_dict(state["config"]), cfg)
+        run_dir = run_directory(resume)
+        check_resume(population_config_from_dict(state["config"]), cfg, RESUMABLE, "population run")
     trainer = build_trainer(cfg)
     if state is not None:
         trainer.load_state_dict(state)
@@ -524,32 +537,6 @@ def describe_run(trainer: PopulationTrainer, run_dir: Path) -> str:
         f"{cfg.population.envs_per_pair} envs = {envs} slots, {cfg.experiment.iterations} iterations on "
         f"{trainer.device}\nLogs: {run_dir}  (tensorboard --logdir {run_dir})"
     )
-
-
-def _check_resume_compatible(saved: PopulationConfig, cfg: PopulationConfig) -> None:
-    """A resumed run may only change its length and logging, not what it trains."""
-    allowed = {
-        "experiment.iterations",
-        "experiment.threads",
-        "experiment.progress",
-        "experiment.checkpoint_every",
-        "experiment.keep_checkpoints",
-        "experiment.eval_every",
-        "experiment.eval_envs_per_pair",
-        "experiment.eval_deterministic",
-        "experiment.eval_specialists",
-    }
-    a, b = flatten(population_config_to_dict(saved)), flatten(population_config_to_dict(cfg))
-    changed = [
-        f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
-        for k in sorted(set(a) | set(b))
-        if a.get(k) != b.get(k) and k not in allowed
-    ]
-    if changed:
-        raise MarlError(
-            "A resumed population run must train what it started with, but these settings differ from its "
-            f"saved config: {'; '.join(changed)}. Only {', '.join(sorted(allowed))} may change on resume."
-        )
 
 
 __all__ = ["PopulationTrainer", "evaluate_population", "train"]
