@@ -230,6 +230,33 @@ def harmonic_mean(values: Tensor | Sequence[float]) -> float:
     return float(values.numel() / values.reciprocal().sum())
 
 
+def robustness(
+    policy: SeatPolicy,
+    partners: Population,
+    cfg: PopulationConfig,
+    episodes_per_pair: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+    deterministic: bool = True,
+    success_key: str = "success",
+) -> dict:
+    """A seat policy's robustness to a population of partners (held-out specialists, a generalist's
+    partners) in ``cfg``'s env: its success and own return with each partner in each seat ``[K][seat]``,
+    success per partner (mean over both seats), their mean and their harmonic mean (the robustness score)."""
+    played = partner_episodes(
+        policy, partners, cfg, episodes_per_pair, seed, torch.device(device), deterministic, success_key
+    )
+    success, returns = (x[0].cpu() for x in played)  # [K, 2] of the one player
+    per_partner = success.mean(-1)
+    return {
+        "success": success.tolist(),
+        "return": returns.tolist(),
+        "success_per_partner": per_partner.tolist(),
+        "success_mean": float(per_partner.mean()),
+        "harmonic_mean": harmonic_mean(per_partner),
+    }
+
+
 def specialist_robustness(
     policy: SeatPolicy,
     specialists: Population,
@@ -238,26 +265,10 @@ def specialist_robustness(
     seed: int = 0,
     device: torch.device | str = "cpu",
 ) -> dict:
-    """A seat policy's robustness to held-out specialists, in the specialists' (unrestricted) env: success
-    with each specialist in each seat, per specialist (mean over both seats), and their harmonic mean."""
-    device = torch.device(device)
-    success = partner_episodes(
-        policy,
-        specialists,
-        specialists_cfg,
-        episodes_per_pair,
-        seed,
-        device,
-        specialists_cfg.experiment.eval_deterministic,
-    )[0][0]  # success [K, 2] of the one player
-    per_partner = success.mean(-1)
-    return {
-        "labels": specialist_targets(specialists_cfg),
-        "success": success.tolist(),  # [K][seat]: the policy in that seat
-        "success_per_partner": per_partner.tolist(),
-        "success_mean": float(per_partner.mean()),
-        "harmonic_mean": harmonic_mean(per_partner),
-    }
+    """``robustness`` to held-out specialists (their labels included), in their (unrestricted) env."""
+    deterministic = specialists_cfg.experiment.eval_deterministic
+    found = robustness(policy, specialists, specialists_cfg, episodes_per_pair, seed, device, deterministic)
+    return {"labels": specialist_targets(specialists_cfg), **found}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -751,6 +762,7 @@ __all__ = [
     "evaluate_run",
     "harmonic_mean",
     "partner_episodes",
+    "robustness",
     "population_metrics",
     "run_evaluate",
     "specialist_robustness",

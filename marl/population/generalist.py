@@ -64,7 +64,7 @@ from marl.population.config import (
     check_run,
     population_config_from_dict,
 )
-from marl.population.evaluate import harmonic_mean, partner_episodes
+from marl.population.evaluate import robustness
 from marl.population.members import EVAL_SEED_OFFSET, build_population, seat_sizes
 from marl.population.pairs import assign_slots, self_play_pairs
 from marl.population.rollout import PairCollector, Shard
@@ -690,58 +690,25 @@ def episode_metrics(rollout: GeneralistRollout, n_members: int) -> dict[str, flo
     return metrics
 
 
-def play_partners(
-    model: RecurrentActorCritic,
-    partners: Population,
-    partner_cfg: PopulationConfig,
-    episodes: int,
-    seed: int,
-    deterministic: bool = True,
-    success_key: str = "success",
-) -> dict[str, Tensor]:
-    """One episode in each of ``episodes`` slots per (partner member, generalist seat), all in one batched
-    env, from the held-out starts that ``seed`` fixes (the population's own episode player,
-    ``evaluate.play``); -> success rate and the generalist's mean return ``[N, 2]``. Training's RNG streams
-    are left untouched."""
-    device = model.value_head.weight.device
-    success, returns = partner_episodes(
-        GeneralistSeats(model, deterministic), partners, partner_cfg, episodes, seed, device, deterministic,
-        success_key,
-    )  # fmt: skip
-    return {"success": success[0], "return": returns[0]}
-
-
-def partner_report(result: dict[str, Tensor]) -> dict[str, Any]:
-    """``play_partners`` as plain numbers: per partner and seat, per partner, mean and harmonic mean."""
-    per_partner = result["success"].mean(-1)
-    return {
-        "success": result["success"].cpu().tolist(),
-        "return": result["return"].cpu().tolist(),
-        "success_per_partner": per_partner.cpu().tolist(),
-        "success_mean": float(per_partner.mean()),
-        "harmonic_mean": harmonic_mean(per_partner),
-    }
-
-
 def held_out_reports(trainer: GeneralistTrainer) -> dict[str, dict[str, Any]]:
-    """`partner_report`s from held-out starts with the training partners (``"train"``) and, if given, the
+    """`robustness` reports from held-out starts with the training partners (``"train"``) and, if given, the
     test population (``"test"``)."""
     cfg = trainer.cfg
     groups = {"train": (trainer.partners, trainer.partner_cfg, cfg.experiment.seed + EVAL_SEED_OFFSET)}
     if trainer.test_partners is not None:
         groups["test"] = (*trainer.test_partners, cfg.experiment.seed + TEST_SEED_OFFSET)
+    exp, player = cfg.experiment, GeneralistSeats(trainer.model, cfg.experiment.eval_deterministic)
     return {
-        name: partner_report(
-            play_partners(
-                trainer.model,
-                partners,
-                partner_cfg,
-                cfg.experiment.eval_episodes,
-                seed,
-                cfg.experiment.eval_deterministic,
-                cfg.generalist.success_key,
-            )
-        )
+        name: robustness(
+            player,
+            partners,
+            partner_cfg,
+            exp.eval_episodes,
+            seed,
+            trainer.device,
+            exp.eval_deterministic,
+            cfg.generalist.success_key,
+        )  # fmt: skip
         for name, (partners, partner_cfg, seed) in groups.items()
     }
 
@@ -808,8 +775,11 @@ def evaluate_generalist(
             "it with partners of the same game."
         )
     key = success_key or (run_cfg.generalist.success_key if run_cfg is not None else "success")
-    result = play_partners(model, population.to(device), partner_cfg, episodes, seed, deterministic, key)
-    return {**partner_report(result), "episodes": episodes, "seed": seed, "deterministic": deterministic}
+    player = GeneralistSeats(model, deterministic)
+    report = robustness(
+        player, population.to(device), partner_cfg, episodes, seed, device, deterministic, key
+    )
+    return {**report, "episodes": episodes, "seed": seed, "deterministic": deterministic}
 
 
 # ---------------------------------------------------------------------------------------------------------
