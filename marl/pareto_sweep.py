@@ -69,6 +69,7 @@ PARETO_KEYS = {
     "bounds",
 }
 LEARNED = "learned"
+HAND_DESIGNED = "hand-designed"  # the hypervolume family of a front group's hand-designed members alone
 
 
 @dataclass
@@ -406,15 +407,29 @@ def analyse(sweep: ParetoSweep, members: list[Member], results: list[dict]) -> d
         families = (
             {"all": group, **_partition(group, sweep.compare_by)} if sweep.compare_by else {"all": group}
         )
+        hand_designed = [m for m in group if m.policy != LEARNED]
+        if 0 < len(hand_designed) < len(group):  # learned teams beside hand-designed ones
+            families[HAND_DESIGNED] = hand_designed
+        hypervolumes = {
+            family: _hypervolume_interval(by_member, family_members, sweep)
+            for family, family_members in families.items()
+        }
         summary["fronts"][front_name] = {
             "members": [m.label for m in group],
             "front": front,
             "most_balanced": min(front, key=lambda label: scores[label]),
-            "hypervolume": {
-                family: _hypervolume_interval(by_member, family_members, sweep)
-                for family, family_members in families.items()
-            },
+            "hypervolume": hypervolumes,
         }
+        if HAND_DESIGNED in hypervolumes:  # what the learned teams add, paired by seed (>= 0 on every seed)
+            pairs = zip(hypervolumes["all"]["per_seed"], hypervolumes[HAND_DESIGNED]["per_seed"], strict=True)
+            gain = [with_learned - without for with_learned, without in pairs]
+            mean, low, high = interval(gain)
+            summary["fronts"][front_name]["learned_gain"] = {
+                "per_seed": gain,
+                "mean": mean,
+                "low": low,
+                "high": high,
+            }
     return summary
 
 
@@ -515,6 +530,13 @@ def format_table(summary: dict) -> str:
         for family, hv in front["hypervolume"].items():
             per_seed = ", ".join(f"{v:.1f}" for v in hv["per_seed"])
             lines.append(f"| {family} | {hv['mean']:.1f} [{hv['low']:.1f}, {hv['high']:.1f}]; {per_seed} |")
+        if "learned_gain" in front:
+            gain = front["learned_gain"]
+            per_seed = ", ".join(f"{v:.1f}" for v in gain["per_seed"])
+            lines.append(
+                f"| what the learned teams add (all - {HAND_DESIGNED}, paired by seed) | {gain['mean']:.1f} "
+                f"[{gain['low']:.1f}, {gain['high']:.1f}]; {per_seed} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -615,6 +637,13 @@ def hypervolume_table(summary: dict) -> str:
             per_seed = ", ".join(f"{v:.0f}" for v in hv["per_seed"])
             lines.append(
                 f"| {name} | {family} | {hv['mean']:.0f} [{hv['low']:.0f}, {hv['high']:.0f}] | {per_seed} |"
+            )
+        if "learned_gain" in front:
+            gain = front["learned_gain"]
+            per_seed = ", ".join(f"{v:.0f}" for v in gain["per_seed"])
+            lines.append(
+                f"| {name} | learned teams add (paired) | {gain['mean']:.0f} [{gain['low']:.0f}, "
+                f"{gain['high']:.0f}] | {per_seed} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -21,7 +21,7 @@ from marl.pareto_plot import (
     png_array,
     save,
 )
-from marl.pareto_sweep import expand, hparams_metrics, load_pareto, rebuild_from_summary, run_pareto
+from marl.pareto_sweep import analyse, expand, hparams_metrics, load_pareto, rebuild_from_summary, run_pareto
 
 
 def test_dominance_and_front():
@@ -336,3 +336,29 @@ def test_front_figure_names_every_member_in_its_panels_legend(tmp_path):
     assert all(b.x0 >= -1 and b.y0 >= -1 and b.x1 <= width + 1 and b.y1 <= height + 1 for b in boxes)
     save(figure, tmp_path / "front.png")
     assert png_array(figure).shape[2] == 3 and (tmp_path / "front.png").stat().st_size > 10_000
+
+
+def test_learned_teams_beside_hand_designed_ones_get_their_hypervolume_gain(tmp_path):
+    """A front group with learned and hand-designed members reports the hand-designed members' hypervolume
+    alone and what the learned ones add, paired by seed: 0 where a learned team is dominated, positive
+    where it extends the front."""
+    grid = "  - {sharing: [shared, hyper], policy: [learned]}\n  - {policy: [heuristic:patrol]}\n"
+    sweep = load_pareto(_pareto_file(tmp_path, grid))
+    members = expand(sweep)
+    points = {  # per member: (idleness, time to find) on seeds 0 and 1
+        "sharing=shared,policy=learned": [(30.0, 50.0), (32.0, 52.0)],  # extends the front: better idleness
+        "sharing=hyper,policy=learned": [(50.0, 59.0), (50.0, 59.0)],  # dominated by patrol
+        "policy=heuristic:patrol": [(40.0, 40.0), (40.0, 40.0)],
+    }
+    results = [
+        {"member": label, "seed": seed, "objectives": list(points[label][seed]), "return_mean": 0.0,
+         "train_frames": 0, "seconds": 1.0}
+        for label in points for seed in (0, 1)
+    ]  # fmt: skip
+    front = analyse(sweep, members, results)["fronts"]["all"]
+    hv = front["hypervolume"]
+    assert hv["hand-designed"]["per_seed"] == [400.0, 400.0]  # (60 - 40) x (60 - 40)
+    # the shared team adds (40 - 30) x (60 - 50) = 100 on seed 0 and (40 - 32) x (60 - 52) = 64 on seed 1
+    assert front["learned_gain"]["per_seed"] == [100.0, 64.0]
+    assert front["learned_gain"]["low"] < 82.0 < front["learned_gain"]["high"]
+    assert front["front"] == ["sharing=shared,policy=learned", "policy=heuristic:patrol"]
