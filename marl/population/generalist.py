@@ -5,9 +5,10 @@ the previous reward) learns by PPO to cooperate with every member of a trained, 
 in either seat, so that it can work with partners it has never met. Read ``train_generalist`` top to bottom;
 one iteration is:
 
-1. **Rollout** (``GeneralistCollector``). Every env slot holds one episode of the generalist with a partner
-   member drawn uniformly from the population, the generalist in seat 0 or 1 (probability 1/2 each); both
-   are drawn anew whenever the slot's episode ends. All partners act in one batched ``Population.act`` (the
+1. **Rollout**: the population's pair collector (marl/population/rollout.py) steps every env slot with
+   ``GeneralistPairs`` as its policy. Every slot holds one episode of the generalist with a partner member
+   drawn uniformly from the population, the generalist in seat 0 or 1 (probability 1/2 each); both are
+   drawn anew whenever the slot's episode ends. All partners act in one batched ``Population.act`` (the
    member-major layout, no loop over partners); the generalist steps its GRU for all slots at once, and its
    hidden state is stored at every chunk start (every ``chunk_length`` steps). Episodes run across
    iterations, with their hidden states.
