@@ -370,9 +370,12 @@ class GeneralistPairs:
         self.seat = torch.where(mask, seat, self.seat)
 
     @torch.no_grad()
-    def act(self, obs: Tensor, *unused: Any, **unused_too: Any) -> tuple[Tensor, Tensor]:
+    def act(
+        self, obs: Tensor, member: Tensor | None = None, deterministic: bool = False, layout: Any = None
+    ) -> tuple[Tensor, Tensor]:
         """``obs [envs, 2, D]`` -> both seats' actions ``[envs, 2]``: the generalist samples its own, the
-        partners act as ``partner_deterministic`` says. (The log-probs returned are unused.)"""
+        partners act as ``partner_deterministic`` says. The collector's ``member``, ``deterministic`` and
+        ``layout`` are unused (the generalist draws its own partners), and so are the log-probs returned."""
         player = self.player
         action = player(obs[self.slots, self.seat])
         partner_obs = obs[self.slots, 1 - self.seat].unsqueeze(1)  # [E, 1, D]: one seat per slot

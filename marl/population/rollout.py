@@ -10,13 +10,14 @@ extract.py), the Ray pair workers (ray_pairs.py) and the rollout benchmark use t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from tensordict import TensorDictBase
 from torch import Tensor
 from torchrl.envs import EnvBase
 
-from marl.agents.population import Population, seat_layout
+from marl.agents.population import MemberLayout, seat_layout
 from marl.collector import td_restored, td_state
 from marl.envs.factory import make_env
 from marl.errors import MarlError
@@ -50,6 +51,18 @@ class Rollout:
     @property
     def frames(self) -> int:
         return self.done.numel()
+
+
+class PairPolicy(Protocol):
+    """What the pair collector steps: both seats' actions of every slot. A `Population`, extraction's
+    `TeacherMixture` and the generalist's `GeneralistPairs` are one; a policy may also have an
+    ``observe(step)`` hook (see `PairCollector.collect`)."""
+
+    def act(
+        self, obs: Tensor, member: Tensor, deterministic: bool = False, layout: MemberLayout | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``obs [envs, 2, D]``, each seat's member ``[envs, 2]`` -> (actions, log-probs) ``[envs, 2]``."""
+        ...
 
 
 @dataclass
@@ -95,7 +108,7 @@ class PairCollector:
             )
 
     @torch.no_grad()
-    def collect(self, policy: Population, steps: int, deterministic: bool = False) -> Rollout:
+    def collect(self, policy: PairPolicy, steps: int, deterministic: bool = False) -> Rollout:
         """``steps`` steps of every slot (actions sampled with torch's global RNG, or the most likely).
 
         ``policy`` has `Population.act`'s signature: observations ``[envs, 2, D]`` and the assignment's
