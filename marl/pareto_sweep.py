@@ -527,17 +527,18 @@ def format_table(summary: dict) -> str:
                 f"{entry['rank']} | {entry['contribution']:.1f} | {entry['balance']:.3f} |"
             )
         lines += ["", "| members | hypervolume (mean [95% CI]; per seed) |", "|---|---|"]
-        for family, hv in front["hypervolume"].items():
+        for family, hv in hypervolume_rows(front):
             per_seed = ", ".join(f"{v:.1f}" for v in hv["per_seed"])
             lines.append(f"| {family} | {hv['mean']:.1f} [{hv['low']:.1f}, {hv['high']:.1f}]; {per_seed} |")
-        if "learned_gain" in front:
-            gain = front["learned_gain"]
-            per_seed = ", ".join(f"{v:.1f}" for v in gain["per_seed"])
-            lines.append(
-                f"| what the learned teams add (all - {HAND_DESIGNED}, paired by seed) | {gain['mean']:.1f} "
-                f"[{gain['low']:.1f}, {gain['high']:.1f}]; {per_seed} |"
-            )
     return "\n".join(lines) + "\n"
+
+
+def hypervolume_rows(front: dict) -> list[tuple[str, dict]]:
+    """A front group's hypervolumes by family, then (with learned teams) what they add, paired by seed."""
+    rows = list(front["hypervolume"].items())
+    if "learned_gain" in front:
+        rows.append((f"learned teams add (all - {HAND_DESIGNED}, paired by seed)", front["learned_gain"]))
+    return rows
 
 
 def hparams_metrics(sweep: ParetoSweep, summary: dict, label: str) -> dict[str, float]:
@@ -633,17 +634,10 @@ def hypervolume_table(summary: dict) -> str:
         "|---|---|---|---|",
     ]
     for name, front in summary["fronts"].items():
-        for family, hv in front["hypervolume"].items():
+        for family, hv in hypervolume_rows(front):
             per_seed = ", ".join(f"{v:.0f}" for v in hv["per_seed"])
             lines.append(
                 f"| {name} | {family} | {hv['mean']:.0f} [{hv['low']:.0f}, {hv['high']:.0f}] | {per_seed} |"
-            )
-        if "learned_gain" in front:
-            gain = front["learned_gain"]
-            per_seed = ", ".join(f"{v:.0f}" for v in gain["per_seed"])
-            lines.append(
-                f"| {name} | learned teams add (paired) | {gain['mean']:.0f} [{gain['low']:.0f}, "
-                f"{gain['high']:.0f}] | {per_seed} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -343,6 +343,17 @@ def check_counts(positive: dict[str, Any], non_negative: dict[str, Any]) -> None
         require(value is None or value >= 0, f"'{key}' must be >= 0, got {value}.")
 
 
+# What any resumed run may change: its length and bookkeeping (each trainer adds its evaluation settings)
+RESUMABLE_RUN = (
+    "experiment.iterations",
+    "experiment.threads",
+    "experiment.progress",
+    "experiment.checkpoint_every",
+    "experiment.keep_checkpoints",
+    "experiment.eval_every",
+)
+
+
 def check_resume(saved: Any, cfg: Any, may_change: tuple[str, ...], run: str) -> None:
     """A resumed run (`run`: "generalist run", ...) may change only the dotted keys `may_change`."""
     a, b = config_to_dict(saved), config_to_dict(cfg)

@@ -64,6 +64,7 @@ from marl.checkpoint import (
 from marl.config import Schema, config_to_dict, did_you_mean, leaf_keys, require, split_arguments
 from marl.errors import ConfigError, MarlError
 from marl.population.config import (
+    RESUMABLE_RUN,
     PopulationConfig,
     RunSection,
     check_counts,
@@ -159,15 +160,7 @@ class ExtractConfig:
 # mistakes decide which states get labelled): full-batch steps, many more than PPO's few cautious epochs.
 DAGGER_DEFAULTS = {"lr": 1e-2, "epochs": 50, "minibatch_size": 0}
 
-RESUME_MAY_CHANGE = (  # a resumed extraction may change its length, logging and evaluation
-    "experiment.iterations",
-    "experiment.threads",
-    "experiment.progress",
-    "experiment.checkpoint_every",
-    "experiment.keep_checkpoints",
-    "experiment.eval_every",
-    "experiment.eval_episodes",
-)
+RESUME_MAY_CHANGE = (*RESUMABLE_RUN, "experiment.eval_episodes")  # length, logging and evaluation
 
 
 def check_config(cfg: ExtractConfig) -> None:

@@ -56,6 +56,7 @@ from marl.envs.factory import make_env
 from marl.errors import ConfigError, MarlError
 from marl.population.config import (
     GROUP,
+    RESUMABLE_RUN,
     PopulationConfig,
     PPOSection,
     RunSection,
@@ -147,12 +148,7 @@ class GeneralistConfig:
 RESUMABLE = (  # what a resumed run may change: its length, logging and evaluation, not what it trains
     "generalist.population",  # the partners come from the checkpoint; the path is only a record
     "generalist.test_population",
-    "experiment.iterations",
-    "experiment.threads",
-    "experiment.progress",
-    "experiment.checkpoint_every",
-    "experiment.keep_checkpoints",
-    "experiment.eval_every",
+    *RESUMABLE_RUN,
     "experiment.eval_episodes",
     "experiment.eval_deterministic",
 )

@@ -54,6 +54,7 @@ from marl.checkpoint import (
 )
 from marl.errors import MarlError
 from marl.population.config import (
+    RESUMABLE_RUN,
     PopulationConfig,
     check_resume,
     population_config_from_dict,
@@ -85,12 +86,7 @@ from marl.runs import hardware_summary, new_run_dir, resolve_device
 
 SUMMARY_FILE = "population.json"
 RESUMABLE = (  # what a resumed run may change: its length, logging and evaluation, not what it trains
-    "experiment.iterations",
-    "experiment.threads",
-    "experiment.progress",
-    "experiment.checkpoint_every",
-    "experiment.keep_checkpoints",
-    "experiment.eval_every",
+    *RESUMABLE_RUN,
     "experiment.eval_envs_per_pair",
     "experiment.eval_deterministic",
     "experiment.eval_specialists",
