@@ -177,6 +177,9 @@ class AlgorithmConfig:
     action_distribution: Literal["tanh_gaussian", "gaussian"] = "tanh_gaussian"
     initial_std: float = 1.0  # initial action std of Gaussian policies
     chunk_length: int = 16  # model.recurrent: steps per BPTT chunk (PPO samples whole chunks)
+    # bfloat16: the PPO update under autocast (matmuls and activations in bfloat16, losses in float32; about
+    # 1.7x faster on CPUs with AMX such as Sapphire Rapids, and on recent GPUs); rollouts stay float32
+    precision: Literal["float32", "bfloat16"] = "float32"
 
 
 @dataclass

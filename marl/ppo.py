@@ -217,11 +217,13 @@ def minibatch_epochs(
     the member-major layout [members, samples, ...], each member shuffled on its own. Every epoch shuffles
     once and cuts contiguous minibatches (the last, shorter one dropped with `drop_last`). A step:
     `loss_of(minibatch)` -> (loss, stats), backward, `clip_and_step()` -> grad-norm stats. Stats are summed
-    as tensors and the losses checked once at the end: no host-device sync per minibatch.
+    as tensors and the losses checked once at the end: no host-device sync per minibatch. With
+    `algo.precision="bfloat16"` the loss runs under autocast (bfloat16 matmuls, float32 weights and steps).
     """
     dim, tensors = int(per_member), []
     _map(data, tensors.append)  # every tensor: the first gives the sample count and the device
     first, n_samples = tensors[0], tensors[0].shape[dim]
+    bfloat16 = getattr(algo, "precision", "float32") == "bfloat16"
     minibatch_size = max(1, min(minibatch_size, n_samples))
     totals: dict[str, Tensor] = {}
     losses = []
@@ -230,7 +232,8 @@ def minibatch_epochs(
         shuffled = _map(data, lambda x, order=order: _reorder(x, order))
         for start in range(0, n_samples - (minibatch_size if drop_last else 1) + 1, minibatch_size):
             window = (slice(None),) * dim + (slice(start, start + minibatch_size),)
-            loss, stats = loss_of(_map(shuffled, lambda x, window=window: x[window]))
+            with torch.autocast(first.device.type, dtype=torch.bfloat16, enabled=bfloat16):
+                loss, stats = loss_of(_map(shuffled, lambda x, window=window: x[window]))
             optimizer.zero_grad()
             loss.backward()
             stats.update(clip_and_step())

@@ -255,9 +255,11 @@ def test_env_groups_regroup_vmas_agents_by_name_or_index():
             make_env(cfg.env, "cpu", 0, num_envs=1)
 
 
-def test_short_learning_run_improves_the_patrol_return(tmp_path):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_short_learning_run_improves_the_patrol_return(tmp_path, precision):
     """MAPPO with one shared network for a team of 2 on a small arena: within 48k frames the team learns
-    to clear idle cells (the return, the idleness its visits clear, rises clearly)."""
+    to clear idle cells (the return, the idleness its visits clear, rises clearly), with the update in
+    float32 or under bfloat16 autocast."""
     from marl.run_logger import read_metrics
     from marl.training import train
 
@@ -278,6 +280,7 @@ def test_short_learning_run_improves_the_patrol_return(tmp_path):
             "algorithm.minibatch_size=800",
             "model.hidden_sizes=[64, 64]",
             "sharing.roles={patrollers: [0], searchers: [1]}",
+            f"algorithm.precision={precision}",
         ]
     )
     returns = [row["train/return_mean"] for row in read_metrics(train(cfg))]

@@ -178,7 +178,8 @@ def test_xpmin_finds_distinct_conventions_where_self_play_collapses(tmp_path):
     assert sum(distinct) / groups < xpmin["sp_distinct_labels"], distinct
 
 
-def test_specialists_learn_their_restricted_convention(tmp_path):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_specialists_learn_their_restricted_convention(tmp_path, precision):
     cfg = _run_config(
         tmp_path,
         "preset=matrix_game_specialists",
@@ -186,6 +187,7 @@ def test_specialists_learn_their_restricted_convention(tmp_path):
         "population.specialist_targets=[2, 0, 3]",
         "experiment.iterations=25",
         "experiment.eval_every=0",
+        f"algorithm.precision={precision}",
     )
     summary = json.loads((train(cfg) / "population.json").read_text())
     assert summary["sp_labels"] == [2, 0, 3]

@@ -110,6 +110,7 @@ class PPOSection:
     epochs: int = 4
     rollout_steps: int = 16  # env steps per slot per iteration
     normalize_advantage: bool = True  # per member, over the samples it learns from
+    precision: Literal["float32", "bfloat16"] = "float32"  # the update's, as in marl train
 
 
 @dataclass
