@@ -68,3 +68,15 @@ def test_quick_scale_benchmark_splits_iterations_into_phases(tmp_path):
     again = json.loads((tmp_path / "scale.json").read_text())
     assert all(again["vmas"][str(n)] > 0 for n in (4, 8))
     assert again["ours"] == data["ours"]
+
+
+def test_quick_population_training_benchmark_measures_both_precisions(tmp_path):
+    from marl.benchmarks import population_training
+
+    assert population_training.main(["--quick", "--threads", "1", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "population_training.json").read_text())
+    assert [row["precision"] for row in data["rows"]] == ["float32", "bfloat16"]
+    for row in data["rows"]:
+        assert row["frames_per_iteration"] == 2 * 2 * 2 * 64  # pairs x kitchens x the preset's 64 steps
+        assert 0 < row["total_fps"] <= min(row["collection_fps"], row["training_fps"])
+    assert data["hardware"]["cores"] >= 1
