@@ -1,10 +1,11 @@
 """Rollouts of many partner pairs at once: every env slot plays one ordered pair of population members.
 
-`PairCollector` steps the slots of a pair assignment (marl/population/pairs.py) with a `Population`
-(agents/population.py), one batched forward pass for every seat of every slot, and returns a `Rollout` in
-seat layout ``[envs, T, 2, ...]`` with the episodes that ended in it. Specialists play in env instances whose
-paying set is restricted to their target label ("shards", `build_shards`). The trainers (xpmin.py,
-extract.py), the Ray pair workers (ray_pairs.py) and the rollout benchmark use these.
+`PairCollector` steps the slots of a pair assignment (marl/population/pairs.py) with a `PairPolicy` (a
+`Population`, agents/population.py: one batched forward pass for every seat of every slot), and returns a
+`Rollout` in seat layout ``[envs, T, 2, ...]`` with the episodes that ended in it. Specialists play in env
+instances whose paying set is restricted to their target label ("shards", `build_shards`). The trainers
+(xpmin.py, extract.py, and generalist.py through its own policy), the Ray pair workers (ray_pairs.py) and
+the rollout benchmark use these.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class Shard:
 
 
 class PairCollector:
-    """Steps the slots of a pair assignment with a Population; episodes run across iterations.
+    """Steps the slots of a pair assignment with a `PairPolicy`; episodes run across iterations.
 
     Like marl/collector.py's LocalCollector (whose step machinery it follows), but it knows which pair each
     slot plays, keeps per-slot episode returns and labels, and may spread slots over several env instances
