@@ -14,7 +14,12 @@ from marl.envs.native import CookingEnv
 from marl.checkpoint import load_checkpoint
 from marl.cli import main
 from marl.errors import ConfigError
-from marl.population.config import apply_overrides, load_population_config, population_config_from_dict
+from marl.population.config import (
+    apply_overrides,
+    load_population_config,
+    population_config_from_dict,
+    rollout_frames,
+)
 from marl.population.evaluate import evaluate_run
 from marl.population.members import load_population
 from marl.population.pairs import (
@@ -176,6 +181,25 @@ def test_xpmin_finds_distinct_conventions_where_self_play_collapses(tmp_path):
     assert (torch.tensor(selfplay["xp_matrix"]).diagonal() > 0.95).all()  # every self-play member converged
     distinct = [len(set(group.tolist())) for group in sp_labels]
     assert sum(distinct) / groups < xpmin["sp_distinct_labels"], distinct
+
+
+def test_xpmin_warmup_trains_self_play_first(tmp_path):
+    """The cross-play term is off (lambda 0) for the rollouts collected before ``xp_warmup_frames`` env
+    steps, on after; the per-pair returns and j* are still measured during the warm-up."""
+    cfg = _run_config(
+        tmp_path,
+        "preset=matrix_game_xpmin",
+        "experiment.iterations=4",
+        "experiment.eval_every=0",
+        "experiment.checkpoint_every=0",
+    )
+    frames = rollout_frames(cfg)
+    cfg = apply_overrides(cfg, [("population.xp_warmup_frames", 2 * frames)])
+    rows = read_metrics(train(cfg))
+    lam = cfg.population.xp_lambda
+    assert [row["train/xp_lambda"] for row in rows] == [0.0, 0.0, lam, lam]
+    with pytest.raises(ConfigError, match="xp_warmup_frames"):
+        _run_config(tmp_path, "preset=matrix_game_xpmin", "population.xp_warmup_frames=-1")
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])

@@ -85,6 +85,7 @@ class PopulationSection:
     method: Literal["xpmin", "selfplay", "specialists"] = "xpmin"
     size: int = 8  # N members
     xp_lambda: float = 0.3  # XP-min: weight of the best other partner's cross-play return
+    xp_warmup_frames: int = 0  # XP-min: env steps of self-play objective (lambda 0) before the XP term starts
     pairs: Literal["all", "sampled"] = "all"  # xpmin: all N*N ordered pairs, or SP + sampled partners
     partners_per_member: int = 2  # pairs=sampled: XP partners per member per iteration (both seat orders)
     partner_sampling: Literal["uniform", "bandit"] = "bandit"  # pairs=sampled: how partners are drawn
@@ -241,6 +242,7 @@ def check_config(cfg: PopulationConfig) -> None:
         },
         {
             "population.xp_lambda": pop.xp_lambda,
+            "population.xp_warmup_frames": pop.xp_warmup_frames,
             "algorithm.minibatch_size": alg.minibatch_size,
             "collector.num_workers": cfg.collector.num_workers,
             "ray.num_cpus": cfg.ray.num_cpus,

@@ -260,7 +260,8 @@ def train_iteration(
 
     # 4. GAE on raw rewards with the partner-conditioned critic, then per-seat signs
     population.train()
-    weight = seat_weights(assignment.member, best, pop.xp_lambda)  # [E, 2]
+    lam = xp_lambda(cfg, trainer.frames)  # frames before this rollout
+    weight = seat_weights(assignment.member, best, lam)  # [E, 2]
     advantage, target = seat_advantages(population, rollout, assignment.member, layout, alg)
     signed = advantage * weight.unsqueeze(1)
 
@@ -274,12 +275,20 @@ def train_iteration(
     metrics.update({f"train/{k}": v for k, v in stats.items()})
     metrics.update(getattr(collector, "last_stats", {}))  # Ray: per-worker frames/s, waiting time
     metrics.update(speed)
+    if pop.method == "xpmin":
+        metrics["train/xp_lambda"] = lam
     return metrics
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Returns, advantages, PPO
 # ---------------------------------------------------------------------------------------------------------
+
+
+def xp_lambda(cfg: PopulationConfig, frames: int) -> float:
+    """XP-min's cross-play weight for a rollout collected after ``frames`` env steps: 0 during the warm-up
+    (``population.xp_warmup_frames``: the members first learn to cook in self-play), ``xp_lambda`` after."""
+    return cfg.population.xp_lambda if frames >= cfg.population.xp_warmup_frames else 0.0
 
 
 def episode_return_matrix(
