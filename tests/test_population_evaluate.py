@@ -310,3 +310,23 @@ def test_training_logs_d_s_o_and_specialist_success(runs, tmp_path):
     for label, value in zip(result["specialists"]["labels"], per_specialist, strict=True):
         assert last[f"eval/specialist_success/specialist_{label}"] == pytest.approx(value)
     assert last["eval/diversity_low"] <= last["eval/diversity"] + 1e-9
+
+
+def test_overfitness_interval_covers_the_sampling_noise_of_its_rates():
+    """O's parametric bootstrap: exact rates (0 or 1) give a zero-width interval; rates of few episodes a
+    wide one that holds the point value; more episodes narrow it."""
+    counts = torch.tensor([[9, 0], [0, 9]])
+    exact = population_metrics(counts, torch.ones(2), torch.zeros(2, 2, 2), [0, 1], episodes=16)
+    assert exact["overfitness"] == exact["overfitness_low"] == exact["overfitness_high"] == 1.0
+
+    partner = torch.full((2, 2, 2), 0.5)
+    sp = torch.tensor([0.75, 0.75])
+    few = population_metrics(counts, sp, partner, [0, 1], episodes=8)
+    many = population_metrics(counts, sp, partner, [0, 1], episodes=512)
+    assert few["overfitness"] == pytest.approx(0.25)
+    assert few["overfitness_low"] < 0.25 < few["overfitness_high"]
+    assert (
+        many["overfitness_high"] - many["overfitness_low"]
+        < (few["overfitness_high"] - few["overfitness_low"]) / 4
+    )
+    assert "overfitness_low" not in population_metrics(counts, sp, partner, [0, 1])  # no episode count given

@@ -353,22 +353,52 @@ def modal_label(label_counts: Tensor) -> Tensor:
 
 
 def overfitness(
-    sp_success: Tensor, label: Tensor, capable: Tensor, partner_success: Tensor, partner_labels: Sequence[int]
+    sp_success: Tensor,
+    label: Tensor,
+    capable: Tensor,
+    partner_success: Tensor,
+    partner_labels: Sequence[int],
+    episodes: int | None = None,
+    n_boot: int = 200,
+    level: float = 0.95,
+    seed: int = 0,
 ) -> dict:
     """Per member: success with the specialist(s) of its label ``label [N]`` (mean over them and both seats
     of ``partner_success [N, K, 2]``), gap = SP success - that; O = mean gap over the capable members whose
-    label has a specialist (NaN if none)."""
+    label has a specialist (NaN if none).
+
+    With ``episodes`` (the episodes behind every success rate) O also gets a parametric-bootstrap interval
+    (``overfitness_low``/``_high``): each rate redrawn as Binomial(episodes, rate) / episodes, ``n_boot``
+    times, the members counted and their labels held fixed; the percentile interval of the redrawn O."""
     labels = torch.as_tensor(list(partner_labels), device=label.device)
     match = label.unsqueeze(-1) == labels  # [N, K]; label -1 matches no specialist
-    with_own = (partner_success.double().mean(-1) * match).sum(-1) / match.sum(-1)  # NaN: no specialist
-    gap = sp_success.double() - with_own
     counted = capable & match.any(-1)
-    return {
+
+    def gaps(sp: Tensor, partner: Tensor) -> Tensor:  # [..., N]
+        with_own = (partner.double().mean(-1) * match).sum(-1) / match.sum(-1)  # NaN: no specialist
+        return sp.double() - with_own
+
+    gap = gaps(sp_success, partner_success)
+    with_own = sp_success.double() - gap
+    out = {
         "own_specialist_success": with_own.tolist(),
         "overfitness_per_member": torch.where(counted, gap, float("nan")).tolist(),
         "overfitness": float(gap[counted].mean()) if counted.any() else float("nan"),
         "overfitness_members": int(counted.sum()),
     }
+    if episodes is not None and counted.any():
+        generator = torch.Generator().manual_seed(seed)
+
+        def redraw(rate: Tensor) -> Tensor:
+            trials = torch.full((n_boot, *rate.shape), float(episodes))
+            rates = rate.cpu().float().expand(n_boot, *rate.shape)
+            return torch.binomial(trials, rates, generator).double() / episodes
+
+        boot = gaps(redraw(sp_success), redraw(partner_success))[:, counted.cpu()].mean(-1)
+        tail = (1 - level) / 2
+        low, high = torch.quantile(boot, torch.tensor([tail, 1 - tail], dtype=boot.dtype)).tolist()
+        out |= {"overfitness_low": low, "overfitness_high": high}
+    return out
 
 
 def population_metrics(
@@ -382,6 +412,7 @@ def population_metrics(
     level: float = 0.95,
     seed: int = 0,
     estimator: LabelEstimator = "grassberger",
+    episodes: int | None = None,
 ) -> dict:
     """D, S (with intervals), capable members and O of a population, exactly from counts.
 
@@ -393,6 +424,7 @@ def population_metrics(
         capable_at: self-play success a capable member reaches.
         n_boot, level, seed: resamples, interval level and resampling seed.
         estimator: entropies and intervals of D, I and S (``label_information``).
+        episodes: the episodes behind each success rate: O gets a parametric-bootstrap interval.
     """
     label = modal_label(label_counts)
     capable = sp_success >= capable_at
@@ -412,7 +444,9 @@ def population_metrics(
     if partner_success is not None:
         if partner_labels is None or len(partner_labels) != partner_success.shape[1]:
             raise ValueError("partner_labels must give the label of each of the partner_success partners")
-        result |= overfitness(sp_success, label, capable, partner_success, partner_labels)
+        result |= overfitness(
+            sp_success, label, capable, partner_success, partner_labels, episodes, n_boot, level, seed
+        )
     return result
 
 
@@ -520,7 +554,9 @@ def evaluate_run(
         specialists, labels = load_specialists(specialists_run, cfg, dev)
         played = partner_episodes(population, specialists, cfg, episodes_per_pair, seed, dev, deterministic)
         partners = played[0].cpu()  # success [N, K, 2]
-    metrics = population_metrics(counts, success.diagonal(), partners, labels, n_boot=n_boot, seed=seed)
+    metrics = population_metrics(
+        counts, success.diagonal(), partners, labels, n_boot=n_boot, seed=seed, episodes=episodes_per_pair
+    )
 
     result = {
         "run": str(run_dir),
@@ -593,6 +629,8 @@ def log_evaluation(run_dir: Path, result: dict, frames: int) -> None:
             "mutual_information",
             "capable_members",
             "overfitness",
+            "overfitness_low",
+            "overfitness_high",
         )
         if key in result
     }
@@ -685,7 +723,7 @@ def format_report(result: dict) -> str:
     if spec:
         specialists = result["specialists"]
         lines.append(
-            f"Overfitness     O = {_number(result['overfitness'])} (mean over "
+            f"Overfitness     O = {_interval(result, 'overfitness')} (mean over "
             f"{result['overfitness_members']} capable members of SP success - success with their label's "
             "specialist)"
         )
@@ -713,6 +751,8 @@ def _close(figure) -> None:
 
 
 def _interval(result: dict, name: str) -> str:
+    if name + "_low" not in result:
+        return _number(result[name])
     return f"{_number(result[name])} [{_number(result[name + '_low'])}, {_number(result[name + '_high'])}]"
 
 
