@@ -1,29 +1,34 @@
-"""The cooking study: five partner populations, their D, S, O and capable members, and a
+"""The cooking study: partner populations at the published size, their D, S, O and capable members, and a
 generalist trained with each, tested against held-out specialists.
 
-    python -m marl.benchmarks.cooking_populations [--seeds 0 1 2] [--jobs 2] [--scale 1.0]
+    python -m marl.benchmarks.cooking_populations [--seeds 0 1 2] [--jobs 2] [--scale 1.0] [--quick]
 
 For every seed s it trains, on the two-cook kitchen (envs/native/cooking.py, the `cooking_*` presets):
 
 - P_specialists  `method=specialists`: six members, member r rewarded only for recipe r (the oracle);
-- P_selfplay     `method=selfplay`: six independent self-play members (the unspecialised baseline);
-- P_xpmin        `method=xpmin`: six members, lambda 0.3, each with itself and one sampled partner;
+- P_selfplay     `method=selfplay`: eight independent self-play members (the unspecialised baseline);
+- P_xpmin        `method=xpmin`: eight members, lambda 0.3 after a self-play warm-up, all 64 ordered pairs in
+                 every rollout, a critic conditioned on the partner (the published protocol, LIPO's size);
 - P_extract-rl, P_extract-dagger: `marl population extract` of that P_xpmin;
 
 then evaluates each population against one held-out specialist set (`method=specialists` with seed
 HELD_OUT_SEED, trained once and shared by all seeds: partners none of the populations or generalists ever
-played with), giving D, S, capable members and O (docs/metrics.md, "Populations"), and trains a GRU
-generalist with each population's members as partners (`marl population generalist`), whose success with
-each held-out specialist (both seats) and their harmonic mean is the robustness measure.
+played with), giving D, S, capable members and O, each with its 95% interval (docs/metrics.md,
+"Populations"), and trains a GRU generalist with each population's members as partners (`marl population
+generalist`), whose success with each held-out specialist (both seats) and their harmonic mean is the
+robustness measure.
+
+Budgets are env steps (`SIZES`; --scale multiplies them): 100M per XP-min population, 10M for the other
+populations and for extraction by RL, 2.5M per generalist. Every rollout is large (about 65k env steps:
+many kitchens per pair) and `--precision bfloat16` runs the updates in bfloat16 (see
+results/population_training.json for what each buys on a CPU). `--quick` runs the same steps at toy sizes
+(seconds each): the test of this script.
 
 Every run is an ordinary run directory under --runs (TensorBoard, checkpoints, config). A ledger
 (<runs>/ledger.json) records finished steps, so an interrupted study re-run with the same arguments picks up
-where it stopped (an unfinished step starts over). The summary goes to <out>/summary.json, table.md and
-summary.png: mean and 95% t-interval over seeds, env steps and wall-clock time of every step.
-
-Sizes: --scale multiplies every step's iterations. The defaults (scale 1) were sized to finish on a 2-core
-CPU in about an hour with two jobs; the published XP-min runs used about 1.3 billion env steps per
-population, roughly three orders of magnitude more than these.
+where it stopped; an unfinished step continues from its run's last checkpoint. The summary goes to
+<out>/summary.json, table.md and summary.png: per seed, mean and 95% t-interval over seeds, paired
+differences for the paper's claims, env steps and wall-clock time of every step.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ import math
 import multiprocessing
 import textwrap
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,17 +48,60 @@ from marl.benchmarks.machine import hardware
 
 POPULATIONS = ("specialists", "selfplay", "xpmin", "extract-rl", "extract-dagger")
 HELD_OUT_SEED = 1000
-MEMBERS = 6
-# Iterations of each step at --scale 1 (frames per iteration in brackets).
-ITERATIONS = {
-    "specialists": 250,  # 6 members x 16 kitchens x 64 steps (6,144)
-    "selfplay": 250,  # the same
-    "xpmin": 200,  # 6 members x (self + 1 sampled partner in both seat orders) x 16 kitchens x 64 (18,432)
-    "extract-rl": 150,  # 6 students x 32 kitchens x 16 steps (3,072)
-    "extract-dagger": 30,  # the same, plus the teacher's labels and 50 full-batch imitation epochs
-    "generalist": 600,  # 64 kitchens x 32 steps (2,048)
+MEMBERS = {"specialists": 6, "selfplay": 8, "xpmin": 8}  # one specialist per recipe; LIPO's population of 8
+
+
+@dataclass(frozen=True)
+class Size:
+    """One step's budget and batch shape."""
+
+    frames: int  # env steps at --scale 1
+    slots: int  # env slots per pair (populations), per student (extraction) or in all (generalist)
+    rollout_steps: int  # env steps per slot per iteration
+    minibatch_size: int  # frames per gradient step (extract-dagger: 0 = its full-batch default)
+
+
+SIZES = {
+    "full": {
+        "specialists": Size(10_000_000, 128, 64, 16_384),  # 6 members x 128 kitchens x 64 steps: 49,152
+        "selfplay": Size(10_000_000, 128, 64, 16_384),  # 8 x 128 x 64: 65,536 per iteration
+        "xpmin": Size(100_000_000, 16, 64, 16_384),  # 64 ordered pairs x 16 x 64: 65,536
+        "extract-rl": Size(10_000_000, 128, 64, 16_384),  # 8 students x 128 x 64: 65,536
+        "extract-dagger": Size(122_880, 32, 16, 0),  # 30 iterations of 8 x 32 x 16
+        "generalist": Size(2_457_600, 64, 32, 512),  # 1,200 iterations of 64 x 32
+    },
+    "quick": {
+        "specialists": Size(1_536, 4, 16, 0),
+        "selfplay": Size(1_024, 4, 16, 0),
+        "xpmin": Size(4_096, 1, 16, 0),
+        "extract-rl": Size(1_024, 4, 16, 0),
+        "extract-dagger": Size(1_024, 4, 16, 0),
+        "generalist": Size(512, 16, 16, 128),
+    },
 }
-EVAL_EPISODES = 32  # per ordered pair (populations) and per partner and seat (generalists)
+XP_WARMUP = 0.1  # of XP-min's frames: the self-play objective alone, then the cross-play term
+XP_LAMBDA = 0.3  # LIPO's
+EVAL_EPISODES = {"full": 32, "quick": 2}  # per ordered pair (populations), per partner and seat (generalists)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every step of one study shares (one picklable object for the worker processes)."""
+
+    runs: str
+    mode: str  # full | quick
+    scale: float
+    precision: str
+
+    def size(self, step: str) -> Size:
+        return SIZES[self.mode][step]
+
+    def iterations(self, step: str, frames_per_iteration: int) -> int:
+        return max(1, round(self.size(step).frames * self.scale / frames_per_iteration))
+
+    @property
+    def eval_episodes(self) -> int:
+        return EVAL_EPISODES[self.mode]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -60,80 +109,120 @@ EVAL_EPISODES = 32  # per ordered pair (populations) and per partner and seat (g
 # ---------------------------------------------------------------------------------------------------------
 
 
-def train_population(method: str, seed: int, iterations: int, runs: str) -> dict[str, Any]:
-    """`marl population train preset=cooking_<method>` with six members; -> its directory and cost."""
+def unfinished_run(runs: str, name: str) -> Path | None:
+    """The newest run directory of an interrupted step (``<name>-<time>`` with a checkpoint), if any."""
+    started = sorted(p for p in Path(runs).glob(f"{name}-2*") if any((p / "checkpoints").glob("*.pt")))
+    return started[-1] if started else None
+
+
+def train_population(method: str, seed: int, settings: Settings) -> dict[str, Any]:
+    """`marl population train preset=cooking_<method>` at this study's size; -> its directory and cost."""
     from marl.population.config import apply_overrides, load_population_config, rollout_frames
     from marl.population.xpmin import train
 
+    size, name = settings.size(method), f"{method}-seed{seed}"
     cfg = load_population_config(
         [
             f"preset=cooking_{method}",
-            f"population.size={MEMBERS}",
+            f"population.size={MEMBERS[method]}",
+            f"population.envs_per_pair={size.slots}",
+            f"algorithm.rollout_steps={size.rollout_steps}",
+            f"algorithm.minibatch_size={size.minibatch_size}",
+            f"algorithm.precision={settings.precision}",
             f"experiment.seed={seed}",
-            f"experiment.iterations={iterations}",
-            f"experiment.name={method}-seed{seed}",
-            f"experiment.runs_dir={runs}",
+            f"experiment.name={name}",
+            f"experiment.runs_dir={settings.runs}",
+            f"experiment.eval_envs_per_pair={settings.eval_episodes}",
             "experiment.progress=false",
         ]
     )
-    # 4 minibatches per epoch as in the presets (which size them for their own population)
-    cfg = apply_overrides(cfg, [("algorithm.minibatch_size", rollout_frames(cfg) // 4)])
-    return _cost(train(cfg))
+    if method == "xpmin":
+        cfg = apply_overrides(
+            cfg,
+            [
+                ("population.pairs", "all"),
+                ("population.xp_lambda", XP_LAMBDA),
+                ("population.xp_warmup_frames", round(XP_WARMUP * size.frames * settings.scale)),
+            ],
+        )
+    iterations = settings.iterations(method, rollout_frames(cfg))
+    cfg = apply_overrides(
+        cfg, [("experiment.iterations", iterations), ("experiment.eval_every", max(1, iterations // 10))]
+    )
+    return _cost(train(cfg, resume=unfinished_run(settings.runs, name)))
 
 
-def extract_population(method: str, teacher: str, seed: int, iterations: int, runs: str) -> dict[str, Any]:
+def extract_population(method: str, teacher: str, seed: int, settings: Settings) -> dict[str, Any]:
     """`marl population extract <teacher> method=<method>`; -> the students' directory and cost."""
     from marl.population.extract import extract
 
+    size, name = settings.size(f"extract-{method}"), f"extract-{method}-seed{seed}"
+    iterations = settings.iterations(f"extract-{method}", MEMBERS["xpmin"] * size.slots * size.rollout_steps)
+    previous = unfinished_run(settings.runs, name)
+    if previous is not None:
+        return _cost(extract(resume=previous, iterations=iterations))
     # rl: the label reward (paid only when an episode ends with a recipe) plus a tenth of the kitchen's own
     # reward, so the students get the sub-goal shaping the populations trained with; the teacher's recipe
     # still pays about twice any other (1 + 1 against 1 per delivery).
-    # 4 minibatches per epoch of the students' 3,072 frames, as their teacher's PPO takes
-    settings = {"env_reward_scale": 0.1, "minibatch_size": MEMBERS * 32 * 16 // 4} if method == "rl" else {}
+    settings_rl = {"env_reward_scale": 0.1} if method == "rl" else {}
+    batch = {"minibatch_size": size.minibatch_size} if size.minibatch_size else {}
     run_dir = extract(
         teacher,
-        **settings,
+        **settings_rl,
+        **batch,
         method=method,
         seed=seed,
         iterations=iterations,
-        name=f"extract-{method}-seed{seed}",
-        runs_dir=runs,
+        envs_per_member=size.slots,
+        rollout_steps=size.rollout_steps,
+        eval_episodes=settings.eval_episodes,
+        name=name,
+        runs_dir=settings.runs,
         progress=False,
         eval_every=0,
     )
     return _cost(run_dir)
 
 
-def evaluate_population(run: str, held_out: str) -> dict[str, Any]:
-    """`marl population evaluate <run> --specialists <held_out>`: D, S, capable members, O."""
+def evaluate_population(run: str, held_out: str, settings: Settings) -> dict[str, Any]:
+    """`marl population evaluate <run> --specialists <held_out>`: D, S, capable members, O (intervals)."""
     from marl.population.evaluate import evaluate_run
 
-    result = evaluate_run(run, held_out, episodes_per_pair=EVAL_EPISODES, device="cpu")
-    keys = ("diversity", "specialisation", "capable_members", "overfitness", "sp_label", "sp_success")
+    result = evaluate_run(run, held_out, episodes_per_pair=settings.eval_episodes, device="cpu")
+    keys = ("sp_label", "sp_success", "capable_members", "xp_success")
+    keys += tuple(f"{m}{end}" for m in ("diversity", "specialisation", "overfitness") for end in INTERVAL)
     return {key: result.get(key) for key in keys}
 
 
-def train_generalist(population: str, held_out: str, seed: int, iterations: int, runs: str, name: str):
+INTERVAL = ("", "_low", "_high")
+
+
+def train_generalist(population: str, held_out: str, seed: int, settings: Settings, name: str):
     """`marl population generalist <population> generalist.test_population=<held_out>`; -> success with each
     held-out specialist (mean over both seats), their harmonic mean, and the cost."""
     from marl.population.generalist import load_generalist_config
     from marl.population.generalist import train_generalist as train
 
+    size = settings.size("generalist")
+    iterations = settings.iterations("generalist", size.slots * size.rollout_steps)
     cfg = load_generalist_config(
         [
             population,
             f"generalist.test_population={held_out}",
+            f"env.num_envs={size.slots}",
+            f"algorithm.rollout_steps={size.rollout_steps}",
+            f"algorithm.minibatch_size={size.minibatch_size}",
             f"experiment.seed={seed}",
             f"experiment.iterations={iterations}",
             f"experiment.name={name}",
-            f"experiment.runs_dir={runs}",
-            f"experiment.eval_episodes={EVAL_EPISODES}",
-            "experiment.eval_every=100",
+            f"experiment.runs_dir={settings.runs}",
+            f"experiment.eval_episodes={settings.eval_episodes}",
+            f"experiment.eval_every={max(1, iterations // 6)}",
             "experiment.eval_deterministic=false",
             "experiment.progress=false",
         ]
     )
-    run_dir = train(cfg)
+    run_dir = train(cfg, resume=unfinished_run(settings.runs, name))
     summary = json.loads((run_dir / "generalist.json").read_text())
     test = summary["test_partners"]
     return {
@@ -159,35 +248,58 @@ def _cost(run_dir: Path) -> dict[str, Any]:
 
 
 class Ledger:
-    """Finished steps by name, saved after each one (so a re-run skips them)."""
+    """Finished steps by name, saved as each one ends (so a re-run skips them), and the study's settings
+    (a re-run with other sizes or precision would mix two studies: refused)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, settings: Settings):
         self.path = path
-        self.done: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+        saved = json.loads(path.read_text()) if path.exists() else {}
+        wanted = {k: v for k, v in asdict(settings).items() if k != "runs"}
+        if saved.get("settings", wanted) != wanted:
+            raise SystemExit(
+                f"{path} belongs to a study with {saved['settings']}, not {wanted}: give another --runs "
+                "folder, or the same settings to continue it."
+            )
+        self.done: dict[str, Any] = saved.get("steps", {})
+        self.settings = wanted
 
-    def run(self, pool: ProcessPoolExecutor, steps: dict[str, tuple]) -> None:
+    def run(self, pool: Executor, steps: dict[str, tuple]) -> None:
         """Run the unfinished ``steps`` (name -> (function, *args)) in the pool, recording each as it ends."""
-        pending = {name: pool.submit(*step) for name, step in steps.items() if name not in self.done}
-        for name, future in pending.items():
-            started = time.time()
+        started = time.time()
+        pending = {pool.submit(*step): name for name, step in steps.items() if name not in self.done}
+        for future in as_completed(pending):
+            name = pending[future]
             self.done[name] = future.result()
-            self.path.write_text(json.dumps(self.done, indent=2) + "\n")
-            print(f"  {name}: done ({time.time() - started:.0f} s after the previous one)", flush=True)
+            self.path.write_text(json.dumps({"settings": self.settings, "steps": self.done}, indent=2) + "\n")
+            print(f"  {name}: done ({time.time() - started:.0f} s into this phase)", flush=True)
+
+
+class InlinePool(Executor):
+    """``--jobs 0``: every step in this process, one after another (tests, debugging)."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as error:  # handed to the caller through the future, as a process pool does
+            future.set_exception(error)
+        return future
 
 
 def run_study(args: argparse.Namespace) -> dict[str, Any]:
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(runs / "ledger.json")
-    iters = {name: max(1, round(n * args.scale)) for name, n in ITERATIONS.items()}
+    settings = Settings(str(runs), "quick" if args.quick else "full", args.scale, args.precision)
+    ledger = Ledger(runs / "ledger.json", settings)
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(args.jobs, context) if args.jobs > 0 else InlinePool()
+    with pool:
         print("1/4 populations trained from scratch, and the held-out specialists", flush=True)
-        held_out = (train_population, "specialists", HELD_OUT_SEED, iters["specialists"], str(runs))
-        steps = {"held-out": held_out}
-        for seed in args.seeds:
-            for method in ("xpmin", "specialists", "selfplay"):
-                steps[f"{method}/{seed}"] = (train_population, method, seed, iters[method], str(runs))
+        steps: dict[str, tuple] = {}
+        for method in ("xpmin", "specialists", "selfplay"):  # the longest first
+            for seed in args.seeds:
+                steps[f"{method}/{seed}"] = (train_population, method, seed, settings)
+        steps["held-out"] = (train_population, "specialists", HELD_OUT_SEED, settings)
         ledger.run(pool, steps)
 
         print("2/4 extraction of every XP-min population", flush=True)
@@ -197,11 +309,10 @@ def run_study(args: argparse.Namespace) -> dict[str, Any]:
                 method,
                 ledger.done[f"xpmin/{seed}"]["run"],
                 seed,
-                iters[f"extract-{method}"],
-                str(runs),
+                settings,
             )
-            for seed in args.seeds
             for method in ("rl", "dagger")
+            for seed in args.seeds
         }
         ledger.run(pool, steps)
 
@@ -211,80 +322,112 @@ def run_study(args: argparse.Namespace) -> dict[str, Any]:
         for seed in args.seeds:
             for population in POPULATIONS:
                 run = ledger.done[f"{population}/{seed}"]["run"]
+                name = f"generalist-{population}-seed{seed}"
                 steps[f"generalist-{population}/{seed}"] = (
                     train_generalist,
                     run,
                     held_out,
                     seed,
-                    iters["generalist"],
-                    str(runs),
-                    f"generalist-{population}-seed{seed}",
+                    settings,
+                    name,
                 )
-                steps[f"evaluate-{population}/{seed}"] = (evaluate_population, run, held_out)
+                steps[f"evaluate-{population}/{seed}"] = (evaluate_population, run, held_out, settings)
         ledger.run(pool, steps)
 
     print("4/4 summary", flush=True)
-    return summarise(ledger.done, args, iters)
+    return summarise(ledger.done, args, settings)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Summary: mean and 95% interval over seeds; table, JSON and figure
+# Summary: per seed, mean and 95% interval over seeds, the paper's claims; table, JSON and figure
 # ---------------------------------------------------------------------------------------------------------
 
 METRICS = (  # (key, where it comes from, table heading)
     ("diversity", "evaluate", "D = H(Y) (nats)"),
     ("specialisation", "evaluate", "S = I(X;Y)/H(Y)"),
-    ("capable_members", "evaluate", f"capable members (of {MEMBERS})"),
+    ("capable_members", "evaluate", "capable members"),
     ("overfitness", "evaluate", "O"),
     ("xp_success_within", "evaluate", "cross-play success between members"),
     ("harmonic_mean", "generalist", "generalist: harmonic-mean success with held-out specialists"),
     ("success_mean", "generalist", "generalist: mean success"),
 )
+PER_SEED = ("diversity", "specialisation", "overfitness")  # evaluated with their own 95% interval
 
 
-def summarise(done: dict[str, Any], args: argparse.Namespace, iters: dict[str, int]) -> dict[str, Any]:
+def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from marl.compare import mean_interval
 
-    for seed in args.seeds:  # members with each other: the mean off-diagonal success of evaluation.json
+    def stat(values: list) -> dict[str, Any]:
+        finite = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+        mean, low, high = mean_interval(finite) if finite else (float("nan"),) * 3
+        return {"per_seed": values, "mean": mean, "low": low, "high": high}
+
+    seeds = args.seeds
+    for seed in seeds:  # members with each other: the mean off-diagonal success
         for population in POPULATIONS:
-            saved = Path(done[f"{population}/{seed}"]["run"]) / "evaluation.json"
-            success = json.loads(saved.read_text())["xp_success"]
+            evaluation = done[f"evaluate-{population}/{seed}"]
+            success = evaluation["xp_success"]
             n = len(success)
             within = [success[i][j] for i in range(n) for j in range(n) if i != j]
-            done[f"evaluate-{population}/{seed}"]["xp_success_within"] = sum(within) / len(within)
+            evaluation["xp_success_within"] = sum(within) / len(within)
     rows = []
     for population in POPULATIONS:
         row: dict[str, Any] = {"population": population}
         for key, source, _ in METRICS:
-            values = [done[f"{source}-{population}/{s}"][key] for s in args.seeds]
-            finite = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-            mean, low, high = mean_interval(finite) if finite else (float("nan"),) * 3
-            row[key] = {"per_seed": values, "mean": mean, "low": low, "high": high}
-        cost = [done[f"{population}/{s}"] for s in args.seeds]
+            row[key] = stat([done[f"{source}-{population}/{s}"][key] for s in seeds])
+        for key in PER_SEED:  # each seed's own interval (over its evaluation episodes)
+            row[key]["seed_intervals"] = [
+                [done[f"evaluate-{population}/{s}"].get(f"{key}{end}") for end in ("_low", "_high")]
+                for s in seeds
+            ]
+        cost = [done[f"{population}/{s}"] for s in seeds]
         if population.startswith("extract"):  # the students' cost comes on top of their teacher's
             cost = [
                 {k: c[k] + done[f"xpmin/{s}"][k] for k in ("frames", "wall_time_s")}
-                for c, s in zip(cost, args.seeds)
+                for c, s in zip(cost, seeds)
             ]
-        generalist = [done[f"generalist-{population}/{s}"] for s in args.seeds]
+        generalist = [done[f"generalist-{population}/{s}"] for s in seeds]
+        row["members"] = MEMBERS.get(population, MEMBERS["xpmin"])
         row["population_frames"] = sum(c["frames"] for c in cost) / len(cost)
         row["population_minutes"] = sum(c["wall_time_s"] for c in cost) / len(cost) / 60
         row["generalist_frames"] = sum(g["frames"] for g in generalist) / len(generalist)
         row["generalist_minutes"] = sum(g["wall_time_s"] for g in generalist) / len(generalist) / 60
         row["generalist_success_per_seat"] = [g["success_per_seat"] for g in generalist]
         row["generalist_success_per_partner"] = [g["success_per_partner"] for g in generalist]
-        row["sp_label"] = [done[f"evaluate-{population}/{s}"]["sp_label"] for s in args.seeds]
+        row["sp_label"] = [done[f"evaluate-{population}/{s}"]["sp_label"] for s in seeds]
         rows.append(row)
+    by_name = {row["population"]: row for row in rows}
+
+    def paired(key: str, a: str, b: str) -> dict[str, Any]:
+        """``a - b`` seed by seed: mean and 95% t-interval of the differences."""
+        pairs = zip(by_name[a][key]["per_seed"], by_name[b][key]["per_seed"])
+        return stat([None if None in (x, y) else x - y for x, y in pairs])
+
+    differences = {
+        "D: xpmin - selfplay": paired("diversity", "xpmin", "selfplay"),
+        "S: xpmin - selfplay": paired("specialisation", "xpmin", "selfplay"),
+        "O: extract-rl - xpmin": paired("overfitness", "extract-rl", "xpmin"),
+        "O: extract-dagger - xpmin": paired("overfitness", "extract-dagger", "xpmin"),
+        "generalist HM: extract-rl - xpmin": paired("harmonic_mean", "extract-rl", "xpmin"),
+        "generalist HM: extract-dagger - xpmin": paired("harmonic_mean", "extract-dagger", "xpmin"),
+    }
     summary = {
         "study": "cooking populations: D, S, O, capable members, generalist robustness",
-        "seeds": args.seeds,
+        "seeds": seeds,
         "members": MEMBERS,
+        "mode": settings.mode,
+        "scale": settings.scale,
+        "precision": settings.precision,
+        "sizes": {step: asdict(size) for step, size in SIZES[settings.mode].items()},
+        "xp_lambda": XP_LAMBDA,
+        "xp_warmup_fraction": XP_WARMUP,
         "held_out_specialists": done["held-out"]["run"],
         "held_out_cost": {k: done["held-out"][k] for k in ("frames", "wall_time_s")},
-        "iterations": iters,
-        "eval_episodes": EVAL_EPISODES,
+        "eval_episodes": settings.eval_episodes,
         "hardware": hardware(packages=("torchrl", "tensordict")),
         "rows": rows,
+        "paired_differences": differences,
+        "claims": claims(by_name, differences),
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -296,30 +439,68 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, iters: dict[str, i
     return summary
 
 
+def claims(rows: dict[str, dict], differences: dict[str, dict]) -> dict[str, dict[str, Any]]:
+    """The paper's claims, each judged on this study's intervals (over seeds): held, or not, and why."""
+
+    def above(a: dict, b: dict) -> bool:  # intervals apart, a over b
+        return a["low"] > b["high"]
+
+    def positive(d: dict) -> bool:
+        return d["low"] > 0
+
+    xp, sp = rows["xpmin"], rows["selfplay"]
+    o_xp = xp["overfitness"]
+    checks = {
+        "(a) XP-min D above self-play's": above(xp["diversity"], sp["diversity"]),
+        "(a) XP-min S above self-play's": above(xp["specialisation"], sp["specialisation"]),
+        "(b) XP-min O above 0": o_xp["low"] > 0,
+        "(c) generalist with extract-rl beats raw XP-min (paired)": positive(
+            differences["generalist HM: extract-rl - xpmin"]
+        ),
+        "(c) generalist with extract-dagger beats raw XP-min (paired)": positive(
+            differences["generalist HM: extract-dagger - xpmin"]
+        ),
+    }
+    for method in ("extract-rl", "extract-dagger"):
+        row, drop = rows[method], differences[f"O: {method} - xpmin"]
+        checks[f"(b) {method} lowers O and keeps D and S"] = (
+            drop["high"] < 0
+            and row["diversity"]["high"] >= xp["diversity"]["low"]
+            and row["specialisation"]["high"] >= xp["specialisation"]["low"]
+        )
+    return {name: {"holds": bool(held)} for name, held in checks.items()}
+
+
 def table(summary: dict[str, Any]) -> str:
     def cell(stat: dict) -> str:
-        if math.isnan(stat["mean"]):
+        if stat["mean"] is None or math.isnan(stat["mean"]):
             return "n/a"
+        if math.isnan(stat["low"]):  # one seed: no interval over seeds
+            return f"{stat['mean']:.2f}"
         return f"{stat['mean']:.2f} [{stat['low']:.2f}, {stat['high']:.2f}]"
+
+    def number(value: float | None) -> str:
+        return "n/a" if value is None or math.isnan(float(value)) else f"{value:.2f}"
 
     seeds = summary["seeds"]
     lines = [
-        f"Cooking kitchen, {summary['members']} members per population, seeds {seeds}: mean [95% t-interval "
-        "over seeds]. Held-out specialists: one `method=specialists` population (seed "
-        f"{HELD_OUT_SEED}) that no population or generalist trained with. Sampled actions in every "
-        f"evaluation ({summary['eval_episodes']} episodes per pair, or per partner and seat).",
+        f"Cooking kitchen, seeds {seeds}, {summary['mode']} sizes x {summary['scale']}, "
+        f"{summary['precision']} updates: mean [95% t-interval over seeds]. Held-out specialists: one "
+        f"`method=specialists` population (seed {HELD_OUT_SEED}) that no population or generalist trained "
+        f"with. Sampled actions in every evaluation ({summary['eval_episodes']} episodes per pair, or per "
+        "partner and seat).",
         "",
-        "| population | " + " | ".join(heading for _, _, heading in METRICS) + " | generalist success "
-        "cooking (left seat) / carrying (right seat) | population env steps (wall clock) | generalist env "
-        "steps (wall clock) |",
-        "|---" * (len(METRICS) + 4) + "|",
+        "| population | members | " + " | ".join(heading for _, _, heading in METRICS) + " | generalist "
+        "success cooking (left seat) / carrying (right seat) | population env steps (wall clock) | "
+        "generalist env steps (wall clock) |",
+        "|---" * (len(METRICS) + 5) + "|",
     ]
     for row in summary["rows"]:
         cells = [cell(row[key]) for key, _, _ in METRICS]
         seats = row["generalist_success_per_seat"]
         left, right = (sum(s[i] for s in seats) / len(seats) for i in (0, 1))
         lines.append(
-            f"| P_{row['population']} | "
+            f"| P_{row['population']} | {row['members']} | "
             + " | ".join(cells)
             + f" | {left:.2f} / {right:.2f}"
             + f" | {row['population_frames'] / 1e6:.2f}M ({row['population_minutes']:.1f} min) | "
@@ -327,11 +508,30 @@ def table(summary: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "Self-play recipe of each member (its most frequent; -1: none delivered), per seed:",
+        "Per seed (D, S, O with their 95% intervals over the evaluation episodes; the generalist's harmonic "
+        "mean):",
         "",
+        "| population | seed | D | S | O | generalist HM | self-play recipe of each member |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in summary["rows"]:
-        lines.append(f"- P_{row['population']}: {row['sp_label']}")
+        for i, seed in enumerate(seeds):
+            stats = []
+            for key in PER_SEED:
+                low, high = row[key]["seed_intervals"][i]
+                stats.append(f"{number(row[key]['per_seed'][i])} [{number(low)}, {number(high)}]")
+            lines.append(
+                f"| P_{row['population']} | {seed} | "
+                + " | ".join(stats)
+                + f" | {number(row['harmonic_mean']['per_seed'][i])} | {row['sp_label'][i]} |"
+            )
+    lines += ["", "Paired by seed (a - b; mean [95% t-interval], per seed):", ""]
+    for name, d in summary["paired_differences"].items():
+        per_seed = ", ".join(number(v) for v in d["per_seed"])
+        lines.append(f"- {name}: {cell(d)} ({per_seed})")
+    lines += ["", "The paper's claims on these intervals:", ""]
+    for name, verdict in summary["claims"].items():
+        lines.append(f"- {name}: {'holds' if verdict['holds'] else 'does not hold'}")
     return "\n".join(lines) + "\n"
 
 
@@ -365,8 +565,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--jobs", type=int, default=2, help="steps run at once (one CPU thread each)")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplies every step's iterations")
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="steps run at once (one CPU thread each); 0 = in this process"
+    )
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies every step's env steps")
+    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument("--quick", action="store_true", help="toy sizes: every step in seconds (a test)")
     parser.add_argument("--runs", default="results/runs/cooking_populations")
     parser.add_argument("--out", default="results/cooking_populations")
     run_study(parser.parse_args())

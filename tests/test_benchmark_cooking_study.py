@@ -1,0 +1,82 @@
+"""The cooking study script (python -m marl.benchmarks.cooking_populations) at its quick sizes: every step
+runs, the summary holds what the results README reads, and the ledger makes a re-run continue, not repeat."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from marl.benchmarks import cooking_populations as study
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _args(tmp_path, **changes) -> argparse.Namespace:
+    args = dict(
+        seeds=[0],
+        jobs=0,
+        scale=1.0,
+        precision="float32",
+        quick=True,
+        runs=str(tmp_path / "runs"),
+        out=str(tmp_path / "out"),
+    )
+    return argparse.Namespace(**{**args, **changes})
+
+
+def test_quick_study_runs_every_step_and_a_rerun_continues_it(tmp_path, monkeypatch):
+    summary = study.run_study(_args(tmp_path))
+
+    names = [row["population"] for row in summary["rows"]]
+    assert names == list(study.POPULATIONS)
+    for row in summary["rows"]:
+        assert row["members"] == study.MEMBERS.get(row["population"], 8)
+        for key, _, _ in study.METRICS:
+            assert len(row[key]["per_seed"]) == 1
+        for key in study.PER_SEED:  # each seed's own interval comes along (null where undefined)
+            assert len(row[key]["seed_intervals"]) == 1 and len(row[key]["seed_intervals"][0]) == 2
+        assert row["population_frames"] > 0 and row["generalist_frames"] > 0
+    assert set(summary["claims"]) >= {"(b) XP-min O above 0", "(a) XP-min D above self-play's"}
+    assert all(isinstance(v["holds"], bool) for v in summary["claims"].values())
+    for file in ("summary.json", "table.md", "summary.png"):
+        assert (tmp_path / "out" / file).stat().st_size > 0
+    assert "The paper's claims" in (tmp_path / "out" / "table.md").read_text()
+
+    ledger = json.loads((tmp_path / "runs" / "ledger.json").read_text())
+    assert ledger["settings"] == {"mode": "quick", "scale": 1.0, "precision": "float32"}
+    # held-out + 3 trained populations + 2 extractions + 5 generalists + 5 evaluations
+    assert len(ledger["steps"]) == 16
+
+    # A step missing from the ledger (interrupted after its run saved a checkpoint) continues that run: the
+    # same directory comes back, and nothing else is repeated.
+    finished = ledger["steps"].pop("selfplay/0")
+    (tmp_path / "runs" / "ledger.json").write_text(json.dumps(ledger))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished step ran again")
+
+    for step in ("extract_population", "evaluate_population", "train_generalist"):
+        monkeypatch.setattr(study, step, refuse)
+    again = study.run_study(_args(tmp_path))
+    redone = json.loads((tmp_path / "runs" / "ledger.json").read_text())["steps"]["selfplay/0"]
+    assert redone["run"] == finished["run"] and redone["frames"] == finished["frames"]
+    assert json.dumps(again["rows"]) == json.dumps(summary["rows"])  # (NaN == NaN as text)
+
+    with pytest.raises(SystemExit, match="bfloat16"):  # another study's settings in the same folder
+        study.run_study(_args(tmp_path, precision="bfloat16"))
+
+
+def test_unfinished_run_is_the_newest_with_a_checkpoint(tmp_path):
+    for name, checkpoint in (
+        ("xpmin-seed0-20261201-000000", True),
+        ("xpmin-seed0-20261202-000000", True),
+        ("xpmin-seed0-20261203-000000", False),  # started, no checkpoint yet: starts over
+        ("xpmin-seed1-20261204-000000", True),
+    ):
+        (tmp_path / name / "checkpoints").mkdir(parents=True)
+        if checkpoint:
+            (tmp_path / name / "checkpoints" / "iteration_1.pt").write_bytes(b"")
+    assert study.unfinished_run(str(tmp_path), "xpmin-seed0").name == "xpmin-seed0-20261202-000000"
+    assert study.unfinished_run(str(tmp_path), "selfplay-seed0") is None
