@@ -180,6 +180,14 @@ def test_random_rollout_keeps_the_kitchen_consistent():
     assert td["agents", "observation"].shape == (256, 2, 40)
 
 
+def test_cooking_can_hide_the_partners_cell():
+    seen, hidden = CookingEnv(num_envs=4, seed=3), CookingEnv(num_envs=4, seed=3, observe_partner_cell=False)
+    a, b = seen.reset()["agents", "observation"], hidden.reset()["agents", "observation"]
+    partner = slice(7, 13)  # after side [1] and own cell [6]
+    assert (a[..., partner].sum(-1) == 1).all() and (b[..., partner] == 0).all()
+    assert torch.equal(torch.cat([a[..., :7], a[..., 13:]], -1), torch.cat([b[..., :7], b[..., 13:]], -1))
+
+
 # --------------------------------------------------------------------------------------------------------
 # Shared machinery: partial resets, snapshot/restore, seeding
 # --------------------------------------------------------------------------------------------------------

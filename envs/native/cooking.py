@@ -38,7 +38,10 @@ Observation of a cook (40 floats): side (0 left, 1 right) [1], own cell one-hot 
 cells [6], partner's cell likewise [6], own held item [9] (raw ingredient 4, chopped ingredient 4,
 plate 1; zeros: empty hands), partner's held item [9], plate place one-hot (counter, held, delivered) [3],
 plate contents (one flag per ingredient) [4], own chopping progress (fraction of `chop_steps`) [1],
-time `t / max_steps` [1].
+time `t / max_steps` [1]. With `observe_partner_cell=False` the partner's cell is all zeros: a cook knows
+its partner only by what it holds and what lands on the plate, which removes the positional signals
+("stand here, then I deliver") that cross-play minimisation can use to tell its self-play partner from
+everyone else.
 
 Info (`("agents", "info", key)`, same value for both cooks, "so far in this episode"; as the episode
 ends at the first delivery, the value at the last step is the episode's outcome):
@@ -162,6 +165,7 @@ class CookingEnv(NativeEnv):
         step_cost: float = 0.01,
         chop_steps: int = 1,
         random_start: bool = True,
+        observe_partner_cell: bool = True,
         num_envs: int = 1,
         max_steps: int = 200,
         device: torch.device | str = "cpu",
@@ -174,6 +178,7 @@ class CookingEnv(NativeEnv):
         self.delivery_reward, self.chop_reward = float(delivery_reward), float(chop_reward)
         self.plate_reward, self.pickup_reward = float(plate_reward), float(pickup_reward)
         self.step_cost, self.chop_steps, self.random_start = float(step_cost), chop_steps, random_start
+        self.observe_partner_cell = observe_partner_cell
         self.tables = {name: t.to(self.device) for name, t in _layout_tables().items()}
         n, long = num_envs, {"dtype": torch.long, "device": self.device}
         self.cell = torch.zeros(n, 2, **long)  # flat cell index r * COLS + c of each cook
@@ -288,7 +293,7 @@ class CookingEnv(NativeEnv):
             [
                 side.unsqueeze(-1),
                 cells,
-                cells.flip(1),
+                cells.flip(1) if self.observe_partner_cell else torch.zeros_like(cells),
                 items,
                 items.flip(1),
                 plate.unsqueeze(1).expand(n, 2, 7),
