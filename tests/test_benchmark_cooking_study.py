@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,8 @@ def _args(tmp_path, **changes) -> argparse.Namespace:
         scale=1.0,
         precision="float32",
         quick=True,
+        threads=1,
+        kitchen=["observe_partner_cell=false"],
         runs=str(tmp_path / "runs"),
         out=str(tmp_path / "out"),
     )
@@ -45,7 +48,14 @@ def test_quick_study_runs_every_step_and_a_rerun_continues_it(tmp_path, monkeypa
     assert "The paper's claims" in (tmp_path / "out" / "table.md").read_text()
 
     ledger = json.loads((tmp_path / "runs" / "ledger.json").read_text())
-    assert ledger["settings"] == {"mode": "quick", "scale": 1.0, "precision": "float32"}
+    assert ledger["settings"] == {
+        "mode": "quick",
+        "scale": 1.0,
+        "precision": "float32",
+        "kitchen": ["observe_partner_cell=false"],
+    }
+    xpmin = Path(ledger["steps"]["xpmin/0"]["run"])  # the kitchen setting reached every population
+    assert "observe_partner_cell: false" in (xpmin / "config.yaml").read_text()
     # held-out + 3 trained populations + 2 extractions + 5 generalists + 5 evaluations
     assert len(ledger["steps"]) == 16
 

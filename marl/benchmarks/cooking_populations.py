@@ -92,6 +92,8 @@ class Settings:
     mode: str  # full | quick
     scale: float
     precision: str
+    threads: int = 1  # torch CPU threads per step
+    kitchen: tuple[str, ...] = ()  # env settings of every population ("observe_partner_cell=false")
 
     def size(self, step: str) -> Size:
         return SIZES[self.mode][step]
@@ -129,6 +131,8 @@ def train_population(method: str, seed: int, settings: Settings) -> dict[str, An
             f"algorithm.rollout_steps={size.rollout_steps}",
             f"algorithm.minibatch_size={size.minibatch_size}",
             f"algorithm.precision={settings.precision}",
+            *(f"env.{setting}" for setting in settings.kitchen),
+            f"experiment.threads={settings.threads}",
             f"experiment.seed={seed}",
             f"experiment.name={name}",
             f"experiment.runs_dir={settings.runs}",
@@ -254,7 +258,8 @@ class Ledger:
     def __init__(self, path: Path, settings: Settings):
         self.path = path
         saved = json.loads(path.read_text()) if path.exists() else {}
-        wanted = {k: v for k, v in asdict(settings).items() if k != "runs"}
+        wanted = {k: v for k, v in asdict(settings).items() if k not in ("runs", "threads")}
+        wanted["kitchen"] = list(settings.kitchen)  # as JSON reads it back
         if saved.get("settings", wanted) != wanted:
             raise SystemExit(
                 f"{path} belongs to a study with {saved['settings']}, not {wanted}: give another --runs "
@@ -289,7 +294,14 @@ class InlinePool(Executor):
 def run_study(args: argparse.Namespace) -> dict[str, Any]:
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
-    settings = Settings(str(runs), "quick" if args.quick else "full", args.scale, args.precision)
+    settings = Settings(
+        str(runs),
+        "quick" if args.quick else "full",
+        args.scale,
+        args.precision,
+        args.threads,
+        tuple(args.kitchen),
+    )
     ledger = Ledger(runs / "ledger.json", settings)
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
     pool = ProcessPoolExecutor(args.jobs, context) if args.jobs > 0 else InlinePool()
@@ -418,6 +430,7 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
         "mode": settings.mode,
         "scale": settings.scale,
         "precision": settings.precision,
+        "kitchen": list(settings.kitchen),
         "sizes": {step: asdict(size) for step, size in SIZES[settings.mode].items()},
         "xp_lambda": XP_LAMBDA,
         "xp_warmup_fraction": XP_WARMUP,
@@ -484,7 +497,8 @@ def table(summary: dict[str, Any]) -> str:
 
     seeds = summary["seeds"]
     lines = [
-        f"Cooking kitchen, seeds {seeds}, {summary['mode']} sizes x {summary['scale']}, "
+        f"Cooking kitchen{' (' + ', '.join(summary['kitchen']) + ')' if summary['kitchen'] else ''}, seeds "
+        f"{seeds}, {summary['mode']} sizes x {summary['scale']}, "
         f"{summary['precision']} updates: mean [95% t-interval over seeds]. Held-out specialists: one "
         f"`method=specialists` population (seed {HELD_OUT_SEED}) that no population or generalist trained "
         f"with. Sampled actions in every evaluation ({summary['eval_episodes']} episodes per pair, or per "
@@ -570,6 +584,14 @@ def main() -> None:
     )
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every step's env steps")
     parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per step")
+    parser.add_argument(
+        "--kitchen",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="kitchen settings of every population (envs/native/cooking.py), e.g. observe_partner_cell=false",
+    )
     parser.add_argument("--quick", action="store_true", help="toy sizes: every step in seconds (a test)")
     parser.add_argument("--runs", default="results/runs/cooking_populations")
     parser.add_argument("--out", default="results/cooking_populations")
