@@ -347,7 +347,9 @@ def check_counts(positive: dict[str, Any], non_negative: dict[str, Any]) -> None
 
 
 # What any resumed run may change: its length and bookkeeping (each trainer adds its evaluation settings)
-RESUMABLE_RUN = (
+RESUMABLE_RUN = (  # a resumed run stays in its directory, so its name and runs_dir are only a record
+    "experiment.name",
+    "experiment.runs_dir",
     "experiment.iterations",
     "experiment.threads",
     "experiment.progress",
