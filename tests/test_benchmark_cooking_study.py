@@ -41,6 +41,9 @@ def test_quick_study_runs_every_step_and_a_rerun_continues_it(tmp_path, monkeypa
         for key in study.PER_SEED:  # each seed's own interval comes along (null where undefined)
             assert len(row[key]["seed_intervals"]) == 1 and len(row[key]["seed_intervals"][0]) == 2
         assert row["population_frames"] > 0 and row["generalist_frames"] > 0
+        sp = row["stages"]["self_play"]  # how far episodes got, stage by stage: never further than before
+        assert list(sp) == list(study.STAGES)
+        assert sp["chopped"] >= sp["plated"] >= sp["picked_up"] >= sp["delivered"] >= sp["success"]
     assert set(summary["claims"]) >= {"(b) XP-min O above 0", "(a) XP-min D above self-play's"}
     assert all(isinstance(v["holds"], bool) for v in summary["claims"].values())
     for file in ("summary.json", "table.md", "summary.png"):

@@ -100,6 +100,7 @@ def test_single_ingredient_dish_from_dispenser_to_delivery():
     assert env.cell.tolist() == [[_cell(1, 1), _cell(2, 4)]]
     out = _step(env, [INTERACT, INTERACT])  # take a tomato; the right cook picks up the empty plate
     assert env.held.item() == 1 and env.plate_place.item() == HELD
+    assert [_info(out, key).item() for key in ("chopped", "plated", "picked_up")] == [0, 0, 0]
     assert out["agents", "observation"][0, 0, 13:22].tolist() == [1, 0, 0, 0, 0, 0, 0, 0, 0]  # raw tomato
     assert _reward(out).item() == pytest.approx(-0.01)  # no pickup reward for an empty plate
     _step(env, [DOWN, INTERACT])  # right cook puts the plate back
@@ -110,6 +111,7 @@ def test_single_ingredient_dish_from_dispenser_to_delivery():
     assert env.cell[0, 0].item() == _cell(2, 2)
     out = _step(env, [INTERACT, NOOP])  # onto the plate on the divider
     assert env.held.item() == 0 and env.plate_mask.item() == 0b0001
+    assert [_info(out, key).item() for key in ("chopped", "plated", "picked_up")] == [1, 1, 0]
     assert _reward(out).item() == pytest.approx(0.49)
     out = _step(env, [NOOP, INTERACT])  # hand-over: the right cook takes the plate
     assert env.plate_place.item() == HELD and _reward(out).item() == pytest.approx(0.49)
@@ -118,6 +120,7 @@ def test_single_ingredient_dish_from_dispenser_to_delivery():
     assert _reward(out).item() == pytest.approx(9.99)
     assert out["terminated"].all() and not out["truncated"].any()
     assert _info(out, "recipe").item() == 0 and _info(out, "success").item() == 1
+    assert _info(out, "picked_up").item() == 1  # the episode's outcome stays in the last step's info
     assert env.plate_place.item() == DELIVERED
 
 

@@ -231,6 +231,9 @@ def test_evaluate_run_end_to_end(runs, tmp_path):
     capable = [o for o, c in zip(saved["overfitness_per_member"], saved["capable"]) if c and o is not None]
     assert saved["overfitness"] == pytest.approx(sum(capable) / len(capable))
     assert saved["specialists"]["sp_label"] == [0, 1, 2, 3]  # specialist k plays convention k
+    # the env's other info keys per ordered pair: success again, as a rate
+    assert saved["xp_outcomes"]["success"] == saved["xp_success"] and "convention" not in saved["xp_outcomes"]
+    assert saved["overfitness_low"] <= saved["overfitness"] <= saved["overfitness_high"]
     assert result["capable_members"] == sum(saved["capable"])
 
     # a population member as the "generalist": the same successes as in the batched member evaluation

@@ -49,6 +49,10 @@ ends at the first delivery, the value at the last step is the episode's outcome)
                 yet or if the plate held a non-recipe
     success     1.0 once a recipe in `recipes` has been delivered
     delivered   1.0 once any plate has been delivered
+    chopped     1.0 once the left cook has chopped an ingredient
+    plated      1.0 once a chopped ingredient has gone onto the plate
+    picked_up   1.0 once the right cook has picked up a non-empty plate
+(the last three say how far a failed episode got: where a pair of cooks stopped working together)
 
 How this relates to the published multi-recipe Overcooked (Charakorn et al.'s LIPO and "Diversity Is Not
 All You Need" line, built on Overcooked-AI by Carroll et al.): there, two cooks on either side of a
@@ -140,7 +144,7 @@ class CookingEnv(NativeEnv):
     """Two cooks, a divider, six recipes, batched over `num_envs` kitchens (see the module docstring)."""
 
     agent_names = ("seat_0", "seat_1")
-    info_keys = ("recipe", "success", "delivered")
+    info_keys = ("recipe", "success", "delivered", "chopped", "plated", "picked_up")
     state_names = (
         "cell",
         "held",
@@ -304,4 +308,11 @@ class CookingEnv(NativeEnv):
         )
 
     def _info(self) -> dict[str, torch.Tensor]:
-        return {"recipe": self.recipe, "success": self.success, "delivered": self.delivered}
+        return {
+            "recipe": self.recipe,
+            "success": self.success,
+            "delivered": self.delivered,
+            "chopped": self.chopped_once,
+            "plated": self.plated_once,
+            "picked_up": self.picked_once,
+        }

@@ -193,7 +193,7 @@ def evaluate_population(run: str, held_out: str, settings: Settings) -> dict[str
     from marl.population.evaluate import evaluate_run
 
     result = evaluate_run(run, held_out, episodes_per_pair=settings.eval_episodes, device="cpu")
-    keys = ("sp_label", "sp_success", "capable_members", "xp_success")
+    keys = ("sp_label", "sp_success", "capable_members", "xp_success", "xp_outcomes")
     keys += tuple(f"{m}{end}" for m in ("diversity", "specialisation", "overfitness") for end in INTERVAL)
     return {key: result.get(key) for key in keys}
 
@@ -407,6 +407,7 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
         row["generalist_success_per_seat"] = [g["success_per_seat"] for g in generalist]
         row["generalist_success_per_partner"] = [g["success_per_partner"] for g in generalist]
         row["sp_label"] = [done[f"evaluate-{population}/{s}"]["sp_label"] for s in seeds]
+        row["stages"] = stages([done[f"evaluate-{population}/{s}"] for s in seeds])
         rows.append(row)
     by_name = {row["population"]: row for row in rows}
 
@@ -450,6 +451,28 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
     print(table(summary))
     print(f"Wrote {out}/summary.json, table.md and summary.png")
     return summary
+
+
+STAGES = ("chopped", "plated", "picked_up", "delivered", "success")  # how far an episode got, in order
+
+
+def stages(evaluations: list[dict]) -> dict[str, dict[str, float]]:
+    """How far the members' episodes got, in self-play and in cross-play between members: the fraction of
+    episodes that reached each of ``STAGES`` (the kitchen's info flags), mean over pairs and seeds."""
+    out: dict[str, dict[str, float]] = {"self_play": {}, "cross_play": {}}
+    for stage in STAGES:
+        sp, xp = [], []
+        for evaluation in evaluations:
+            matrix = (evaluation.get("xp_outcomes") or {}).get(stage)
+            if matrix is None:
+                continue
+            n = len(matrix)
+            sp += [matrix[i][i] for i in range(n)]
+            xp += [matrix[i][j] for i in range(n) for j in range(n) if i != j]
+        if sp:
+            out["self_play"][stage] = sum(sp) / len(sp)
+            out["cross_play"][stage] = sum(xp) / len(xp) if xp else float("nan")
+    return out
 
 
 def claims(rows: dict[str, dict], differences: dict[str, dict]) -> dict[str, dict[str, Any]]:
@@ -539,6 +562,17 @@ def table(summary: dict[str, Any]) -> str:
                 + " | ".join(stats)
                 + f" | {number(row['harmonic_mean']['per_seed'][i])} | {row['sp_label'][i]} |"
             )
+    lines += [
+        "",
+        "How far episodes got (fraction that reached each stage; self-play / cross-play between members):",
+        "",
+        "| population | " + " | ".join(STAGES) + " |",
+        "|---" * (len(STAGES) + 1) + "|",
+    ]
+    for row in summary["rows"]:
+        sp, xp = row["stages"]["self_play"], row["stages"]["cross_play"]
+        cells = [f"{number(sp.get(k))} / {number(xp.get(k))}" for k in STAGES]
+        lines.append(f"| P_{row['population']} | " + " | ".join(cells) + " |")
     lines += ["", "Paired by seed (a - b; mean [95% t-interval], per seed):", ""]
     for name, d in summary["paired_differences"].items():
         per_seed = ", ".join(number(v) for v in d["per_seed"])

@@ -99,12 +99,13 @@ class MemberPolicy:
 @dataclass
 class Episodes:
     """One episode per env slot: team return (mean over seats), success (0/1), label (-1: none), ``[E]``,
-    and each seat's own return ``[E, 2]``."""
+    each seat's own return ``[E, 2]`` and every info key the env reports, at the episode's end ``[E]``."""
 
     returns: Tensor
     success: Tensor
     label: Tensor
     seat_returns: Tensor
+    info: dict[str, Tensor]
 
 
 @torch.no_grad()
@@ -156,9 +157,8 @@ def play(
             f"episode's label (population.label_key={label_key}) and its success ({success_key!r})."
         )
     returns = played[f"{GROUP}/return"]
-    return Episodes(
-        returns.mean(-1), played[f"info/{success_key}"], played[f"info/{label_key}"].round().long(), returns
-    )
+    info = {key: played[f"info/{key}"] for key in reported}
+    return Episodes(returns.mean(-1), info[success_key], info[label_key].round().long(), returns, info)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -182,7 +182,11 @@ def pair_outcomes(
     played = play(cfg, assignment.num_envs, [(seats, torch.arange(2 * assignment.num_envs))], seed, device)
     shape = (pairs.shape[0], episodes_per_pair)
     return PairEvaluation(
-        assignment.pairs, played.returns.view(shape), played.label.view(shape), played.success.view(shape)
+        assignment.pairs,
+        played.returns.view(shape),
+        played.label.view(shape),
+        played.success.view(shape),
+        {key: value.view(shape) for key, value in played.info.items()},
     )
 
 
@@ -568,6 +572,12 @@ def evaluate_run(
         "deterministic": deterministic,
         "xp_return": outcomes.returns.view(n, n, -1).mean(-1).tolist(),
         "xp_success": success.tolist(),
+        # every info key of the env at the episodes' end, per ordered pair (cooking: how far a pair got)
+        "xp_outcomes": {
+            key: value.float().view(n, n, -1).mean(-1).tolist()
+            for key, value in outcomes.outcomes.items()
+            if key != cfg.population.label_key
+        },
         **metrics,
     }
     if specialists is not None:

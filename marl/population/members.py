@@ -6,7 +6,7 @@ therefore never import one another for them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -93,6 +93,7 @@ class PairEvaluation:
     returns: Tensor  # [P, episodes] team return (mean over seats)
     labels: Tensor  # [P, episodes] long, -1 = no label
     success: Tensor  # [P, episodes] 0/1
+    outcomes: dict[str, Tensor] = field(default_factory=dict)  # every env info key at the end [P, episodes]
 
     def return_matrix(self, n_members: int) -> Tensor:
         """Mean return ``[N, N]`` of each ordered pair (rows: seat 0's member)."""
