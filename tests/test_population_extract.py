@@ -330,3 +330,26 @@ def test_label_reward_table():
         torch.tensor([[0, 0.75, 0, 0.25], [0, 0, 0, 0], [0, 1 / 3, 1 / 3, 1 / 3]]),
     )
     assert label_reward_table(counts, "modal").tolist() == [[0, 1, 0, 0], [0, 0, 0, 0], [0, 1, 0, 0]]
+
+
+def test_rl_extraction_of_a_member_that_stopped_delivering(tmp_path, monkeypatch):
+    """A teacher member with no labelled self-play episode (one that stopped delivering) pays its student
+    no label reward: with some of the env's reward it still trains (with a warning), with none it cannot."""
+    import marl.population.extract as extraction
+
+    cfg = teacher_config(tmp_path)
+    teacher_run = save_teacher(tmp_path, cfg)
+    real = extraction.self_play_label_counts
+
+    def member_0_silent(*args, **kwargs):
+        counts = real(*args, **kwargs)
+        counts[0, 0], counts[0, 1:] = counts[0].sum(), 0
+        return counts
+
+    monkeypatch.setattr(extraction, "self_play_label_counts", member_0_silent)
+    settings = dict(method="rl", iterations=1, runs_dir=str(tmp_path), label_episodes=8, progress=False)
+    with pytest.warns(UserWarning, match=r"\[0\] never ended"):
+        run = extract(teacher_run, settings, env_reward_scale=0.1, eval_every=0)
+    assert load_checkpoint(run)["iteration"] == 1
+    with pytest.raises(MarlError, match="env_reward_scale"):
+        extract(teacher_run, settings, env_reward_scale=0.0)

@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -305,12 +306,20 @@ def build_extraction(
     labels = self_play_label_counts(
         teacher, teacher_cfg, cfg.extract.label_episodes, cfg.experiment.seed + TEACHER_SEED_OFFSET
     )
-    if cfg.extract.method == "rl" and (labels[:, 1:].sum(-1) == 0).any():
-        empty = (labels[:, 1:].sum(-1) == 0).nonzero().flatten().tolist()
-        raise MarlError(
+    empty = (labels[:, 1:].sum(-1) == 0).nonzero().flatten().tolist()
+    if cfg.extract.method == "rl" and empty:
+        message = (
             f"Teacher member(s) {empty} never ended a self-play episode with a label in "
-            f"{cfg.extract.label_episodes} episodes, so extract.method=rl has no behaviour to reward. Raise "
-            "extract.label_episodes, or use extract.method=dagger."
+            f"{cfg.extract.label_episodes} episodes (a member that stopped delivering): no label pays their "
+            "students"
+        )
+        if cfg.extract.env_reward_scale == 0:
+            raise MarlError(
+                f"{message}, and extract.env_reward_scale=0 leaves them no reward at all. Raise "
+                "extract.label_episodes, give extract.env_reward_scale > 0, or use extract.method=dagger."
+            )
+        warnings.warn(
+            f"{message}; they learn from extract.env_reward_scale x the env's reward alone.", stacklevel=2
         )
     return Extraction(cfg, students, teacher, teacher_cfg, teacher_run, labels)
 
