@@ -45,7 +45,16 @@ def test_quick_study_runs_every_step_and_a_rerun_continues_it(tmp_path, monkeypa
         assert list(sp) == list(study.STAGES)
         assert sp["chopped"] >= sp["plated"] >= sp["picked_up"] >= sp["delivered"] >= sp["success"]
     assert set(summary["claims"]) >= {"(b) XP-min O above 0", "(a) XP-min D above self-play's"}
-    assert all(isinstance(v["holds"], bool) for v in summary["claims"].values())
+    assert all(v["holds"] is None for v in summary["claims"].values())  # one seed: no interval over seeds
+    claims = study.claims(  # two seeds' worth of intervals: a verdict
+        {
+            name: {key: {"low": 1.0, "high": 2.0} for key in ("diversity", "specialisation", "overfitness")}
+            for name in ("xpmin", "selfplay", "extract-rl", "extract-dagger")
+        },
+        {name: {"low": 0.1, "high": 0.2} for name in summary["paired_differences"]},
+    )
+    assert claims["(b) XP-min O above 0"]["holds"] is True
+    assert claims["(a) XP-min D above self-play's"]["holds"] is False  # the same interval: not apart
     for file in ("summary.json", "table.md", "summary.png"):
         assert (tmp_path / "out" / file).stat().st_size > 0
     assert "The paper's claims" in (tmp_path / "out" / "table.md").read_text()

@@ -476,35 +476,43 @@ def stages(evaluations: list[dict]) -> dict[str, dict[str, float]]:
 
 
 def claims(rows: dict[str, dict], differences: dict[str, dict]) -> dict[str, dict[str, Any]]:
-    """The paper's claims, each judged on this study's intervals (over seeds): held, or not, and why."""
+    """The paper's claims, each judged on this study's intervals over seeds: ``holds`` is true, false, or
+    null where an interval is undefined (fewer than two seeds: read the per-seed intervals instead)."""
 
-    def above(a: dict, b: dict) -> bool:  # intervals apart, a over b
-        return a["low"] > b["high"]
-
-    def positive(d: dict) -> bool:
-        return d["low"] > 0
+    def verdict(*bounds: float, test: bool) -> bool | None:
+        return None if any(math.isnan(float(b)) for b in bounds) else bool(test)
 
     xp, sp = rows["xpmin"], rows["selfplay"]
-    o_xp = xp["overfitness"]
+    d_xp, d_sp, s_xp, s_sp, o_xp = (
+        xp["diversity"],
+        sp["diversity"],
+        xp["specialisation"],
+        sp["specialisation"],
+        xp["overfitness"],
+    )
     checks = {
-        "(a) XP-min D above self-play's": above(xp["diversity"], sp["diversity"]),
-        "(a) XP-min S above self-play's": above(xp["specialisation"], sp["specialisation"]),
-        "(b) XP-min O above 0": o_xp["low"] > 0,
-        "(c) generalist with extract-rl beats raw XP-min (paired)": positive(
-            differences["generalist HM: extract-rl - xpmin"]
-        ),
-        "(c) generalist with extract-dagger beats raw XP-min (paired)": positive(
-            differences["generalist HM: extract-dagger - xpmin"]
-        ),
+        "(a) XP-min D above self-play's": verdict(d_xp["low"], d_sp["high"], test=d_xp["low"] > d_sp["high"]),
+        "(a) XP-min S above self-play's": verdict(s_xp["low"], s_sp["high"], test=s_xp["low"] > s_sp["high"]),
+        "(b) XP-min O above 0": verdict(o_xp["low"], test=o_xp["low"] > 0),
     }
     for method in ("extract-rl", "extract-dagger"):
         row, drop = rows[method], differences[f"O: {method} - xpmin"]
-        checks[f"(b) {method} lowers O and keeps D and S"] = (
-            drop["high"] < 0
+        checks[f"(b) {method} lowers O and keeps D and S"] = verdict(
+            drop["high"],
+            row["diversity"]["high"],
+            row["specialisation"]["high"],
+            xp["diversity"]["low"],
+            xp["specialisation"]["low"],
+            test=drop["high"] < 0
             and row["diversity"]["high"] >= xp["diversity"]["low"]
-            and row["specialisation"]["high"] >= xp["specialisation"]["low"]
+            and row["specialisation"]["high"] >= xp["specialisation"]["low"],
         )
-    return {name: {"holds": bool(held)} for name, held in checks.items()}
+    for method in ("extract-rl", "extract-dagger"):
+        gain = differences[f"generalist HM: {method} - xpmin"]
+        checks[f"(c) generalist with {method} beats raw XP-min (paired)"] = verdict(
+            gain["low"], test=gain["low"] > 0
+        )
+    return {name: {"holds": held} for name, held in checks.items()}
 
 
 def table(summary: dict[str, Any]) -> str:
@@ -578,8 +586,9 @@ def table(summary: dict[str, Any]) -> str:
         per_seed = ", ".join(number(v) for v in d["per_seed"])
         lines.append(f"- {name}: {cell(d)} ({per_seed})")
     lines += ["", "The paper's claims on these intervals:", ""]
+    words = {True: "holds", False: "does not hold", None: "undecided (one seed: no interval over seeds)"}
     for name, verdict in summary["claims"].items():
-        lines.append(f"- {name}: {'holds' if verdict['holds'] else 'does not hold'}")
+        lines.append(f"- {name}: {words[verdict['holds']]}")
     return "\n".join(lines) + "\n"
 
 
