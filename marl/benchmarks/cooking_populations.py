@@ -607,12 +607,20 @@ def plot(summary: dict[str, Any], path: Path) -> None:
         errors = [[s["mean"] - s["low"] for s in stats], [s["high"] - s["mean"] for s in stats]]
         axis.bar(range(len(names)), means, yerr=errors, capsize=3, color="tab:blue", alpha=0.8)
         for i, s in enumerate(stats):
-            dots = [float(v) for v in s["per_seed"] if v is not None]
-            axis.plot([i] * len(dots), dots, "k.", ms=4)
+            for j, value in enumerate(s["per_seed"]):
+                if value is None:
+                    continue
+                low, high = s.get("seed_intervals", [[None, None]] * len(s["per_seed"]))[j]
+                whisker = None if low is None else [[value - low], [high - value]]
+                axis.errorbar(i + 0.1 * j, value, yerr=whisker, fmt="k.", ms=4, capsize=2, lw=0.8)
         axis.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
         axis.set_title(textwrap.fill(heading, 32), fontsize=8)
         axis.grid(axis="y", alpha=0.3)
-    figure.suptitle(f"Cooking populations, mean and 95% interval over seeds {summary['seeds']}", fontsize=9)
+    figure.suptitle(
+        f"Cooking populations, seeds {summary['seeds']}: bars mean and 95% interval over seeds; dots each "
+        "seed, with its own 95% interval over evaluation episodes (D, S, O)",
+        fontsize=9,
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
