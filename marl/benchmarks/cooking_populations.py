@@ -79,6 +79,7 @@ SIZES = {
         "generalist": Size(512, 16, 16, 128),
     },
 }
+PER_SEED = ("diversity", "specialisation", "overfitness")  # evaluated with their own 95% interval
 XP_WARMUP = 0.1  # of XP-min's frames: the self-play objective alone, then the cross-play term
 XP_LAMBDA = 0.3  # LIPO's
 EVAL_EPISODES = {"full": 32, "quick": 2}  # per ordered pair (populations), per partner and seat (generalists)
@@ -194,11 +195,8 @@ def evaluate_population(run: str, held_out: str, settings: Settings) -> dict[str
 
     result = evaluate_run(run, held_out, episodes_per_pair=settings.eval_episodes, device="cpu")
     keys = ("sp_label", "sp_success", "capable_members", "xp_success", "xp_outcomes")
-    keys += tuple(f"{m}{end}" for m in ("diversity", "specialisation", "overfitness") for end in INTERVAL)
+    keys += tuple(f"{m}{end}" for m in PER_SEED for end in ("", "_low", "_high"))
     return {key: result.get(key) for key in keys}
-
-
-INTERVAL = ("", "_low", "_high")
 
 
 def train_generalist(population: str, held_out: str, seed: int, settings: Settings, name: str):
@@ -363,7 +361,6 @@ METRICS = (  # (key, where it comes from, table heading)
     ("harmonic_mean", "generalist", "generalist: harmonic-mean success with held-out specialists"),
     ("success_mean", "generalist", "generalist: mean success"),
 )
-PER_SEED = ("diversity", "specialisation", "overfitness")  # evaluated with their own 95% interval
 
 
 def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
@@ -378,9 +375,7 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
     for seed in seeds:  # members with each other: the mean off-diagonal success
         for population in POPULATIONS:
             evaluation = done[f"evaluate-{population}/{seed}"]
-            success = evaluation["xp_success"]
-            n = len(success)
-            within = [success[i][j] for i in range(n) for j in range(n) if i != j]
+            _, within = self_and_cross(evaluation["xp_success"])
             evaluation["xp_success_within"] = sum(within) / len(within)
     rows = []
     for population in POPULATIONS:
@@ -453,6 +448,12 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
     return summary
 
 
+def self_and_cross(matrix: list[list[float]]) -> tuple[list[float], list[float]]:
+    """An ordered-pair matrix's self-play entries (the diagonal) and cross-play ones (the rest)."""
+    n = len(matrix)
+    return [matrix[i][i] for i in range(n)], [matrix[i][j] for i in range(n) for j in range(n) if i != j]
+
+
 STAGES = ("chopped", "plated", "picked_up", "delivered", "success")  # how far an episode got, in order
 
 
@@ -466,9 +467,8 @@ def stages(evaluations: list[dict]) -> dict[str, dict[str, float]]:
             matrix = (evaluation.get("xp_outcomes") or {}).get(stage)
             if matrix is None:
                 continue
-            n = len(matrix)
-            sp += [matrix[i][i] for i in range(n)]
-            xp += [matrix[i][j] for i in range(n) for j in range(n) if i != j]
+            own, cross = self_and_cross(matrix)
+            sp, xp = sp + own, xp + cross
         if sp:
             out["self_play"][stage] = sum(sp) / len(sp)
             out["cross_play"][stage] = sum(xp) / len(xp) if xp else float("nan")
