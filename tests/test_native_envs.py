@@ -1,6 +1,8 @@
 """Native batched-torch envs: matrix game payoffs and horizon, cooking dynamics on hand-built cases,
 partial resets, exact snapshot/restore, seeding, the factory's errors, and short runs through the platform."""
 
+import io
+
 import pytest
 import torch
 from marl.envs.factory import describe_env, make_env
@@ -99,18 +101,18 @@ def test_single_ingredient_dish_from_dispenser_to_delivery():
     _step(env, [UP, LEFT])  # left next to the tomato dispenser, right next to the plate counter
     assert env.cell.tolist() == [[_cell(1, 1), _cell(2, 4)]]
     out = _step(env, [INTERACT, INTERACT])  # take a tomato; the right cook picks up the empty plate
-    assert env.held.item() == 1 and env.plate_place.item() == HELD
+    assert env.held[0, 0].item() == 1 and env.plate_place.item() == HELD
     assert [_info(out, key).item() for key in ("chopped", "plated", "picked_up")] == [0, 0, 0]
     assert out["agents", "observation"][0, 0, 13:22].tolist() == [1, 0, 0, 0, 0, 0, 0, 0, 0]  # raw tomato
     assert _reward(out).item() == pytest.approx(-0.01)  # no pickup reward for an empty plate
     _step(env, [DOWN, INTERACT])  # right cook puts the plate back
     out = _step(env, [INTERACT, NOOP])  # chop at the board
-    assert env.held.item() == 5 and _reward(out).item() == pytest.approx(0.49)
+    assert env.held[0, 0].item() == 5 and _reward(out).item() == pytest.approx(0.49)
     _step(env, [RIGHT, NOOP])
     out = _step(env, [RIGHT, NOOP])  # the divider blocks the left cook
     assert env.cell[0, 0].item() == _cell(2, 2)
     out = _step(env, [INTERACT, NOOP])  # onto the plate on the divider
-    assert env.held.item() == 0 and env.plate_mask.item() == 0b0001
+    assert env.held[0, 0].item() == 0 and env.plate_mask.item() == 0b0001
     assert [_info(out, key).item() for key in ("chopped", "plated", "picked_up")] == [1, 1, 0]
     assert _reward(out).item() == pytest.approx(0.49)
     out = _step(env, [NOOP, INTERACT])  # hand-over: the right cook takes the plate
@@ -140,24 +142,24 @@ def test_salad_label_and_restricted_recipe_set():
 def test_plate_takes_two_different_ingredients_only_while_on_the_counter():
     env = _kitchen(num_envs=3)
     env.cell[:, 0] = _cell(2, 2)
-    env.held[:] = torch.tensor([5, 7, 8])  # chopped tomato, onion, carrot
+    env.held[:, 0] = torch.tensor([5, 7, 8])  # chopped tomato, onion, carrot
     env.plate_mask[:] = torch.tensor([0b0001, 0b0011, 0b0000])
     env.plate_place[2] = HELD
     _step(env, [[INTERACT, NOOP]] * 3)
     assert env.plate_mask.tolist() == [0b0001, 0b0011, 0b0000]  # duplicate, full, plate away
-    assert env.held.tolist() == [5, 7, 8]
-    env.held[0] = 6  # chopped lettuce onto the tomato: a salad
+    assert env.held[:, 0].tolist() == [5, 7, 8]
+    env.held[0, 0] = 6  # chopped lettuce onto the tomato: a salad
     _step(env, [[INTERACT, NOOP]] * 3)
-    assert env.plate_mask[0].item() == 0b0011 and env.held[0].item() == 0
+    assert env.plate_mask[0].item() == 0b0011 and env.held[0, 0].item() == 0
 
 
 def test_dispenser_takes_items_back_and_the_divider_blocks_the_right_cook():
     env = _kitchen()
     _step(env, [UP, LEFT])
     _step(env, [INTERACT, LEFT])
-    assert env.held.item() == 1 and env.cell[0, 1].item() == _cell(2, 4)
+    assert env.held[0, 0].item() == 1 and env.cell[0, 1].item() == _cell(2, 4)
     _step(env, [INTERACT, NOOP])  # back into the dispenser
-    assert env.held.item() == 0
+    assert env.held[0, 0].item() == 0
 
 
 def test_episode_ends_at_the_horizon_without_delivery():
@@ -169,8 +171,9 @@ def test_episode_ends_at_the_horizon_without_delivery():
     assert _info(out, "recipe").item() == -1 and _info(out, "success").item() == 0
 
 
-def test_random_rollout_keeps_the_kitchen_consistent():
-    env = CookingEnv(num_envs=256, max_steps=50, seed=1)
+@pytest.mark.parametrize("layout", ["classic", "split"])
+def test_random_rollout_keeps_the_kitchen_consistent(layout):
+    env = CookingEnv(num_envs=256, max_steps=50, seed=1, layout=layout)
     td = env.reset()
     generator = torch.Generator().manual_seed(0)
     for _ in range(150):
@@ -179,8 +182,77 @@ def test_random_rollout_keeps_the_kitchen_consistent():
         left_col, right_col = env.cell[:, 0] % COLS, env.cell[:, 1] % COLS
         assert ((left_col >= 1) & (left_col <= 2)).all() and ((right_col >= 4) & (right_col <= 5)).all()
         assert ((env.held >= 0) & (env.held <= 8)).all()
+        assert not ((env.held[:, 1] != 0) & (env.plate_place == HELD)).any()  # an ingredient or the plate
+        if layout == "classic":
+            assert (env.held[:, 1] == 0).all()  # the right cook reaches no dispenser
         assert (env.tables["popcount"][env.plate_mask] <= 2).all()
     assert td["agents", "observation"].shape == (256, 2, 40)
+
+
+def _cook(env: CookingEnv, left: list[int], right: list[int]) -> TensorDict:
+    """Both cooks' action scripts, the shorter padded with no-ops; -> the last step's outcome."""
+    length = max(len(left), len(right))
+    left, right = left + [NOOP] * (length - len(left)), right + [NOOP] * (length - len(right))
+    for a, b in zip(left, right, strict=True):
+        out = _step(env, [a, b])
+    return out
+
+
+# The split kitchen: left cook tomato (1, 1) / lettuce (1, 2) / board (2, 1) / plate (2, 2); right cook
+# onion (1, 4) / carrot (1, 5) / board (2, 5) / plate (2, 4) / serving counter from (3, 5).
+LEFT_PLATES_TOMATO = [UP, INTERACT, DOWN, INTERACT, RIGHT, INTERACT]
+LEFT_PLATES_LETTUCE = [UP, RIGHT, INTERACT, LEFT, DOWN, INTERACT, RIGHT, INTERACT]
+RIGHT_PLATES_ONION = [UP, LEFT, INTERACT, DOWN, RIGHT, INTERACT, LEFT, INTERACT]
+RIGHT_DELIVERS = [INTERACT, RIGHT, DOWN, INTERACT]  # from (2, 4): pick the plate up, serve
+
+
+def test_split_kitchen_salad_needs_an_ingredient_from_each_cook():
+    env = _kitchen(layout="split")
+    out = _cook(env, LEFT_PLATES_TOMATO, RIGHT_PLATES_ONION)
+    assert env.plate_mask.item() == 0b0101 and env.held.tolist() == [[0, 0]]
+    assert [_info(out, key).item() for key in ("chopped", "plated")] == [1, 1]
+    out = _cook(env, [], RIGHT_DELIVERS)
+    assert _info(out, "recipe").item() == 4 and _info(out, "success").item() == 1  # tomato+onion salad
+    assert _reward(out).item() == pytest.approx(9.99)
+
+
+def test_split_kitchen_cooks_that_disagree_on_the_dish_fail():
+    env = _kitchen(layout="split")
+    _cook(env, LEFT_PLATES_LETTUCE, RIGHT_PLATES_ONION)  # lettuce + onion: not a recipe here
+    out = _cook(env, [], RIGHT_DELIVERS)
+    assert out["terminated"].all()
+    assert _info(out, "recipe").item() == -1 and _info(out, "success").item() == 0
+    assert _info(out, "delivered").item() == 1 and _reward(out).item() == pytest.approx(-0.01)
+
+
+def test_split_kitchen_right_cook_carries_an_ingredient_or_the_plate_not_both():
+    env = _kitchen(layout="split")
+    _cook(env, [], [UP, LEFT, INTERACT, DOWN])  # the right cook takes an onion to the plate counter
+    assert env.held[0, 1].item() == 3
+    _step(env, [NOOP, INTERACT])  # a raw onion: neither onto the plate nor a pick-up
+    assert env.plate_place.item() == ON_COUNTER and env.plate_mask.item() == 0 and env.held[0, 1].item() == 3
+    assert env._observe()[0, 1, 13:22].tolist() == [0, 0, 1, 0, 0, 0, 0, 0, 0]  # own item: raw onion
+    _cook(env, [], [UP, INTERACT, DOWN, INTERACT])  # back into the dispenser, then pick up the empty plate
+    assert env.held[0, 1].item() == 0 and env.plate_place.item() == HELD
+    _cook(env, [], [UP, INTERACT])  # holding the plate: the dispenser gives nothing
+    assert env.held[0, 1].item() == 0 and env.plate_place.item() == HELD
+
+
+def test_cooking_restores_a_snapshot_saved_when_only_the_left_cook_held_ingredients():
+    env = CookingEnv(num_envs=2, seed=0)
+    env.reset()
+    state = torch.load(io.BytesIO(env.snapshot()), weights_only=True)
+    state["tensors"].update(held=torch.tensor([5, 0]), chop_progress=torch.tensor([0, 1]))  # [envs]
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    env.restore(buffer.getvalue())
+    assert env.held.tolist() == [[5, 0], [0, 0]] and env.chop_progress.tolist() == [[0, 0], [1, 0]]
+    env.rand_step()  # and it steps
+
+
+def test_cooking_rejects_an_unknown_layout():
+    with pytest.raises(ConfigError, match="no layout 'spilt'.*classic, split"):
+        CookingEnv(layout="spilt")
 
 
 def test_cooking_can_hide_the_partners_cell():
@@ -208,7 +280,7 @@ def test_partial_reset_only_resets_finished_envs():
     assert step["next", "done"].squeeze(-1).tolist() == [True, False, True]
     assert env.step_count.tolist() == [0, 1, 0]
     assert env.plate_place.tolist() == [ON_COUNTER, HELD, ON_COUNTER]
-    assert env.held.tolist() == [0, 3, 0] and env.plate_mask.tolist() == [0, 0, 0]
+    assert env.held[:, 0].tolist() == [0, 3, 0] and env.plate_mask.tolist() == [0, 0, 0]
     assert torch.equal(following["agents", "observation"][1], step["next", "agents", "observation"][1])
     assert torch.equal(following["agents", "observation"], env._observe())
 

@@ -1,33 +1,41 @@
 """Two-cook, multi-recipe kitchen split by a divider: every dish needs a hand-over. Pure batched torch.
 
-Layout (5 rows x 7 columns; column 3 is the divider, a full wall except the plate counter P):
+Two layouts (`layout`), 5 rows x 7 columns each; column 3 is the divider, a full wall except the plate
+counter P:
 
-        col 0 1 2 3 4 5 6
-    row 0   # 0 1 # # # #      0-3  ingredient dispensers: 0 tomato, 1 lettuce, 2 onion, 3 carrot
-    row 1   # . . # . . #      B    chopping board          .  floor (each cook walks on its own side)
-    row 2   B . . P . . S      P    plate counter (on the divider, reachable from both sides)
-    row 3   # . . # . . #      S    serving (delivery) counter
-    row 4   # 2 3 # # # #      #    wall / bare counter
+    classic (default)                split
+    col 0 1 2 3 4 5 6                col 0 1 2 3 4 5 6
+    row 0   # 0 1 # # # #            row 0   # 0 1 # 2 3 #     0-3  ingredient dispensers: 0 tomato,
+    row 1   # . . # . . #            row 1   # . . # . . #          1 lettuce, 2 onion, 3 carrot
+    row 2   B . . P . . S            row 2   B . . P . . B     B    chopping board   .  floor
+    row 3   # . . # . . #            row 3   # . . # . . #     P    plate counter (on the divider)
+    row 4   # 2 3 # # # #            row 4   # # # # # S #     S    serving counter  #  wall / counter
 
-`seat_0` (the left cook) lives on columns 1-2: only it reaches the dispensers and the board. `seat_1` (the
-right cook) lives on columns 4-5: only it reaches the serving counter. Both reach the plate counter, from
-(2, 2) and (2, 4). Every floor cell touches at most one station, so `interact` needs no facing direction:
-it acts on the station next to the cook (nothing, next to none).
+`seat_0` (the left cook) lives on columns 1-2, `seat_1` (the right cook) on columns 4-5; both reach the plate
+counter, from (2, 2) and (2, 4), and only the right cook reaches the serving counter. In the classic kitchen
+only the left cook reaches the dispensers and the board: it alone decides the dish, and the right cook
+carries whatever plate it is handed. In the split kitchen each cook has two ingredients and a board of its
+own, and a salad needs one ingredient from each side, so the dish is a joint choice: two cooks who put
+ingredients that make no recipe together on the plate fail (see "Why two layouts" below). Every floor cell
+touches at most one station, so `interact` needs no facing direction: it acts on the station next to the
+cook (nothing, next to none).
 
 Actions (categorical, 6): 0 no-op, 1 up, 2 down, 3 left, 4 right (blocked by walls), 5 interact.
-Interactions, resolved left cook first, then right cook:
-- dispenser, empty hands: take that raw ingredient; holding anything: drop it in the dispenser (a bin).
+Interactions (one per cook and step), resolved left cook first, then right cook:
+- dispenser, empty hands: take that raw ingredient (not while carrying the plate); holding an ingredient:
+  drop it in the dispenser (a bin).
 - board, holding a raw ingredient: chop (after `chop_steps` interactions it is chopped in hand).
 - plate counter, holding a chopped ingredient: put it on the plate if the plate is on the counter, does
   not already hold that ingredient and holds fewer than 2 (plates hold at most two ingredients).
-- plate counter (right cook): pick the plate up / put it back.
+- plate counter (right cook, holding no ingredient): pick the plate up / put it back.
 - serving counter (right cook) with a non-empty plate: deliver. The episode ends at the first delivery
   (whatever is on the plate: there is one plate) or at `max_steps` (default 200).
 
 Recipes (index: plate contents): 0 tomato, 1 lettuce, 2 onion, 3 carrot (one chopped ingredient each),
-4 tomato + lettuce salad, 5 onion + carrot salad (the two fixed pairs use the top and the bottom
-dispensers). Any other pair is not a recipe. `recipes` restricts the paying set: delivering a recipe
-outside it, or a non-recipe, pays nothing and is not a success (a specialist is trained on one recipe).
+and two salads: classic 4 tomato + lettuce, 5 onion + carrot (the top and the bottom dispensers); split
+4 tomato + onion, 5 lettuce + carrot (one ingredient from each cook). Any other pair is not a recipe.
+`recipes` restricts the paying set: delivering a recipe outside it, or a non-recipe, pays nothing and is
+not a success (a specialist is trained on one recipe).
 
 Shared reward (both cooks get it; all configurable): `delivery_reward` 10 for delivering a recipe in
 `recipes`; once per episode each `chop_reward` 0.5 (first ingredient chopped), `plate_reward` 0.5 (first
@@ -49,7 +57,7 @@ ends at the first delivery, the value at the last step is the episode's outcome)
                 yet or if the plate held a non-recipe
     success     1.0 once a recipe in `recipes` has been delivered
     delivered   1.0 once any plate has been delivered
-    chopped     1.0 once the left cook has chopped an ingredient
+    chopped     1.0 once a cook has chopped an ingredient
     plated      1.0 once a chopped ingredient has gone onto the plate
     picked_up   1.0 once the right cook has picked up a non-empty plate
 (the last three say how far a failed episode got: where a pair of cooks stopped working together)
@@ -69,6 +77,13 @@ and one delivery per episode (so the label is unambiguous). The state is a few i
 environment, so thousands of kitchens step in one batch of tensor ops on CPU or CUDA. We did not
 reproduce the published layouts, reward values or horizons; results on this env are not comparable
 numbers, only comparable phenomena (conventions, specialisation, cross-play failures).
+
+Why two layouts: in the classic kitchen a cross-play pair of two members that learned different dishes
+still succeeds (the right cook delivers whatever it is handed), so the only way for cross-play minimisation
+(XP-min) to make members incompatible is sabotage: recognising a stranger and stalling. In the split
+kitchen the dish is a convention of both cooks (a right cook who adds onion to its partner's lettuce makes
+no recipe), so members can also be made incompatible by choosing different dishes: the incompatibility
+that makes an XP-min population diverse in recipes, which is what the published findings describe.
 """
 
 from __future__ import annotations
@@ -79,18 +94,38 @@ from marl.envs.native.base import NativeEnv, index_mask
 
 from marl.errors import ConfigError
 
-LAYOUT = (
-    "#01####",
-    "#..#..#",
-    "B..P..S",
-    "#..#..#",
-    "#23####",
-)
-ROWS, COLS = len(LAYOUT), len(LAYOUT[0])
-DIVIDER_COL = 3
+# Kitchens (`layout`): the divider, the plate counter P and the serving counter S are in both; they differ
+# in who holds which ingredients, and so in which dishes need both cooks.
+LAYOUTS = {
+    "classic": (  # the left cook holds every ingredient and the board; the right cook carries the plate
+        "#01####",
+        "#..#..#",
+        "B..P..S",
+        "#..#..#",
+        "#23####",
+    ),
+    "split": (  # each cook holds two ingredients and a board; a salad needs one ingredient from each side
+        "#01#23#",
+        "#..#..#",
+        "B..P..B",
+        "#..#..#",
+        "#####S#",
+    ),
+}
 INGREDIENTS = ("tomato", "lettuce", "onion", "carrot")
-RECIPES = ("tomato", "lettuce", "onion", "carrot", "tomato+lettuce salad", "onion+carrot salad")
-RECIPE_CONTENTS = ((0,), (1,), (2,), (3,), (0, 1), (2, 3))
+RECIPE_CONTENTS = {  # recipe index -> the ingredients on its plate; recipes 0-3 are the single ingredients
+    "classic": ((0,), (1,), (2,), (3,), (0, 1), (2, 3)),
+    "split": ((0,), (1,), (2,), (3,), (0, 2), (1, 3)),
+}
+RECIPES = {
+    layout: tuple(
+        "+".join(INGREDIENTS[i] for i in contents) + (" salad" if len(contents) > 1 else "")
+        for contents in recipes
+    )
+    for layout, recipes in RECIPE_CONTENTS.items()
+}
+ROWS, COLS = len(LAYOUTS["classic"]), len(LAYOUTS["classic"][0])
+DIVIDER_COL = 3
 
 # Station codes (what a floor cell touches): none, dispensers 1-4 (ingredient code + 1), board, plate, serve.
 NONE, BOARD, PLATE_COUNTER, SERVE = 0, 5, 6, 7
@@ -106,20 +141,22 @@ FLOOR_CELLS_PER_SIDE = 6
 START_CELLS = ((2, 1), (2, 5))  # fixed starts (random_start=False): next to the board / the serving counter
 
 
-def _layout_tables() -> dict[str, torch.Tensor]:
-    """Flat-cell lookup tables built from LAYOUT: floor mask, the station each floor cell touches, each
-    floor cell's index among its side's floor cells, and the floor cells of each side."""
+def _layout_tables(layout: str) -> dict[str, torch.Tensor]:
+    """Flat-cell lookup tables built from ``LAYOUTS[layout]``: floor mask, the station each floor cell
+    touches, each floor cell's index among its side's floor cells, the floor cells of each side, and the
+    recipe each plate (a bit mask of ingredients) makes."""
+    rows = LAYOUTS[layout]
     floor = torch.zeros(ROWS * COLS, dtype=torch.bool)
     station = torch.zeros(ROWS * COLS, dtype=torch.long)
     side_index = torch.zeros(ROWS * COLS, dtype=torch.long)
     sides: tuple[list[int], list[int]] = ([], [])
-    for r, row in enumerate(LAYOUT):
+    for r, row in enumerate(rows):
         for c, char in enumerate(row):
             if char != ".":
                 continue
             cell = r * COLS + c
             floor[cell] = True
-            touching = {LAYOUT[r + dr][c + dc] for dr, dc in MOVES[1:5]} & STATION_OF_CHAR.keys()
+            touching = {rows[r + dr][c + dc] for dr, dc in MOVES[1:5]} & STATION_OF_CHAR.keys()
             assert len(touching) <= 1, f"floor cell {(r, c)} touches several stations: interact is ambiguous"
             station[cell] = STATION_OF_CHAR[touching.pop()] if touching else NONE
             side = sides[int(c > DIVIDER_COL)]
@@ -127,7 +164,7 @@ def _layout_tables() -> dict[str, torch.Tensor]:
             side.append(cell)
     assert len(sides[0]) == len(sides[1]) == FLOOR_CELLS_PER_SIDE
     recipe_of_mask = torch.full((16,), -1, dtype=torch.long)
-    for index, contents in enumerate(RECIPE_CONTENTS):
+    for index, contents in enumerate(RECIPE_CONTENTS[layout]):
         recipe_of_mask[sum(1 << i for i in contents)] = index
     return {
         "floor": floor,
@@ -170,6 +207,7 @@ class CookingEnv(NativeEnv):
         chop_steps: int = 1,
         random_start: bool = True,
         observe_partner_cell: bool = True,
+        layout: str = "classic",
         num_envs: int = 1,
         max_steps: int = 200,
         device: torch.device | str = "cpu",
@@ -177,17 +215,23 @@ class CookingEnv(NativeEnv):
     ) -> None:
         if chop_steps < 1:
             raise ConfigError(f"CookingEnv needs chop_steps >= 1, got {chop_steps}.")
+        if layout not in LAYOUTS:
+            raise ConfigError(
+                f"CookingEnv has no layout {layout!r}; choose one of {', '.join(LAYOUTS)} "
+                "(env.kwargs.layout=split: each cook holds two ingredients)."
+            )
         super().__init__(num_envs, max_steps, device, seed)
-        self.paying_recipes = index_mask(recipes, len(RECIPES), "recipes", self.device)
+        self.layout = layout
+        self.paying_recipes = index_mask(recipes, len(RECIPES[layout]), "recipes", self.device)
         self.delivery_reward, self.chop_reward = float(delivery_reward), float(chop_reward)
         self.plate_reward, self.pickup_reward = float(plate_reward), float(pickup_reward)
         self.step_cost, self.chop_steps, self.random_start = float(step_cost), chop_steps, random_start
         self.observe_partner_cell = observe_partner_cell
-        self.tables = {name: t.to(self.device) for name, t in _layout_tables().items()}
+        self.tables = {name: t.to(self.device) for name, t in _layout_tables(layout).items()}
         n, long = num_envs, {"dtype": torch.long, "device": self.device}
         self.cell = torch.zeros(n, 2, **long)  # flat cell index r * COLS + c of each cook
-        self.held = torch.zeros(n, **long)  # left cook's item (the right cook holds the plate iff HELD)
-        self.chop_progress = torch.zeros(n, **long)
+        self.held = torch.zeros(n, 2, **long)  # each cook's ingredient (the plate: see plate_place)
+        self.chop_progress = torch.zeros(n, 2, **long)
         self.plate_place = torch.zeros(n, **long)
         self.plate_mask = torch.zeros(n, **long)  # bit i: ingredient i on the plate
         self.recipe = torch.full((n,), -1, **long)
@@ -195,6 +239,12 @@ class CookingEnv(NativeEnv):
         self.chopped_once, self.plated_once, self.picked_once = (torch.zeros(n, **flag) for _ in range(3))
         self.success, self.delivered = torch.zeros(n, **flag), torch.zeros(n, **flag)
         self._make_specs(obs_dim=OBS_DIM, n_actions=len(MOVES))
+
+    def restore(self, state: bytes | None) -> None:
+        super().restore(state)
+        if self.held.dim() == 1:  # a snapshot from before either cook could hold an ingredient
+            self.held = torch.stack([self.held, torch.zeros_like(self.held)], dim=1)
+            self.chop_progress = torch.stack([self.chop_progress, torch.zeros_like(self.chop_progress)], 1)
 
     # ------------------------------------------------------------------------------------------ reset
     def _reset_envs(self, mask: torch.Tensor) -> None:
@@ -207,8 +257,9 @@ class CookingEnv(NativeEnv):
         else:
             start = torch.tensor([r * COLS + c for r, c in START_CELLS], device=self.device).expand(n, 2)
         self.cell = torch.where(mask.unsqueeze(-1), start, self.cell)
-        for name in ("held", "chop_progress", "plate_mask"):
-            getattr(self, name).masked_fill_(mask, 0)
+        for name in ("held", "chop_progress"):
+            getattr(self, name).masked_fill_(mask.unsqueeze(-1), 0)
+        self.plate_mask.masked_fill_(mask, 0)
         self.plate_place.masked_fill_(mask, ON_COUNTER)
         self.recipe.masked_fill_(mask, -1)
         for name in ("chopped_once", "plated_once", "picked_once", "success", "delivered"):
@@ -222,18 +273,22 @@ class CookingEnv(NativeEnv):
         station = t["station"][self.cell]  # [n, 2]
         interact = actions == INTERACT
         reward = torch.full((self.num_envs,), -self.step_cost, device=self.device)
-        reward += self._left_interacts(interact[:, 0], station[:, 0])
-        return self._right_interacts(interact[:, 1], station[:, 1], reward)
+        right_hands_free = self.held[:, 1] == EMPTY  # before this step: one interaction per step
+        for seat in (0, 1):  # the left cook's interaction first, then the right cook's
+            reward += self._ingredient_interacts(seat, interact[:, seat], station[:, seat])
+        return self._plate_interacts(interact[:, 1] & right_hands_free, station[:, 1], reward)
 
-    def _left_interacts(self, interact: torch.Tensor, station: torch.Tensor) -> torch.Tensor:
-        """Dispensers, board and plate counter for the left cook; -> shaping reward [n]."""
-        held = self.held
+    def _ingredient_interacts(self, seat: int, interact: torch.Tensor, station: torch.Tensor) -> torch.Tensor:
+        """Dispensers, board and putting a chopped ingredient on the plate, for one cook (the right cook of
+        the classic kitchen reaches no dispenser or board and holds no ingredient); -> shaping reward [n]."""
+        held = self.held[:, seat]
         empty, raw, chopped = held == EMPTY, (held >= 1) & (held < FIRST_CHOPPED), held >= FIRST_CHOPPED
         at_dispenser = (station >= 1) & (station <= len(INGREDIENTS))
-        take = interact & at_dispenser & empty
+        holds_plate = (self.plate_place == HELD) if seat == 1 else torch.zeros_like(empty)
+        take = interact & at_dispenser & empty & ~holds_plate
         drop = interact & at_dispenser & ~empty
         chop = interact & (station == BOARD) & raw
-        progress = self.chop_progress + chop.long()
+        progress = self.chop_progress[:, seat] + chop.long()
         chop_done = chop & (progress >= self.chop_steps)
         bit = torch.ones_like(held) << (held - FIRST_CHOPPED).clamp(min=0)
         plate_add = (
@@ -247,18 +302,19 @@ class CookingEnv(NativeEnv):
         held = torch.where(take, station, held)  # dispenser code = raw ingredient code
         held = torch.where(drop | plate_add, EMPTY, held)
         held = torch.where(chop_done, held + (FIRST_CHOPPED - 1), held)
-        self.held = held
-        self.chop_progress = torch.where(chop_done | drop, 0, progress)
+        self.held[:, seat] = held
+        self.chop_progress[:, seat] = torch.where(chop_done | drop, 0, progress)
         self.plate_mask = torch.where(plate_add, self.plate_mask | bit, self.plate_mask)
         first_chop, first_plate = chop_done & ~self.chopped_once, plate_add & ~self.plated_once
         self.chopped_once |= chop_done
         self.plated_once |= plate_add
         return first_chop * self.chop_reward + first_plate * self.plate_reward
 
-    def _right_interacts(
+    def _plate_interacts(
         self, interact: torch.Tensor, station: torch.Tensor, reward: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Plate pick-up / put-back and delivery for the right cook; -> (reward [n], terminated [n])."""
+        """Plate pick-up / put-back and delivery for the right cook, where its hands held no ingredient
+        (``interact`` is False elsewhere); -> (reward [n], terminated [n])."""
         at_plate = interact & (station == PLATE_COUNTER)
         pick = at_plate & (self.plate_place == ON_COUNTER)
         put = at_plate & (self.plate_place == HELD)
@@ -280,8 +336,8 @@ class CookingEnv(NativeEnv):
         t, n = self.tables, self.num_envs
         side = torch.tensor([0.0, 1.0], device=self.device).expand(n, 2)
         cells = F.one_hot(t["side_index"][self.cell], FLOOR_CELLS_PER_SIDE).float()  # [n, 2, 6]
-        right_item = torch.where(self.plate_place == HELD, PLATE_ITEM, EMPTY)
-        items = F.one_hot(torch.stack([self.held, right_item], dim=1), PLATE_ITEM + 1)[..., 1:].float()
+        right_item = torch.where(self.plate_place == HELD, PLATE_ITEM, self.held[:, 1])
+        items = F.one_hot(torch.stack([self.held[:, 0], right_item], dim=1), PLATE_ITEM + 1)[..., 1:].float()
         plate = torch.cat(
             [
                 F.one_hot(self.plate_place, 3).float(),
@@ -289,9 +345,7 @@ class CookingEnv(NativeEnv):
             ],
             dim=-1,
         )  # [n, 7]
-        progress = torch.stack(
-            [self.chop_progress.float() / self.chop_steps, torch.zeros(n, device=self.device)], dim=1
-        )
+        progress = self.chop_progress.float() / self.chop_steps
         time = (self.step_count.float() / self.max_steps).unsqueeze(-1).expand(n, 2)
         return torch.cat(
             [
