@@ -94,7 +94,7 @@ class Settings:
     scale: float
     precision: str
     threads: int = 1  # torch CPU threads per step
-    kitchen: tuple[str, ...] = ()  # env settings of every population ("observe_partner_cell=false")
+    kitchen: tuple[str, ...] = ()  # env settings of every population, e.g. ("layout=split",)
 
     def size(self, step: str) -> Size:
         return SIZES[self.mode][step]
@@ -641,7 +641,8 @@ def main() -> None:
         nargs="*",
         default=[],
         metavar="KEY=VALUE",
-        help="kitchen settings of every population (envs/native/cooking.py), e.g. observe_partner_cell=false",
+        help="kitchen settings of every population (envs/native/cooking.py), e.g. layout=split "
+        "observe_partner_cell=false",
     )
     parser.add_argument("--quick", action="store_true", help="toy sizes: every step in seconds (a test)")
     parser.add_argument("--runs", default="results/runs/cooking_populations")
