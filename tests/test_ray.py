@@ -25,6 +25,16 @@ def local_ray():
     ray.shutdown()
 
 
+def test_workers_run_at_the_drivers_priority():
+    """Ray's default (nice 15) would let any other process on the machine starve the rollout workers."""
+
+    @ray.remote
+    def niceness() -> int:
+        return os.nice(0)
+
+    assert ray.get(niceness.remote()) == os.nice(0)
+
+
 def _trainer(workers: int, *extra: str):
     return build_trainer(load_config([*SMOKE, f"collector.num_workers={workers}", *extra]))
 
