@@ -102,3 +102,19 @@ def test_unfinished_run_is_the_newest_with_a_checkpoint(tmp_path):
             (tmp_path / name / "checkpoints" / "iteration_1.pt").write_bytes(b"")
     assert study.unfinished_run(str(tmp_path), "xpmin-seed0").name == "xpmin-seed0-20261202-000000"
     assert study.unfinished_run(str(tmp_path), "selfplay-seed0") is None
+
+
+def test_cross_play_by_recipe_splits_pairs_by_their_self_play_recipes():
+    evaluation = {
+        "sp_label": [0, 0, 1, -1],  # member 3 delivers no recipe: left out
+        "xp_success": [
+            [1.0, 0.8, 0.1, 0.5],
+            [0.6, 1.0, 0.3, 0.5],
+            [0.2, 0.4, 1.0, 0.5],
+            [0.5, 0.5, 0.5, 0.0],
+        ],
+    }
+    split = study.by_recipe(evaluation)
+    assert split["same"] == pytest.approx((0.8 + 0.6) / 2)
+    assert split["different"] == pytest.approx((0.1 + 0.3 + 0.2 + 0.4) / 4)
+    assert study.by_recipe({"sp_label": [0, 1], "xp_success": [[1, 0], [0, 1]]})["same"] is None

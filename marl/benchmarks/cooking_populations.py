@@ -403,6 +403,7 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
         row["generalist_success_per_partner"] = [g["success_per_partner"] for g in generalist]
         row["sp_label"] = [done[f"evaluate-{population}/{s}"]["sp_label"] for s in seeds]
         row["stages"] = stages([done[f"evaluate-{population}/{s}"] for s in seeds])
+        row["cross_play_by_recipe"] = [by_recipe(done[f"evaluate-{population}/{s}"]) for s in seeds]
         rows.append(row)
     by_name = {row["population"]: row for row in rows}
 
@@ -473,6 +474,19 @@ def stages(evaluations: list[dict]) -> dict[str, dict[str, float]]:
             out["self_play"][stage] = sum(sp) / len(sp)
             out["cross_play"][stage] = sum(xp) / len(xp) if xp else float("nan")
     return out
+
+
+def by_recipe(evaluation: dict) -> dict[str, float | None]:
+    """Cross-play success between two members whose self-play recipes are the same, and whose differ
+    (members without a recipe left out; None where no pair is of that kind): whether a recipe is a
+    convention two cooks can disagree on."""
+    label, success = evaluation["sp_label"], evaluation["xp_success"]
+    kinds: dict[str, list[float]] = {"same": [], "different": []}
+    for i, a in enumerate(label):
+        for j, b in enumerate(label):
+            if i != j and a >= 0 and b >= 0:
+                kinds["same" if a == b else "different"].append(success[i][j])
+    return {kind: sum(v) / len(v) if v else None for kind, v in kinds.items()}
 
 
 def claims(rows: dict[str, dict], differences: dict[str, dict]) -> dict[str, dict[str, Any]]:
@@ -580,6 +594,17 @@ def table(summary: dict[str, Any]) -> str:
     for row in summary["rows"]:
         sp, xp = row["stages"]["self_play"], row["stages"]["cross_play"]
         cells = [f"{number(sp.get(k))} / {number(xp.get(k))}" for k in STAGES]
+        lines.append(f"| P_{row['population']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Cross-play success between members with the same / different self-play recipes, per seed:",
+        "",
+        "| population | same recipe | different recipes |",
+        "|---|---|---|",
+    ]
+    for row in summary["rows"]:
+        kinds = ("same", "different")
+        cells = [" / ".join(number(seed[k]) for seed in row["cross_play_by_recipe"]) for k in kinds]
         lines.append(f"| P_{row['population']} | " + " | ".join(cells) + " |")
     lines += ["", "Paired by seed (a - b; mean [95% t-interval], per seed):", ""]
     for name, d in summary["paired_differences"].items():
