@@ -44,6 +44,11 @@ def test_quick_study_runs_every_step_and_a_rerun_continues_it(tmp_path, monkeypa
         sp = row["stages"]["self_play"]  # how far episodes got, stage by stage: never further than before
         assert list(sp) == list(study.STAGES)
         assert sp["chopped"] >= sp["plated"] >= sp["picked_up"] >= sp["delivered"] >= sp["success"]
+        (curve,) = row["generalist_curve"]  # the held-out harmonic mean at each generalist evaluation
+        steps = [frames for frames, _ in curve]
+        assert len(curve) >= 2 and steps == sorted(steps) and steps[-1] == row["generalist_frames"]
+        assert all(0.0 <= value <= 1.0 for _, value in curve)
+        assert curve[-1][1] == pytest.approx(row["harmonic_mean"]["per_seed"][0])
     assert set(summary["claims"]) >= {"(b) XP-min O above 0", "(a) XP-min D above self-play's"}
     assert all(v["holds"] is None for v in summary["claims"].values())  # one seed: no interval over seeds
     claims = study.claims(  # two seeds' worth of intervals: a verdict
@@ -58,6 +63,7 @@ def test_quick_study_runs_every_step_and_a_rerun_continues_it(tmp_path, monkeypa
     for file in ("summary.json", "table.md", "summary.png"):
         assert (tmp_path / "out" / file).stat().st_size > 0
     assert "The paper's claims" in (tmp_path / "out" / "table.md").read_text()
+    assert "over its training" in (tmp_path / "out" / "table.md").read_text()
 
     ledger = json.loads((tmp_path / "runs" / "ledger.json").read_text())
     assert ledger["settings"] == {

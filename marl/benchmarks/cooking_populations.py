@@ -48,6 +48,9 @@ from marl.benchmarks.machine import hardware
 
 POPULATIONS = ("specialists", "selfplay", "xpmin", "extract-rl", "extract-dagger")
 HELD_OUT_SEED = 1000
+HELD_OUT_KEY = (
+    "test/harmonic_mean"  # the generalist run's metric: harmonic mean with the held-out specialists
+)
 MEMBERS = {"specialists": 6, "selfplay": 8, "xpmin": 8}  # one specialist per recipe; LIPO's population of 8
 
 
@@ -236,7 +239,19 @@ def train_generalist(population: str, held_out: str, seed: int, settings: Settin
         "success_per_partner": test["success_per_partner"],
         "success_per_seat": [sum(col) / len(col) for col in zip(*test["success"])],
         "train_partner_success": summary["train_partners"]["success_mean"],
+        "harmonic_mean_curve": held_out_curve(run_dir),
     }
+
+
+def held_out_curve(run_dir: str | Path) -> list[list[float]] | None:
+    """The generalist's harmonic-mean success with the held-out specialists at each of its evaluations,
+    ``[[env steps, harmonic mean], ...]`` (whether a longer run would have changed it); None if the run's
+    metrics are gone."""
+    metrics = Path(run_dir) / "metrics.jsonl"
+    if not metrics.exists():
+        return None
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    return [[row["frames"], row[HELD_OUT_KEY]] for row in rows if HELD_OUT_KEY in row]
 
 
 def _cost(run_dir: Path) -> dict[str, Any]:
@@ -401,6 +416,9 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
         row["generalist_minutes"] = sum(g["wall_time_s"] for g in generalist) / len(generalist) / 60
         row["generalist_success_per_seat"] = [g["success_per_seat"] for g in generalist]
         row["generalist_success_per_partner"] = [g["success_per_partner"] for g in generalist]
+        row["generalist_curve"] = [
+            g.get("harmonic_mean_curve") or held_out_curve(g["run"]) for g in generalist
+        ]
         row["sp_label"] = [done[f"evaluate-{population}/{s}"]["sp_label"] for s in seeds]
         row["stages"] = stages([done[f"evaluate-{population}/{s}"] for s in seeds])
         row["cross_play_by_recipe"] = [by_recipe(done[f"evaluate-{population}/{s}"]) for s in seeds]
@@ -586,6 +604,17 @@ def table(summary: dict[str, Any]) -> str:
             )
     lines += [
         "",
+        "The generalist's harmonic mean with the held-out specialists over its training, per seed (first, "
+        "middle and last evaluation, at the env steps shown):",
+        "",
+        "| population | " + " | ".join(f"seed {seed}" for seed in seeds) + " |",
+        "|---" * (len(seeds) + 1) + "|",
+    ]
+    for row in summary["rows"]:
+        cells = [_curve_cell(curve) for curve in row.get("generalist_curve") or [None] * len(seeds)]
+        lines.append(f"| P_{row['population']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
         "How far episodes got (fraction that reached each stage; self-play / cross-play between members):",
         "",
         "| population | " + " | ".join(STAGES) + " |",
@@ -615,6 +644,14 @@ def table(summary: dict[str, Any]) -> str:
     for name, verdict in summary["claims"].items():
         lines.append(f"- {name}: {words[verdict['holds']]}")
     return "\n".join(lines) + "\n"
+
+
+def _curve_cell(curve: list[list[float]] | None) -> str:
+    """``0.58 (0.4M) -> 0.67 (1.2M) -> 0.75 (2.0M)``: first, middle and last point of a curve."""
+    if not curve:
+        return "n/a"
+    points = [curve[0], curve[len(curve) // 2], curve[-1]] if len(curve) > 2 else curve
+    return " -> ".join(f"{value:.2f} ({frames / 1e6:.1f}M)" for frames, value in points)
 
 
 def plot(summary: dict[str, Any], path: Path) -> None:
