@@ -89,19 +89,38 @@ class LocalCollector:
     def frames_per_batch(self) -> int:
         return self.steps_per_batch * self.info.num_envs
 
+    @property
+    def current(self) -> TensorDictBase:
+        """The TensorDict [envs] the next step acts on (its observations)."""
+        return self._td
+
+    def restart(self) -> None:
+        """New episodes in every env, from a reset."""
+        self._td = self.env.reset()
+        for running in self._episode_return.values():
+            running.zero_()
+        self._episode_length.zero_()
+
     @torch.no_grad()
     def collect(
-        self, policy: Policy, actors: nn.Module | None = None
+        self,
+        policy: Policy,
+        actors: nn.Module | None = None,
+        steps: int | None = None,
+        after_step: Callable[[TensorDictBase], None] | None = None,
     ) -> tuple[TensorDictBase, dict[str, torch.Tensor]]:
         """-> (batch [envs, time], finished episodes: per-group returns [episodes, agents] and lengths).
-        `actors` is not needed here: `policy` runs in this process."""
-        steps = []
-        for _ in range(self.steps_per_batch):
+        `actors` is not needed here: `policy` runs in this process. `steps` per env (default: a batch's);
+        `after_step`, if given, sees every step's TensorDict (with its `"next"` outcome) before the next."""
+        batch_steps = []
+        for _ in range(steps or self.steps_per_batch):
             td = policy(self._td)
             td, self._td = self.env.step_and_maybe_reset(td)
             carry_recurrent_state(td, self._td)
-            steps.append(td)
-        batch = torch.stack(steps, dim=1)
+            if after_step is not None:
+                after_step(td)
+            batch_steps.append(td)
+        batch = torch.stack(batch_steps, dim=1)
         return batch, self._finished_episodes(batch)
 
     def _finished_episodes(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
@@ -153,6 +172,32 @@ class LocalCollector:
         for name, value in state["episode_return"].items():
             self._episode_return[name] = value.to(self.env.device).clone()
         self._episode_length = state["episode_length"].to(self.env.device).clone()
+
+
+class EnvShards:
+    """Several env instances stepped as one batch, their envs concatenated in order (a population's
+    specialists each play in kitchens that pay only their own recipe): the part of a TorchRL env that
+    `LocalCollector` uses."""
+
+    def __init__(self, envs: list[EnvBase]):
+        self.envs = envs
+        self.sizes = [int(env.batch_size[0]) for env in envs]
+        self.device = envs[0].device
+        self.batch_size = torch.Size([sum(self.sizes)])
+
+    def reset(self) -> TensorDictBase:
+        return torch.cat([env.reset() for env in self.envs])
+
+    def step_and_maybe_reset(self, td: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
+        parts = [env.step_and_maybe_reset(part) for env, part in zip(self.envs, td.split(self.sizes))]
+        return torch.cat([out for out, _ in parts]), torch.cat([following for _, following in parts])
+
+    def snapshot(self) -> list:
+        return [env.snapshot() for env in self.envs]
+
+    def restore(self, states: list) -> None:
+        for env, state in zip(self.envs, states, strict=True):
+            env.restore(state)
 
 
 @torch.no_grad()

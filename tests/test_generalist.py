@@ -35,7 +35,7 @@ from marl.population.generalist import (
     train_generalist,
 )
 from marl.population.pairs import assign_slots, self_play_pairs
-from marl.population.rollout import PairCollector, Shard
+from marl.population.rollout import PairCollector
 from marl.population.xpmin import train
 from marl.run_logger import read_metrics
 from tests.helpers import without_timing
@@ -153,9 +153,7 @@ def test_collector_stores_what_the_replay_needs(partners):
     torch.manual_seed(1)
     model = RecurrentActorCritic(2 * K + 1, K, hidden_size=8, encoder_sizes=[8])
     one_pair = assign_slots(self_play_pairs(1), 6)
-    collector = PairCollector(
-        [Shard(make_env(pop_cfg.env_config(6), "cpu", 0), 0, 6)], one_pair, 1, "convention"
-    )
+    collector = PairCollector([make_env(pop_cfg.env_config(6), "cpu", 0)], one_pair, 1, "convention")
     seats = GeneralistPairs(model, population, 6, "success")
     collector.collect(seats, 5)  # leave episodes running across the next rollout's start
     seats.rollout(collector.observation(), 5)

@@ -30,7 +30,7 @@ from marl.population.pairs import (
     seat_weights,
     self_play_pairs,
 )
-from marl.population.rollout import PairCollector, Shard
+from marl.population.rollout import PairCollector
 from marl.population.xpmin import train
 from marl.run_logger import read_metrics
 from tests.helpers import without_timing
@@ -108,7 +108,7 @@ def test_batched_rollout_equals_pairs_rolled_out_alone():
     def rollout(pairs: torch.Tensor):
         slots = assign_slots(pairs, per_pair)
         env = CookingEnv(num_envs=slots.num_envs, random_start=False, seed=0)
-        collector = PairCollector([Shard(env, 0, slots.num_envs)], slots, 3, "recipe")
+        collector = PairCollector([env], slots, 3, "recipe")
         return collector.collect(population, steps, deterministic=True)
 
     together = rollout(assignment.pairs)
@@ -120,6 +120,46 @@ def test_batched_rollout_equals_pairs_rolled_out_alone():
         assert torch.equal(together.reward[slots], alone.reward)
         assert torch.allclose(together.log_prob[slots], alone.log_prob)
     assert together.action.unique().numel() > 1  # the members do act differently
+
+
+def test_env_instances_step_as_one_batch_and_an_older_checkpoint_continues():
+    """Slots spread over two env instances (as specialists' restricted kitchens are) roll out as each
+    instance would alone, and a checkpoint in the former per-instance layout continues exactly."""
+    population, per_pair = _population("independent", n=3), 2
+    assignment = assign_slots(all_pairs(3), per_pair)  # 18 slots: 10 in one kitchen env, 8 in another
+    sizes = (10, 8)
+
+    def collector(seed: int = 0) -> PairCollector:
+        envs = [CookingEnv(num_envs=n, max_steps=12, seed=seed + k) for k, n in enumerate(sizes)]
+        return PairCollector(envs, assignment, 3, "recipe")
+
+    both = collector().collect(population, 30, deterministic=True)
+    first = CookingEnv(num_envs=sizes[0], max_steps=12, seed=0)
+    alone = PairCollector([first], assign_slots(assignment.pairs[:5], per_pair), 3, "recipe")
+    alone = alone.collect(population, 30, deterministic=True)
+    assert torch.equal(both.action[: sizes[0]], alone.action) and torch.equal(both.obs[: sizes[0]], alone.obs)
+
+    running = collector()
+    running.collect(population, 7)  # episodes still running, returns accumulated
+    state = running.state_dict()
+    tds = [
+        {k: v[: sizes[0]] for k, v in state["td"].items()},
+        {k: v[sizes[0] :] for k, v in state["td"].items()},
+    ]
+    former = {  # the former pair collector's layout: per env instance its state and step TensorDict
+        "pairs": state["pairs"],
+        "episode_return": state["episode_return"]["agents"].mean(-1),
+        "shards": [{"env": env, "td": td} for env, td in zip(state["env"], tds)],
+    }
+    restored = collector(seed=5)
+    restored.load_state_dict(former)
+    torch.manual_seed(3)
+    expected = running.collect(population, 12)
+    torch.manual_seed(3)
+    again = restored.collect(population, 12)
+    assert expected.episode_slot.numel() > 0  # episodes that began before the checkpoint ended after it
+    for field in ("obs", "action", "reward", "done", "episode_slot", "episode_return", "episode_label"):
+        assert torch.equal(getattr(again, field), getattr(expected, field)), field
 
 
 # ---------------------------------------------------------------------------------------------------------

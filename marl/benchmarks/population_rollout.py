@@ -31,7 +31,7 @@ from marl.agents.population import Population, sample_categorical, seat_layout
 from marl.benchmarks.machine import hardware
 from marl.envs.native import CookingEnv
 from marl.population.pairs import all_pairs, assign_slots
-from marl.population.rollout import PairCollector, Shard
+from marl.population.rollout import PairCollector
 
 HIDDEN = [128, 128]
 MAX_STEPS = 200
@@ -59,9 +59,7 @@ def batched_rollout(population: Population, envs_per_pair: int, steps: int, devi
     """A closure running `steps` steps of all pairs in one env (the training collector)."""
     assignment = assign_slots(all_pairs(population.n_members, device), envs_per_pair)
     env = CookingEnv(num_envs=assignment.num_envs, max_steps=MAX_STEPS, device=device, seed=0)
-    collector = PairCollector(
-        [Shard(env, 0, assignment.num_envs)], assignment, population.n_members, "recipe"
-    )
+    collector = PairCollector([env], assignment, population.n_members, "recipe")
     return lambda: collector.collect(population, steps)
 
 

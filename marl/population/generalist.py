@@ -69,7 +69,7 @@ from marl.population.config import (
 from marl.population.evaluate import robustness
 from marl.population.members import EVAL_SEED_OFFSET, build_population, seat_sizes
 from marl.population.pairs import assign_slots, self_play_pairs
-from marl.population.rollout import PairCollector, Shard
+from marl.population.rollout import PairCollector
 from marl.ppo import explained_variance, generalized_advantages, minibatch_epochs, ppo_loss
 from marl.run_logger import RunLogger, flatten
 from marl.run_loop import RunPlan, count_iteration, due, run_plan
@@ -505,8 +505,8 @@ def build_trainer(cfg: GeneralistConfig, snapshot: dict | None = None) -> Genera
     n = cfg.env.num_envs
     env = make_env(partner_cfg.env_config(n), device, cfg.experiment.seed)
     one_pair = assign_slots(self_play_pairs(1, device), n)
-    collector = PairCollector([Shard(env, 0, n)], one_pair, 1, partner_cfg.population.label_key)
-    info = collector.shards[0].td[GROUP, "info"]
+    collector = PairCollector([env], one_pair, 1, partner_cfg.population.label_key)
+    info = collector.current[GROUP, "info"]
     if cfg.generalist.success_key not in info.keys():  # noqa: SIM118 - a TensorDict's keys
         raise MarlError(
             f"generalist.success_key={cfg.generalist.success_key!r} is not in the env's info (it reports "

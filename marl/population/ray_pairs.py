@@ -49,7 +49,7 @@ class PairWorker(CollectorWorker):
         cfg = population_config_from_dict(config)
         cfg.experiment = dataclasses.replace(cfg.experiment, seed=seed)
         shards = build_shards(cfg, pairs, torch.device("cpu"))
-        self.population = build_population(cfg, shards[0].env).eval()
+        self.population = build_population(cfg, shards[0]).eval()
         assignment = assign_slots(pairs, cfg.population.envs_per_pair)
         self.collector = PairCollector(shards, assignment, cfg.population.size, cfg.population.label_key)
 

@@ -1,15 +1,17 @@
 """Rollouts of many partner pairs at once: every env slot plays one ordered pair of population members.
 
-`PairCollector` steps the slots of a pair assignment (marl/population/pairs.py) with a `PairPolicy` (a
-`Population`, agents/population.py: one batched forward pass for every seat of every slot), and returns a
-`Rollout` in seat layout ``[envs, T, 2, ...]`` with the episodes that ended in it. Specialists play in env
-instances whose paying set is restricted to their target label ("shards", `build_shards`). The trainers
+`PairCollector` is marl train's in-process collector (marl/collector.py) with a `PairPolicy` in every seat
+(a `Population`, agents/population.py: one batched forward pass for every seat of every slot): it steps the
+slots of a pair assignment (marl/population/pairs.py) and returns a `Rollout` in seat layout
+``[envs, T, 2, ...]`` with the episodes that ended in it. Specialists play in env instances whose paying set
+is restricted to their target label (`build_shards`), stepped as one batch. The trainers
 (xpmin.py, extract.py, and generalist.py through its own policy), the Ray pair workers (ray_pairs.py) and
 the rollout benchmark use these.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,8 +21,8 @@ from torch import Tensor
 from torchrl.envs import EnvBase
 
 from marl.agents.population import MemberLayout, seat_layout
-from marl.collector import td_restored, td_state
-from marl.envs.factory import make_env
+from marl.collector import EnvShards, LocalCollector
+from marl.envs.factory import describe_env, make_env
 from marl.errors import MarlError
 from marl.population.config import GROUP, PopulationConfig, specialist_targets
 from marl.population.pairs import (
@@ -66,38 +68,33 @@ class PairPolicy(Protocol):
         ...
 
 
-@dataclass
-class Shard:
-    """One env instance holding the consecutive slots ``start:stop`` of the population's slots."""
-
-    env: EnvBase
-    start: int
-    stop: int
-    td: TensorDictBase | None = None
-
-
-class PairCollector:
+class PairCollector(LocalCollector):
     """Steps the slots of a pair assignment with a `PairPolicy`; episodes run across iterations.
 
-    Like marl/collector.py's LocalCollector (whose step machinery it follows), but it knows which pair each
-    slot plays, keeps per-slot episode returns and labels, and may spread slots over several env instances
-    (specialists). ``reset(assignment)`` starts new episodes everywhere (a new assignment must not finish
-    episodes another pair began).
+    marl/collector.py's `LocalCollector` over the population's env instances (one, or for specialists one
+    per target label: `EnvShards`), with a `PairPolicy` seated in every slot: it adds which pair each slot
+    plays and the behaviour label of every episode that ended, and hands the batch on as a `Rollout`.
+    ``reset(assignment)`` starts new episodes everywhere (a new assignment must not finish episodes another
+    pair began).
     """
 
-    def __init__(self, shards: list[Shard], assignment: SlotAssignment, n_members: int, label_key: str):
-        self.shards, self.n_members, self.label_key = shards, n_members, label_key
-        self.device = shards[0].env.device
-        self.reset(assignment)
+    def __init__(self, envs: list[EnvBase], assignment: SlotAssignment, n_members: int, label_key: str):
+        env = envs[0] if len(envs) == 1 else EnvShards(envs)
+        info = dataclasses.replace(
+            describe_env(envs[0], type(envs[0]).__name__, 0), num_envs=int(env.batch_size[0])
+        )
+        super().__init__(env, info, frames_per_batch=info.num_envs)
+        self.n_members, self.label_key, self.device = n_members, label_key, env.device
+        self._assign(assignment)
+        self._check_label(self.current)
 
-    def reset(self, assignment: SlotAssignment) -> None:
+    def _assign(self, assignment: SlotAssignment) -> None:
         self.assignment = assignment
         self.layout = seat_layout(assignment.member, self.n_members)
-        for shard in self.shards:
-            shard.td = shard.env.reset()
-        self._check_label(self.shards[0].td)
-        n = assignment.num_envs
-        self.episode_return = torch.zeros(n, device=self.device)
+
+    def reset(self, assignment: SlotAssignment) -> None:
+        self._assign(assignment)
+        self.restart()
 
     def _check_label(self, td: TensorDictBase) -> None:
         info = td[GROUP, "info"]
@@ -117,68 +114,43 @@ class PairCollector:
         generalist's, which tracks its own partners) sees each step's outcome, the env's ``"next"``
         TensorDict ``[envs]``, before the next step."""
         member, layout = self.assignment.member, self.layout
+
+        def seated(td: TensorDictBase) -> TensorDictBase:
+            action, log_prob = policy.act(td[GROUP, "observation"], member, deterministic, layout=layout)
+            td.set((GROUP, "action"), action)
+            td.set((GROUP, "log_prob"), log_prob)
+            return td
+
         observe = getattr(policy, "observe", None)
-        columns: dict[str, list[Tensor]] = {
-            k: [] for k in ("obs", "next_obs", "action", "log_prob", "reward")
-        }
-        columns.update(done=[], terminated=[], ended_return=[], label=[])
-        for _ in range(steps):
-            obs = self.observation()
-            action, log_prob = policy.act(obs, member, deterministic, layout=layout)
-            stepped = []
-            for shard in self.shards:
-                shard.td[GROUP, "action"] = action[shard.start : shard.stop]
-                out, shard.td = shard.env.step_and_maybe_reset(shard.td)
-                stepped.append(out["next"])
-            if observe is not None:
-                observe(stepped[0] if len(stepped) == 1 else torch.cat(stepped))
-            nxt = {
-                "next_obs": self._cat([s[GROUP, "observation"] for s in stepped]),
-                "reward": self._cat([s[GROUP, "reward"] for s in stepped]).squeeze(-1),
-                "done": self._cat([s["done"] for s in stepped]).squeeze(-1),
-                "terminated": self._cat([s["terminated"] for s in stepped]).squeeze(-1),
-                "label": self._cat([s[GROUP, "info", self.label_key][:, 0, 0] for s in stepped]).long(),
-            }
-            self.episode_return += nxt["reward"].mean(-1)
-            ended = nxt.pop("done")
-            columns["ended_return"].append(self.episode_return * ended)
-            self.episode_return = self.episode_return * ~ended
-            for key, value in dict(nxt, obs=obs, action=action, log_prob=log_prob, done=ended).items():
-                columns[key].append(value)
-        data = {key: torch.stack(values, dim=1) for key, values in columns.items()}
-        slot, step = data["done"].nonzero(as_tuple=True)
+        after_step = None if observe is None else lambda td: observe(td["next"])
+        batch, episodes = super().collect(seated, steps=steps, after_step=after_step)
+        outcome = batch["next"]
+        done = outcome["done"].squeeze(-1)
+        slot, step = done.nonzero(as_tuple=True)  # the order of the episodes' returns too
         return Rollout(
-            obs=data["obs"],
-            next_obs=data["next_obs"],
-            action=data["action"],
-            log_prob=data["log_prob"],
-            reward=data["reward"],
-            done=data["done"],
-            terminated=data["terminated"],
+            obs=batch[GROUP, "observation"],
+            next_obs=outcome[GROUP, "observation"],
+            action=batch[GROUP, "action"],
+            log_prob=batch[GROUP, "log_prob"],
+            reward=outcome[GROUP, "reward"].squeeze(-1),
+            done=done,
+            terminated=outcome["terminated"].squeeze(-1),
             episode_slot=slot,
-            episode_return=data["ended_return"][slot, step],
-            episode_label=data["label"][slot, step],
+            episode_return=episodes[f"{GROUP}/return"].mean(-1),  # the team's: mean over seats
+            episode_label=outcome[GROUP, "info", self.label_key][slot, step, 0, 0].long(),
         )
 
     def observation(self) -> Tensor:
         """The observations ``[envs, 2, D]`` the next step acts on."""
-        return self._cat([s.td[GROUP, "observation"] for s in self.shards])
-
-    @staticmethod
-    def _cat(parts: list[Tensor]) -> Tensor:
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
-
-    def state_dict(self) -> dict:
-        """Env states, current observations and running returns: enough to continue exactly."""
-        return {
-            "pairs": self.assignment.pairs.clone(),
-            "episode_return": self.episode_return.clone(),
-            "shards": [{"env": shard.env.snapshot(), "td": td_state(shard.td)} for shard in self.shards],
-        }
+        return self.current[GROUP, "observation"]
 
     @property
     def envs_per_pair(self) -> int:
         return self.assignment.num_envs // self.assignment.pairs.shape[0]
+
+    def state_dict(self) -> dict:
+        """Env states, current observations and running returns (`LocalCollector`'s) and the pairs."""
+        return {**super().state_dict(), "pairs": self.assignment.pairs.clone()}
 
     def load_state_dict(self, state: dict) -> None:
         if "workers" in state:
@@ -187,13 +159,20 @@ class PairCollector:
                 f"with the same collector.num_workers={len(state['workers'])}."
             )
         self.reset(assign_slots(state["pairs"].to(self.device), self.envs_per_pair))
-        self.episode_return = state["episode_return"].to(self.device).clone()
-        for shard, saved in zip(self.shards, state["shards"], strict=True):
-            shard.env.restore(saved["env"])
-            shard.td = td_restored(shard.td, saved["td"])
+        super().load_state_dict(_from_shards(state) if "shards" in state else state)
 
-    def close(self) -> None:
-        """In-process envs need no closing (Ray's pair collector releases its workers here)."""
+
+def _from_shards(state: dict) -> dict:
+    """A checkpoint of the former pair collector (per env instance: its state and step TensorDict; the
+    team's running return per slot) in `LocalCollector`'s layout."""
+    shards, team_return = state["shards"], state["episode_return"]
+    envs = [shard["env"] for shard in shards]
+    return {
+        "env": envs[0] if len(envs) == 1 else envs,
+        "td": {key: torch.cat([shard["td"][key] for shard in shards]) for key in shards[0]["td"]},
+        "episode_return": {GROUP: team_return.unsqueeze(-1).expand(-1, 2).clone()},  # each seat: the mean
+        "episode_length": torch.zeros(team_return.shape, dtype=torch.long),
+    }
 
 
 def training_pairs(cfg: PopulationConfig, xp_estimate: Tensor | None = None) -> Tensor:
@@ -209,19 +188,17 @@ def training_pairs(cfg: PopulationConfig, xp_estimate: Tensor | None = None) -> 
     return sampled_pairs(n, pop.partners_per_member, pop.partner_sampling, xp_estimate)
 
 
-def build_shards(cfg: PopulationConfig, pairs: Tensor, device: torch.device) -> list[Shard]:
-    """One env instance for all slots; for specialists, one per target label (its paying set restricted)."""
+def build_shards(cfg: PopulationConfig, pairs: Tensor, device: torch.device) -> list[EnvBase]:
+    """The env instances of the slots, in slot order: one for all of them; for specialists, one per target
+    label (its paying set restricted)."""
     per_pair = cfg.population.envs_per_pair
     seed = cfg.experiment.seed
     if cfg.population.method != "specialists":
-        n = pairs.shape[0] * per_pair
-        return [Shard(make_env(cfg.env_config(n), device, seed), 0, n)]
+        return [make_env(cfg.env_config(pairs.shape[0] * per_pair), device, seed)]
     targets = torch.tensor(specialist_targets(cfg))[pairs[:, 0]]  # label of each pair, grouped
-    shards, start = [], 0
+    shards = []
     for k, label in enumerate(torch.unique_consecutive(targets).tolist()):
-        n = int((targets == label).sum()) * per_pair
-        env_cfg = cfg.env_config(n)
+        env_cfg = cfg.env_config(int((targets == label).sum()) * per_pair)
         env_cfg.kwargs[cfg.population.restrict_kwarg] = [label]
-        shards.append(Shard(make_env(env_cfg, device, seed + k * SHARD_SEED_STRIDE), start, start + n))
-        start += n
+        shards.append(make_env(env_cfg, device, seed + k * SHARD_SEED_STRIDE))
     return shards

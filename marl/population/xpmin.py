@@ -143,7 +143,7 @@ def build_trainer(cfg: PopulationConfig) -> PopulationTrainer:
     pairs = training_pairs(cfg)
     on_ray = cfg.collector.num_workers > 0  # the workers build the envs; here a one-slot probe suffices
     shards = [] if on_ray else build_shards(cfg, pairs, device)
-    population = build_population(cfg, None if on_ray else shards[0].env, device=device)
+    population = build_population(cfg, None if on_ray else shards[0], device=device)
     optimizer = torch.optim.Adam(
         population.parameters(), lr=cfg.algorithm.lr, eps=cfg.algorithm.adam_eps, fused=device.type == "cuda"
     )
