@@ -80,3 +80,25 @@ def test_quick_population_training_benchmark_measures_both_precisions(tmp_path):
         assert row["frames_per_iteration"] == 2 * 2 * 2 * 64  # pairs x kitchens x the preset's 64 steps
         assert 0 < row["total_fps"] <= min(row["collection_fps"], row["training_fps"])
     assert data["hardware"]["cores"] >= 1
+
+
+@pytest.mark.parametrize("method", ["xpmin", "selfplay"])
+def test_conventions_benchmark_keeps_four_minibatches_per_rollout_at_every_size(
+    tmp_path, monkeypatch, method
+):
+    """Populations of 2, 4 and 8 take the same number of gradient steps per iteration (the presets' 4
+    minibatches), as the committed numbers were measured: a fixed minibatch size would not."""
+    from marl.benchmarks import conventions
+    from marl.population.config import rollout_frames
+
+    seen = []
+
+    def fake_train(cfg):
+        seen.append((cfg.population.size, rollout_frames(cfg) // cfg.algorithm.minibatch_size))
+        (tmp_path / "population.json").write_text(json.dumps({"sp_distinct_labels": 3}))
+        return tmp_path
+
+    monkeypatch.setattr(conventions, "train", fake_train)
+    for size in (2, 4, 8):
+        assert conventions.distinct_conventions(method, size, k=8, seed=0, iterations=2, runs=tmp_path) == 3
+    assert seen == [(2, 4), (4, 4), (8, 4)]

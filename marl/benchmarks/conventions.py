@@ -23,10 +23,11 @@ import torch
 
 from marl.benchmarks.machine import hardware
 from marl.compare import mean_interval
-from marl.population.config import load_population_config
+from marl.population.config import apply_overrides, load_population_config, rollout_frames
 from marl.population.xpmin import train
 
 METHODS = ("xpmin", "selfplay")
+MINIBATCHES = 4  # PPO minibatches per rollout, whatever the population size
 
 
 def distinct_conventions(method: str, size: int, k: int, seed: int, iterations: int, runs: Path) -> int:
@@ -43,7 +44,10 @@ def distinct_conventions(method: str, size: int, k: int, seed: int, iterations: 
             f"experiment.runs_dir={runs}",
         ]
     )
-    run_dir = train(cfg)
+    # the same 4 minibatches per rollout at every size (the presets' 4 of N = 4): a fixed minibatch size would
+    # give an N = 8 population 4 times the gradient steps per iteration of N = 4, and N = 2 a quarter
+    per_step = rollout_frames(cfg) // MINIBATCHES
+    run_dir = train(apply_overrides(cfg, [("algorithm.minibatch_size", per_step)]))
     return int(json.loads((run_dir / "population.json").read_text())["sp_distinct_labels"])
 
 
