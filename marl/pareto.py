@@ -11,6 +11,8 @@ Plain Python on small point sets (a front has tens of members, not millions), ex
 - `balance(points, ideal, nadir)`: the Chebyshev distance of each point to the ideal point after scaling each
   objective to [0, 1] between `ideal` and `nadir`: 0 is best at everything, and the front member with the
   smallest value is the most balanced trade-off (no objective sacrificed much).
+- `front_distance(points, ideal, nadir)`: how far each point is from the front: the smallest improvement, as
+  one share of every objective's range, that leaves no point dominating it (0 on the front).
 - `front_ranks(points)`: each point's non-domination layer (1: the front; 2: the front once it is removed...).
 - `contributions(points, reference)`: each point's exclusive hypervolume (what the set loses without it).
 - `interval(values, lower)`: mean and 95% interval over seeds that never leaves `[lower, inf)` (a
@@ -69,6 +71,19 @@ def balance(points: Sequence[Point], ideal: Point, nadir: Point) -> list[float]:
         max(((x - lo) / span for x, (lo, span) in zip(p, spans, strict=True) if span > 0), default=0.0)
         for p in points
     ]
+
+
+def front_distance(points: Sequence[Point], ideal: Point, nadir: Point) -> list[float]:
+    """Each point's distance to the front of `points`: the smallest share of every objective's range (`ideal`
+    to `nadir`) by which it must improve in all objectives at once for no point to dominate it any more (the
+    additive epsilon indicator on scaled objectives; objectives where ideal and nadir coincide are left
+    out). 0 on the front; 0.1 means 10% of each range away."""
+    spans = [hi - lo for lo, hi in zip(ideal, nadir, strict=True)]
+
+    def escape(p: Point, q: Point) -> float:  # the shift after which q no longer dominates p
+        return min(((x - y) / span for x, y, span in zip(p, q, spans, strict=True) if span > 0), default=0.0)
+
+    return [max((escape(p, q) for q in points if dominates(q, p)), default=0.0) for p in points]
 
 
 def front_ranks(points: Sequence[Point]) -> list[int]:

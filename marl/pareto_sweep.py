@@ -47,7 +47,15 @@ from pathlib import Path
 from marl.agents.heuristics import check_heuristic, is_heuristic
 from marl.config import load_config, read_yaml, resolve_config_path
 from marl.errors import ConfigError, MarlError
-from marl.pareto import balance, contributions, front_ranks, hypervolume, interval, non_dominated
+from marl.pareto import (
+    balance,
+    contributions,
+    front_distance,
+    front_ranks,
+    hypervolume,
+    interval,
+    non_dominated,
+)
 from marl.pareto_plot import member_family
 from marl.sweep import check_envs_build
 
@@ -394,8 +402,9 @@ def analyse(sweep: ParetoSweep, members: list[Member], results: list[dict]) -> d
         ideal = [min(p[k] for p in means) for k in range(len(sweep.objectives))]
         nadir = [max(p[k] for p in means) for k in range(len(sweep.objectives))]
         scores = dict(zip([m.label for m in group], balance(means, ideal, nadir), strict=True))
-        for member, rank, share in zip(
-            group, front_ranks(means), contributions(means, sweep.reference), strict=True
+        distances = front_distance(means, ideal, nadir)
+        for member, rank, share, distance in zip(
+            group, front_ranks(means), contributions(means, sweep.reference), distances, strict=True
         ):
             entry = summary["members"][member.label]
             if member.label in front:
@@ -403,6 +412,7 @@ def analyse(sweep: ParetoSweep, members: list[Member], results: list[dict]) -> d
             entry["balance"] = scores[member.label]
             entry["rank"] = rank
             entry["contribution"] = share
+            entry["front_distance"] = distance
             entry["front_group"] = front_name
         families = (
             {"all": group, **_partition(group, sweep.compare_by)} if sweep.compare_by else {"all": group}
@@ -420,6 +430,11 @@ def analyse(sweep: ParetoSweep, members: list[Member], results: list[dict]) -> d
             "most_balanced": min(front, key=lambda label: scores[label]),
             "hypervolume": hypervolumes,
         }
+        learned = [m.label for m in group if m.policy == LEARNED]
+        if learned:  # the learned team nearest the front (distance 0: on it)
+            nearest = min(learned, key=lambda label: summary["members"][label]["front_distance"])
+            distance = summary["members"][nearest]["front_distance"]
+            summary["fronts"][front_name]["nearest_learned"] = {"member": nearest, "front_distance": distance}
         if HAND_DESIGNED in hypervolumes:  # what the learned teams add, paired by seed (>= 0 on every seed)
             pairs = zip(hypervolumes["all"]["per_seed"], hypervolumes[HAND_DESIGNED]["per_seed"], strict=True)
             gain = [with_learned - without for with_learned, without in pairs]
@@ -501,7 +516,9 @@ def format_table(summary: dict) -> str:
         f"{summary['eval_seed']}). Front: not dominated by any member of the same front group (seed means); "
         "rank: 1 on the front, 2 on the front of the rest, and so on. Contribution: the hypervolume the "
         "front loses without the member. Balance: Chebyshev distance to the ideal point with each objective "
-        f"scaled to [0, 1] over the group (0 best). Hypervolume reference point: {summary['reference']}.",
+        "scaled to [0, 1] over the group (0 best). Distance to the front: the share of every objective's "
+        "range (over the group) by which a member must improve in all of them to be on the front (0: on it). "
+        f"Hypervolume reference point: {summary['reference']}.",
     ]
     for name, front in summary["fronts"].items():
         lines += [
@@ -510,8 +527,8 @@ def format_table(summary: dict) -> str:
             "",
             "| member | "
             + " | ".join(objectives)
-            + " | team return | front | rank | contribution | balance |",
-            "|---|" + "---|" * (len(objectives) + 5),
+            + " | team return | front | rank | contribution | balance | distance to the front |",
+            "|---|" + "---|" * (len(objectives) + 6),
         ]
         for label in front["members"]:
             entry = summary["members"][label]
@@ -524,8 +541,16 @@ def format_table(summary: dict) -> str:
                 on_front += " (most balanced)"
             lines.append(
                 f"| {label} | " + " | ".join(cells) + f" | {entry['return_mean']:.2f} | {on_front} | "
-                f"{entry['rank']} | {entry['contribution']:.1f} | {entry['balance']:.3f} |"
+                f"{entry['rank']} | {entry['contribution']:.1f} | {entry['balance']:.3f} | "
+                f"{entry.get('front_distance', 0.0):.3f} |"
             )
+        if "nearest_learned" in front:
+            nearest = front["nearest_learned"]
+            lines += [
+                "",
+                f"Nearest learned team to the front: {nearest['member']} (distance "
+                f"{nearest['front_distance']:.3f}{', on it' if nearest['front_distance'] == 0 else ''}).",
+            ]
         lines += ["", "| members | hypervolume (mean [95% CI]; per seed) |", "|---|---|"]
         for family, hv in hypervolume_rows(front):
             per_seed = ", ".join(f"{v:.1f}" for v in hv["per_seed"])
@@ -545,8 +570,8 @@ def hparams_metrics(sweep: ParetoSweep, summary: dict, label: str) -> dict[str, 
     """A member's HParams metrics, so the HParams table can sort and filter by each: its objectives, whether
     it is on the front, its balance and the hypervolume of its front group (the first five: TensorBoard
     shows five metric columns until others are ticked), then that hypervolume's interval, the member's
-    front rank and hypervolume contribution, its `compare_by` family's hypervolume (mean and interval), its
-    objectives' intervals and its team return."""
+    front rank, hypervolume contribution and distance to the front, its `compare_by` family's hypervolume
+    (mean and interval), its objectives' intervals and its team return."""
     entry = summary["members"][label]
     objectives = [(o.split("/")[-1], entry["objectives"][o]) for o in sweep.objectives]
     hypervolumes = summary["fronts"][entry["front_group"]]["hypervolume"]
@@ -559,6 +584,7 @@ def hparams_metrics(sweep: ParetoSweep, summary: dict, label: str) -> dict[str, 
     metrics["pareto/hypervolume_high"] = hypervolumes["all"]["high"]
     metrics["pareto/rank"] = float(entry["rank"])
     metrics["pareto/contribution"] = entry["contribution"]
+    metrics["pareto/front_distance"] = entry.get("front_distance", 0.0)
     for end in ("mean", "low", "high"):
         metrics["pareto/family_hypervolume" + ("" if end == "mean" else f"_{end}")] = hypervolumes[family][
             end

@@ -11,7 +11,16 @@ import pytest
 
 from marl.cli import main
 from marl.errors import ConfigError
-from marl.pareto import balance, contributions, dominates, front_ranks, hypervolume, interval, non_dominated
+from marl.pareto import (
+    balance,
+    contributions,
+    dominates,
+    front_distance,
+    front_ranks,
+    hypervolume,
+    interval,
+    non_dominated,
+)
 from marl.pareto_plot import (
     FAMILY_STYLES,
     family_style,
@@ -224,6 +233,18 @@ def test_front_ranks_and_contributions():
     assert contributions([(1, 1), (1, 1)], (2, 2)) == [0.0, 0.0]  # a duplicate loses nothing alone
 
 
+def test_front_distance_is_the_shared_improvement_that_escapes_every_dominating_point():
+    points = [(0.0, 10.0), (10.0, 0.0), (5.0, 5.0), (8.0, 9.0), (9.0, 9.5)]
+    ideal, nadir = (0.0, 0.0), (10.0, 10.0)
+    distances = front_distance(points, ideal, nadir)
+    assert distances[:3] == [0.0, 0.0, 0.0]  # the front
+    # (8, 9) is dominated only by (5, 5): improving both by 30% of their range of 10 ties it in idleness
+    assert distances[3] == pytest.approx(0.3)
+    # (9, 9.5): (5, 5) needs min(4, 4.5) / 10 = 0.4, (8, 9) only 0.05; the larger escapes both
+    assert distances[4] == pytest.approx(0.4)
+    assert front_distance([(1.0, 2.0), (1.0, 3.0)], (1.0, 2.0), (1.0, 3.0)) == [0.0, pytest.approx(1.0)]
+
+
 def test_family_styles_are_fixed_and_distinct():
     """The same family gets the same colour and marker in every figure and process; the known families
     are distinct, learned teams by sharing scheme included; a variant takes its base family's style."""
@@ -362,3 +383,7 @@ def test_learned_teams_beside_hand_designed_ones_get_their_hypervolume_gain(tmp_
     assert front["learned_gain"]["per_seed"] == [100.0, 64.0]
     assert front["learned_gain"]["low"] < 82.0 < front["learned_gain"]["high"]
     assert front["front"] == ["sharing=shared,policy=learned", "policy=heuristic:patrol"]
+    assert front["nearest_learned"] == {"member": "sharing=shared,policy=learned", "front_distance": 0.0}
+    hyper = analyse(sweep, members, results)["members"]["sharing=hyper,policy=learned"]
+    # (50, 59) against patrol's (40, 40) over ranges 31-50 and 40-59: min(10 / 19, 19 / 19)
+    assert hyper["front_distance"] == pytest.approx(10 / 19)
