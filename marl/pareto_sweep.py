@@ -77,6 +77,7 @@ PARETO_KEYS = {
     "bounds",
 }
 LEARNED = "learned"
+CANCEL_WAIT_S = 120  # how long an interrupted sweep waits for its training members to checkpoint
 HAND_DESIGNED = "hand-designed"  # the hypervolume family of a front group's hand-designed members alone
 
 
@@ -312,6 +313,17 @@ def run_pareto(sweep: ParetoSweep, ray_address: str | None = None, dry_run: bool
     return summary
 
 
+def _run_member_cancellable(sweep: ParetoSweep, member: Member, seed: int) -> dict:
+    """`run_member` on a Ray worker. Ray cancels a running task by interrupting the worker's main thread,
+    which does nothing where SIGINT is ignored (a sweep started in the background hands that on to its
+    workers): Python's own handler is put back, so a cancelled member stops like a Ctrl-C and a training one
+    saves a checkpoint of its last iteration."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    return run_member(sweep, member, seed)
+
+
 def _cached(cache: Path, member: Member, seed: int) -> Path:
     return cache / f"{member.label},seed={seed}.json"
 
@@ -336,15 +348,33 @@ def _run_tasks(sweep: ParetoSweep, tasks: list, cache: Path, ray_address: str | 
 
     from marl.config import RayConfig
     from marl.ray_runtime import start_ray, stop_ray
+    from marl.runs import stop_signals_interrupt
 
     started = start_ray(RayConfig(address=ray_address, num_cpus=sweep.workers), sweep.workers)
+    pending: dict = {}
     try:
-        remote = ray.remote(num_cpus=1)(run_member)
-        pending = {remote.remote(sweep, m, s): m for m, s in tasks}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            member = pending.pop(done[0])
-            save(ray.get(done[0]), member)
+        with stop_signals_interrupt():  # Ctrl-C or SIGTERM: every running member saves a checkpoint
+            remote = ray.remote(num_cpus=1)(_run_member_cancellable)
+            pending = {remote.remote(sweep, m, s): m for m, s in tasks}
+            while pending:  # short waits: a signal is handled between them, not after the next member
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                for ref in done:
+                    save(ray.get(ref), pending.pop(ref))
+    except KeyboardInterrupt:
+        for ref in pending:  # a training member stops as on Ctrl-C: it checkpoints its last iteration
+            ray.cancel(ref)
+        _, late = ray.wait(list(pending), num_returns=len(pending), timeout=CANCEL_WAIT_S)
+        lost = (
+            f" {len(late)} member(s) did not stop within {CANCEL_WAIT_S} s and continue from their last "
+            "periodic checkpoint."
+            if late
+            else ""
+        )
+        raise MarlError(
+            f"Pareto sweep {sweep.name} interrupted: finished members are cached, and the learned members "
+            f"that were training saved a checkpoint of their last iteration.{lost} Run the same "
+            "`marl pareto` command again to continue where it stopped."
+        ) from None
     finally:
         bar.close()
         stop_ray([], started)

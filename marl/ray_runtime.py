@@ -64,10 +64,11 @@ def start_local(num_cpus: int, **options) -> None:
         ray_constants = None
     global _lost
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report to Ray's servers
-    # Ray runs its workers at nice 15 by default; here they are the job itself (rollouts, a sweep's training
-    # runs), so they run at this process's priority: a test run or a second study beside them would
-    # otherwise take all the CPU they need.
-    os.environ.setdefault("RAY_worker_niceness", str(os.nice(0)))
+    # Ray runs its workers 15 nice levels below the raylet (which has this process's priority); here they
+    # are the job itself (rollouts, a sweep's training runs), so they add none: a test run or a second study
+    # beside them would otherwise take all the CPU they need. (The value is added to the niceness a worker
+    # inherits, so "0" is this process's priority, whatever it is.)
+    os.environ.setdefault("RAY_worker_niceness", "0")
     if "RAY_AUTH_TOKEN" not in os.environ and "RAY_AUTH_TOKEN_PATH" not in os.environ:
         private_token_file(Path.home() / ".ray" / "auth_token")
     settings = dict(include_dashboard=False, log_to_driver=False, logging_level="WARNING")

@@ -2,6 +2,8 @@
 
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -33,6 +35,25 @@ def test_workers_run_at_the_drivers_priority():
         return os.nice(0)
 
     assert ray.get(niceness.remote()) == os.nice(0)
+
+
+def test_workers_of_a_lowered_driver_keep_its_priority(tmp_path):
+    """Started at nice +3 (a study run with `nice`), the workers run at +3 too, not pushed to +19."""
+    script = (
+        "import os, ray\n"
+        "from marl.ray_runtime import start_local\n"
+        "os.nice(3)\n"
+        "start_local(1, logging_level='ERROR')\n"
+        "print(os.nice(0), ray.get(ray.remote(lambda: os.nice(0)).remote()))\n"
+        "ray.shutdown()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_worker_niceness"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    driver, worker = done.stdout.split()[-2:]
+    assert int(worker) == int(driver) == os.nice(0) + 3
 
 
 def _trainer(workers: int, *extra: str):

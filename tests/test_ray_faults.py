@@ -91,3 +91,74 @@ def test_losing_the_ray_head_stops_with_a_checkpoint_and_resumes(tmp_path, victi
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert load_checkpoint(list_checkpoints(run)[-1])["iteration"] == saved + 2
+
+
+PARETO = """\
+name: interrupted
+out: {out}
+runs_dir: {runs}
+base: [experiment=smoke, experiment.checkpoint_every=100000, experiment.eval_every=0, metrics.every=0,
+       experiment.total_frames=50000000]
+grid:
+  - sharing: [shared]
+    policy: [learned]
+seeds: [0]
+episodes: 4
+eval_seed: 1
+objectives: [return_mean, episode_length]
+reference: [0, 1000]
+workers: 1
+"""
+
+
+def test_a_pareto_sweep_started_in_the_background_stops_with_a_checkpoint_and_continues(tmp_path):
+    """SIGTERM to a `marl pareto` whose SIGINT is ignored (nohup ... &, which its Ray workers inherit): the
+    training member still saves its last iteration, the sweep exits with one paragraph and its Ray
+    processes, and the same command continues that run."""
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(PARETO.format(out=tmp_path / "out", runs=tmp_path / "pareto"))
+    runs = tmp_path / "pareto" / "interrupted" / "runs"
+    command = [sys.executable, "-m", "marl", "pareto", str(sweep)]
+
+    def start() -> subprocess.Popen:
+        ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731
+        return subprocess.Popen(command, stderr=subprocess.PIPE, text=True, preexec_fn=ignore_sigint)
+
+    def stop_after(process: subprocess.Popen, iterations: int) -> tuple[str, set[int]]:
+        deadline, family = time.time() + 240, set()
+        while time.time() < deadline and process.poll() is None:
+            logs = list(runs.glob("*/metrics.jsonl"))
+            if logs and len(logs[0].read_text().splitlines()) >= iterations:
+                break
+            time.sleep(0.5)
+        try:
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            family = descendants(process.pid)
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=180)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        return err, family
+
+    err, family = stop_after(start(), iterations=3)
+    assert process_gone(family), "the sweep left Ray processes running"
+    assert "interrupted" in err and "saved a checkpoint" in err and "Traceback" not in err
+    (run,) = runs.iterdir()
+    saved = load_checkpoint(run)["iteration"]
+    assert saved >= 3  # the interrupt's own checkpoint: the periodic ones are 100,000 iterations apart
+
+    err, family = stop_after(start(), iterations=saved + 2)  # the same command continues the same run
+    assert process_gone(family)
+    assert [run] == list(runs.iterdir()) and load_checkpoint(run)["iteration"] >= saved + 2
+
+
+def process_gone(pids: set[int], wait_s: float = 30.0) -> bool:
+    """Whether every process in `pids` has ended (within `wait_s`)."""
+    deadline = time.time() + wait_s
+    while time.time() < deadline:
+        if not any(Path(f"/proc/{pid}").exists() for pid in pids):
+            return True
+        time.sleep(0.5)
+    return False
