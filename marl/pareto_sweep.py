@@ -339,16 +339,26 @@ def _run_tasks(sweep: ParetoSweep, tasks: list, cache: Path, ray_address: str | 
         bar.update(1)
         bar.set_postfix_str(f"{member.label} seed {result['seed']}: {result['seconds']:.0f}s")
 
+    from marl.runs import stop_signals_interrupt
+
     if sweep.workers == 0 or not tasks:
-        for member, seed in tasks:
-            save(run_member(sweep, member, seed), member)
-        bar.close()
+        try:
+            with stop_signals_interrupt():  # a training member saves its last iteration and exits (130)
+                for member, seed in tasks:
+                    save(run_member(sweep, member, seed), member)
+        except KeyboardInterrupt:
+            raise MarlError(_interrupted(sweep)) from None
+        except SystemExit as stop:  # 130: the member's training loop stopped with a checkpoint
+            if stop.code != 130:
+                raise
+            raise MarlError(_interrupted(sweep)) from None
+        finally:
+            bar.close()
         return
     import ray
 
     from marl.config import RayConfig
     from marl.ray_runtime import start_ray, stop_ray
-    from marl.runs import stop_signals_interrupt
 
     started = start_ray(RayConfig(address=ray_address, num_cpus=sweep.workers), sweep.workers)
     pending: dict = {}
@@ -370,14 +380,18 @@ def _run_tasks(sweep: ParetoSweep, tasks: list, cache: Path, ray_address: str | 
             if late
             else ""
         )
-        raise MarlError(
-            f"Pareto sweep {sweep.name} interrupted: finished members are cached, and the learned members "
-            f"that were training saved a checkpoint of their last iteration.{lost} Run the same "
-            "`marl pareto` command again to continue where it stopped."
-        ) from None
+        raise MarlError(_interrupted(sweep, lost)) from None
     finally:
         bar.close()
         stop_ray([], started)
+
+
+def _interrupted(sweep: ParetoSweep, lost: str = "") -> str:
+    return (
+        f"Pareto sweep {sweep.name} interrupted: finished members are cached, and the learned members that "
+        f"were training saved a checkpoint of their last iteration.{lost} Run the same `marl pareto` command "
+        "again to continue where it stopped."
+    )
 
 
 def analyse(sweep: ParetoSweep, members: list[Member], results: list[dict]) -> dict:

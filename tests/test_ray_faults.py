@@ -107,16 +107,17 @@ episodes: 4
 eval_seed: 1
 objectives: [return_mean, episode_length]
 reference: [0, 1000]
-workers: 1
+workers: {workers}
 """
 
 
-def test_a_pareto_sweep_started_in_the_background_stops_with_a_checkpoint_and_continues(tmp_path):
+@pytest.mark.parametrize("workers", [1, 0], ids=["ray", "in_process"])
+def test_a_pareto_sweep_started_in_the_background_stops_with_a_checkpoint_and_continues(tmp_path, workers):
     """SIGTERM to a `marl pareto` whose SIGINT is ignored (nohup ... &, which its Ray workers inherit): the
     training member still saves its last iteration, the sweep exits with one paragraph and its Ray
     processes, and the same command continues that run."""
     sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(PARETO.format(out=tmp_path / "out", runs=tmp_path / "pareto"))
+    sweep.write_text(PARETO.format(out=tmp_path / "out", runs=tmp_path / "pareto", workers=workers))
     runs = tmp_path / "pareto" / "interrupted" / "runs"
     command = [sys.executable, "-m", "marl", "pareto", str(sweep)]
 
