@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from marl.benchmarks import cooking_populations as study
 
@@ -125,13 +124,3 @@ def test_cross_play_by_recipe_splits_pairs_by_their_self_play_recipes():
     assert split["same"] == pytest.approx((0.8 + 0.6) / 2)
     assert split["different"] == pytest.approx((0.1 + 0.3 + 0.2 + 0.4) / 4)
     assert study.by_recipe({"sp_label": [0, 1], "xp_success": [[1, 0], [0, 1]]})["same"] is None
-
-
-def test_specialists_are_one_per_recipe_of_the_kitchen(tmp_path):
-    """Six recipes in the classic kitchen, four in the pairs kitchen: as many specialists, one per recipe."""
-    for kitchen, recipes in (((), 6), (("layout=pairs",), 4)):
-        settings = study.Settings(str(tmp_path / str(recipes)), "quick", 1.0, "float32", 1, kitchen)
-        step = study.train_population("specialists", 0, settings)
-        assert step["members"] == recipes
-        population = yaml.safe_load((Path(step["run"]) / "config.yaml").read_text())["population"]
-        assert population["size"] == recipes and population["specialist_targets"] == list(range(recipes))

@@ -171,7 +171,7 @@ def test_episode_ends_at_the_horizon_without_delivery():
     assert _info(out, "recipe").item() == -1 and _info(out, "success").item() == 0
 
 
-@pytest.mark.parametrize("layout", ["classic", "split", "pairs"])
+@pytest.mark.parametrize("layout", ["classic", "split"])
 def test_random_rollout_keeps_the_kitchen_consistent(layout):
     env = CookingEnv(num_envs=256, max_steps=50, seed=1, layout=layout)
     td = env.reset()
@@ -225,21 +225,6 @@ def test_split_kitchen_cooks_that_disagree_on_the_dish_fail():
     assert _info(out, "delivered").item() == 1 and _reward(out).item() == pytest.approx(-0.01)
 
 
-def test_pairs_kitchen_pays_only_a_salad_of_both_cooks():
-    env = _kitchen(layout="pairs")  # the split kitchen's grid and moves
-    _cook(env, LEFT_PLATES_TOMATO, RIGHT_PLATES_ONION)
-    out = _cook(env, [], RIGHT_DELIVERS)
-    assert _info(out, "recipe").item() == 0 and _info(out, "success").item() == 1  # tomato+onion: recipe 0
-    env = _kitchen(layout="pairs")
-    _cook(env, LEFT_PLATES_TOMATO, [LEFT])  # tomato alone (a recipe of the split kitchen, none here)
-    out = _cook(env, [], RIGHT_DELIVERS)
-    assert out["terminated"].all() and _info(out, "delivered").item() == 1
-    assert _info(out, "recipe").item() == -1 and _info(out, "success").item() == 0
-    assert CookingEnv(layout="pairs").paying_recipes.numel() == 4
-    with pytest.raises(ConfigError, match="recipes"):
-        CookingEnv(layout="pairs", recipes=[4])  # six recipes elsewhere, four here
-
-
 def test_split_kitchen_right_cook_carries_an_ingredient_or_the_plate_not_both():
     env = _kitchen(layout="split")
     _cook(env, [], [UP, LEFT, INTERACT, DOWN])  # the right cook takes an onion to the plate counter
@@ -266,7 +251,7 @@ def test_cooking_restores_a_snapshot_saved_when_only_the_left_cook_held_ingredie
 
 
 def test_cooking_rejects_an_unknown_layout():
-    with pytest.raises(ConfigError, match="no layout 'spilt'.*classic, split, pairs"):
+    with pytest.raises(ConfigError, match="no layout 'spilt'.*classic, split"):
         CookingEnv(layout="spilt")
 
 

@@ -1,7 +1,7 @@
 """Two-cook, multi-recipe kitchen split by a divider: every dish needs a hand-over. Pure batched torch.
 
-Three layouts (`layout`), 5 rows x 7 columns each; column 3 is the divider, a full wall except the plate
-counter P (`pairs` has the grid of `split`, with other recipes):
+Two layouts (`layout`), 5 rows x 7 columns each; column 3 is the divider, a full wall except the plate
+counter P:
 
     classic (default)                split
     col 0 1 2 3 4 5 6                col 0 1 2 3 4 5 6
@@ -16,8 +16,7 @@ counter, from (2, 2) and (2, 4), and only the right cook reaches the serving cou
 only the left cook reaches the dispensers and the board: it alone decides the dish, and the right cook
 carries whatever plate it is handed. In the split kitchen each cook has two ingredients and a board of its
 own, and a salad needs one ingredient from each side, so the dish is a joint choice: two cooks who put
-ingredients that make no recipe together on the plate fail (see "Why three layouts" below). In the pairs
-kitchen every recipe is such a salad. Every floor cell
+ingredients that make no recipe together on the plate fail (see "Why two layouts" below). Every floor cell
 touches at most one station, so `interact` needs no facing direction: it acts on the station next to the
 cook (nothing, next to none).
 
@@ -32,11 +31,9 @@ Interactions (one per cook and step), resolved left cook first, then right cook:
 - serving counter (right cook) with a non-empty plate: deliver. The episode ends at the first delivery
   (whatever is on the plate: there is one plate) or at `max_steps` (default 200).
 
-Recipes (index: plate contents): classic and split 0 tomato, 1 lettuce, 2 onion, 3 carrot (one chopped
-ingredient each), and two salads: classic 4 tomato + lettuce, 5 onion + carrot (the top and the bottom
-dispensers); split 4 tomato + onion, 5 lettuce + carrot (one ingredient from each cook). pairs: only the
-four salads of one ingredient from each cook, 0 tomato + onion, 1 tomato + carrot, 2 lettuce + onion,
-3 lettuce + carrot (a single ingredient is no recipe there). Any other plate is not a recipe.
+Recipes (index: plate contents): 0 tomato, 1 lettuce, 2 onion, 3 carrot (one chopped ingredient each),
+and two salads: classic 4 tomato + lettuce, 5 onion + carrot (the top and the bottom dispensers); split
+4 tomato + onion, 5 lettuce + carrot (one ingredient from each cook). Any other pair is not a recipe.
 `recipes` restricts the paying set: delivering a recipe outside it, or a non-recipe, pays nothing and is
 not a success (a specialist is trained on one recipe).
 
@@ -81,15 +78,12 @@ environment, so thousands of kitchens step in one batch of tensor ops on CPU or 
 reproduce the published layouts, reward values or horizons; results on this env are not comparable
 numbers, only comparable phenomena (conventions, specialisation, cross-play failures).
 
-Why three layouts: in the classic kitchen a cross-play pair of two members that learned different dishes
+Why two layouts: in the classic kitchen a cross-play pair of two members that learned different dishes
 still succeeds (the right cook delivers whatever it is handed), so the only way for cross-play minimisation
 (XP-min) to make members incompatible is sabotage: recognising a stranger and stalling. In the split
 kitchen the dish is a convention of both cooks (a right cook who adds onion to its partner's lettuce makes
 no recipe), so members can also be made incompatible by choosing different dishes: the incompatibility
-that makes an XP-min population diverse in recipes, which is what the published findings describe. But
-four of the split kitchen's six recipes are single ingredients that one cook decides alone (the other only
-carries the plate), and XP-min members settle on those; in the pairs kitchen there is no such dish, so
-every recipe is a convention of both cooks.
+that makes an XP-min population diverse in recipes, which is what the published findings describe.
 """
 
 from __future__ import annotations
@@ -118,12 +112,10 @@ LAYOUTS = {
         "#####S#",
     ),
 }
-LAYOUTS["pairs"] = LAYOUTS["split"]  # the same kitchen; only the salads of both cooks are recipes
 INGREDIENTS = ("tomato", "lettuce", "onion", "carrot")
-RECIPE_CONTENTS = {  # recipe index -> the ingredients on its plate
+RECIPE_CONTENTS = {  # recipe index -> the ingredients on its plate; recipes 0-3 are the single ingredients
     "classic": ((0,), (1,), (2,), (3,), (0, 1), (2, 3)),
     "split": ((0,), (1,), (2,), (3,), (0, 2), (1, 3)),
-    "pairs": ((0, 2), (0, 3), (1, 2), (1, 3)),
 }
 RECIPES = {
     layout: tuple(
@@ -186,8 +178,7 @@ def _layout_tables(layout: str) -> dict[str, torch.Tensor]:
 
 
 class CookingEnv(NativeEnv):
-    """Two cooks, a divider, six recipes (four in `pairs`), batched over `num_envs` kitchens (see the
-    module docstring)."""
+    """Two cooks, a divider, six recipes, batched over `num_envs` kitchens (see the module docstring)."""
 
     agent_names = ("seat_0", "seat_1")
     info_keys = ("recipe", "success", "delivered", "chopped", "plated", "picked_up")
@@ -227,7 +218,7 @@ class CookingEnv(NativeEnv):
         if layout not in LAYOUTS:
             raise ConfigError(
                 f"CookingEnv has no layout {layout!r}; choose one of {', '.join(LAYOUTS)} "
-                "(env.kwargs.layout=split: each cook holds two ingredients; pairs: every dish needs both)."
+                "(env.kwargs.layout=split: each cook holds two ingredients)."
             )
         super().__init__(num_envs, max_steps, device, seed)
         self.layout = layout

@@ -5,8 +5,7 @@ generalist trained with each, tested against held-out specialists.
 
 For every seed s it trains, on the two-cook kitchen (envs/native/cooking.py, the `cooking_*` presets):
 
-- P_specialists  `method=specialists`: one member per recipe (six; four with `--kitchen layout=pairs`),
-                 member r rewarded only for recipe r (the oracle);
+- P_specialists  `method=specialists`: six members, member r rewarded only for recipe r (the oracle);
 - P_selfplay     `method=selfplay`: eight independent self-play members (the unspecialised baseline);
 - P_xpmin        `method=xpmin`: eight members, lambda 0.3 after a self-play warm-up, all 64 ordered pairs in
                  every rollout, a critic conditioned on the partner (the published protocol, LIPO's size);
@@ -145,12 +144,6 @@ def train_population(method: str, seed: int, settings: Settings) -> dict[str, An
             "experiment.progress=false",
         ]
     )
-    if method == "specialists":  # one member per recipe of this kitchen (six, or four in layout=pairs)
-        from marl.population.evaluate import label_count
-
-        recipes = label_count(cfg)
-        targets = [("population.size", recipes), ("population.specialist_targets", list(range(recipes)))]
-        cfg = apply_overrides(cfg, targets)
     if method == "xpmin":
         cfg = apply_overrides(
             cfg,
@@ -164,7 +157,7 @@ def train_population(method: str, seed: int, settings: Settings) -> dict[str, An
     cfg = apply_overrides(
         cfg, [("experiment.iterations", iterations), ("experiment.eval_every", max(1, iterations // 10))]
     )
-    return {**_cost(train(cfg, resume=unfinished_run(settings.runs, name))), "members": cfg.population.size}
+    return _cost(train(cfg, resume=unfinished_run(settings.runs, name)))
 
 
 def extract_population(method: str, teacher: str, seed: int, settings: Settings) -> dict[str, Any]:
@@ -416,8 +409,7 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
                 for c, s in zip(cost, seeds)
             ]
         generalist = [done[f"generalist-{population}/{s}"] for s in seeds]
-        trained = done[f"{population}/{seeds[0]}"] if population in MEMBERS else {}  # (older ledgers: none)
-        row["members"] = trained.get("members", MEMBERS.get(population, MEMBERS["xpmin"]))
+        row["members"] = MEMBERS.get(population, MEMBERS["xpmin"])
         row["population_frames"] = sum(c["frames"] for c in cost) / len(cost)
         row["population_minutes"] = sum(c["wall_time_s"] for c in cost) / len(cost) / 60
         row["generalist_frames"] = sum(g["frames"] for g in generalist) / len(generalist)
