@@ -52,5 +52,6 @@ def test_dash_m_slow_selects_the_slow_tests_that_the_default_run_leaves_out():
         command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "tests/test_ray_faults.py", *args]
         return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120).stdout
 
-    assert "2 tests collected" in collected("-m", "slow")
-    assert "no tests collected (2 deselected)" in collected()
+    slow = re.search(r"(\d+) tests? collected", collected("-m", "slow"))  # every test in that file is slow
+    assert slow and int(slow.group(1)) >= 2
+    assert f"no tests collected ({slow.group(1)} deselected)" in collected()
