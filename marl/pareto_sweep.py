@@ -346,10 +346,8 @@ def _run_tasks(sweep: ParetoSweep, tasks: list, cache: Path, ray_address: str | 
             with stop_signals_interrupt():  # a training member saves its last iteration and exits (130)
                 for member, seed in tasks:
                     save(run_member(sweep, member, seed), member)
-        except KeyboardInterrupt:
-            raise MarlError(_interrupted(sweep)) from None
-        except SystemExit as stop:  # 130: the member's training loop stopped with a checkpoint
-            if stop.code != 130:
+        except (KeyboardInterrupt, SystemExit) as stop:  # exit 130: a training member saved its checkpoint
+            if isinstance(stop, SystemExit) and stop.code != 130:
                 raise
             raise MarlError(_interrupted(sweep)) from None
         finally:
