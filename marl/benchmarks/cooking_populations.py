@@ -48,9 +48,8 @@ from marl.benchmarks.machine import hardware
 
 POPULATIONS = ("specialists", "selfplay", "xpmin", "extract-rl", "extract-dagger")
 HELD_OUT_SEED = 1000
-HELD_OUT_KEY = (
-    "test/harmonic_mean"  # the generalist run's metric: harmonic mean with the held-out specialists
-)
+# the generalist run's metric: its harmonic-mean success with the held-out specialists
+HELD_OUT_KEY = "test/harmonic_mean"
 MEMBERS = {"specialists": 6, "selfplay": 8, "xpmin": 8}  # one specialist per recipe; LIPO's population of 8
 
 
@@ -247,11 +246,10 @@ def held_out_curve(run_dir: str | Path) -> list[list[float]] | None:
     """The generalist's harmonic-mean success with the held-out specialists at each of its evaluations,
     ``[[env steps, harmonic mean], ...]`` (whether a longer run would have changed it); None if the run's
     metrics are gone."""
-    metrics = Path(run_dir) / "metrics.jsonl"
-    if not metrics.exists():
-        return None
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    return [[row["frames"], row[HELD_OUT_KEY]] for row in rows if HELD_OUT_KEY in row]
+    from marl.run_logger import read_metrics
+
+    curve = [[row["frames"], row[HELD_OUT_KEY]] for row in read_metrics(run_dir) if HELD_OUT_KEY in row]
+    return curve or None
 
 
 def _cost(run_dir: Path) -> dict[str, Any]:

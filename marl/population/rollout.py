@@ -80,6 +80,7 @@ class PairCollector(LocalCollector):
 
     def __init__(self, envs: list[EnvBase], assignment: SlotAssignment, n_members: int, label_key: str):
         env = envs[0] if len(envs) == 1 else EnvShards(envs)
+        # the collector reads only the agent groups and the slot count (not the env's name or horizon)
         info = dataclasses.replace(
             describe_env(envs[0], type(envs[0]).__name__, 0), num_envs=int(env.batch_size[0])
         )
