@@ -35,7 +35,7 @@ def test_quick_study_runs_every_step_and_a_rerun_continues_it(tmp_path, monkeypa
     names = [row["population"] for row in summary["rows"]]
     assert names == list(study.POPULATIONS)
     for row in summary["rows"]:
-        assert row["members"] == study.MEMBERS.get(row["population"], 8)
+        assert row["members"] == (6 if row["population"] == "specialists" else 8)  # six recipes
         for key, _, _ in study.METRICS:
             assert len(row[key]["per_seed"]) == 1
         for key in study.PER_SEED:  # each seed's own interval comes along (null where undefined)
@@ -94,6 +94,17 @@ def test_quick_study_runs_every_step_and_a_rerun_continues_it(tmp_path, monkeypa
 
     with pytest.raises(SystemExit, match="bfloat16"):  # another study's settings in the same folder
         study.run_study(_args(tmp_path, precision="bfloat16"))
+
+
+def test_specialists_are_one_per_recipe_of_the_studys_kitchen(tmp_path):
+    classic = study.Settings(runs=str(tmp_path / "classic"), mode="quick", scale=1.0, precision="float32")
+    blind = study.Settings(
+        runs=str(tmp_path / "blind"), mode="quick", scale=1.0, precision="float32", kitchen=("layout=blind",)
+    )
+    for kitchen, recipes in ((classic, 6), (blind, 4)):
+        run = Path(study.train_population("specialists", 0, kitchen)["run"])
+        summary = json.loads((run / "population.json").read_text())
+        assert len(summary["sp_labels"]) == recipes, kitchen.kitchen
 
 
 def test_unfinished_run_is_the_newest_with_a_checkpoint(tmp_path):

@@ -1,29 +1,35 @@
 """Two-cook, multi-recipe kitchen split by a divider: every dish needs a hand-over. Pure batched torch.
 
-Two layouts (`layout`), 5 rows x 7 columns each; column 3 is the divider, a full wall except the plate
+Three layouts (`layout`), 5 rows x 7 columns each; column 3 is the divider, a full wall except the plate
 counter P:
 
-    classic (default)                split
-    col 0 1 2 3 4 5 6                col 0 1 2 3 4 5 6
-    row 0   # 0 1 # # # #            row 0   # 0 1 # 2 3 #     0-3  ingredient dispensers: 0 tomato,
-    row 1   # . . # . . #            row 1   # . . # . . #          1 lettuce, 2 onion, 3 carrot
-    row 2   B . . P . . S            row 2   B . . P . . B     B    chopping board   .  floor
-    row 3   # . . # . . #            row 3   # . . # . . #     P    plate counter (on the divider)
-    row 4   # 2 3 # # # #            row 4   # # # # # S #     S    serving counter  #  wall / counter
+    classic (default)        split                    blind
+    col 0 1 2 3 4 5 6        col 0 1 2 3 4 5 6        col 0 1 2 3 4 5 6
+    row 0   # 0 1 # # # #    row 0   # 0 1 # 2 3 #    row 0   # 0 1 # 4 5 #    0-7  ingredient dispensers
+    row 1   # . . # . . #    row 1   # . . # . . #    row 1   # . . # . . #    B    chopping board
+    row 2   B . . P . . S    row 2   B . . P . . B    row 2   2 . . P . . S    P    plate counter (divider)
+    row 3   # . . # . . #    row 3   # . . # . . #    row 3   # . . # . . #    S    serving counter
+    row 4   # 2 3 # # # #    row 4   # # # # # S #    row 4   # 3 # # 6 7 #    .  floor  # wall / counter
+
+Ingredients: classic and split 0 tomato, 1 lettuce, 2 onion, 3 carrot; blind 0-3 as those (left cook) and
+4 rice, 5 fish, 6 egg, 7 beans (right cook).
 
 `seat_0` (the left cook) lives on columns 1-2, `seat_1` (the right cook) on columns 4-5; both reach the plate
 counter, from (2, 2) and (2, 4), and only the right cook reaches the serving counter. In the classic kitchen
 only the left cook reaches the dispensers and the board: it alone decides the dish, and the right cook
 carries whatever plate it is handed. In the split kitchen each cook has two ingredients and a board of its
 own, and a salad needs one ingredient from each side, so the dish is a joint choice: two cooks who put
-ingredients that make no recipe together on the plate fail (see "Why two layouts" below). Every floor cell
-touches at most one station, so `interact` needs no facing direction: it acts on the station next to the
-cook (nothing, next to none).
+ingredients that make no recipe together on the plate fail (see "Why three layouts" below). In the blind
+kitchen each cook holds four ingredients, ready to plate (no board), a dish pairs one from each side, and
+the cooks work blind: neither sees the other's cell or hands, and the plate is under a lid (a cook sees how
+many ingredients it holds, not which), so each cook commits to its half of the dish before it can know its
+partner's. Every floor cell touches at most one station, so `interact` needs no facing direction: it
+acts on the station next to the cook (nothing, next to none).
 
 Actions (categorical, 6): 0 no-op, 1 up, 2 down, 3 left, 4 right (blocked by walls), 5 interact.
 Interactions (one per cook and step), resolved left cook first, then right cook:
-- dispenser, empty hands: take that raw ingredient (not while carrying the plate); holding an ingredient:
-  drop it in the dispenser (a bin).
+- dispenser, empty hands: take that raw ingredient (not while carrying the plate; in the blind kitchen it
+  is ready to plate); holding an ingredient: drop it in the dispenser (a bin).
 - board, holding a raw ingredient: chop (after `chop_steps` interactions it is chopped in hand).
 - plate counter, holding a chopped ingredient: put it on the plate if the plate is on the counter, does
   not already hold that ingredient and holds fewer than 2 (plates hold at most two ingredients).
@@ -31,9 +37,11 @@ Interactions (one per cook and step), resolved left cook first, then right cook:
 - serving counter (right cook) with a non-empty plate: deliver. The episode ends at the first delivery
   (whatever is on the plate: there is one plate) or at `max_steps` (default 200).
 
-Recipes (index: plate contents): 0 tomato, 1 lettuce, 2 onion, 3 carrot (one chopped ingredient each),
-and two salads: classic 4 tomato + lettuce, 5 onion + carrot (the top and the bottom dispensers); split
-4 tomato + onion, 5 lettuce + carrot (one ingredient from each cook). Any other pair is not a recipe.
+Recipes (index: plate contents): classic and split 0 tomato, 1 lettuce, 2 onion, 3 carrot (one chopped
+ingredient each), and two salads: classic 4 tomato + lettuce, 5 onion + carrot (the top and the bottom
+dispensers); split 4 tomato + onion, 5 lettuce + carrot (one ingredient from each cook). Blind: four
+dishes, each one ingredient from each side, 0 tomato + rice, 1 lettuce + fish, 2 onion + egg, 3 carrot +
+beans; no single ingredient is a dish. Any other plate is not a recipe.
 `recipes` restricts the paying set: delivering a recipe outside it, or a non-recipe, pays nothing and is
 not a success (a specialist is trained on one recipe).
 
@@ -42,14 +50,16 @@ Shared reward (both cooks get it; all configurable): `delivery_reward` 10 for de
 ingredient on the plate) and `pickup_reward` 0.5 (the right cook first picks up a non-empty plate); minus
 `step_cost` 0.01 every step.
 
-Observation of a cook (40 floats): side (0 left, 1 right) [1], own cell one-hot among its side's 6 floor
-cells [6], partner's cell likewise [6], own held item [9] (raw ingredient 4, chopped ingredient 4,
-plate 1; zeros: empty hands), partner's held item [9], plate place one-hot (counter, held, delivered) [3],
-plate contents (one flag per ingredient) [4], own chopping progress (fraction of `chop_steps`) [1],
-time `t / max_steps` [1]. With `observe_partner_cell=False` the partner's cell is all zeros: a cook knows
+Observation of a cook (40 floats with m = 4 ingredients, 60 in the blind kitchen's m = 8): side (0 left,
+1 right) [1], own cell one-hot among its side's 6 floor cells [6], partner's cell likewise [6], own held
+item [2m + 1] (raw ingredient m, chopped ingredient m, plate 1; zeros: empty hands), partner's held item
+[2m + 1], plate place one-hot (counter, held, delivered) [3], plate contents (one flag per ingredient) [m],
+own chopping progress (fraction of `chop_steps`) [1], time `t / max_steps` [1]. With
+`observe_partner_cell=False` (the blind kitchen's default) the partner's cell is all zeros: a cook knows
 its partner only by what it holds and what lands on the plate, which removes the positional signals
 ("stand here, then I deliver") that cross-play minimisation can use to tell its self-play partner from
-everyone else.
+everyone else. In the blind kitchen the partner's held item is all zeros too, and the plate contents say
+only how many ingredients lie under the lid (flag k: at least k + 1).
 
 Info (`("agents", "info", key)`, same value for both cooks, "so far in this episode"; as the episode
 ends at the first delivery, the value at the last step is the episode's outcome):
@@ -57,7 +67,7 @@ ends at the first delivery, the value at the last step is the episode's outcome)
                 yet or if the plate held a non-recipe
     success     1.0 once a recipe in `recipes` has been delivered
     delivered   1.0 once any plate has been delivered
-    chopped     1.0 once a cook has chopped an ingredient
+    chopped     1.0 once a cook has chopped an ingredient (blind kitchen: taken one)
     plated      1.0 once a chopped ingredient has gone onto the plate
     picked_up   1.0 once the right cook has picked up a non-empty plate
 (the last three say how far a failed episode got: where a pair of cooks stopped working together)
@@ -78,15 +88,21 @@ environment, so thousands of kitchens step in one batch of tensor ops on CPU or 
 reproduce the published layouts, reward values or horizons; results on this env are not comparable
 numbers, only comparable phenomena (conventions, specialisation, cross-play failures).
 
-Why two layouts: in the classic kitchen a cross-play pair of two members that learned different dishes
+Why three layouts: in the classic kitchen a cross-play pair of two members that learned different dishes
 still succeeds (the right cook delivers whatever it is handed), so the only way for cross-play minimisation
 (XP-min) to make members incompatible is sabotage: recognising a stranger and stalling. In the split
 kitchen the dish is a convention of both cooks (a right cook who adds onion to its partner's lettuce makes
 no recipe), so members can also be made incompatible by choosing different dishes: the incompatibility
-that makes an XP-min population diverse in recipes, which is what the published findings describe.
+that makes an XP-min population diverse in recipes, which is what the published findings describe. But
+the right cook sees the plate, so it can follow whatever its partner started, and single-ingredient
+dishes need one cook only: XP-min there settles on one-cook dishes. The blind kitchen removes both ways
+out: every dish needs both cooks, each cook chooses its half without seeing the other's, and two members
+with different dishes always fail together, as the conventions of a matrix game clash (four of them).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -94,58 +110,90 @@ from marl.envs.native.base import NativeEnv, index_mask
 
 from marl.errors import ConfigError
 
-# Kitchens (`layout`): the divider, the plate counter P and the serving counter S are in both; they differ
-# in who holds which ingredients, and so in which dishes need both cooks.
-LAYOUTS = {
-    "classic": (  # the left cook holds every ingredient and the board; the right cook carries the plate
-        "#01####",
-        "#..#..#",
-        "B..P..S",
-        "#..#..#",
-        "#23####",
-    ),
-    "split": (  # each cook holds two ingredients and a board; a salad needs one ingredient from each side
-        "#01#23#",
-        "#..#..#",
-        "B..P..B",
-        "#..#..#",
-        "#####S#",
-    ),
-}
-INGREDIENTS = ("tomato", "lettuce", "onion", "carrot")
-RECIPE_CONTENTS = {  # recipe index -> the ingredients on its plate; recipes 0-3 are the single ingredients
-    "classic": ((0,), (1,), (2,), (3,), (0, 1), (2, 3)),
-    "split": ((0,), (1,), (2,), (3,), (0, 2), (1, 3)),
-}
-RECIPES = {
-    layout: tuple(
-        "+".join(INGREDIENTS[i] for i in contents) + (" salad" if len(contents) > 1 else "")
-        for contents in recipes
-    )
-    for layout, recipes in RECIPE_CONTENTS.items()
-}
-ROWS, COLS = len(LAYOUTS["classic"]), len(LAYOUTS["classic"][0])
-DIVIDER_COL = 3
 
-# Station codes (what a floor cell touches): none, dispensers 1-4 (ingredient code + 1), board, plate, serve.
-NONE, BOARD, PLATE_COUNTER, SERVE = 0, 5, 6, 7
-STATION_OF_CHAR = {"0": 1, "1": 2, "2": 3, "3": 4, "B": BOARD, "P": PLATE_COUNTER, "S": SERVE}
-# Held-item codes: 0 empty, 1-4 raw ingredient (code - 1), 5-8 chopped ingredient (code - 5), 9 plate.
-EMPTY, FIRST_CHOPPED, PLATE_ITEM = 0, 5, 9
+@dataclass(frozen=True)
+class Kitchen:
+    """One layout (`layout=`): its map, its ingredients (dispenser `i` holds ingredient `i`), its recipes (the
+    ingredients on each recipe's plate) and whether the cooks work blind (see the module docstring)."""
+
+    rows: tuple[str, ...]
+    ingredients: tuple[str, ...]
+    recipes: tuple[tuple[int, ...], ...]
+    blind: bool = False
+
+    @property
+    def has_board(self) -> bool:
+        return any("B" in row for row in self.rows)
+
+    @property
+    def recipe_names(self) -> tuple[str, ...]:
+        return tuple(
+            "+".join(self.ingredients[i] for i in contents) + (" salad" if len(contents) > 1 else "")
+            for contents in self.recipes
+        )
+
+
+# The divider, the plate counter P and the serving counter S are in every kitchen; they differ in who holds
+# which ingredients, and so in which dishes need both cooks.
+KITCHENS = {
+    # the left cook holds every ingredient and the board; the right cook carries the plate
+    "classic": Kitchen(
+        rows=("#01####", "#..#..#", "B..P..S", "#..#..#", "#23####"),
+        ingredients=("tomato", "lettuce", "onion", "carrot"),
+        recipes=((0,), (1,), (2,), (3,), (0, 1), (2, 3)),
+    ),
+    # each cook holds two ingredients and a board; a salad needs one ingredient from each side
+    "split": Kitchen(
+        rows=("#01#23#", "#..#..#", "B..P..B", "#..#..#", "#####S#"),
+        ingredients=("tomato", "lettuce", "onion", "carrot"),
+        recipes=((0,), (1,), (2,), (3,), (0, 2), (1, 3)),
+    ),
+    # four ingredients a side, ready to plate; a dish pairs one from each side, under a lid
+    "blind": Kitchen(
+        rows=("#01#45#", "#..#..#", "2..P..S", "#..#..#", "#3##67#"),
+        ingredients=("tomato", "lettuce", "onion", "carrot", "rice", "fish", "egg", "beans"),
+        recipes=((0, 4), (1, 5), (2, 6), (3, 7)),
+        blind=True,
+    ),
+}
+ROWS, COLS = len(KITCHENS["classic"].rows), len(KITCHENS["classic"].rows[0])
+DIVIDER_COL = 3
+MAX_INGREDIENTS = 8
+
+# Station codes (what a floor cell touches): none, dispensers 1-8 (ingredient + 1), board, plate, serve.
+NONE, BOARD, PLATE_COUNTER, SERVE = 0, MAX_INGREDIENTS + 1, MAX_INGREDIENTS + 2, MAX_INGREDIENTS + 3
+STATION_OF_CHAR = {str(i): i + 1 for i in range(MAX_INGREDIENTS)} | {
+    "B": BOARD,
+    "P": PLATE_COUNTER,
+    "S": SERVE,
+}
+# Held-item codes, for a kitchen of m ingredients: 0 empty, 1..m raw ingredient (code - 1), m+1..2m chopped
+# (ready to plate) ingredient (code - m - 1), 2m+1 the plate (in observations only).
+EMPTY = 0
 # Plate places.
 ON_COUNTER, HELD, DELIVERED = 0, 1, 2
 NOOP, UP, DOWN, LEFT, RIGHT, INTERACT = range(6)
 MOVES = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1), (0, 0))
-OBS_DIM = 1 + 6 + 6 + 9 + 9 + 3 + 4 + 1 + 1
 FLOOR_CELLS_PER_SIDE = 6
 START_CELLS = ((2, 1), (2, 5))  # fixed starts (random_start=False): next to the board / the serving counter
 
 
+def observation_size(n_ingredients: int) -> int:
+    """Observation floats: side, own and partner's cell and held item, plate place and contents, chop
+    progress, time."""
+    items = 2 * n_ingredients + 1
+    return 1 + 2 * FLOOR_CELLS_PER_SIDE + 2 * items + 3 + n_ingredients + 1 + 1
+
+
+OBS_DIM = observation_size(4)
+
+
 def _layout_tables(layout: str) -> dict[str, torch.Tensor]:
-    """Flat-cell lookup tables built from ``LAYOUTS[layout]``: floor mask, the station each floor cell
+    """Flat-cell lookup tables built from ``KITCHENS[layout]``: floor mask, the station each floor cell
     touches, each floor cell's index among its side's floor cells, the floor cells of each side, and the
     recipe each plate (a bit mask of ingredients) makes."""
-    rows = LAYOUTS[layout]
+    kitchen = KITCHENS[layout]
+    rows = kitchen.rows
     floor = torch.zeros(ROWS * COLS, dtype=torch.bool)
     station = torch.zeros(ROWS * COLS, dtype=torch.long)
     side_index = torch.zeros(ROWS * COLS, dtype=torch.long)
@@ -163,8 +211,9 @@ def _layout_tables(layout: str) -> dict[str, torch.Tensor]:
             side_index[cell] = len(side)
             side.append(cell)
     assert len(sides[0]) == len(sides[1]) == FLOOR_CELLS_PER_SIDE
-    recipe_of_mask = torch.full((16,), -1, dtype=torch.long)
-    for index, contents in enumerate(RECIPE_CONTENTS[layout]):
+    masks = 1 << len(kitchen.ingredients)
+    recipe_of_mask = torch.full((masks,), -1, dtype=torch.long)
+    for index, contents in enumerate(kitchen.recipes):
         recipe_of_mask[sum(1 << i for i in contents)] = index
     return {
         "floor": floor,
@@ -172,7 +221,7 @@ def _layout_tables(layout: str) -> dict[str, torch.Tensor]:
         "side_index": side_index,
         "side_cells": torch.tensor(sides),  # [2, 6]
         "recipe_of_mask": recipe_of_mask,
-        "popcount": torch.tensor([bin(m).count("1") for m in range(16)]),
+        "popcount": torch.tensor([bin(m).count("1") for m in range(masks)]),
         "move": torch.tensor([dr * COLS + dc for dr, dc in MOVES]),
     }
 
@@ -206,7 +255,7 @@ class CookingEnv(NativeEnv):
         step_cost: float = 0.01,
         chop_steps: int = 1,
         random_start: bool = True,
-        observe_partner_cell: bool = True,
+        observe_partner_cell: bool | None = None,
         layout: str = "classic",
         num_envs: int = 1,
         max_steps: int = 200,
@@ -215,18 +264,22 @@ class CookingEnv(NativeEnv):
     ) -> None:
         if chop_steps < 1:
             raise ConfigError(f"CookingEnv needs chop_steps >= 1, got {chop_steps}.")
-        if layout not in LAYOUTS:
+        if layout not in KITCHENS:
             raise ConfigError(
-                f"CookingEnv has no layout {layout!r}; choose one of {', '.join(LAYOUTS)} "
+                f"CookingEnv has no layout {layout!r}; choose one of {', '.join(KITCHENS)} "
                 "(env.kwargs.layout=split: each cook holds two ingredients)."
             )
         super().__init__(num_envs, max_steps, device, seed)
-        self.layout = layout
-        self.paying_recipes = index_mask(recipes, len(RECIPES[layout]), "recipes", self.device)
+        self.layout, self.kitchen = layout, KITCHENS[layout]
+        self.n_ingredients = len(self.kitchen.ingredients)
+        self.first_ready = self.n_ingredients + 1  # held-item code of the first chopped (ready) ingredient
+        self.paying_recipes = index_mask(recipes, len(self.kitchen.recipes), "recipes", self.device)
         self.delivery_reward, self.chop_reward = float(delivery_reward), float(chop_reward)
         self.plate_reward, self.pickup_reward = float(plate_reward), float(pickup_reward)
         self.step_cost, self.chop_steps, self.random_start = float(step_cost), chop_steps, random_start
-        self.observe_partner_cell = observe_partner_cell
+        self.observe_partner_cell = (
+            not self.kitchen.blind if observe_partner_cell is None else observe_partner_cell
+        )
         self.tables = {name: t.to(self.device) for name, t in _layout_tables(layout).items()}
         n, long = num_envs, {"dtype": torch.long, "device": self.device}
         self.cell = torch.zeros(n, 2, **long)  # flat cell index r * COLS + c of each cook
@@ -238,7 +291,7 @@ class CookingEnv(NativeEnv):
         flag = {"dtype": torch.bool, "device": self.device}
         self.chopped_once, self.plated_once, self.picked_once = (torch.zeros(n, **flag) for _ in range(3))
         self.success, self.delivered = torch.zeros(n, **flag), torch.zeros(n, **flag)
-        self._make_specs(obs_dim=OBS_DIM, n_actions=len(MOVES))
+        self._make_specs(obs_dim=observation_size(self.n_ingredients), n_actions=len(MOVES))
 
     def restore(self, state: bytes | None) -> None:
         super().restore(state)
@@ -280,17 +333,19 @@ class CookingEnv(NativeEnv):
 
     def _ingredient_interacts(self, seat: int, interact: torch.Tensor, station: torch.Tensor) -> torch.Tensor:
         """Dispensers, board and putting a chopped ingredient on the plate, for one cook (the right cook of
-        the classic kitchen reaches no dispenser or board and holds no ingredient); -> shaping reward [n]."""
-        held = self.held[:, seat]
-        empty, raw, chopped = held == EMPTY, (held >= 1) & (held < FIRST_CHOPPED), held >= FIRST_CHOPPED
-        at_dispenser = (station >= 1) & (station <= len(INGREDIENTS))
+        the classic kitchen reaches no dispenser or board and holds no ingredient); -> shaping reward [n].
+        In a kitchen without a board (blind) an ingredient comes out of its dispenser ready to plate, and
+        taking it counts as its preparation (`chopped`, `chop_reward`)."""
+        held, ready = self.held[:, seat], self.first_ready
+        empty, raw, chopped = held == EMPTY, (held >= 1) & (held < ready), held >= ready
+        at_dispenser = (station >= 1) & (station <= self.n_ingredients)
         holds_plate = (self.plate_place == HELD) if seat == 1 else torch.zeros_like(empty)
         take = interact & at_dispenser & empty & ~holds_plate
         drop = interact & at_dispenser & ~empty
         chop = interact & (station == BOARD) & raw
         progress = self.chop_progress[:, seat] + chop.long()
         chop_done = chop & (progress >= self.chop_steps)
-        bit = torch.ones_like(held) << (held - FIRST_CHOPPED).clamp(min=0)
+        bit = torch.ones_like(held) << (held - ready).clamp(min=0)
         plate_add = (
             interact
             & (station == PLATE_COUNTER)
@@ -299,14 +354,16 @@ class CookingEnv(NativeEnv):
             & ((self.plate_mask & bit) == 0)
             & (self.tables["popcount"][self.plate_mask] < 2)
         )
-        held = torch.where(take, station, held)  # dispenser code = raw ingredient code
+        # dispenser code = raw ingredient code; + n: the same ingredient ready to plate
+        held = torch.where(take, station if self.kitchen.has_board else station + self.n_ingredients, held)
         held = torch.where(drop | plate_add, EMPTY, held)
-        held = torch.where(chop_done, held + (FIRST_CHOPPED - 1), held)
+        held = torch.where(chop_done, held + self.n_ingredients, held)
         self.held[:, seat] = held
         self.chop_progress[:, seat] = torch.where(chop_done | drop, 0, progress)
         self.plate_mask = torch.where(plate_add, self.plate_mask | bit, self.plate_mask)
-        first_chop, first_plate = chop_done & ~self.chopped_once, plate_add & ~self.plated_once
-        self.chopped_once |= chop_done
+        prepared = chop_done if self.kitchen.has_board else take
+        first_chop, first_plate = prepared & ~self.chopped_once, plate_add & ~self.plated_once
+        self.chopped_once |= prepared
         self.plated_once |= plate_add
         return first_chop * self.chop_reward + first_plate * self.plate_reward
 
@@ -333,18 +390,19 @@ class CookingEnv(NativeEnv):
 
     # ------------------------------------------------------------------------------------ observation
     def _observe(self) -> torch.Tensor:
-        t, n = self.tables, self.num_envs
+        t, n, m = self.tables, self.num_envs, self.n_ingredients
         side = torch.tensor([0.0, 1.0], device=self.device).expand(n, 2)
         cells = F.one_hot(t["side_index"][self.cell], FLOOR_CELLS_PER_SIDE).float()  # [n, 2, 6]
-        right_item = torch.where(self.plate_place == HELD, PLATE_ITEM, self.held[:, 1])
-        items = F.one_hot(torch.stack([self.held[:, 0], right_item], dim=1), PLATE_ITEM + 1)[..., 1:].float()
-        plate = torch.cat(
-            [
-                F.one_hot(self.plate_place, 3).float(),
-                ((self.plate_mask.unsqueeze(-1) >> torch.arange(4, device=self.device)) & 1).float(),
-            ],
-            dim=-1,
-        )  # [n, 7]
+        plate_item = 2 * m + 1
+        right_item = torch.where(self.plate_place == HELD, plate_item, self.held[:, 1])
+        items = F.one_hot(torch.stack([self.held[:, 0], right_item], dim=1), plate_item + 1)[..., 1:].float()
+        if self.kitchen.blind:  # under the lid: how many ingredients the plate holds, not which
+            contents = (
+                t["popcount"][self.plate_mask].unsqueeze(-1) > torch.arange(m, device=self.device)
+            ).float()
+        else:
+            contents = ((self.plate_mask.unsqueeze(-1) >> torch.arange(m, device=self.device)) & 1).float()
+        plate = torch.cat([F.one_hot(self.plate_place, 3).float(), contents], dim=-1)  # [n, 3 + m]
         progress = self.chop_progress.float() / self.chop_steps
         time = (self.step_count.float() / self.max_steps).unsqueeze(-1).expand(n, 2)
         return torch.cat(
@@ -353,8 +411,8 @@ class CookingEnv(NativeEnv):
                 cells,
                 cells.flip(1) if self.observe_partner_cell else torch.zeros_like(cells),
                 items,
-                items.flip(1),
-                plate.unsqueeze(1).expand(n, 2, 7),
+                torch.zeros_like(items) if self.kitchen.blind else items.flip(1),
+                plate.unsqueeze(1).expand(n, 2, 3 + m),
                 progress.unsqueeze(-1),
                 time.unsqueeze(-1),
             ],

@@ -5,7 +5,8 @@ generalist trained with each, tested against held-out specialists.
 
 For every seed s it trains, on the two-cook kitchen (envs/native/cooking.py, the `cooking_*` presets):
 
-- P_specialists  `method=specialists`: six members, member r rewarded only for recipe r (the oracle);
+- P_specialists  `method=specialists`: one member per recipe of the kitchen, member r rewarded only for
+                 recipe r (the oracle);
 - P_selfplay     `method=selfplay`: eight independent self-play members (the unspecialised baseline);
 - P_xpmin        `method=xpmin`: eight members, lambda 0.3 after a self-play warm-up, all 64 ordered pairs in
                  every rollout, a critic conditioned on the partner (the published protocol, LIPO's size);
@@ -50,7 +51,7 @@ POPULATIONS = ("specialists", "selfplay", "xpmin", "extract-rl", "extract-dagger
 HELD_OUT_SEED = 1000
 # the generalist run's metric: its harmonic-mean success with the held-out specialists
 HELD_OUT_KEY = "test/harmonic_mean"
-MEMBERS = {"specialists": 6, "selfplay": 8, "xpmin": 8}  # one specialist per recipe; LIPO's population of 8
+MEMBERS = {"selfplay": 8, "xpmin": 8}  # LIPO's population of 8; specialists: one per recipe of the kitchen
 
 
 @dataclass(frozen=True)
@@ -123,13 +124,13 @@ def unfinished_run(runs: str, name: str) -> Path | None:
 def train_population(method: str, seed: int, settings: Settings) -> dict[str, Any]:
     """`marl population train preset=cooking_<method>` at this study's size; -> its directory and cost."""
     from marl.population.config import apply_overrides, load_population_config, rollout_frames
+    from marl.population.evaluate import label_count
     from marl.population.xpmin import train
 
     size, name = settings.size(method), f"{method}-seed{seed}"
     cfg = load_population_config(
         [
             f"preset=cooking_{method}",
-            f"population.size={MEMBERS[method]}",
             f"population.envs_per_pair={size.slots}",
             f"algorithm.rollout_steps={size.rollout_steps}",
             f"algorithm.minibatch_size={size.minibatch_size}",
@@ -143,6 +144,13 @@ def train_population(method: str, seed: int, settings: Settings) -> dict[str, An
             "experiment.progress=false",
         ]
     )
+    if method == "specialists":  # one per recipe of this kitchen
+        recipes = label_count(cfg) or 0
+        cfg = apply_overrides(
+            cfg, [("population.size", recipes), ("population.specialist_targets", list(range(recipes)))]
+        )
+    else:
+        cfg = apply_overrides(cfg, [("population.size", MEMBERS[method])])
     if method == "xpmin":
         cfg = apply_overrides(
             cfg,
@@ -407,7 +415,6 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
                 for c, s in zip(cost, seeds)
             ]
         generalist = [done[f"generalist-{population}/{s}"] for s in seeds]
-        row["members"] = MEMBERS.get(population, MEMBERS["xpmin"])
         row["population_frames"] = sum(c["frames"] for c in cost) / len(cost)
         row["population_minutes"] = sum(c["wall_time_s"] for c in cost) / len(cost) / 60
         row["generalist_frames"] = sum(g["frames"] for g in generalist) / len(generalist)
@@ -418,6 +425,7 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
             g.get("harmonic_mean_curve") or held_out_curve(g["run"]) for g in generalist
         ]
         row["sp_label"] = [done[f"evaluate-{population}/{s}"]["sp_label"] for s in seeds]
+        row["members"] = len(row["sp_label"][0])
         row["stages"] = stages([done[f"evaluate-{population}/{s}"] for s in seeds])
         row["cross_play_by_recipe"] = [by_recipe(done[f"evaluate-{population}/{s}"]) for s in seeds]
         rows.append(row)
@@ -439,7 +447,7 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
     summary = {
         "study": "cooking populations: D, S, O, capable members, generalist robustness",
         "seeds": seeds,
-        "members": MEMBERS,
+        "members": {row["population"]: row["members"] for row in rows},
         "mode": settings.mode,
         "scale": settings.scale,
         "precision": settings.precision,
@@ -701,7 +709,7 @@ def main() -> None:
         nargs="*",
         default=[],
         metavar="KEY=VALUE",
-        help="kitchen settings of every population (envs/native/cooking.py), e.g. layout=split "
+        help="kitchen settings of every population (envs/native/cooking.py), e.g. layout=blind, or layout=split "
         "observe_partner_cell=false",
     )
     parser.add_argument("--quick", action="store_true", help="toy sizes: every step in seconds (a test)")
