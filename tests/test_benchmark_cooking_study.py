@@ -98,10 +98,14 @@ def test_quick_study_runs_every_step_and_a_rerun_continues_it(tmp_path, monkeypa
 
 def test_specialists_are_one_per_recipe_of_the_studys_kitchen(tmp_path):
     classic = study.Settings(runs=str(tmp_path / "classic"), mode="quick", scale=1.0, precision="float32")
-    blind = study.Settings(
-        runs=str(tmp_path / "blind"), mode="quick", scale=1.0, precision="float32", kitchen=("layout=blind",)
+    pairs = study.Settings(
+        runs=str(tmp_path / "pairs"),
+        mode="quick",
+        scale=1.0,
+        precision="float32",
+        kitchen=("layout=pairs", "blind=true"),
     )
-    for kitchen, recipes in ((classic, 6), (blind, 4)):
+    for kitchen, recipes in ((classic, 6), (pairs, 4)):
         run = Path(study.train_population("specialists", 0, kitchen)["run"])
         summary = json.loads((run / "population.json").read_text())
         assert len(summary["sp_labels"]) == recipes, kitchen.kitchen

@@ -171,7 +171,7 @@ def test_episode_ends_at_the_horizon_without_delivery():
     assert _info(out, "recipe").item() == -1 and _info(out, "success").item() == 0
 
 
-@pytest.mark.parametrize("layout", ["classic", "split", "blind"])
+@pytest.mark.parametrize("layout", ["classic", "split", "pairs"])
 def test_random_rollout_keeps_the_kitchen_consistent(layout):
     env = CookingEnv(num_envs=256, max_steps=50, seed=1, layout=layout)
     td = env.reset()
@@ -185,11 +185,11 @@ def test_random_rollout_keeps_the_kitchen_consistent(layout):
         assert not ((env.held[:, 1] != 0) & (env.plate_place == HELD)).any()  # an ingredient or the plate
         if layout == "classic":
             assert (env.held[:, 1] == 0).all()  # the right cook reaches no dispenser
-        if layout == "blind":  # ingredients come ready (9-16): the left cook's are 0-3, the right cook's 4-7
+        if layout == "pairs":  # ingredients come ready (9-16): the left cook's are 0-3, the right cook's 4-7
             assert torch.isin(env.held[:, 0], torch.tensor([0, 9, 10, 11, 12])).all()
             assert torch.isin(env.held[:, 1], torch.tensor([0, 13, 14, 15, 16])).all()
         assert (env.tables["popcount"][env.plate_mask] <= 2).all()
-    assert td["agents", "observation"].shape == (256, 2, 60 if layout == "blind" else 40)
+    assert td["agents", "observation"].shape == (256, 2, 60 if layout == "pairs" else 40)
 
 
 def _cook(env: CookingEnv, left: list[int], right: list[int]) -> TensorDict:
@@ -241,17 +241,17 @@ def test_split_kitchen_right_cook_carries_an_ingredient_or_the_plate_not_both():
     assert env.held[0, 1].item() == 0 and env.plate_place.item() == HELD
 
 
-# The blind kitchen: left cook tomato (1, 1) / lettuce (1, 2) / onion (2, 1) / carrot (3, 1) / plate (2, 2);
+# The pairs kitchen: left cook tomato (1, 1) / lettuce (1, 2) / onion (2, 1) / carrot (3, 1) / plate (2, 2);
 # right cook rice (1, 4) / fish (1, 5) / plate (2, 4) / serving counter (2, 5) / egg (3, 4) / beans (3, 5).
-BLIND_LEFT_PLATES_ONION = [INTERACT, RIGHT, INTERACT]  # from its start (2, 1)
-BLIND_RIGHT_PLATES_EGG = [LEFT, DOWN, INTERACT, UP, INTERACT]  # from its start (2, 5)
-BLIND_RIGHT_PLATES_FISH = [UP, INTERACT, LEFT, DOWN, INTERACT]
-BLIND_RIGHT_DELIVERS = [INTERACT, RIGHT, INTERACT]  # from (2, 4): pick the plate up, serve
+PAIRS_LEFT_PLATES_ONION = [INTERACT, RIGHT, INTERACT]  # from its start (2, 1)
+PAIRS_RIGHT_PLATES_EGG = [LEFT, DOWN, INTERACT, UP, INTERACT]  # from its start (2, 5)
+PAIRS_RIGHT_PLATES_FISH = [UP, INTERACT, LEFT, DOWN, INTERACT]
+PAIRS_RIGHT_DELIVERS = [INTERACT, RIGHT, INTERACT]  # from (2, 4): pick the plate up, serve
 
 
-def test_blind_kitchen_dish_pairs_an_ingredient_from_each_cook_and_hides_it():
-    env = _kitchen(layout="blind")
-    out = _cook(env, BLIND_LEFT_PLATES_ONION, [])
+def test_pairs_kitchen_dish_pairs_an_ingredient_from_each_cook_and_blind_cooks_see_neither():
+    env = _kitchen(layout="pairs", blind=True, observe_partner_cell=False)
+    out = _cook(env, PAIRS_LEFT_PLATES_ONION, [])
     assert env.plate_mask.item() == 0b100 and [_info(out, k).item() for k in ("chopped", "plated")] == [1, 1]
     assert _reward(out).item() == pytest.approx(0.49)  # no board: taken is prepared (paid one step earlier)
     observation = env._observe()[0]  # [2 cooks, 60]
@@ -259,29 +259,29 @@ def test_blind_kitchen_dish_pairs_an_ingredient_from_each_cook_and_hides_it():
     own_item, partner_item, contents = slice(13, 30), slice(30, 47), slice(50, 58)
     assert (observation[:, 7:13] == 0).all() and (observation[:, partner_item] == 0).all()  # blind
     assert observation[1, contents].tolist() == [1, 0, 0, 0, 0, 0, 0, 0]  # one ingredient, not which
-    out = _cook(env, [], BLIND_RIGHT_PLATES_EGG[:3])
+    out = _cook(env, [], PAIRS_RIGHT_PLATES_EGG[:3])
     assert env.held[0, 1].item() == 15 and env._observe()[0, 1, own_item].argmax().item() == 14  # ready egg
     assert env._observe()[0, 0, partner_item].sum().item() == 0
-    _cook(env, [], BLIND_RIGHT_PLATES_EGG[3:])
+    _cook(env, [], PAIRS_RIGHT_PLATES_EGG[3:])
     assert env._observe()[0, 0, contents].tolist() == [1, 1, 0, 0, 0, 0, 0, 0]
-    out = _cook(env, [], BLIND_RIGHT_DELIVERS)
+    out = _cook(env, [], PAIRS_RIGHT_DELIVERS)
     assert out["terminated"].all() and _info(out, "recipe").item() == 2  # onion + egg
     assert _info(out, "success").item() == 1 and _reward(out).item() == pytest.approx(9.99)
 
 
-@pytest.mark.parametrize("right", [BLIND_RIGHT_PLATES_FISH, []], ids=["other-dish", "one-cook"])
-def test_blind_kitchen_cooks_that_chose_different_dishes_fail(right):
-    env = _kitchen(layout="blind")
-    _cook(env, BLIND_LEFT_PLATES_ONION, right)  # onion + fish, or onion alone: neither is a dish
-    out = _cook(env, [], ([] if right else [LEFT]) + BLIND_RIGHT_DELIVERS)
+@pytest.mark.parametrize("right", [PAIRS_RIGHT_PLATES_FISH, []], ids=["other-dish", "one-cook"])
+def test_pairs_kitchen_cooks_that_chose_different_dishes_fail(right):
+    env = _kitchen(layout="pairs")
+    _cook(env, PAIRS_LEFT_PLATES_ONION, right)  # onion + fish, or onion alone: neither is a dish
+    out = _cook(env, [], ([] if right else [LEFT]) + PAIRS_RIGHT_DELIVERS)
     assert out["terminated"].all() and _info(out, "delivered").item() == 1
     assert _info(out, "recipe").item() == -1 and _info(out, "success").item() == 0
 
 
-def test_blind_kitchen_can_show_the_partners_cell():
-    env = CookingEnv(num_envs=4, seed=3, layout="blind", observe_partner_cell=True)
-    observation = env.reset()["agents", "observation"]
-    assert (observation[..., 7:13].sum(-1) == 1).all() and (observation[..., 30:47] == 0).all()
+def test_blind_cooks_see_their_partners_cell_unless_it_is_hidden_too():
+    seen = CookingEnv(num_envs=4, seed=3, layout="pairs").reset()["agents", "observation"]
+    blind = CookingEnv(num_envs=4, seed=3, layout="pairs", blind=True).reset()["agents", "observation"]
+    assert torch.equal(seen[..., 7:13], blind[..., 7:13]) and (blind[..., 7:13].sum(-1) == 1).all()
 
 
 def test_cooking_restores_a_snapshot_saved_when_only_the_left_cook_held_ingredients():
@@ -297,7 +297,7 @@ def test_cooking_restores_a_snapshot_saved_when_only_the_left_cook_held_ingredie
 
 
 def test_cooking_rejects_an_unknown_layout():
-    with pytest.raises(ConfigError, match="no layout 'spilt'.*classic, split, blind"):
+    with pytest.raises(ConfigError, match="no layout 'spilt'.*classic, split, pairs"):
         CookingEnv(layout="spilt")
 
 

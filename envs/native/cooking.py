@@ -3,7 +3,7 @@
 Three layouts (`layout`), 5 rows x 7 columns each; column 3 is the divider, a full wall except the plate
 counter P:
 
-    classic (default)        split                    blind
+    classic (default)        split                    pairs
     col 0 1 2 3 4 5 6        col 0 1 2 3 4 5 6        col 0 1 2 3 4 5 6
     row 0   # 0 1 # # # #    row 0   # 0 1 # 2 3 #    row 0   # 0 1 # 4 5 #    0-7  ingredient dispensers
     row 1   # . . # . . #    row 1   # . . # . . #    row 1   # . . # . . #    B    chopping board
@@ -11,7 +11,7 @@ counter P:
     row 3   # . . # . . #    row 3   # . . # . . #    row 3   # . . # . . #    S    serving counter
     row 4   # 2 3 # # # #    row 4   # # # # # S #    row 4   # 3 # # 6 7 #    .  floor  # wall / counter
 
-Ingredients: classic and split 0 tomato, 1 lettuce, 2 onion, 3 carrot; blind 0-3 as those (left cook) and
+Ingredients: classic and split 0 tomato, 1 lettuce, 2 onion, 3 carrot; pairs 0-3 as those (left cook) and
 4 rice, 5 fish, 6 egg, 7 beans (right cook).
 
 `seat_0` (the left cook) lives on columns 1-2, `seat_1` (the right cook) on columns 4-5; both reach the plate
@@ -19,16 +19,17 @@ counter, from (2, 2) and (2, 4), and only the right cook reaches the serving cou
 only the left cook reaches the dispensers and the board: it alone decides the dish, and the right cook
 carries whatever plate it is handed. In the split kitchen each cook has two ingredients and a board of its
 own, and a salad needs one ingredient from each side, so the dish is a joint choice: two cooks who put
-ingredients that make no recipe together on the plate fail (see "Why three layouts" below). In the blind
-kitchen each cook holds four ingredients, ready to plate (no board), a dish pairs one from each side, and
-the cooks work blind: neither sees the other's cell or hands, and the plate is under a lid (a cook sees how
-many ingredients it holds, not which), so each cook commits to its half of the dish before it can know its
-partner's. Every floor cell touches at most one station, so `interact` needs no facing direction: it
-acts on the station next to the cook (nothing, next to none).
+ingredients that make no recipe together on the plate fail (see "Why three layouts" below). In the pairs
+kitchen each cook holds four ingredients, ready to plate (no board), and each dish pairs one from each
+side. With `blind=True` (any kitchen) the cooks work blind: neither sees the other's hands, and the plate
+is under a lid (a cook sees how many ingredients it holds, not which); with `observe_partner_cell=False`
+as well, each cook commits to its half of a dish before it can know its partner's. Every floor cell
+touches at most one station, so `interact` needs no facing direction: it acts on the station next to the
+cook (nothing, next to none).
 
 Actions (categorical, 6): 0 no-op, 1 up, 2 down, 3 left, 4 right (blocked by walls), 5 interact.
 Interactions (one per cook and step), resolved left cook first, then right cook:
-- dispenser, empty hands: take that raw ingredient (not while carrying the plate; in the blind kitchen it
+- dispenser, empty hands: take that raw ingredient (not while carrying the plate; in the pairs kitchen it
   is ready to plate); holding an ingredient: drop it in the dispenser (a bin).
 - board, holding a raw ingredient: chop (after `chop_steps` interactions it is chopped in hand).
 - plate counter, holding a chopped ingredient: put it on the plate if the plate is on the counter, does
@@ -39,7 +40,7 @@ Interactions (one per cook and step), resolved left cook first, then right cook:
 
 Recipes (index: plate contents): classic and split 0 tomato, 1 lettuce, 2 onion, 3 carrot (one chopped
 ingredient each), and two salads: classic 4 tomato + lettuce, 5 onion + carrot (the top and the bottom
-dispensers); split 4 tomato + onion, 5 lettuce + carrot (one ingredient from each cook). Blind: four
+dispensers); split 4 tomato + onion, 5 lettuce + carrot (one ingredient from each cook). Pairs: four
 dishes, each one ingredient from each side, 0 tomato + rice, 1 lettuce + fish, 2 onion + egg, 3 carrot +
 beans; no single ingredient is a dish. Any other plate is not a recipe.
 `recipes` restricts the paying set: delivering a recipe outside it, or a non-recipe, pays nothing and is
@@ -50,16 +51,16 @@ Shared reward (both cooks get it; all configurable): `delivery_reward` 10 for de
 ingredient on the plate) and `pickup_reward` 0.5 (the right cook first picks up a non-empty plate); minus
 `step_cost` 0.01 every step.
 
-Observation of a cook (40 floats with m = 4 ingredients, 60 in the blind kitchen's m = 8): side (0 left,
+Observation of a cook (40 floats with m = 4 ingredients, 60 in the pairs kitchen's m = 8): side (0 left,
 1 right) [1], own cell one-hot among its side's 6 floor cells [6], partner's cell likewise [6], own held
 item [2m + 1] (raw ingredient m, chopped ingredient m, plate 1; zeros: empty hands), partner's held item
 [2m + 1], plate place one-hot (counter, held, delivered) [3], plate contents (one flag per ingredient) [m],
 own chopping progress (fraction of `chop_steps`) [1], time `t / max_steps` [1]. With
-`observe_partner_cell=False` (the blind kitchen's default) the partner's cell is all zeros: a cook knows
+`observe_partner_cell=False` the partner's cell is all zeros: a cook knows
 its partner only by what it holds and what lands on the plate, which removes the positional signals
 ("stand here, then I deliver") that cross-play minimisation can use to tell its self-play partner from
-everyone else. In the blind kitchen the partner's held item is all zeros too, and the plate contents say
-only how many ingredients lie under the lid (flag k: at least k + 1).
+everyone else. With `blind=True` the partner's held item is all zeros, and the plate contents say only
+how many ingredients lie under the lid (flag k: at least k + 1).
 
 Info (`("agents", "info", key)`, same value for both cooks, "so far in this episode"; as the episode
 ends at the first delivery, the value at the last step is the episode's outcome):
@@ -67,7 +68,7 @@ ends at the first delivery, the value at the last step is the episode's outcome)
                 yet or if the plate held a non-recipe
     success     1.0 once a recipe in `recipes` has been delivered
     delivered   1.0 once any plate has been delivered
-    chopped     1.0 once a cook has chopped an ingredient (blind kitchen: taken one)
+    chopped     1.0 once a cook has chopped an ingredient (pairs kitchen: taken one)
     plated      1.0 once a chopped ingredient has gone onto the plate
     picked_up   1.0 once the right cook has picked up a non-empty plate
 (the last three say how far a failed episode got: where a pair of cooks stopped working together)
@@ -95,9 +96,10 @@ kitchen the dish is a convention of both cooks (a right cook who adds onion to i
 no recipe), so members can also be made incompatible by choosing different dishes: the incompatibility
 that makes an XP-min population diverse in recipes, which is what the published findings describe. But
 the right cook sees the plate, so it can follow whatever its partner started, and single-ingredient
-dishes need one cook only: XP-min there settles on one-cook dishes. The blind kitchen removes both ways
-out: every dish needs both cooks, each cook chooses its half without seeing the other's, and two members
-with different dishes always fail together, as the conventions of a matrix game clash (four of them).
+dishes need one cook only: XP-min there settles on one-cook dishes. The pairs kitchen removes the second
+way out (every dish needs both cooks, and two members with different dishes fail together unless one
+follows the other), and `blind=True` with `observe_partner_cell=False` the first (each cook chooses its
+half without seeing the other's), so that conventions clash as in a matrix game (four of them).
 """
 
 from __future__ import annotations
@@ -114,12 +116,11 @@ from marl.errors import ConfigError
 @dataclass(frozen=True)
 class Kitchen:
     """One layout (`layout=`): its map, its ingredients (dispenser `i` holds ingredient `i`), its recipes (the
-    ingredients on each recipe's plate) and whether the cooks work blind (see the module docstring)."""
+    ingredients on each recipe's plate)."""
 
     rows: tuple[str, ...]
     ingredients: tuple[str, ...]
     recipes: tuple[tuple[int, ...], ...]
-    blind: bool = False
 
     @property
     def has_board(self) -> bool:
@@ -148,12 +149,11 @@ KITCHENS = {
         ingredients=("tomato", "lettuce", "onion", "carrot"),
         recipes=((0,), (1,), (2,), (3,), (0, 2), (1, 3)),
     ),
-    # four ingredients a side, ready to plate; a dish pairs one from each side, under a lid
-    "blind": Kitchen(
+    # four ingredients a side, ready to plate; a dish pairs one from each side
+    "pairs": Kitchen(
         rows=("#01#45#", "#..#..#", "2..P..S", "#..#..#", "#3##67#"),
         ingredients=("tomato", "lettuce", "onion", "carrot", "rice", "fish", "egg", "beans"),
         recipes=((0, 4), (1, 5), (2, 6), (3, 7)),
-        blind=True,
     ),
 }
 ROWS, COLS = len(KITCHENS["classic"].rows), len(KITCHENS["classic"].rows[0])
@@ -255,7 +255,8 @@ class CookingEnv(NativeEnv):
         step_cost: float = 0.01,
         chop_steps: int = 1,
         random_start: bool = True,
-        observe_partner_cell: bool | None = None,
+        observe_partner_cell: bool = True,
+        blind: bool = False,
         layout: str = "classic",
         num_envs: int = 1,
         max_steps: int = 200,
@@ -277,9 +278,7 @@ class CookingEnv(NativeEnv):
         self.delivery_reward, self.chop_reward = float(delivery_reward), float(chop_reward)
         self.plate_reward, self.pickup_reward = float(plate_reward), float(pickup_reward)
         self.step_cost, self.chop_steps, self.random_start = float(step_cost), chop_steps, random_start
-        self.observe_partner_cell = (
-            not self.kitchen.blind if observe_partner_cell is None else observe_partner_cell
-        )
+        self.observe_partner_cell, self.blind = observe_partner_cell, blind
         self.tables = {name: t.to(self.device) for name, t in _layout_tables(layout).items()}
         n, long = num_envs, {"dtype": torch.long, "device": self.device}
         self.cell = torch.zeros(n, 2, **long)  # flat cell index r * COLS + c of each cook
@@ -334,7 +333,7 @@ class CookingEnv(NativeEnv):
     def _ingredient_interacts(self, seat: int, interact: torch.Tensor, station: torch.Tensor) -> torch.Tensor:
         """Dispensers, board and putting a chopped ingredient on the plate, for one cook (the right cook of
         the classic kitchen reaches no dispenser or board and holds no ingredient); -> shaping reward [n].
-        In a kitchen without a board (blind) an ingredient comes out of its dispenser ready to plate, and
+        In a kitchen without a board (pairs) an ingredient comes out of its dispenser ready to plate, and
         taking it counts as its preparation (`chopped`, `chop_reward`)."""
         held, ready = self.held[:, seat], self.first_ready
         empty, raw, chopped = held == EMPTY, (held >= 1) & (held < ready), held >= ready
@@ -396,7 +395,7 @@ class CookingEnv(NativeEnv):
         plate_item = 2 * m + 1
         right_item = torch.where(self.plate_place == HELD, plate_item, self.held[:, 1])
         items = F.one_hot(torch.stack([self.held[:, 0], right_item], dim=1), plate_item + 1)[..., 1:].float()
-        if self.kitchen.blind:  # under the lid: how many ingredients the plate holds, not which
+        if self.blind:  # under the lid: how many ingredients the plate holds, not which
             contents = (
                 t["popcount"][self.plate_mask].unsqueeze(-1) > torch.arange(m, device=self.device)
             ).float()
@@ -411,7 +410,7 @@ class CookingEnv(NativeEnv):
                 cells,
                 cells.flip(1) if self.observe_partner_cell else torch.zeros_like(cells),
                 items,
-                torch.zeros_like(items) if self.kitchen.blind else items.flip(1),
+                torch.zeros_like(items) if self.blind else items.flip(1),
                 plate.unsqueeze(1).expand(n, 2, 3 + m),
                 progress.unsqueeze(-1),
                 time.unsqueeze(-1),

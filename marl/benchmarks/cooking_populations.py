@@ -709,7 +709,7 @@ def main() -> None:
         nargs="*",
         default=[],
         metavar="KEY=VALUE",
-        help="kitchen settings of every population (envs/native/cooking.py), e.g. layout=blind, or layout=split "
+        help="kitchen settings of every population (envs/native/cooking.py), e.g. layout=pairs blind=true "
         "observe_partner_cell=false",
     )
     parser.add_argument("--quick", action="store_true", help="toy sizes: every step in seconds (a test)")
