@@ -23,6 +23,7 @@ def _args(tmp_path, **changes) -> argparse.Namespace:
         quick=True,
         threads=1,
         kitchen=["observe_partner_cell=false"],
+        xp_warmup=study.XP_WARMUP,
         runs=str(tmp_path / "runs"),
         out=str(tmp_path / "out"),
     )
@@ -71,6 +72,7 @@ def test_quick_study_runs_every_step_and_a_rerun_continues_it(tmp_path, monkeypa
         "scale": 1.0,
         "precision": "float32",
         "kitchen": ["observe_partner_cell=false"],
+        "xp_warmup": study.XP_WARMUP,
     }
     xpmin = Path(ledger["steps"]["xpmin/0"]["run"])  # the kitchen setting reached every population
     assert "observe_partner_cell: false" in (xpmin / "config.yaml").read_text()
@@ -94,6 +96,13 @@ def test_quick_study_runs_every_step_and_a_rerun_continues_it(tmp_path, monkeypa
 
     with pytest.raises(SystemExit, match="bfloat16"):  # another study's settings in the same folder
         study.run_study(_args(tmp_path, precision="bfloat16"))
+    with pytest.raises(SystemExit, match="'xp_warmup': 0.0"):
+        study.run_study(_args(tmp_path, xp_warmup=0.0))
+    saved = json.loads((tmp_path / "runs" / "ledger.json").read_text())
+    del saved["settings"]["xp_warmup"]  # a ledger from before the setting: the default warm-up continues it
+    (tmp_path / "runs" / "ledger.json").write_text(json.dumps(saved))
+    monkeypatch.setattr(study, "train_population", refuse)
+    assert json.dumps(study.run_study(_args(tmp_path))["rows"]) == json.dumps(summary["rows"])
 
 
 def test_specialists_are_one_per_recipe_of_the_studys_kitchen(tmp_path):

@@ -98,6 +98,7 @@ class Settings:
     precision: str
     threads: int = 1  # torch CPU threads per step
     kitchen: tuple[str, ...] = ()  # env settings of every population, e.g. ("layout=split",)
+    xp_warmup: float = XP_WARMUP  # of XP-min's frames
 
     def size(self, step: str) -> Size:
         return SIZES[self.mode][step]
@@ -157,7 +158,7 @@ def train_population(method: str, seed: int, settings: Settings) -> dict[str, An
             [
                 ("population.pairs", "all"),
                 ("population.xp_lambda", XP_LAMBDA),
-                ("population.xp_warmup_frames", round(XP_WARMUP * size.frames * settings.scale)),
+                ("population.xp_warmup_frames", round(settings.xp_warmup * size.frames * settings.scale)),
             ],
         )
     iterations = settings.iterations(method, rollout_frames(cfg))
@@ -279,7 +280,9 @@ class Ledger:
         saved = json.loads(path.read_text()) if path.exists() else {}
         wanted = {k: v for k, v in asdict(settings).items() if k not in ("runs", "threads")}
         wanted["kitchen"] = list(settings.kitchen)  # as JSON reads it back
-        if saved.get("settings", wanted) != wanted:
+        # a ledger written before a setting existed ran with its default
+        defaults = {"xp_warmup": XP_WARMUP}
+        if {**defaults, **saved.get("settings", wanted)} != wanted:
             raise SystemExit(
                 f"{path} belongs to a study with {saved['settings']}, not {wanted}: give another --runs "
                 "folder, or the same settings to continue it."
@@ -320,6 +323,7 @@ def run_study(args: argparse.Namespace) -> dict[str, Any]:
         args.precision,
         args.threads,
         tuple(args.kitchen),
+        args.xp_warmup,
     )
     ledger = Ledger(runs / "ledger.json", settings)
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
@@ -454,7 +458,7 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
         "kitchen": list(settings.kitchen),
         "sizes": {step: asdict(size) for step, size in SIZES[settings.mode].items()},
         "xp_lambda": XP_LAMBDA,
-        "xp_warmup_fraction": XP_WARMUP,
+        "xp_warmup_fraction": settings.xp_warmup,
         "held_out_specialists": done["held-out"]["run"],
         "held_out_cost": {k: done["held-out"][k] for k in ("frames", "wall_time_s")},
         "eval_episodes": settings.eval_episodes,
@@ -711,6 +715,14 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="kitchen settings of every population (envs/native/cooking.py), e.g. layout=pairs blind=true "
         "observe_partner_cell=false",
+    )
+    parser.add_argument(
+        "--xp-warmup",
+        type=float,
+        default=XP_WARMUP,
+        metavar="FRACTION",
+        help=f"XP-min's self-play warm-up, a fraction of its env steps (default {XP_WARMUP}; 0: the "
+        "cross-play term from the start)",
     )
     parser.add_argument("--quick", action="store_true", help="toy sizes: every step in seconds (a test)")
     parser.add_argument("--runs", default="results/runs/cooking_populations")
