@@ -126,13 +126,6 @@ class Kitchen:
     def has_board(self) -> bool:
         return any("B" in row for row in self.rows)
 
-    @property
-    def recipe_names(self) -> tuple[str, ...]:
-        return tuple(
-            "+".join(self.ingredients[i] for i in contents) + (" salad" if len(contents) > 1 else "")
-            for contents in self.recipes
-        )
-
 
 # The divider, the plate counter P and the serving counter S are in every kitchen; they differ in who holds
 # which ingredients, and so in which dishes need both cooks.
@@ -183,9 +176,6 @@ def observation_size(n_ingredients: int) -> int:
     progress, time."""
     items = 2 * n_ingredients + 1
     return 1 + 2 * FLOOR_CELLS_PER_SIDE + 2 * items + 3 + n_ingredients + 1 + 1
-
-
-OBS_DIM = observation_size(4)
 
 
 def _layout_tables(layout: str) -> dict[str, torch.Tensor]:
