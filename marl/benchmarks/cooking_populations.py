@@ -66,7 +66,7 @@ class Size:
 
 SIZES = {
     "full": {
-        "specialists": Size(10_000_000, 128, 64, 16_384),  # 6 members x 128 kitchens x 64 steps: 49,152
+        "specialists": Size(10_000_000, 128, 64, 16_384),  # one member per recipe x 128 kitchens x 64 steps
         "selfplay": Size(10_000_000, 128, 64, 16_384),  # 8 x 128 x 64: 65,536 per iteration
         "xpmin": Size(100_000_000, 16, 64, 16_384),  # 64 ordered pairs x 16 x 64: 65,536
         "extract-rl": Size(10_000_000, 128, 64, 16_384),  # 8 students x 128 x 64: 65,536
