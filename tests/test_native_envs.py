@@ -257,7 +257,7 @@ def test_pairs_kitchen_dish_pairs_an_ingredient_from_each_cook_and_blind_cooks_s
     observation = env._observe()[0]  # [2 cooks, 60]
     assert observation.shape == (2, 60)
     own_item, partner_item, contents = slice(13, 30), slice(30, 47), slice(50, 58)
-    assert (observation[:, 7:13] == 0).all() and (observation[:, partner_item] == 0).all()  # blind
+    assert (observation[:, 7:13] == 0).all()  # partner's cell hidden (its hands: below, once held)
     assert observation[1, contents].tolist() == [1, 0, 0, 0, 0, 0, 0, 0]  # one ingredient, not which
     out = _cook(env, [], PAIRS_RIGHT_PLATES_EGG[:3])
     assert env.held[0, 1].item() == 15 and env._observe()[0, 1, own_item].argmax().item() == 14  # ready egg

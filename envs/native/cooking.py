@@ -263,7 +263,7 @@ class CookingEnv(NativeEnv):
         super().__init__(num_envs, max_steps, device, seed)
         self.layout, self.kitchen = layout, KITCHENS[layout]
         self.n_ingredients = len(self.kitchen.ingredients)
-        self.first_ready = self.n_ingredients + 1  # held-item code of the first chopped (ready) ingredient
+        self.has_board = self.kitchen.has_board  # without one, ingredients leave the dispenser ready to plate
         self.paying_recipes = index_mask(recipes, len(self.kitchen.recipes), "recipes", self.device)
         self.delivery_reward, self.chop_reward = float(delivery_reward), float(chop_reward)
         self.plate_reward, self.pickup_reward = float(plate_reward), float(pickup_reward)
@@ -325,7 +325,7 @@ class CookingEnv(NativeEnv):
         the classic kitchen reaches no dispenser or board and holds no ingredient); -> shaping reward [n].
         In a kitchen without a board (pairs) an ingredient comes out of its dispenser ready to plate, and
         taking it counts as its preparation (`chopped`, `chop_reward`)."""
-        held, ready = self.held[:, seat], self.first_ready
+        held, ready = self.held[:, seat], self.n_ingredients + 1  # code of the first chopped (ready) one
         empty, raw, chopped = held == EMPTY, (held >= 1) & (held < ready), held >= ready
         at_dispenser = (station >= 1) & (station <= self.n_ingredients)
         holds_plate = (self.plate_place == HELD) if seat == 1 else torch.zeros_like(empty)
@@ -344,13 +344,13 @@ class CookingEnv(NativeEnv):
             & (self.tables["popcount"][self.plate_mask] < 2)
         )
         # dispenser code = raw ingredient code; + n: the same ingredient ready to plate
-        held = torch.where(take, station if self.kitchen.has_board else station + self.n_ingredients, held)
+        held = torch.where(take, station if self.has_board else station + self.n_ingredients, held)
         held = torch.where(drop | plate_add, EMPTY, held)
         held = torch.where(chop_done, held + self.n_ingredients, held)
         self.held[:, seat] = held
         self.chop_progress[:, seat] = torch.where(chop_done | drop, 0, progress)
         self.plate_mask = torch.where(plate_add, self.plate_mask | bit, self.plate_mask)
-        prepared = chop_done if self.kitchen.has_board else take
+        prepared = chop_done if self.has_board else take
         first_chop, first_plate = prepared & ~self.chopped_once, plate_add & ~self.plated_once
         self.chopped_once |= prepared
         self.plated_once |= plate_add

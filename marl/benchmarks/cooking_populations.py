@@ -146,7 +146,9 @@ def train_population(method: str, seed: int, settings: Settings) -> dict[str, An
         ]
     )
     if method == "specialists":  # one per recipe of this kitchen
-        recipes = label_count(cfg) or 0
+        recipes = label_count(cfg)
+        if recipes is None:
+            raise SystemExit(f"{cfg.env.name} does not say how many recipes it has: no specialists to train.")
         cfg = apply_overrides(
             cfg, [("population.size", recipes), ("population.specialist_targets", list(range(recipes)))]
         )
