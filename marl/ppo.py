@@ -310,11 +310,27 @@ def masked_mean(x: Tensor, mask: Tensor | None, dim: int | None = None) -> Tenso
 member_mean = partial(masked_mean, dim=-1)
 
 
-def normalise_per_member(advantage: Tensor, mask: Tensor) -> Tensor:
-    """Each member's advantages [N, L] shifted and scaled to mean 0, std 1 over its `mask` samples."""
-    mean = member_mean(advantage, mask).unsqueeze(-1)
-    var = member_mean((advantage - mean) ** 2, mask).unsqueeze(-1)
-    return (advantage - mean) / (var.sqrt() + 1e-8) * mask
+def scale_to_self_play(advantage: Tensor, learn: Tensor, self_play: Tensor, normalise: bool = True) -> Tensor:
+    """Each member's advantages [N, L] on the scale of its own objective, wherever else it learns.
+
+    XP-min's member learns from its self-play seats (weight +1) and from the seats where it meets its best
+    partner (weight -lambda/2, already applied); PPO averages its surrogate over all `learn` samples. Two
+    things would then shrink the self-play term when the cross-play term starts: the mean over more samples,
+    and a normalising std taken over the mixture. So with `normalise` the self-play samples are
+    centred and every sample is divided by the self-play samples' std; then all are multiplied by
+    n_learn / n_self_play, which turns the mean over `learn` into a sum over `learn` / n_self_play. Member
+    i's surrogate gradient is then ``grad J_SP - lambda * grad J_XP`` at the scale self-play alone gives, so
+    switching the cross-play term on changes the objective, not the step size of its self-play part or
+    the weight of the entropy bonus against it. Where every learning sample is self-play (self-play,
+    specialists, XP-min's warm-up) this is plain per-member normalisation.
+    """
+    own = torch.where(self_play.any(-1, keepdim=True), self_play, learn)  # a member without self-play: all
+    if normalise:
+        mean = member_mean(advantage, own).unsqueeze(-1)
+        std = member_mean((advantage - mean) ** 2, own).sqrt().unsqueeze(-1)
+        advantage = torch.where(own, advantage - mean, advantage) / (std + 1e-8)
+    dilution = learn.sum(-1, keepdim=True) / own.sum(-1, keepdim=True).clamp_min(1)
+    return advantage * dilution * learn
 
 
 def ppo_loss(

@@ -184,6 +184,38 @@ def test_pair_schedules_and_xpmin_weights():
     assert (pairs[:4, 0] == pairs[:4, 1]).all() and (pairs[4:, 0] != pairs[4:, 1]).all()
 
 
+def test_cross_play_samples_leave_the_self_play_term_at_its_own_scale():
+    """Switching XP-min's cross-play term on adds -lambda * grad J_XP; it must not shrink the self-play
+    term (a mean over more samples, a std over the mixture) or strengthen the entropy bonus against it."""
+    from marl.ppo import scale_to_self_play
+
+    torch.manual_seed(0)
+    sp_adv = torch.randn(2, 12) * torch.tensor([[1.0], [5.0]]) + 3.0
+    xp_adv = -0.15 * torch.randn(2, 12) * 4.0  # weighted cross-play advantages, another spread
+    advantage = torch.cat([sp_adv, xp_adv, torch.randn(2, 8)], -1)  # last 8: weight 0, not learned from
+    self_play = torch.zeros(2, 32, dtype=torch.bool)
+    self_play[:, :12] = True
+    learn = self_play.clone()
+    learn[:, :24] = True
+
+    alone = scale_to_self_play(
+        sp_adv, torch.ones_like(sp_adv, dtype=torch.bool), torch.ones_like(sp_adv, dtype=torch.bool)
+    )
+    assert torch.allclose(alone.mean(-1), torch.zeros(2), atol=1e-6)  # plain per-member normalisation
+    assert torch.allclose(alone.std(-1, unbiased=False), torch.ones(2), atol=1e-5)
+
+    mixed = scale_to_self_play(advantage, learn, self_play)
+    # PPO's surrogate is a mean over the 24 learning samples: the self-play part equals self-play alone's
+    assert torch.allclose(mixed[:, :12].sum(-1) / 24, alone.sum(-1) / 12, atol=1e-6)
+    assert torch.allclose(mixed[:, :12] / 2, alone, atol=1e-6)
+    std = sp_adv.std(-1, unbiased=False, keepdim=True)
+    assert torch.allclose(mixed[:, 12:24], xp_adv / std * 2, atol=1e-5)  # same scale, not centred
+    assert (mixed[:, 24:] == 0).all()
+
+    raw = scale_to_self_play(advantage, learn, self_play, normalise=False)
+    assert torch.allclose(raw[:, :24], advantage[:, :24] * 2)  # only the mean over more samples undone
+
+
 # ---------------------------------------------------------------------------------------------------------
 # (b) XP-min finds distinct conventions, self-play seeds collapse onto fewer
 # ---------------------------------------------------------------------------------------------------------
@@ -425,7 +457,8 @@ def test_member_update_equals_each_member_updated_alone(monkeypatch):
         log_prob=-torch.rand(n, length),
         advantage=torch.randn(n, length) * torch.tensor([[1.0], [10.0]]),
         target=torch.randn(n, length),
-        learn=torch.rand(n, length) < 0.7,
+        learn=(learn := torch.rand(n, length) < 0.7),
+        self_play=learn,
         valid=torch.ones(n, length, dtype=torch.bool),
     )
     orders = [torch.rand(n, length).argsort(-1) for _ in range(epochs)]

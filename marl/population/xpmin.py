@@ -23,8 +23,10 @@ One iteration, for all N members at once (agents/population.py holds them as one
    value estimates of every pair). Latent variables (the optional ``alpha * I(z; o, a)`` term) are not
    implemented.
 5. **PPO update of all members at once**, in the member-major layout ``[N, samples, ...]``: every member's
-   loss is its own PPO loss (per-member advantage normalisation and means), they are summed, and gradients
-   are clipped per member (independent scheme; the hyper scheme shares its hypernetwork, so one global norm).
+   loss is its own PPO loss (per-member means; advantages normalised by the member's self-play samples and
+   rescaled so its cross-play samples add ``-lambda grad J_XP`` without shrinking the self-play term, see
+   ``ppo.scale_to_self_play``), they are summed, and gradients are clipped per member (independent scheme;
+   the hyper scheme shares its hypernetwork, so one global norm).
    With the independent scheme each member therefore trains exactly as a lone PPO learner on its data.
 
 Specialists: member ``i`` only plays itself, in envs whose paying set is restricted to its target label
@@ -79,7 +81,7 @@ from marl.population.pairs import (
     symmetric_returns,
 )
 from marl.population.rollout import PairCollector, Rollout, build_shards, training_pairs
-from marl.ppo import generalized_advantages, member_mean, minibatch_epochs, normalise_per_member, ppo_loss
+from marl.ppo import generalized_advantages, member_mean, minibatch_epochs, ppo_loss, scale_to_self_play
 from marl.run_logger import RunLogger, flatten
 from marl.run_loop import RunPlan, count_iteration, due, run_plan
 from marl.runs import hardware_summary, new_run_dir, resolve_device
@@ -337,6 +339,7 @@ class MemberBatch:
     advantage: Tensor  # signed (weighted) advantages
     target: Tensor  # raw value targets
     learn: Tensor  # bool: the policy learns from this sample (weight != 0, not padding)
+    self_play: Tensor  # bool: a learning sample of the member's self-play slot (weight > 0)
     valid: Tensor  # bool: not padding (the critic learns from every real sample)
 
 
@@ -349,6 +352,7 @@ def member_batch(
     per_step = lambda x: x.reshape(-1, 1).expand(-1, steps)  # noqa: E731 - [E, 2] -> [E*2, T]
     valid = layout.valid.unsqueeze(-1).expand(-1, -1, steps).flatten(1, 2)
     learn = layout.to_members(per_step(weight != 0)).flatten(1, 2) & valid
+    self_play = layout.to_members(per_step(weight > 0)).flatten(1, 2) & valid
     return MemberBatch(
         obs=members(rollout.obs),
         partner=layout.to_members(per_step(member.flip(-1))).flatten(1, 2),
@@ -357,6 +361,7 @@ def member_batch(
         advantage=members(advantage),
         target=members(target),
         learn=learn,
+        self_play=self_play,
         valid=valid,
     )
 
@@ -375,8 +380,9 @@ def ppo_update_members(
     The loss is the sum of the members' own PPO losses (policy surrogate and entropy averaged over the
     samples the member learns from, value loss over all its samples)."""
     data = dict(vars(batch))
-    if alg.normalize_advantage:
-        data["advantage"] = normalise_per_member(batch.advantage, batch.learn)
+    data["advantage"] = scale_to_self_play(
+        batch.advantage, batch.learn, batch.self_play, alg.normalize_advantage
+    )
 
     def loss_of(mb: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         log_prob, entropy = population.evaluate(mb["obs"], mb["action"])
