@@ -24,6 +24,7 @@ def _args(tmp_path, **changes) -> argparse.Namespace:
         threads=1,
         kitchen=["observe_partner_cell=false"],
         xp_warmup=study.XP_WARMUP,
+        retrain=[],
         runs=str(tmp_path / "runs"),
         out=str(tmp_path / "out"),
     )
@@ -31,6 +32,8 @@ def _args(tmp_path, **changes) -> argparse.Namespace:
 
 
 def test_quick_study_runs_every_step_and_a_rerun_continues_it(tmp_path, monkeypatch):
+    steps = ("train_population", "extract_population", "evaluate_population", "train_generalist")
+    originals = {step: getattr(study, step) for step in steps}
     summary = study.run_study(_args(tmp_path))
 
     names = [row["population"] for row in summary["rows"]]
@@ -103,6 +106,19 @@ def test_quick_study_runs_every_step_and_a_rerun_continues_it(tmp_path, monkeypa
     (tmp_path / "runs" / "ledger.json").write_text(json.dumps(saved))
     monkeypatch.setattr(study, "train_population", refuse)
     assert json.dumps(study.run_study(_args(tmp_path))["rows"]) == json.dumps(summary["rows"])
+
+    # --retrain selfplay: its population, evaluation and generalist train again, nothing else; the old runs
+    # are kept aside, where no interrupted step takes them up; every step says which code ran it
+    ran = []
+    for step, original in originals.items():
+        monkeypatch.setattr(study, step, lambda *a, _f=original, _n=step: ran.append(_n) or _f(*a))
+    retrained = study.run_study(_args(tmp_path, retrain=["selfplay"]))
+    assert sorted(ran) == ["evaluate_population", "train_generalist", "train_population"]
+    steps_now = json.loads((tmp_path / "runs" / "ledger.json").read_text())["steps"]
+    assert len(steps_now) == 16 and steps_now["selfplay/0"]["run"] != finished["run"]
+    assert (tmp_path / "runs" / "superseded" / Path(finished["run"]).name / "config.yaml").exists()
+    assert all("commit" in step for step in steps_now.values())
+    assert sum(len(names) for names in retrained["commits"].values()) == 16
 
 
 def test_specialists_are_one_per_recipe_of_the_studys_kitchen(tmp_path):

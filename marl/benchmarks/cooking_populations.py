@@ -27,7 +27,9 @@ results/population_training.json for what each buys on a CPU). `--quick` runs th
 
 Every run is an ordinary run directory under --runs (TensorBoard, checkpoints, config). A ledger
 (<runs>/ledger.json) records finished steps, so an interrupted study re-run with the same arguments picks up
-where it stopped; an unfinished step continues from its run's last checkpoint. The summary goes to
+where it stopped; an unfinished step continues from its run's last checkpoint. It records the git commit each
+step ran with; `--retrain xpmin` trains a method's populations again (and what is built on them) after a
+change to its training, keeping the other steps. The summary goes to
 <out>/summary.json, table.md and summary.png: per seed, mean and 95% t-interval over seeds, paired
 differences for the paper's claims, env steps and wall-clock time of every step.
 """
@@ -38,6 +40,8 @@ import argparse
 import json
 import math
 import multiprocessing
+import shutil
+import subprocess
 import textwrap
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
@@ -47,7 +51,8 @@ from typing import Any
 
 from marl.benchmarks.machine import hardware
 
-POPULATIONS = ("specialists", "selfplay", "xpmin", "extract-rl", "extract-dagger")
+EXTRACTIONS = ("rl", "dagger")  # of every XP-min population
+POPULATIONS = ("specialists", "selfplay", "xpmin", *(f"extract-{method}" for method in EXTRACTIONS))
 HELD_OUT_SEED = 1000
 # the generalist run's metric: its harmonic-mean success with the held-out specialists
 HELD_OUT_KEY = "test/harmonic_mean"
@@ -291,16 +296,55 @@ class Ledger:
             )
         self.done: dict[str, Any] = saved.get("steps", {})
         self.settings = wanted
+        self.commit = source_commit()
 
     def run(self, pool: Executor, steps: dict[str, tuple]) -> None:
-        """Run the unfinished ``steps`` (name -> (function, *args)) in the pool, recording each as it ends."""
+        """Run the unfinished ``steps`` (name -> (function, *args)) in the pool, recording each as it ends,
+        with the commit of the code that ran it."""
         started = time.time()
         pending = {pool.submit(*step): name for name, step in steps.items() if name not in self.done}
         for future in as_completed(pending):
             name = pending[future]
-            self.done[name] = future.result()
-            self.path.write_text(json.dumps({"settings": self.settings, "steps": self.done}, indent=2) + "\n")
+            self.done[name] = {**future.result(), "commit": self.commit}
+            self.save()
             print(f"  {name}: done ({time.time() - started:.0f} s into this phase)", flush=True)
+
+    def save(self) -> None:
+        self.path.write_text(json.dumps({"settings": self.settings, "steps": self.done}, indent=2) + "\n")
+
+    def retrain(self, method: str, seeds: list[int]) -> list[str]:
+        """Forget ``method``'s populations of ``seeds`` and every step built on them (XP-min: its
+        extractions; each: its evaluation and generalist), so the study trains them again, e.g. after a
+        change to that method's training. Their run directories move to ``<runs>/superseded/`` (kept, and
+        no longer taken for an interrupted step to continue). -> the names of the forgotten steps."""
+        built_on = [method, *(f"extract-{x}" for x in EXTRACTIONS)] if method == "xpmin" else [method]
+        forgotten = []
+        for seed in seeds:
+            for population in built_on:
+                for step in (population, f"evaluate-{population}", f"generalist-{population}"):
+                    forgotten += [f"{step}/{seed}"] if self.done.pop(f"{step}/{seed}", None) else []
+                for run_name in (f"{population}-seed{seed}", f"generalist-{population}-seed{seed}"):
+                    for run in self.path.parent.glob(f"{run_name}-2*"):
+                        (self.path.parent / "superseded").mkdir(exist_ok=True)
+                        shutil.move(run, self.path.parent / "superseded" / run.name)
+        self.save()
+        return forgotten
+
+
+def source_commit() -> str | None:
+    """The git commit of this checkout (``-dirty`` with uncommitted changes), or None outside a git
+    checkout: which code a study's step ran with."""
+    try:
+        described = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return described.stdout.strip() or None
 
 
 class InlinePool(Executor):
@@ -328,6 +372,9 @@ def run_study(args: argparse.Namespace) -> dict[str, Any]:
         args.xp_warmup,
     )
     ledger = Ledger(runs / "ledger.json", settings)
+    for method in args.retrain:
+        forgotten = ledger.retrain(method, args.seeds)
+        print(f"--retrain {method}: forgot {', '.join(forgotten) or 'nothing (not trained yet)'}", flush=True)
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
     pool = ProcessPoolExecutor(args.jobs, context) if args.jobs > 0 else InlinePool()
     with pool:
@@ -348,7 +395,7 @@ def run_study(args: argparse.Namespace) -> dict[str, Any]:
                 seed,
                 settings,
             )
-            for method in ("rl", "dagger")
+            for method in EXTRACTIONS
             for seed in args.seeds
         }
         ledger.run(pool, steps)
@@ -388,6 +435,14 @@ METRICS = (  # (key, where it comes from, table heading)
     ("harmonic_mean", "generalist", "generalist: harmonic-mean success with held-out specialists"),
     ("success_mean", "generalist", "generalist: mean success"),
 )
+
+
+def steps_by_commit(done: dict[str, Any]) -> dict[str, list[str]]:
+    """Which code ran which steps: commit -> step names ("unrecorded" for steps of older ledgers)."""
+    commits: dict[str, list[str]] = {}
+    for name, step in sorted(done.items()):
+        commits.setdefault(step.get("commit") or "unrecorded", []).append(name)
+    return commits
 
 
 def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
@@ -465,6 +520,7 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
         "held_out_cost": {k: done["held-out"][k] for k in ("frames", "wall_time_s")},
         "eval_episodes": settings.eval_episodes,
         "hardware": hardware(packages=("torchrl", "tensordict")),
+        "commits": steps_by_commit(done),
         "rows": rows,
         "paired_differences": differences,
         "claims": claims(by_name, differences),
@@ -725,6 +781,15 @@ def main() -> None:
         metavar="FRACTION",
         help=f"XP-min's self-play warm-up, a fraction of its env steps (default {XP_WARMUP}; 0: the "
         "cross-play term from the start)",
+    )
+    parser.add_argument(
+        "--retrain",
+        nargs="+",
+        default=[],
+        choices=("xpmin", "selfplay", "specialists"),
+        help="train these populations of --seeds again, with every step built on them (XP-min: its "
+        "extractions; each: its evaluation and generalist), keeping the rest of the ledger: after a change "
+        "to that method's training. The old runs move to <runs>/superseded/",
     )
     parser.add_argument("--quick", action="store_true", help="toy sizes: every step in seconds (a test)")
     parser.add_argument("--runs", default="results/runs/cooking_populations")
