@@ -318,15 +318,16 @@ class Ledger:
         change to that method's training. Their run directories move to ``<runs>/superseded/`` (kept, and
         no longer taken for an interrupted step to continue). -> the names of the forgotten steps."""
         built_on = [method, *(f"extract-{x}" for x in EXTRACTIONS)] if method == "xpmin" else [method]
-        forgotten = []
+        kinds = ("", "evaluate-", "generalist-")  # the population, its evaluation, its generalist
+        steps = [f"{kind}{population}/{seed}" for seed in seeds for population in built_on for kind in kinds]
+        forgotten = [step for step in steps if self.done.pop(step, None) is not None]
+        superseded = self.path.parent / "superseded"
         for seed in seeds:
             for population in built_on:
-                for step in (population, f"evaluate-{population}", f"generalist-{population}"):
-                    forgotten += [f"{step}/{seed}"] if self.done.pop(f"{step}/{seed}", None) else []
                 for run_name in (f"{population}-seed{seed}", f"generalist-{population}-seed{seed}"):
                     for run in self.path.parent.glob(f"{run_name}-2*"):
-                        (self.path.parent / "superseded").mkdir(exist_ok=True)
-                        shutil.move(run, self.path.parent / "superseded" / run.name)
+                        superseded.mkdir(exist_ok=True)
+                        shutil.move(run, superseded / run.name)
         self.save()
         return forgotten
 
