@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
 import torch
 from marl.agents.population import MemberLayout, Population, seat_layout
 from marl.envs.native import CookingEnv
+from torch import Tensor
 
 from marl.checkpoint import load_checkpoint
 from marl.cli import main
@@ -214,6 +216,60 @@ def test_cross_play_samples_leave_the_self_play_term_at_its_own_scale():
 
     raw = scale_to_self_play(advantage, learn, self_play, normalise=False)
     assert torch.allclose(raw[:, :24], advantage[:, :24] * 2)  # only the mean over more samples undone
+
+
+def test_seats_no_member_learns_from_do_not_enter_the_update(tmp_path):
+    """With all ordered pairs a member learns only from its self-play seats and the seats where it meets
+    its best partner j*; the update skips the others. Whatever those seats hold (rewards, observations)
+    must leave every parameter as it was, and scrambling a seat that does learn must move them."""
+    import dataclasses
+
+    from marl.population.xpmin import build_trainer, train_iteration
+
+    cfg = _run_config(
+        tmp_path, "preset=matrix_game_xpmin", "population.envs_per_pair=4", "algorithm.epochs=2"
+    )
+
+    def update(scrambled: Callable[[Tensor, Tensor], Tensor] | None = None) -> tuple[dict, Tensor, int]:
+        """Parameters after one iteration, with the slots where ``scrambled(member, best)`` holds garbage."""
+        trainer = build_trainer(cfg)
+
+        def relabel(rollout):
+            if scrambled is None:
+                return rollout
+            slots = scrambled(trainer.collector.assignment.member, best)  # [E]
+
+            def garbage(x: Tensor) -> Tensor:
+                where = slots.view(-1, *[1] * (x.dim() - 1))
+                noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))  # not torch's RNG
+                return torch.where(where, 100 * noise, x)
+
+            return dataclasses.replace(rollout, reward=garbage(rollout.reward), obs=garbage(rollout.obs))
+
+        train_iteration(trainer, relabel)
+        j_star = best_partners(trainer.xp_estimate)
+        count = int(scrambled(trainer.collector.assignment.member, j_star).sum()) if scrambled else 0
+        return {k: v.clone() for k, v in trainer.population.state_dict().items()}, j_star, count
+
+    clean, best, _ = (
+        update()
+    )  # the j* an iteration on this rollout uses (episode returns are left as they are)
+
+    def no_learner(member: Tensor, best: Tensor) -> Tensor:
+        a, b = member.unbind(-1)
+        return (a != b) & (best[a] != b) & (best[b] != a)
+
+    def meets_best(member: Tensor, best: Tensor) -> Tensor:
+        a, b = member.unbind(-1)
+        return (a != b) & (best[a] == b)
+
+    untouched, best_again, n_garbage = update(no_learner)
+    assert torch.equal(best_again, best) and n_garbage > 0
+    for key, value in clean.items():
+        assert torch.equal(value, untouched[key]), key
+    moved, _, n_learning = update(meets_best)
+    assert n_learning > 0
+    assert any(not torch.equal(value, moved[key]) for key, value in clean.items())
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -55,6 +55,12 @@ class Rollout:
     def frames(self) -> int:
         return self.done.numel()
 
+    def slots(self, keep: Tensor) -> Rollout:
+        """The per-step data of the slots where ``keep [E]`` is True (the ended episodes are left out)."""
+        steps = [self.obs, self.next_obs, self.action, self.log_prob, self.reward, self.done, self.terminated]
+        empty = self.episode_slot[:0]
+        return Rollout(*(x[keep] for x in steps), empty, self.episode_return[:0], self.episode_label[:0])
+
 
 class PairPolicy(Protocol):
     """What the pair collector steps: both seats' actions of every slot. A `Population`, extraction's

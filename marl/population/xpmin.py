@@ -19,9 +19,10 @@ One iteration, for all N members at once (agents/population.py holds them as one
    (the issue's objective; a plain ``-lambda`` per seat would double the cross-play term). GAE is linear in
    rewards and values, so weighting advantages is exactly GAE on signed rewards ``w * r`` with signed
    values ``w * V``; but the critic's target stays the pair's true return, which does not flip sign when
-   ``j*`` changes from one iteration to the next. Weight-0 seats only train the critic (they give the XP
-   value estimates of every pair). Latent variables (the optional ``alpha * I(z; o, a)`` term) are not
-   implemented.
+   ``j*`` changes from one iteration to the next. Weight-0 seats are left out of GAE and the update: their
+   advantages would be multiplied by 0, so the critic learns where the policy does. With all N*N pairs a
+   member sits in 2N seats and learns from 4 (its two self-play seats and j*'s pair in each order).
+   Latent variables (the optional ``alpha * I(z; o, a)`` term) are not implemented.
 5. **PPO update of all members at once**, in the member-major layout ``[N, samples, ...]``: every member's
    loss is its own PPO loss (per-member means; advantages normalised by the member's self-play samples and
    rescaled so its cross-play samples add ``-lambda grad J_XP`` without shrinking the self-play term, see
@@ -46,7 +47,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from marl.agents.population import MemberLayout, Population
+from marl.agents.population import MemberLayout, Population, seat_layout
 from marl.checkpoint import (
     clone_tree,
     load_checkpoint,
@@ -260,15 +261,22 @@ def train_iteration(
     # 3. best other partner j* of every member (xpmin only)
     best = best_partners(trainer.xp_estimate) if pop.method == "xpmin" else None
 
-    # 4. GAE on raw rewards with the partner-conditioned critic, then per-seat signs
+    # 4. GAE on raw rewards with the partner-conditioned critic, then per-seat signs, in the slots where a
+    #    seat learns (weight != 0). With all N*N ordered pairs that is self-play and the pairs with j*:
+    #    at most 3N of the N*N slots. The others' advantages would be multiplied by 0, so they are skipped.
     population.train()
     lam = xp_lambda(cfg, trainer.frames)  # frames before this rollout
     weight = seat_weights(assignment.member, best, lam)  # [E, 2]
-    advantage, target = seat_advantages(population, rollout, assignment.member, layout, alg)
+    learning, member = rollout, assignment.member
+    active = (weight != 0).any(-1)
+    if not bool(active.all()):
+        learning, member, weight = rollout.slots(active), member[active], weight[active]
+        layout = seat_layout(member, n)
+    advantage, target = seat_advantages(population, learning, member, layout, alg)
     signed = advantage * weight.unsqueeze(1)
 
-    # 5. PPO update of all members at once, in the member-major layout
-    batch = member_batch(rollout, assignment.member, layout, signed, target, weight)
+    # 5. PPO update of all members at once, on the samples each learns from (member-major layout)
+    batch = member_batch(learning, member, layout, signed, target, weight)
     stats = ppo_update_members(population, trainer.optimizer, batch, alg, rollout.frames)
     trained = time.perf_counter()
 
@@ -342,11 +350,24 @@ class MemberBatch:
     self_play: Tensor  # bool: a learning sample of the member's self-play slot (weight > 0)
     valid: Tensor  # bool: not padding (the critic learns from every real sample)
 
+    def learning_samples(self) -> MemberBatch:
+        """The batch cut to the samples each member learns from, kept in order and padded to the largest
+        count. The others carry weight 0: no policy gradient, and their values enter no advantage that is
+        learned from, so the critic learns where the policy does. Nothing moves where every sample learns."""
+        if bool(self.learn.eq(self.valid).all()):
+            return self
+        count = int(self.learn.sum(-1).max())
+        order = torch.argsort((~self.learn).to(torch.uint8), dim=-1, stable=True)[:, :count]
+        rows = torch.arange(order.shape[0], device=order.device).unsqueeze(-1)
+        kept = {name: x[rows, order] for name, x in vars(self).items()}
+        return MemberBatch(**(kept | {"valid": kept["learn"]}))
+
 
 def member_batch(
     rollout: Rollout, member: Tensor, layout: MemberLayout, advantage: Tensor, target: Tensor, weight: Tensor
 ) -> MemberBatch:
-    """Seat-layout tensors ``[E, T, 2, ...]`` -> member-major ``[N, C * T, ...]`` (``layout`` over seats)."""
+    """Seat-layout tensors ``[E, T, 2, ...]`` -> member-major ``[N, K, ...]`` (``layout`` over seats): each
+    member's learning samples (``MemberBatch.learning_samples``)."""
     steps = rollout.done.shape[1]
     members = partial(member_major, layout=layout)
     per_step = lambda x: x.reshape(-1, 1).expand(-1, steps)  # noqa: E731 - [E, 2] -> [E*2, T]
@@ -363,7 +384,7 @@ def member_batch(
         learn=learn,
         self_play=self_play,
         valid=valid,
-    )
+    ).learning_samples()
 
 
 def member_major(x: Tensor, layout: MemberLayout) -> Tensor:
@@ -378,7 +399,7 @@ def ppo_update_members(
     Every minibatch takes the same random share of *each* member's samples (``alg.minibatch_size`` frames in
     all), so the stacked networks always run on ``[N, M, ...]``.
     The loss is the sum of the members' own PPO losses (policy surrogate and entropy averaged over the
-    samples the member learns from, value loss over all its samples)."""
+    samples the member learns from, value loss over the same samples: the batch holds only those)."""
     data = dict(vars(batch))
     data["advantage"] = scale_to_self_play(
         batch.advantage, batch.learn, batch.self_play, alg.normalize_advantage
