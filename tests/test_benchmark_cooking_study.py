@@ -25,6 +25,7 @@ def _args(tmp_path, **changes) -> argparse.Namespace:
         kitchen=["observe_partner_cell=false"],
         xp_warmup=study.XP_WARMUP,
         retrain=[],
+        summary=False,
         runs=str(tmp_path / "runs"),
         out=str(tmp_path / "out"),
     )
@@ -34,7 +35,23 @@ def _args(tmp_path, **changes) -> argparse.Namespace:
 def test_quick_study_runs_every_step_and_a_rerun_continues_it(tmp_path, monkeypatch):
     steps = ("train_population", "extract_population", "evaluate_population", "train_generalist")
     originals = {step: getattr(study, step) for step in steps}
+    order = []  # which steps ran, in order: each once what it needs is done, XP-min's chain early
+    for step, original in originals.items():
+        monkeypatch.setattr(
+            study, step, lambda *a, _f=original, _n=step: order.append((_n, *a[:2])) or _f(*a)
+        )
     summary = study.run_study(_args(tmp_path))
+    monkeypatch.undo()
+    trained = [a[1:] for a in order if a[0] == "train_population"]
+    assert trained == [
+        ("xpmin", 0),
+        ("specialists", study.HELD_OUT_SEED),
+        ("selfplay", 0),
+        ("specialists", 0),
+    ]
+    evaluated_first = next(i for i, a in enumerate(order) if a[0] == "evaluate_population")
+    assert evaluated_first < order.index(("train_population", "specialists", 0))  # D, S, O before the oracle
+    assert order[-1][0] == "train_generalist" and len(order) == 16
 
     names = [row["population"] for row in summary["rows"]]
     assert names == list(study.POPULATIONS)
@@ -119,6 +136,22 @@ def test_quick_study_runs_every_step_and_a_rerun_continues_it(tmp_path, monkeypa
     assert (tmp_path / "runs" / "superseded" / Path(finished["run"]).name / "config.yaml").exists()
     assert all("commit" in step for step in steps_now.values())
     assert sum(len(names) for names in retrained["commits"].values()) == 16
+
+    # --summary: nothing runs; what the ledger holds so far is summarised, the rest is n/a and listed
+    saved = json.loads((tmp_path / "runs" / "ledger.json").read_text())
+    for name in ("evaluate-selfplay/0", "generalist-extract-rl/0"):
+        del saved["steps"][name]
+    (tmp_path / "runs" / "ledger.json").write_text(json.dumps(saved))
+    for step in originals:
+        monkeypatch.setattr(study, step, refuse)
+    partial = study.run_study(_args(tmp_path, summary=True))
+    assert partial["unfinished_steps"] == ["evaluate-selfplay/0", "generalist-extract-rl/0"]
+    rows = {row["population"]: row for row in partial["rows"]}
+    assert rows["selfplay"]["diversity"]["per_seed"] == [None] and rows["selfplay"]["sp_label"] == [None]
+    assert rows["extract-rl"]["harmonic_mean"]["per_seed"] == [None]
+    assert rows["xpmin"]["diversity"]["per_seed"] == retrained["rows"][2]["diversity"]["per_seed"]
+    written = (tmp_path / "out" / "table.md").read_text()
+    assert "Not finished yet (n/a above): evaluate-selfplay/0, generalist-extract-rl/0." in written
 
 
 def test_specialists_are_one_per_recipe_of_the_studys_kitchen(tmp_path):

@@ -25,9 +25,11 @@ many kitchens per pair) and `--precision bfloat16` runs the updates in bfloat16 
 results/population_training.json for what each buys on a CPU). `--quick` runs the same steps at toy sizes
 (seconds each): the test of this script.
 
-Every run is an ordinary run directory under --runs (TensorBoard, checkpoints, config). A ledger
+Every run is an ordinary run directory under --runs (TensorBoard, checkpoints, config). Each step starts as
+soon as the steps it needs are done (`study_steps` gives the order), --jobs at a time. A ledger
 (<runs>/ledger.json) records finished steps, so an interrupted study re-run with the same arguments picks up
-where it stopped; an unfinished step continues from its run's last checkpoint. It records the git commit each
+where it stopped; an unfinished step continues from its run's last checkpoint. `--summary` writes the
+summary of what the ledger holds at any time, the unfinished steps shown as n/a and listed. It records the git commit each
 step ran with; `--retrain xpmin` trains a method's populations again (and what is built on them) after a
 change to its training, keeping the other steps. The summary goes to
 <out>/summary.json, table.md and summary.png: per seed, mean and 95% t-interval over seeds, paired
@@ -44,7 +46,8 @@ import shutil
 import subprocess
 import textwrap
 import time
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -298,16 +301,29 @@ class Ledger:
         self.settings = wanted
         self.commit = source_commit()
 
-    def run(self, pool: Executor, steps: dict[str, tuple]) -> None:
-        """Run the unfinished ``steps`` (name -> (function, *args)) in the pool, recording each as it ends,
-        with the commit of the code that ran it."""
+    def run(self, pool: Executor, steps: dict[str, Step], jobs: int) -> None:
+        """Run the unfinished ``steps`` in the pool, at most ``jobs`` at once, each as soon as the steps it
+        needs are done, in the order given where several could start; record each as it ends, with the
+        commit of the code that ran it."""
         started = time.time()
-        pending = {pool.submit(*step): name for name, step in steps.items() if name not in self.done}
-        for future in as_completed(pending):
-            name = pending[future]
-            self.done[name] = {**future.result(), "commit": self.commit}
-            self.save()
-            print(f"  {name}: done ({time.time() - started:.0f} s into this phase)", flush=True)
+        waiting = {name: step for name, step in steps.items() if name not in self.done}
+        running: dict[Future, str] = {}
+        while waiting or running:
+            ready = [name for name, step in waiting.items() if all(n in self.done for n in step.needs)]
+            for name in ready[: max(1, jobs) - len(running)]:
+                step = waiting.pop(name)
+                running[pool.submit(*step.call(self.done))] = name
+            if not running:
+                missing = {
+                    name: [n for n in step.needs if n not in self.done] for name, step in waiting.items()
+                }
+                raise RuntimeError(f"steps that can never start (what they need is not a step): {missing}")
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                name = running.pop(future)
+                self.done[name] = {**future.result(), "commit": self.commit}
+                self.save()
+                print(f"  {name}: done ({(time.time() - started) / 60:.1f} min in)", flush=True)
 
     def save(self) -> None:
         self.path.write_text(json.dumps({"settings": self.settings, "steps": self.done}, indent=2) + "\n")
@@ -360,6 +376,66 @@ class InlinePool(Executor):
         return future
 
 
+@dataclass(frozen=True)
+class Step:
+    """One step of the study: the steps whose results it needs, and how it is called given them."""
+
+    needs: tuple[str, ...]
+    function: Callable[..., dict[str, Any]]
+    arguments: tuple  # a step name among them stands for that step's run directory
+
+    def call(self, done: dict[str, Any]) -> tuple:
+        """``(function, *arguments)`` with every needed step's name replaced by its run directory."""
+        return (self.function, *(done[a]["run"] if a in self.needs else a for a in self.arguments))
+
+
+def study_steps(seeds: list[int], settings: Settings) -> dict[str, Step]:
+    """Every step of the study, in the order they start when several could: XP-min first (the longest,
+    and the head of the longest chain), then as soon as their inputs exist the steps the paper's claims
+    read, in claim order ((a) self-play and the evaluations, (b) the extractions, (c) the generalists of
+    XP-min and its extractions), and last the oracle specialists and the reference generalists."""
+    steps: dict[str, Step] = {}
+
+    def train(method: str, seed: int) -> None:
+        steps[f"{method}/{seed}"] = Step((), train_population, (method, seed, settings))
+
+    def evaluate(population: str, seed: int) -> None:
+        run = f"{population}/{seed}"
+        steps[f"evaluate-{run}"] = Step((run, "held-out"), evaluate_population, (run, "held-out", settings))
+
+    def generalist(population: str, seed: int) -> None:
+        run, name = f"{population}/{seed}", f"generalist-{population}-seed{seed}"
+        arguments = (run, "held-out", seed, settings, name)
+        steps[f"generalist-{run}"] = Step((run, "held-out"), train_generalist, arguments)
+
+    extractions = [f"extract-{method}" for method in EXTRACTIONS]
+    for seed in seeds:
+        train("xpmin", seed)
+    steps["held-out"] = Step((), train_population, ("specialists", HELD_OUT_SEED, settings))
+    for seed in seeds:
+        train("selfplay", seed)
+    for seed in seeds:
+        evaluate("xpmin", seed)
+        evaluate("selfplay", seed)
+    for seed in seeds:
+        for method in EXTRACTIONS:
+            teacher = f"xpmin/{seed}"
+            arguments = (method, teacher, seed, settings)
+            steps[f"extract-{method}/{seed}"] = Step((teacher,), extract_population, arguments)
+        for population in extractions:
+            evaluate(population, seed)
+    for seed in seeds:
+        for population in ("xpmin", *extractions):
+            generalist(population, seed)
+    for seed in seeds:
+        train("specialists", seed)
+        evaluate("specialists", seed)
+    for seed in seeds:
+        generalist("selfplay", seed)
+        generalist("specialists", seed)
+    return steps
+
+
 def run_study(args: argparse.Namespace) -> dict[str, Any]:
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
@@ -378,48 +454,10 @@ def run_study(args: argparse.Namespace) -> dict[str, Any]:
         print(f"--retrain {method}: forgot {', '.join(forgotten) or 'nothing (not trained yet)'}", flush=True)
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
     pool = ProcessPoolExecutor(args.jobs, context) if args.jobs > 0 else InlinePool()
-    with pool:
-        print("1/4 populations trained from scratch, and the held-out specialists", flush=True)
-        steps: dict[str, tuple] = {}
-        for method in ("xpmin", "specialists", "selfplay"):  # the longest first
-            for seed in args.seeds:
-                steps[f"{method}/{seed}"] = (train_population, method, seed, settings)
-        steps["held-out"] = (train_population, "specialists", HELD_OUT_SEED, settings)
-        ledger.run(pool, steps)
-
-        print("2/4 extraction of every XP-min population", flush=True)
-        steps = {
-            f"extract-{method}/{seed}": (
-                extract_population,
-                method,
-                ledger.done[f"xpmin/{seed}"]["run"],
-                seed,
-                settings,
-            )
-            for method in EXTRACTIONS
-            for seed in args.seeds
-        }
-        ledger.run(pool, steps)
-
-        held_out = ledger.done["held-out"]["run"]
-        print("3/4 evaluation against the held-out specialists; one generalist per population", flush=True)
-        steps = {}
-        for seed in args.seeds:
-            for population in POPULATIONS:
-                run = ledger.done[f"{population}/{seed}"]["run"]
-                name = f"generalist-{population}-seed{seed}"
-                steps[f"generalist-{population}/{seed}"] = (
-                    train_generalist,
-                    run,
-                    held_out,
-                    seed,
-                    settings,
-                    name,
-                )
-                steps[f"evaluate-{population}/{seed}"] = (evaluate_population, run, held_out, settings)
-        ledger.run(pool, steps)
-
-    print("4/4 summary", flush=True)
+    if not args.summary:
+        with pool:
+            ledger.run(pool, study_steps(args.seeds, settings), args.jobs)
+    print("summary", flush=True)
     return summarise(ledger.done, args, settings)
 
 
@@ -455,41 +493,50 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
         return {"per_seed": values, "mean": mean, "low": low, "high": high}
 
     seeds = args.seeds
-    for seed in seeds:  # members with each other: the mean off-diagonal success
-        for population in POPULATIONS:
-            evaluation = done[f"evaluate-{population}/{seed}"]
+    every_step = study_steps(seeds, settings)
+    unfinished = [name for name in every_step if name not in done]
+
+    def results(source: str, population: str) -> list[dict | None]:
+        """Each seed's result of a step kind (None where that step has not finished)."""
+        prefix = "" if source == "population" else f"{source}-"
+        return [done.get(f"{prefix}{population}/{s}") for s in seeds]
+
+    for population in POPULATIONS:  # members with each other: the mean off-diagonal success
+        for evaluation in filter(None, results("evaluate", population)):
             _, within = self_and_cross(evaluation["xp_success"])
             evaluation["xp_success_within"] = sum(within) / len(within)
     rows = []
     for population in POPULATIONS:
+        evaluations = results("evaluate", population)
         row: dict[str, Any] = {"population": population}
         for key, source, _ in METRICS:
-            row[key] = stat([done[f"{source}-{population}/{s}"][key] for s in seeds])
+            row[key] = stat([None if r is None else r[key] for r in results(source, population)])
         for key in PER_SEED:  # each seed's own interval (over its evaluation episodes)
             row[key]["seed_intervals"] = [
-                [done[f"evaluate-{population}/{s}"].get(f"{key}{end}") for end in ("_low", "_high")]
-                for s in seeds
+                [None if e is None else e.get(f"{key}{end}") for end in ("_low", "_high")]
+                for e in evaluations
             ]
-        cost = [done[f"{population}/{s}"] for s in seeds]
+        cost = [
+            (c, t) for c, t in zip(results("population", population), results("population", "xpmin")) if c
+        ]
         if population.startswith("extract"):  # the students' cost comes on top of their teacher's
-            cost = [
-                {k: c[k] + done[f"xpmin/{s}"][k] for k in ("frames", "wall_time_s")}
-                for c, s in zip(cost, seeds)
-            ]
-        generalist = [done[f"generalist-{population}/{s}"] for s in seeds]
-        row["population_frames"] = sum(c["frames"] for c in cost) / len(cost)
-        row["population_minutes"] = sum(c["wall_time_s"] for c in cost) / len(cost) / 60
-        row["generalist_frames"] = sum(g["frames"] for g in generalist) / len(generalist)
-        row["generalist_minutes"] = sum(g["wall_time_s"] for g in generalist) / len(generalist) / 60
+            cost = [({k: c[k] + t[k] for k in ("frames", "wall_time_s")}, t) for c, t in cost]
+        generalist = list(filter(None, results("generalist", population)))
+        row["population_frames"] = mean_of([c["frames"] for c, _ in cost])
+        row["population_minutes"] = mean_of([c["wall_time_s"] / 60 for c, _ in cost])
+        row["generalist_frames"] = mean_of([g["frames"] for g in generalist])
+        row["generalist_minutes"] = mean_of([g["wall_time_s"] / 60 for g in generalist])
         row["generalist_success_per_seat"] = [g["success_per_seat"] for g in generalist]
         row["generalist_success_per_partner"] = [g["success_per_partner"] for g in generalist]
         row["generalist_curve"] = [
-            g.get("harmonic_mean_curve") or held_out_curve(g["run"]) for g in generalist
+            None if g is None else g.get("harmonic_mean_curve") or held_out_curve(g["run"])
+            for g in results("generalist", population)
         ]
-        row["sp_label"] = [done[f"evaluate-{population}/{s}"]["sp_label"] for s in seeds]
-        row["members"] = len(row["sp_label"][0])
-        row["stages"] = stages([done[f"evaluate-{population}/{s}"] for s in seeds])
-        row["cross_play_by_recipe"] = [by_recipe(done[f"evaluate-{population}/{s}"]) for s in seeds]
+        row["sp_label"] = [None if e is None else e["sp_label"] for e in evaluations]
+        labels = next(filter(None, row["sp_label"]), None)
+        row["members"] = len(labels) if labels else MEMBERS.get(population, "n/a")
+        row["stages"] = stages(list(filter(None, evaluations)))
+        row["cross_play_by_recipe"] = [None if e is None else by_recipe(e) for e in evaluations]
         rows.append(row)
     by_name = {row["population"]: row for row in rows}
 
@@ -517,8 +564,9 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
         "sizes": {step: asdict(size) for step, size in SIZES[settings.mode].items()},
         "xp_lambda": XP_LAMBDA,
         "xp_warmup_fraction": settings.xp_warmup,
-        "held_out_specialists": done["held-out"]["run"],
-        "held_out_cost": {k: done["held-out"][k] for k in ("frames", "wall_time_s")},
+        "held_out_specialists": done.get("held-out", {}).get("run"),
+        "held_out_cost": {k: done.get("held-out", {}).get(k) for k in ("frames", "wall_time_s")},
+        "unfinished_steps": unfinished,
         "eval_episodes": settings.eval_episodes,
         "hardware": hardware(packages=("torchrl", "tensordict")),
         "commits": steps_by_commit(done),
@@ -534,6 +582,11 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
     print(table(summary))
     print(f"Wrote {out}/summary.json, table.md and summary.png")
     return summary
+
+
+def mean_of(values: list[float]) -> float | None:
+    """The mean, or None for no values (a step no seed has finished)."""
+    return sum(values) / len(values) if values else None
 
 
 def self_and_cross(matrix: list[list[float]]) -> tuple[list[float], list[float]]:
@@ -644,13 +697,13 @@ def table(summary: dict[str, Any]) -> str:
     for row in summary["rows"]:
         cells = [cell(row[key]) for key, _, _ in METRICS]
         seats = row["generalist_success_per_seat"]
-        left, right = (sum(s[i] for s in seats) / len(seats) for i in (0, 1))
+        left, right = (mean_of([s[i] for s in seats]) for i in (0, 1))
         lines.append(
             f"| P_{row['population']} | {row['members']} | "
             + " | ".join(cells)
-            + f" | {left:.2f} / {right:.2f}"
-            + f" | {row['population_frames'] / 1e6:.2f}M ({row['population_minutes']:.1f} min) | "
-            f"{row['generalist_frames'] / 1e6:.2f}M ({row['generalist_minutes']:.1f} min) |"
+            + f" | {number(left)} / {number(right)}"
+            + f" | {_cost_cell(row['population_frames'], row['population_minutes'])} | "
+            f"{_cost_cell(row['generalist_frames'], row['generalist_minutes'])} |"
         )
     lines += [
         "",
@@ -669,7 +722,7 @@ def table(summary: dict[str, Any]) -> str:
             lines.append(
                 f"| P_{row['population']} | {seed} | "
                 + " | ".join(stats)
-                + f" | {number(row['harmonic_mean']['per_seed'][i])} | {row['sp_label'][i]} |"
+                + f" | {number(row['harmonic_mean']['per_seed'][i])} | {row['sp_label'][i] or 'n/a'} |"
             )
     lines += [
         "",
@@ -702,17 +755,27 @@ def table(summary: dict[str, Any]) -> str:
     ]
     for row in summary["rows"]:
         kinds = ("same", "different")
-        cells = [" / ".join(number(seed[k]) for seed in row["cross_play_by_recipe"]) for k in kinds]
+        cells = [" / ".join(number(seed and seed[k]) for seed in row["cross_play_by_recipe"]) for k in kinds]
         lines.append(f"| P_{row['population']} | " + " | ".join(cells) + " |")
     lines += ["", "Paired by seed (a - b; mean [95% t-interval], per seed):", ""]
     for name, d in summary["paired_differences"].items():
         per_seed = ", ".join(number(v) for v in d["per_seed"])
         lines.append(f"- {name}: {cell(d)} ({per_seed})")
     lines += ["", "The paper's claims on these intervals:", ""]
-    words = {True: "holds", False: "does not hold", None: "undecided (one seed: no interval over seeds)"}
+    words = {
+        True: "holds",
+        False: "does not hold",
+        None: "undecided (under two seeds: no interval over seeds)",
+    }
     for name, verdict in summary["claims"].items():
         lines.append(f"- {name}: {words[verdict['holds']]}")
+    if summary["unfinished_steps"]:
+        lines += ["", f"Not finished yet (n/a above): {', '.join(summary['unfinished_steps'])}."]
     return "\n".join(lines) + "\n"
+
+
+def _cost_cell(frames: float | None, minutes: float | None) -> str:
+    return "n/a" if frames is None else f"{frames / 1e6:.2f}M ({minutes:.1f} min)"
 
 
 def _curve_cell(curve: list[list[float]] | None) -> str:
@@ -793,6 +856,11 @@ def main() -> None:
         "to that method's training. The old runs move to <runs>/superseded/",
     )
     parser.add_argument("--quick", action="store_true", help="toy sizes: every step in seconds (a test)")
+    parser.add_argument(
+        "--summary",
+        action="store_true",
+        help="run nothing: write the summary of the steps the ledger holds now (unfinished ones: n/a)",
+    )
     parser.add_argument("--runs", default="results/runs/cooking_populations")
     parser.add_argument("--out", default="results/cooking_populations")
     run_study(parser.parse_args())
