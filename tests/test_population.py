@@ -218,6 +218,42 @@ def test_cross_play_samples_leave_the_self_play_term_at_its_own_scale():
     assert torch.allclose(raw[:, :24], advantage[:, :24] * 2)  # only the mean over more samples undone
 
 
+def test_gae_reuses_the_next_steps_values_where_no_episode_ended(tmp_path):
+    """GAE takes a step's next value from the following step's value, evaluating the critic again only
+    where an episode ended or the rollout stops: the same advantages as evaluating every next observation."""
+    from marl.population.xpmin import build_trainer, seat_advantages
+    from marl.ppo import generalized_advantages
+
+    cfg = _run_config(
+        tmp_path,
+        "preset=cooking_xpmin",
+        "population.size=3",
+        "population.pairs=all",
+        "population.envs_per_pair=2",
+        "env.max_steps=5",  # episodes end inside the rollout, truncated
+        "algorithm.rollout_steps=12",
+        "model.hidden_sizes=[16]",
+    )
+    trainer = build_trainer(cfg)
+    rollout = trainer.collector.collect(trainer.population, cfg.algorithm.rollout_steps)
+    member, layout = trainer.collector.assignment.member, trainer.collector.layout
+    carried_on = ~rollout.done[:, :-1]
+    assert rollout.done.any() and carried_on.any()
+    assert torch.equal(rollout.next_obs[:, :-1][carried_on], rollout.obs[:, 1:][carried_on])
+
+    with torch.no_grad():
+        advantage, target = seat_advantages(trainer.population, rollout, member, layout, cfg.algorithm)
+        value = trainer.population.seat_values(rollout.obs, member, layout)
+        next_value = trainer.population.seat_values(rollout.next_obs, member, layout)
+    done, terminated = rollout.done.unsqueeze(-1), rollout.terminated.unsqueeze(-1)
+    alg = cfg.algorithm
+    expected = generalized_advantages(
+        alg.gamma, alg.gae_lambda, value, next_value, rollout.reward, done, terminated
+    )
+    assert torch.allclose(advantage, expected[0], atol=1e-5)
+    assert torch.allclose(target, expected[1], atol=1e-5)
+
+
 def test_seats_no_member_learns_from_do_not_enter_the_update(tmp_path):
     """With all ordered pairs a member learns only from its self-play seats and the seats where it meets
     its best partner j*; the update skips the others. Whatever those seats hold (rewards, observations)

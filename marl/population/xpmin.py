@@ -319,17 +319,26 @@ def seat_advantages(
 ) -> tuple[Tensor, Tensor]:
     """GAE advantages and value targets ``[E, T, 2]`` of every seat on raw rewards. Bootstraps from the
     next observation's value unless the episode terminated (a truncation, or the rollout's end, still
-    bootstraps); the recursion is cut wherever an episode ended. The values are computed a few steps at a
-    time (``VALUE_CHUNK_FRAMES`` frames): the same numbers as one pass, with activations that stay in cache
-    (2.5x faster for a rollout of 262k frames)."""
+    bootstraps); the recursion is cut wherever an episode ended. A step's next observation is the next
+    step's observation unless the episode ended in between, so the critic runs again only on the next
+    observations of the last step and of the steps that ended an episode (half the work of evaluating
+    every next observation). The values are computed a few steps at a time (``VALUE_CHUNK_FRAMES``
+    frames): the same numbers as one pass, with activations that stay in cache (2.5x faster for a rollout
+    of 262k frames)."""
     envs, steps = rollout.done.shape
     chunk = max(1, VALUE_CHUNK_FRAMES // envs)
-
-    def values(obs: Tensor) -> Tensor:
-        starts = range(0, steps, chunk)
-        return torch.cat([population.seat_values(obs[:, t : t + chunk], member, layout) for t in starts], 1)
-
-    value, next_value = values(rollout.obs), values(rollout.next_obs)
+    starts = range(0, steps, chunk)
+    value = torch.cat(
+        [population.seat_values(rollout.obs[:, t : t + chunk], member, layout) for t in starts], 1
+    )
+    ended = rollout.done.clone()
+    ended[:, -1] = True
+    env, step = ended.nonzero(as_tuple=True)
+    next_value = torch.empty_like(value)
+    next_value[:, :-1] = value[:, 1:]
+    next_value[env, step] = population.seat_values(rollout.next_obs[env, step].unsqueeze(1), member[env])[
+        :, 0
+    ]
     done, terminated = rollout.done.unsqueeze(-1), rollout.terminated.unsqueeze(-1)  # [E, T, 1]: both seats
     return generalized_advantages(
         alg.gamma, alg.gae_lambda, value, next_value, rollout.reward, done, terminated
