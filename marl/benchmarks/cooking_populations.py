@@ -29,9 +29,9 @@ Every run is an ordinary run directory under --runs (TensorBoard, checkpoints, c
 soon as the steps it needs are done (`study_steps` gives the order), --jobs at a time. A ledger
 (<runs>/ledger.json) records finished steps, so an interrupted study re-run with the same arguments picks up
 where it stopped; an unfinished step continues from its run's last checkpoint. `--summary` writes the
-summary of what the ledger holds at any time, the unfinished steps shown as n/a and listed. It records the git commit each
-step ran with; `--retrain xpmin` trains a method's populations again (and what is built on them) after a
-change to its training, keeping the other steps. The summary goes to
+summary of what the ledger holds at any time, the unfinished steps shown as n/a and listed. The ledger
+records the git commit each step ran with; `--retrain xpmin` trains a method's populations again (and what
+is built on them) after a change to its training, keeping the other steps. The summary goes to
 <out>/summary.json, table.md and summary.png: per seed, mean and 95% t-interval over seeds, paired
 differences for the paper's claims, env steps and wall-clock time of every step.
 """
