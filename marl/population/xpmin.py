@@ -16,7 +16,7 @@ One iteration, for all N members at once (agents/population.py holds them as one
    ``-lambda * n_sp / (n_orders * n_order)`` slot counts, ``-lambda / 2`` with all pairs: a self-play slot
    carries two of the member's seats, a cross-play slot one, so this makes member i's policy gradient an
    unbiased estimate of ``grad[J_SP(i) - lambda * J_XP(i, j*)]``, ``J_XP`` the mean over both seat orders
-   (the issue's objective; a plain ``-lambda`` per seat would double the cross-play term). GAE is linear in
+   (XP-min's objective; a plain ``-lambda`` per seat would double the cross-play term). GAE is linear in
    rewards and values, so weighting advantages is exactly GAE on signed rewards ``w * r`` with signed
    values ``w * V``; but the critic's target stays the pair's true return, which does not flip sign when
    ``j*`` changes from one iteration to the next. Weight-0 seats are left out of GAE and the update: their
@@ -336,9 +336,8 @@ def seat_advantages(
     env, step = ended.nonzero(as_tuple=True)
     next_value = torch.empty_like(value)
     next_value[:, :-1] = value[:, 1:]
-    next_value[env, step] = population.seat_values(rollout.next_obs[env, step].unsqueeze(1), member[env])[
-        :, 0
-    ]
+    fresh = population.seat_values(rollout.next_obs[env, step].unsqueeze(1), member[env])  # [K, 1, 2]
+    next_value[env, step] = fresh[:, 0]
     done, terminated = rollout.done.unsqueeze(-1), rollout.terminated.unsqueeze(-1)  # [E, T, 1]: both seats
     return generalized_advantages(
         alg.gamma, alg.gae_lambda, value, next_value, rollout.reward, done, terminated
