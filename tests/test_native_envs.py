@@ -7,7 +7,19 @@ import pytest
 import torch
 from marl.envs.factory import describe_env, make_env
 from marl.envs.native import NATIVE_ENVS, CookingEnv, MatrixGameEnv
-from marl.envs.native.cooking import COLS, DELIVERED, DOWN, HELD, INTERACT, LEFT, NOOP, ON_COUNTER, RIGHT, UP
+from marl.envs.native.cooking import (
+    COLS,
+    DELIVERED,
+    DOWN,
+    HELD,
+    INTERACT,
+    LEFT,
+    NOOP,
+    ON_COUNTER,
+    RIGHT,
+    SIGNAL,
+    UP,
+)
 from tensordict import TensorDict
 
 from marl.config import load_config
@@ -294,6 +306,28 @@ def test_cooking_restores_a_snapshot_saved_when_only_the_left_cook_held_ingredie
     env.restore(buffer.getvalue())
     assert env.held.tolist() == [[5, 0], [0, 0]] and env.chop_progress.tolist() == [[0, 0], [1, 0]]
     env.rand_step()  # and it steps
+
+
+def test_a_lit_lamp_is_seen_by_both_cooks_blind_too_and_costs_the_step():
+    """signal=True: a seventh action keeps the cook in place and lights its lamp for one step; both cooks
+    see both lamps (own, partner's: the last two floats), with the plate and the partner hidden too."""
+    plain = _kitchen(layout="pairs", blind=True, observe_partner_cell=False)
+    env = _kitchen(layout="pairs", blind=True, observe_partner_cell=False, signal=True)
+    choices = [e.action_spec["agents", "action"].space.n for e in (env, plain)]
+    assert choices == [7, 6]
+    first = env.reset()["agents", "observation"]
+    assert first.shape[-1] == plain.reset()["agents", "observation"].shape[-1] + 2
+    assert (first[..., -2:] == 0).all()  # unlit at the start
+    start = env.cell.clone()
+    lit = _step(env, [[SIGNAL, UP]])
+    lamps = lit["agents", "observation"][0, :, -2:]
+    assert lamps.tolist() == [[1.0, 0.0], [0.0, 1.0]]  # the left cook's own lamp, the right cook's partner's
+    assert env.cell[0, 0] == start[0, 0] and env.cell[0, 1] != start[0, 1]  # signalling is not moving
+    assert _reward(lit).item() == pytest.approx(-0.01)  # it pays nothing
+    unlit = _step(env, [[NOOP, SIGNAL]])
+    assert unlit["agents", "observation"][0, :, -2:].tolist() == [[0.0, 1.0], [1.0, 0.0]]
+    env.reset()
+    assert not env.lamp.any()
 
 
 def test_cooking_rejects_an_unknown_layout():

@@ -27,7 +27,8 @@ as well, each cook commits to its half of a dish before it can know its partner'
 touches at most one station, so `interact` needs no facing direction: it acts on the station next to the
 cook (nothing, next to none).
 
-Actions (categorical, 6): 0 no-op, 1 up, 2 down, 3 left, 4 right (blocked by walls), 5 interact.
+Actions (categorical, 6): 0 no-op, 1 up, 2 down, 3 left, 4 right (blocked by walls), 5 interact; with
+`signal=True` a seventh, 6 signal: the cook stays where it is and lights its lamp for that step.
 Interactions (one per cook and step), resolved left cook first, then right cook:
 - dispenser, empty hands: take that raw ingredient (not while carrying the plate; in the pairs kitchen it
   is ready to plate); holding an ingredient: drop it in the dispenser (a bin).
@@ -55,7 +56,8 @@ Observation of a cook (40 floats with m = 4 ingredients, 60 in the pairs kitchen
 1 right) [1], own cell one-hot among its side's 6 floor cells [6], partner's cell likewise [6], own held
 item [2m + 1] (raw ingredient m, chopped ingredient m, plate 1; zeros: empty hands), partner's held item
 [2m + 1], plate place one-hot (counter, held, delivered) [3], plate contents (one flag per ingredient) [m],
-own chopping progress (fraction of `chop_steps`) [1], time `t / max_steps` [1]. With
+own chopping progress (fraction of `chop_steps`) [1], time `t / max_steps` [1]; with `signal=True` also
+the two lamps, own and partner's, as lit by the last step [2] (seen blind too). With
 `observe_partner_cell=False` the partner's cell is all zeros: a cook knows
 its partner only by what it holds and what lands on the plate, which removes the positional signals
 ("stand here, then I deliver") that cross-play minimisation can use to tell its self-play partner from
@@ -100,6 +102,12 @@ dishes need one cook only: XP-min there settles on one-cook dishes. The pairs ki
 way out (every dish needs both cooks, and two members with different dishes fail together unless one
 follows the other), and `blind=True` with `observe_partner_cell=False` the first (each cook chooses its
 half without seeing the other's), so that conventions clash as in a matrix game (four of them).
+
+Why a lamp (`signal=True`): blind and without its partner's cell, a cook can hardly tell its self-play
+partner from a stranger, so there is no room for a handshake, and no overfitness (the published finding
+that extraction removes). The lamp is a channel that carries nothing about the task: a signal costs its
+step and pays nothing, so self-play has no use for it, while cross-play minimisation can use it to tell
+"me" from "not me" (and sabotage strangers) as well as, or instead of, cooking a different dish.
 """
 
 from __future__ import annotations
@@ -165,17 +173,17 @@ STATION_OF_CHAR = {str(i): i + 1 for i in range(MAX_INGREDIENTS)} | {
 EMPTY = 0
 # Plate places.
 ON_COUNTER, HELD, DELIVERED = 0, 1, 2
-NOOP, UP, DOWN, LEFT, RIGHT, INTERACT = range(6)
-MOVES = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1), (0, 0))
+NOOP, UP, DOWN, LEFT, RIGHT, INTERACT, SIGNAL = range(7)
+MOVES = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1), (0, 0), (0, 0))  # per action; SIGNAL only with signal=True
 FLOOR_CELLS_PER_SIDE = 6
 START_CELLS = ((2, 1), (2, 5))  # fixed starts (random_start=False): next to the board / the serving counter
 
 
-def observation_size(n_ingredients: int) -> int:
+def observation_size(n_ingredients: int, signal: bool = False) -> int:
     """Observation floats: side, own and partner's cell and held item, plate place and contents, chop
-    progress, time."""
+    progress, time, and with ``signal`` both lamps."""
     items = 2 * n_ingredients + 1
-    return 1 + 2 * FLOOR_CELLS_PER_SIDE + 2 * items + 3 + n_ingredients + 1 + 1
+    return 1 + 2 * FLOOR_CELLS_PER_SIDE + 2 * items + 3 + n_ingredients + 1 + 1 + 2 * signal
 
 
 def _layout_tables(layout: str) -> dict[str, torch.Tensor]:
@@ -233,6 +241,7 @@ class CookingEnv(NativeEnv):
         "recipe",
         "success",
         "delivered",
+        "lamp",
     )
 
     def __init__(
@@ -247,6 +256,7 @@ class CookingEnv(NativeEnv):
         random_start: bool = True,
         observe_partner_cell: bool = True,
         blind: bool = False,
+        signal: bool = False,
         layout: str = "classic",
         num_envs: int = 1,
         max_steps: int = 200,
@@ -268,7 +278,7 @@ class CookingEnv(NativeEnv):
         self.delivery_reward, self.chop_reward = float(delivery_reward), float(chop_reward)
         self.plate_reward, self.pickup_reward = float(plate_reward), float(pickup_reward)
         self.step_cost, self.chop_steps, self.random_start = float(step_cost), chop_steps, random_start
-        self.observe_partner_cell, self.blind = observe_partner_cell, blind
+        self.observe_partner_cell, self.blind, self.signal = observe_partner_cell, blind, signal
         self.tables = {name: t.to(self.device) for name, t in _layout_tables(layout).items()}
         n, long = num_envs, {"dtype": torch.long, "device": self.device}
         self.cell = torch.zeros(n, 2, **long)  # flat cell index r * COLS + c of each cook
@@ -280,7 +290,9 @@ class CookingEnv(NativeEnv):
         flag = {"dtype": torch.bool, "device": self.device}
         self.chopped_once, self.plated_once, self.picked_once = (torch.zeros(n, **flag) for _ in range(3))
         self.success, self.delivered = torch.zeros(n, **flag), torch.zeros(n, **flag)
-        self._make_specs(obs_dim=observation_size(self.n_ingredients), n_actions=len(MOVES))
+        self.lamp = torch.zeros(n, 2, **flag)  # each cook's lamp, lit by a signal at the last step
+        n_actions = len(MOVES) if signal else SIGNAL
+        self._make_specs(obs_dim=observation_size(self.n_ingredients, signal), n_actions=n_actions)
 
     def restore(self, state: bytes | None) -> None:
         super().restore(state)
@@ -306,6 +318,7 @@ class CookingEnv(NativeEnv):
         self.recipe.masked_fill_(mask, -1)
         for name in ("chopped_once", "plated_once", "picked_once", "success", "delivered"):
             getattr(self, name).masked_fill_(mask, False)
+        self.lamp.masked_fill_(mask.unsqueeze(-1), False)
 
     # ------------------------------------------------------------------------------------------- step
     def _advance(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -314,6 +327,7 @@ class CookingEnv(NativeEnv):
         self.cell = torch.where(t["floor"][target], target, self.cell)
         station = t["station"][self.cell]  # [n, 2]
         interact = actions == INTERACT
+        self.lamp = actions == SIGNAL
         reward = torch.full((self.num_envs,), -self.step_cost, device=self.device)
         right_hands_free = self.held[:, 1] == EMPTY  # before this step: one interaction per step
         for seat in (0, 1):  # the left cook's interaction first, then the right cook's
@@ -394,6 +408,9 @@ class CookingEnv(NativeEnv):
         plate = torch.cat([F.one_hot(self.plate_place, 3).float(), contents], dim=-1)  # [n, 3 + m]
         progress = self.chop_progress.float() / self.chop_steps
         time = (self.step_count.float() / self.max_steps).unsqueeze(-1).expand(n, 2)
+        lamps = (
+            [self.lamp.float().unsqueeze(-1), self.lamp.flip(1).float().unsqueeze(-1)] if self.signal else []
+        )
         return torch.cat(
             [
                 side.unsqueeze(-1),
@@ -404,6 +421,7 @@ class CookingEnv(NativeEnv):
                 plate.unsqueeze(1).expand(n, 2, 3 + m),
                 progress.unsqueeze(-1),
                 time.unsqueeze(-1),
+                *lamps,
             ],
             dim=-1,
         )
