@@ -198,5 +198,5 @@ def test_next_values_reuse_the_following_steps_values(algorithm):
         values = trainer.model.values(batch)
         every = trainer.model.values(batch["next"])
         fast = _next_values(trainer.model, batch, values)
-    for name in every:
-        assert torch.equal(fast[name], every[name])
+    for name in every:  # equal up to float rounding: a matmul over another batch may round differently
+        torch.testing.assert_close(fast[name], every[name], rtol=1e-5, atol=1e-6)
