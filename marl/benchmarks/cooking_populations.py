@@ -765,7 +765,7 @@ def table(summary: dict[str, Any]) -> str:
     words = {
         True: "holds",
         False: "does not hold",
-        None: "undecided (under two seeds: no interval over seeds)",
+        None: "undecided (no interval over seeds: fewer than two seeds have finished it)",
     }
     for name, verdict in summary["claims"].items():
         lines.append(f"- {name}: {words[verdict['holds']]}")
