@@ -452,10 +452,9 @@ def run_study(args: argparse.Namespace) -> dict[str, Any]:
     for method in args.retrain:
         forgotten = ledger.retrain(method, args.seeds)
         print(f"--retrain {method}: forgot {', '.join(forgotten) or 'nothing (not trained yet)'}", flush=True)
-    context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
-    pool = ProcessPoolExecutor(args.jobs, context) if args.jobs > 0 else InlinePool()
     if not args.summary:
-        with pool:
+        context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
+        with ProcessPoolExecutor(args.jobs, context) if args.jobs > 0 else InlinePool() as pool:
             ledger.run(pool, study_steps(args.seeds, settings), args.jobs)
     print("summary", flush=True)
     return summarise(ledger.done, args, settings)
