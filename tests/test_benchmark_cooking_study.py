@@ -197,3 +197,14 @@ def test_cross_play_by_recipe_splits_pairs_by_their_self_play_recipes():
     assert split["same"] == pytest.approx((0.8 + 0.6) / 2)
     assert split["different"] == pytest.approx((0.1 + 0.3 + 0.2 + 0.4) / 4)
     assert study.by_recipe({"sp_label": [0, 1], "xp_success": [[1, 0], [0, 1]]})["same"] is None
+
+
+def test_stages_report_the_lamp_only_where_the_kitchen_has_one():
+    """Each stage is the fraction of self-play (diagonal) and cross-play (off-diagonal) episodes that
+    reached it, over seeds; a kitchen with lamps adds how often a pair lit one."""
+    plain = {stage: [[1.0, 0.0], [0.0, 0.5]] for stage in study.STAGES}
+    lamp = plain | {study.LAMP: [[1.0, 0.25], [0.75, 1.0]]}
+    assert list(study.stages([{"xp_outcomes": plain}])["self_play"]) == list(study.STAGES)
+    out = study.stages([{"xp_outcomes": lamp}, {"xp_outcomes": lamp}])
+    assert out["self_play"][study.LAMP] == 1.0 and out["cross_play"][study.LAMP] == 0.5
+    assert out["self_play"]["success"] == 0.75 and out["cross_play"]["success"] == 0.0

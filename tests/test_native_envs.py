@@ -315,8 +315,11 @@ def test_a_lit_lamp_is_seen_by_both_cooks_blind_too_and_costs_the_step():
     env = _kitchen(layout="pairs", blind=True, observe_partner_cell=False, signal=True)
     choices = [e.action_spec["agents", "action"].space.n for e in (env, plain)]
     assert choices == [7, 6]
-    first = env.reset()["agents", "observation"]
+    reset = env.reset()
+    first = reset["agents", "observation"]
     assert first.shape[-1] == plain.reset()["agents", "observation"].shape[-1] + 2
+    assert "signalled" not in plain.reset()["agents", "info"]  # only a kitchen with lamps says
+    assert reset["agents", "info", "signalled"].sum() == 0
     assert (first[..., -2:] == 0).all()  # unlit at the start
     start = env.cell.clone()
     lit = _step(env, [[SIGNAL, UP]])
@@ -324,10 +327,14 @@ def test_a_lit_lamp_is_seen_by_both_cooks_blind_too_and_costs_the_step():
     assert lamps.tolist() == [[1.0, 0.0], [0.0, 1.0]]  # the left cook's own lamp, the right cook's partner's
     assert env.cell[0, 0] == start[0, 0] and env.cell[0, 1] != start[0, 1]  # signalling is not moving
     assert _reward(lit).item() == pytest.approx(-0.01)  # it pays nothing
+    assert lit["agents", "info", "signalled"][0].flatten().tolist() == [1.0, 1.0]  # this episode used a lamp
     unlit = _step(env, [[NOOP, SIGNAL]])
     assert unlit["agents", "observation"][0, :, -2:].tolist() == [[0.0, 1.0], [1.0, 0.0]]
+    dark = _step(env, [[NOOP, NOOP]])
+    assert not dark["agents", "observation"][..., -2:].any()  # a lamp is lit for one step
+    assert dark["agents", "info", "signalled"][0].flatten().tolist() == [1.0, 1.0]  # the episode remembers
     env.reset()
-    assert not env.lamp.any()
+    assert not env.lamp.any() and not env.signalled.any()
 
 
 def test_cooking_rejects_an_unknown_layout():

@@ -73,7 +73,9 @@ ends at the first delivery, the value at the last step is the episode's outcome)
     chopped     1.0 once a cook has chopped an ingredient (pairs kitchen: taken one)
     plated      1.0 once a chopped ingredient has gone onto the plate
     picked_up   1.0 once the right cook has picked up a non-empty plate
-(the last three say how far a failed episode got: where a pair of cooks stopped working together)
+    signalled   (with `signal=True` only) 1.0 once either cook has lit its lamp
+(chopped, plated and picked_up say how far a failed episode got: where a pair of cooks stopped working
+together; signalled, whether a pair used the lamp at all)
 
 How this relates to the published multi-recipe Overcooked (Charakorn et al.'s LIPO and "Diversity Is Not
 All You Need" line, built on Overcooked-AI by Carroll et al.): there, two cooks on either side of a
@@ -242,6 +244,7 @@ class CookingEnv(NativeEnv):
         "success",
         "delivered",
         "lamp",
+        "signalled",
     )
 
     def __init__(
@@ -291,6 +294,9 @@ class CookingEnv(NativeEnv):
         self.chopped_once, self.plated_once, self.picked_once = (torch.zeros(n, **flag) for _ in range(3))
         self.success, self.delivered = torch.zeros(n, **flag), torch.zeros(n, **flag)
         self.lamp = torch.zeros(n, 2, **flag)  # each cook's lamp, lit by a signal at the last step
+        self.signalled = torch.zeros(n, **flag)  # either lamp lit at some step of this episode
+        if signal:
+            self.info_keys = (*CookingEnv.info_keys, "signalled")
         n_actions = len(MOVES) if signal else SIGNAL
         self._make_specs(obs_dim=observation_size(self.n_ingredients, signal), n_actions=n_actions)
 
@@ -316,7 +322,7 @@ class CookingEnv(NativeEnv):
         self.plate_mask.masked_fill_(mask, 0)
         self.plate_place.masked_fill_(mask, ON_COUNTER)
         self.recipe.masked_fill_(mask, -1)
-        for name in ("chopped_once", "plated_once", "picked_once", "success", "delivered"):
+        for name in ("chopped_once", "plated_once", "picked_once", "success", "delivered", "signalled"):
             getattr(self, name).masked_fill_(mask, False)
         self.lamp.masked_fill_(mask.unsqueeze(-1), False)
 
@@ -328,6 +334,7 @@ class CookingEnv(NativeEnv):
         station = t["station"][self.cell]  # [n, 2]
         interact = actions == INTERACT
         self.lamp = actions == SIGNAL
+        self.signalled |= self.lamp.any(-1)
         reward = torch.full((self.num_envs,), -self.step_cost, device=self.device)
         right_hands_free = self.held[:, 1] == EMPTY  # before this step: one interaction per step
         for seat in (0, 1):  # the left cook's interaction first, then the right cook's
@@ -434,4 +441,4 @@ class CookingEnv(NativeEnv):
             "chopped": self.chopped_once,
             "plated": self.plated_once,
             "picked_up": self.picked_once,
-        }
+        } | ({"signalled": self.signalled} if self.signal else {})

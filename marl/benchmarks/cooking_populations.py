@@ -595,13 +595,15 @@ def self_and_cross(matrix: list[list[float]]) -> tuple[list[float], list[float]]
 
 
 STAGES = ("chopped", "plated", "picked_up", "delivered", "success")  # how far an episode got, in order
+LAMP = "signalled"  # a kitchen with lamps (env.signal=true) also says whether a pair lit one
 
 
 def stages(evaluations: list[dict]) -> dict[str, dict[str, float]]:
     """How far the members' episodes got, in self-play and in cross-play between members: the fraction of
-    episodes that reached each of ``STAGES`` (the kitchen's info flags), mean over pairs and seeds."""
+    episodes that reached each of ``STAGES`` (the kitchen's info flags), and in a kitchen with lamps the
+    fraction in which a cook lit one, mean over pairs and seeds."""
     out: dict[str, dict[str, float]] = {"self_play": {}, "cross_play": {}}
-    for stage in STAGES:
+    for stage in (*STAGES, LAMP):
         sp, xp = [], []
         for evaluation in evaluations:
             matrix = (evaluation.get("xp_outcomes") or {}).get(stage)
@@ -680,6 +682,8 @@ def table(summary: dict[str, Any]) -> str:
         return "n/a" if value is None or math.isnan(float(value)) else f"{value:.2f}"
 
     seeds = summary["seeds"]
+    lamps = any(LAMP in row["stages"]["self_play"] for row in summary["rows"])
+    columns = (*STAGES, LAMP) if lamps else STAGES
     lines = [
         f"Cooking kitchen{' (' + ', '.join(summary['kitchen']) + ')' if summary['kitchen'] else ''}, seeds "
         f"{seeds}, {summary['mode']} sizes x {summary['scale']}, "
@@ -736,14 +740,16 @@ def table(summary: dict[str, Any]) -> str:
         lines.append(f"| P_{row['population']} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "How far episodes got (fraction that reached each stage; self-play / cross-play between members):",
+        "How far episodes got (fraction that reached each stage; self-play / cross-play between members"
+        + ("; signalled: a cook lit its lamp" if LAMP in columns else "")
+        + "):",
         "",
-        "| population | " + " | ".join(STAGES) + " |",
-        "|---" * (len(STAGES) + 1) + "|",
+        "| population | " + " | ".join(columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
     ]
     for row in summary["rows"]:
         sp, xp = row["stages"]["self_play"], row["stages"]["cross_play"]
-        cells = [f"{number(sp.get(k))} / {number(xp.get(k))}" for k in STAGES]
+        cells = [f"{number(sp.get(k))} / {number(xp.get(k))}" for k in columns]
         lines.append(f"| P_{row['population']} | " + " | ".join(cells) + " |")
     lines += [
         "",
