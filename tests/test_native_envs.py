@@ -290,6 +290,25 @@ def test_pairs_kitchen_cooks_that_chose_different_dishes_fail(right):
     assert _info(out, "recipe").item() == -1 and _info(out, "success").item() == 0
 
 
+def test_with_retries_a_plate_that_does_not_pay_comes_back_and_the_cooks_try_again():
+    env = _kitchen(layout="pairs", blind=True, observe_partner_cell=False, retry=True)
+    assert "failed_plates" not in _kitchen(layout="pairs").reset()["agents", "info"]  # only with retries
+    _cook(env, PAIRS_LEFT_PLATES_ONION, PAIRS_RIGHT_PLATES_FISH)  # onion + fish: no dish
+    out = _cook(env, [], PAIRS_RIGHT_DELIVERS)
+    assert not out["done"].any() and _info(out, "failed_plates").item() == 1
+    assert _info(out, "success").item() == 0 and _info(out, "recipe").item() == -1
+    assert _reward(out).item() == pytest.approx(-0.01)  # no pay, and the shaping was paid once already
+    plate_place, contents = slice(47, 50), slice(50, 58)
+    seen = env._observe()[0]  # both cooks, blind too, see the empty plate back on the counter
+    assert (seen[:, plate_place] == torch.tensor([1.0, 0.0, 0.0])).all() and (seen[:, contents] == 0).all()
+    _cook(env, [LEFT, INTERACT, RIGHT, INTERACT], PAIRS_RIGHT_PLATES_EGG)  # the left cook plates onion again
+    out = _cook(env, [], PAIRS_RIGHT_DELIVERS)  # onion + egg
+    assert out["terminated"].all() and _info(out, "success").item() == 1 and _info(out, "recipe").item() == 2
+    assert _reward(out).item() == pytest.approx(9.99) and _info(out, "failed_plates").item() == 1
+    env.reset()
+    assert env.failed_plates.item() == 0
+
+
 def test_blind_cooks_see_their_partners_cell_unless_it_is_hidden_too():
     seen = CookingEnv(num_envs=4, seed=3, layout="pairs").reset()["agents", "observation"]
     blind = CookingEnv(num_envs=4, seed=3, layout="pairs", blind=True).reset()["agents", "observation"]

@@ -74,6 +74,7 @@ ends at the first delivery, the value at the last step is the episode's outcome)
     plated      1.0 once a chopped ingredient has gone onto the plate
     picked_up   1.0 once the right cook has picked up a non-empty plate
     signalled   (with `signal=True` only) 1.0 once either cook has lit its lamp
+    failed_plates (with `retry=True` only) how many plates were thrown away this episode
 (chopped, plated and picked_up say how far a failed episode got: where a pair of cooks stopped working
 together; signalled, whether a pair used the lamp at all)
 
@@ -88,7 +89,7 @@ minutes on a CPU: Overcooked-AI's onion/tomato soups cooked in pots with a cooki
 dispensers, orders that arrive over time, facing directions and larger kitchens are replaced by
 chopping on a board (an optional `chop_steps` delay plays the role of cooking time), a single plate
 that lives on the divider, four ingredients whose single or paired combinations are the six recipes,
-and one delivery per episode (so the label is unambiguous). The state is a few integer tensors per
+and one paid delivery per episode (so the label is unambiguous). The state is a few integer tensors per
 environment, so thousands of kitchens step in one batch of tensor ops on CPU or CUDA. We did not
 reproduce the published layouts, reward values or horizons; results on this env are not comparable
 numbers, only comparable phenomena (conventions, specialisation, cross-play failures).
@@ -110,6 +111,14 @@ partner from a stranger, so there is no room for a handshake, and no overfitness
 that extraction removes). The lamp is a channel that carries nothing about the task: a signal costs its
 step and pays nothing, so self-play has no use for it, while cross-play minimisation can use it to tell
 "me" from "not me" (and sabotage strangers) as well as, or instead of, cooking a different dish.
+
+Why retries (`retry=True`): blind, with the episode ending at the first delivery, a cook that meets a
+partner it does not know cannot find out the partner's dish before it commits, so no agent can succeed with
+every specialist (a generalist can at best spread its guesses). With retries a delivered plate that does
+not pay is thrown away and the empty plate comes back to the counter (seen by both cooks, blind too); the
+episode goes on until a dish pays or time runs out. A cook that remembers its failures (a recurrent
+generalist) can then try another half, so robustness to unknown partners is learnable while the dishes
+still clash. The shaping rewards stay once per episode, so a retry pays only through the dish.
 """
 
 from __future__ import annotations
@@ -245,6 +254,7 @@ class CookingEnv(NativeEnv):
         "delivered",
         "lamp",
         "signalled",
+        "failed_plates",
     )
 
     def __init__(
@@ -260,6 +270,7 @@ class CookingEnv(NativeEnv):
         observe_partner_cell: bool = True,
         blind: bool = False,
         signal: bool = False,
+        retry: bool = False,
         layout: str = "classic",
         num_envs: int = 1,
         max_steps: int = 200,
@@ -282,6 +293,7 @@ class CookingEnv(NativeEnv):
         self.plate_reward, self.pickup_reward = float(plate_reward), float(pickup_reward)
         self.step_cost, self.chop_steps, self.random_start = float(step_cost), chop_steps, random_start
         self.observe_partner_cell, self.blind, self.signal = observe_partner_cell, blind, signal
+        self.retry = retry
         self.tables = {name: t.to(self.device) for name, t in _layout_tables(layout).items()}
         n, long = num_envs, {"dtype": torch.long, "device": self.device}
         self.cell = torch.zeros(n, 2, **long)  # flat cell index r * COLS + c of each cook
@@ -295,8 +307,12 @@ class CookingEnv(NativeEnv):
         self.success, self.delivered = torch.zeros(n, **flag), torch.zeros(n, **flag)
         self.lamp = torch.zeros(n, 2, **flag)  # each cook's lamp, lit by a signal at the last step
         self.signalled = torch.zeros(n, **flag)  # either lamp lit at some step of this episode
-        if signal:
-            self.info_keys = (*CookingEnv.info_keys, "signalled")
+        self.failed_plates = torch.zeros(n, **long)  # plates thrown away this episode (retry=True)
+        self.info_keys = (
+            *CookingEnv.info_keys,
+            *(("signalled",) if signal else ()),
+            *(("failed_plates",) if retry else ()),
+        )
         n_actions = len(MOVES) if signal else SIGNAL
         self._make_specs(obs_dim=observation_size(self.n_ingredients, signal), n_actions=n_actions)
 
@@ -322,6 +338,7 @@ class CookingEnv(NativeEnv):
         self.plate_mask.masked_fill_(mask, 0)
         self.plate_place.masked_fill_(mask, ON_COUNTER)
         self.recipe.masked_fill_(mask, -1)
+        self.failed_plates.masked_fill_(mask, 0)
         for name in ("chopped_once", "plated_once", "picked_once", "success", "delivered", "signalled"):
             getattr(self, name).masked_fill_(mask, False)
         self.lamp.masked_fill_(mask.unsqueeze(-1), False)
@@ -381,7 +398,8 @@ class CookingEnv(NativeEnv):
         self, interact: torch.Tensor, station: torch.Tensor, reward: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Plate pick-up / put-back and delivery for the right cook, where its hands held no ingredient
-        (``interact`` is False elsewhere); -> (reward [n], terminated [n])."""
+        (``interact`` is False elsewhere); -> (reward [n], terminated [n]). With ``retry`` a delivered plate
+        that does not pay is thrown away: the empty plate goes back on the counter and the episode goes on."""
         at_plate = interact & (station == PLATE_COUNTER)
         pick = at_plate & (self.plate_place == ON_COUNTER)
         put = at_plate & (self.plate_place == HELD)
@@ -391,12 +409,16 @@ class CookingEnv(NativeEnv):
         label = self.tables["recipe_of_mask"][self.plate_mask]
         paid = deliver & (label >= 0) & self.paying_recipes[label.clamp(min=0)]
         self.plate_place = torch.where(pick, HELD, torch.where(put, ON_COUNTER, self.plate_place))
-        self.plate_place = torch.where(deliver, DELIVERED, self.plate_place)
+        thrown = deliver & ~paid & self.retry
+        back = torch.where(thrown, ON_COUNTER, DELIVERED)  # a thrown plate comes back empty
+        self.plate_place = torch.where(deliver, back, self.plate_place)
+        self.plate_mask = torch.where(thrown, 0, self.plate_mask)
+        self.failed_plates += thrown.long()
         self.recipe = torch.where(deliver, label, self.recipe)
         self.success |= paid
         self.delivered |= deliver
         reward = reward + first_pick * self.pickup_reward + paid * self.delivery_reward
-        return reward, deliver
+        return reward, deliver & ~thrown
 
     # ------------------------------------------------------------------------------------ observation
     def _observe(self) -> torch.Tensor:
@@ -434,11 +456,15 @@ class CookingEnv(NativeEnv):
         )
 
     def _info(self) -> dict[str, torch.Tensor]:
-        return {
-            "recipe": self.recipe,
-            "success": self.success,
-            "delivered": self.delivered,
-            "chopped": self.chopped_once,
-            "plated": self.plated_once,
-            "picked_up": self.picked_once,
-        } | ({"signalled": self.signalled} if self.signal else {})
+        return (
+            {
+                "recipe": self.recipe,
+                "success": self.success,
+                "delivered": self.delivered,
+                "chopped": self.chopped_once,
+                "plated": self.plated_once,
+                "picked_up": self.picked_once,
+            }
+            | ({"signalled": self.signalled} if self.signal else {})
+            | ({"failed_plates": self.failed_plates} if self.retry else {})
+        )
