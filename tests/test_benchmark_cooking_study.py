@@ -51,6 +51,8 @@ def test_quick_study_runs_every_step_and_a_rerun_continues_it(tmp_path, monkeypa
     ]
     evaluated_first = next(i for i, a in enumerate(order) if a[0] == "evaluate_population")
     assert evaluated_first < order.index(("train_population", "specialists", 0))  # D, S, O before the oracle
+    assert "xpmin-seed0" in str(order[evaluated_first][1])  # XP-min's D, S, O (a minute) before self-play
+    assert evaluated_first < order.index(("train_population", "selfplay", 0))  # trains (a long step)
     assert order[-1][0] == "train_generalist" and len(order) == 16
 
     names = [row["population"] for row in summary["rows"]]

@@ -392,8 +392,9 @@ class Step:
 def study_steps(seeds: list[int], settings: Settings) -> dict[str, Step]:
     """Every step of the study, in the order they start when several could: XP-min first (the longest,
     and the head of the longest chain), then as soon as their inputs exist the steps the paper's claims
-    read, in claim order ((a) self-play and the evaluations, (b) the extractions, (c) the generalists of
-    XP-min and its extractions), and last the oracle specialists and the reference generalists."""
+    read, in claim order ((a) XP-min's evaluations, which take a minute, then self-play and its
+    evaluations, (b) the extractions, (c) the generalists of XP-min and its extractions), and last the
+    oracle specialists and the reference generalists."""
     steps: dict[str, Step] = {}
 
     def train(method: str, seed: int) -> None:
@@ -412,10 +413,11 @@ def study_steps(seeds: list[int], settings: Settings) -> dict[str, Step]:
     for seed in seeds:
         train("xpmin", seed)
     steps["held-out"] = Step((), train_population, ("specialists", HELD_OUT_SEED, settings))
+    for seed in seeds:  # a minute each: before any population that is waiting to train
+        evaluate("xpmin", seed)
     for seed in seeds:
         train("selfplay", seed)
     for seed in seeds:
-        evaluate("xpmin", seed)
         evaluate("selfplay", seed)
     for seed in seeds:
         for method in EXTRACTIONS:
