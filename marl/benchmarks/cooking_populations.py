@@ -870,7 +870,14 @@ def main() -> None:
     )
     parser.add_argument("--runs", default="results/runs/cooking_populations")
     parser.add_argument("--out", default="results/cooking_populations")
-    run_study(parser.parse_args())
+    arguments = parser.parse_args()
+    try:
+        run_study(arguments)
+    except KeyboardInterrupt:  # Ctrl-C reaches the workers too: each running step saves a checkpoint
+        raise SystemExit(
+            "\nStopped. Finished steps are in the ledger and each running step saved a checkpoint: run the "
+            "same command to continue (or add --summary to write what is done so far)."
+        ) from None
 
 
 if __name__ == "__main__":
