@@ -743,7 +743,7 @@ def table(summary: dict[str, Any]) -> str:
     lines += [
         "",
         "How far episodes got (fraction that reached each stage; self-play / cross-play between members"
-        + ("; signalled: a cook lit its lamp" if LAMP in columns else "")
+        + ("; signalled: a cook lit its lamp" if lamps else "")
         + "):",
         "",
         "| population | " + " | ".join(columns) + " |",
@@ -873,10 +873,10 @@ def main() -> None:
     arguments = parser.parse_args()
     try:
         run_study(arguments)
-    except KeyboardInterrupt:  # Ctrl-C reaches the workers too: each running step saves a checkpoint
+    except KeyboardInterrupt:  # a terminal's Ctrl-C reaches the workers too: each step checkpoints
         raise SystemExit(
-            "\nStopped. Finished steps are in the ledger and each running step saved a checkpoint: run the "
-            "same command to continue (or add --summary to write what is done so far)."
+            "\nStopped. Finished steps are in the ledger and an interrupted step continues from its last "
+            "checkpoint: run the same command to continue (or add --summary to write what is done so far)."
         ) from None
 
 
