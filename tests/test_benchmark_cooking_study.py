@@ -156,6 +156,23 @@ def test_quick_study_runs_every_step_and_a_rerun_continues_it(tmp_path, monkeypa
     assert "Not finished yet (n/a above): evaluate-selfplay/0, generalist-extract-rl/0." in written
 
 
+def test_retrain_of_an_extraction_forgets_it_and_what_is_built_on_it_only(tmp_path):
+    settings = study.Settings(runs=str(tmp_path), mode="quick", scale=1.0, precision="float32")
+    ledger = study.Ledger(tmp_path / "ledger.json", settings)
+    names = ["xpmin/0", "extract-rl/0", "extract-dagger/0", "extract-rl/1"]
+    names = [f"{kind}{name}" for name in names for kind in ("", "evaluate-", "generalist-")]
+    for name in names:
+        run = tmp_path / (name.replace("/", "-seed").replace("evaluate-", "") + "-20261205-120000")
+        run.mkdir(exist_ok=True)
+        ledger.done[name] = {"run": str(run)}
+    forgotten = ledger.retrain("extract-rl", [0])
+    assert forgotten == ["extract-rl/0", "evaluate-extract-rl/0", "generalist-extract-rl/0"]
+    assert sorted(set(names) - set(ledger.done)) == sorted(forgotten)
+    moved = sorted(path.name for path in (tmp_path / "superseded").iterdir())
+    assert moved == ["extract-rl-seed0-20261205-120000", "generalist-extract-rl-seed0-20261205-120000"]
+    assert (tmp_path / "extract-rl-seed1-20261205-120000").exists()
+
+
 def test_specialists_are_one_per_recipe_of_the_studys_kitchen(tmp_path):
     classic = study.Settings(runs=str(tmp_path / "classic"), mode="quick", scale=1.0, precision="float32")
     pairs = study.Settings(

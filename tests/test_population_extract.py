@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -353,3 +354,48 @@ def test_rl_extraction_of_a_member_that_stopped_delivering(tmp_path, monkeypatch
     assert load_checkpoint(run)["iteration"] == 1
     with pytest.raises(MarlError, match="env_reward_scale"):
         extract(teacher_run, settings, env_reward_scale=0.0)
+
+
+def test_rl_students_play_where_only_their_teachers_label_pays(tmp_path, monkeypatch):
+    """extract.restrict_env (the default for rl): student i trains as a specialist of teacher i's most
+    frequent label, in envs that pay only that label (none for a teacher that never delivered), so the
+    env's reward added back cannot pay a behaviour the teacher does not show; unrestricted (and DAgger),
+    the students play the teacher's own env."""
+    import marl.population.extract as extraction
+    from marl.population.rollout import build_shards, training_pairs
+
+    cfg = teacher_config(tmp_path)
+    teacher, teacher_cfg = load_population(save_teacher(tmp_path, cfg))
+    counts = torch.tensor([[3, 0, 9, 4], [5, 0, 0, 0]])  # member 0: mostly label 1; member 1: never a label
+    assert extraction.modal_labels(counts) == [1, -1]
+
+    settings = dict(method="rl", env_reward_scale=0.1, runs_dir=str(tmp_path), progress=False)
+    with pytest.warns(UserWarning, match=r"\[1\] never ended.*where no label pays"):
+        ex = extraction.build_extraction(extract_config(settings), teacher, teacher_cfg, "t", counts)
+    students = ex.students.cfg
+    assert (students.population.method, students.population.specialist_targets) == ("specialists", [1, -1])
+    shards = build_shards(students, training_pairs(students), torch.device("cpu"))
+    paying = sorted(shard.paying_conventions.tolist() for shard in shards)
+    assert paying == [[False, False, False], [False, True, False]]
+
+    for other in ({**settings, "restrict_env": False}, {**settings, "method": "dagger"}):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # rl's warning about member 1, as above
+            ex = extraction.build_extraction(extract_config(other), teacher, teacher_cfg, "t", counts)
+        assert (ex.students.cfg.population.method, ex.students.cfg.population.specialist_targets) == (
+            "selfplay",
+            None,
+        )
+
+
+def test_an_extraction_saved_before_restrict_env_resumes_unrestricted(tmp_path):
+    """A run saved before extract.restrict_env existed trained in the teacher's own env: it resumes so."""
+    teacher_run = save_teacher(tmp_path, teacher_config(tmp_path))
+    settings = dict(method="rl", iterations=2, runs_dir=str(tmp_path), label_episodes=8, progress=False)
+    run = extract(teacher_run, settings, restrict_env=False, eval_every=0, stop_after=1)
+    state = load_checkpoint(run)
+    del state["extraction"]["config"]["extract"]["restrict_env"]
+    save_checkpoint(run, state, keep=1)
+    assert extract(resume=run) == run
+    assert load_population(run)[1].population.method == "selfplay"
+    assert load_checkpoint(run)["iteration"] == 2

@@ -165,16 +165,14 @@ class NativeEnv(EnvBase):
 
 
 def index_mask(subset: list[int] | None, size: int, name: str, device: torch.device) -> torch.Tensor:
-    """Bool mask [size] of the indices in `subset` (all True for None); out-of-range indices are an error."""
+    """Bool mask [size] of the indices in `subset` (all True for None, all False for an empty list: e.g. a
+    paying set where nothing pays); out-of-range indices are an error."""
     if subset is None:
         return torch.ones(size, dtype=torch.bool, device=device)
     indices = [subset] if isinstance(subset, int) else list(subset)
     bad = [i for i in indices if not isinstance(i, int) or not 0 <= i < size]
-    if bad or not indices:
-        raise ConfigError(
-            f"{name}={subset!r} must be a non-empty list of indices in 0..{size - 1}; "
-            f"invalid: {bad or 'empty'}."
-        )
+    if bad:
+        raise ConfigError(f"{name}={subset!r} must be a list of indices in 0..{size - 1}; invalid: {bad}.")
     mask = torch.zeros(size, dtype=torch.bool, device=device)
     mask[indices] = True
     return mask

@@ -188,8 +188,8 @@ def extract_population(method: str, teacher: str, seed: int, settings: Settings)
     if previous is not None:
         return _cost(extract(resume=previous, iterations=iterations))
     # rl: the label reward (paid only when an episode ends with a recipe) plus a tenth of the kitchen's own
-    # reward, so the students get the sub-goal shaping the populations trained with; the teacher's recipe
-    # still pays about twice any other (1 + 1 against 1 per delivery).
+    # reward, so the students get the sub-goal shaping the populations trained with. The students' kitchens
+    # pay only their teacher's recipe (extract.restrict_env): its delivery pays 1 + 1, any other 0.
     settings_rl = {"env_reward_scale": 0.1} if method == "rl" else {}
     batch = {"minibatch_size": size.minibatch_size} if size.minibatch_size else {}
     run_dir = extract(
@@ -857,10 +857,11 @@ def main() -> None:
         "--retrain",
         nargs="+",
         default=[],
-        choices=("xpmin", "selfplay", "specialists"),
+        choices=("xpmin", "selfplay", "specialists", *(f"extract-{method}" for method in EXTRACTIONS)),
         help="train these populations of --seeds again, with every step built on them (XP-min: its "
         "extractions; each: its evaluation and generalist), keeping the rest of the ledger: after a change "
-        "to that method's training. The old runs move to <runs>/superseded/",
+        "to that method's training (extract-rl: the extraction alone, from the same XP-min teachers). The "
+        "old runs move to <runs>/superseded/",
     )
     parser.add_argument("--quick", action="store_true", help="toy sizes: every step in seconds (a test)")
     parser.add_argument(

@@ -37,6 +37,7 @@ from marl.errors import ConfigError
 PRESET_DIR = "population"
 GROUP = "agents"  # the two seats' agent group (native envs: seat_0, seat_1; PettingZoo: env.seats)
 METHODS = ("xpmin", "selfplay", "specialists")
+NO_LABEL = -1  # a specialist target for which no label pays
 
 
 @dataclass
@@ -93,7 +94,9 @@ class PopulationSection:
     xp_estimate_decay: float = 0.0  # j* estimate: new = decay * old + (1 - decay) * this iteration's return
     label_key: str = "convention"  # the env's info key labelling an episode's behaviour (cooking: recipe)
     restrict_kwarg: str = "conventions"  # specialists: env argument restricting what pays (cooking: recipes)
-    specialist_targets: list[int] | None = None  # specialists: member i's label; null = 0..N-1
+    # specialists: member i's label (-1: no label pays it, e.g. the student of a teacher that never delivers);
+    # null = 0..N-1
+    specialist_targets: list[int] | None = None
 
 
 @dataclass
@@ -296,8 +299,9 @@ def check_config(cfg: PopulationConfig) -> None:
             f"{pop.size}: give one target label per member (e.g. [0, 1, 2, 3] for 4 members).",
         )
         require(
-            all(t >= 0 for t in pop.specialist_targets),
-            f"'population.specialist_targets' must be label indices >= 0, got {pop.specialist_targets}.",
+            all(t >= NO_LABEL for t in pop.specialist_targets),
+            f"'population.specialist_targets' must be label indices >= 0 (or {NO_LABEL}: no label pays that "
+            f"member), got {pop.specialist_targets}.",
         )
 
 

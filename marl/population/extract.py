@@ -32,6 +32,12 @@ Extraction trains a new population of the same size from a fresh initialisation 
   students to recognise them. Both rewards make a student concentrate on the teacher's most likely
   label(s); ``prob`` still gives partial credit for the teacher's other labels. The distribution
   ``p_i`` is measured once, before training, from ``label_episodes`` sampled self-play episodes per teacher.
+  With ``restrict_env`` (the default) student ``i`` plays in envs restricted to teacher ``i``'s most
+  frequent label (``population.restrict_kwarg``, as a specialist of that label trains; none for a teacher
+  that never delivered), so the env's reward, where ``env_reward_scale`` adds it back, never pays a
+  behaviour the teacher does not show. Unrestricted, it pays every label alike: in a kitchen where the
+  cooks commit blind, students paid 1 for any dish and 2 for their teacher's all settled on the dish
+  found first (results/cooking_populations, the blind kitchen), as self-play does.
 
 Both save a run directory like ``marl population train``'s (checkpoint kind ``population`` with the
 students' ``PopulationConfig``, so ``load_population`` and the evaluation tools read it): config.yaml (the
@@ -65,6 +71,7 @@ from marl.checkpoint import (
 from marl.config import Schema, config_to_dict, did_you_mean, leaf_keys, require, split_arguments
 from marl.errors import ConfigError, MarlError
 from marl.population.config import (
+    NO_LABEL,
     RESUMABLE_RUN,
     PopulationConfig,
     RunSection,
@@ -80,6 +87,7 @@ from marl.population.members import (
     EVAL_SEED_OFFSET,
     build_population,
     load_population,
+    seat_sizes,
 )
 from marl.population.pairs import self_play_pairs
 from marl.population.rollout import Rollout
@@ -96,7 +104,7 @@ from marl.population.xpmin import (
 )
 from marl.run_logger import RunLogger, flatten
 from marl.run_loop import RunPlan, count_iteration, due, run_plan
-from marl.runs import new_run_dir
+from marl.runs import new_run_dir, resolve_device
 
 EXTRACT_FILE = "extract.yaml"
 TEACHER_SEED_OFFSET = 2_000_003  # the teacher's label-distribution episodes use their own seed
@@ -132,6 +140,10 @@ class ExtractSection:
     # rl
     reward: Literal["prob", "modal"] = "prob"  # p_teacher(label), or 1 for the teacher's modal label
     env_reward_scale: float = 0.0  # weight of the env's own reward added to the label reward
+    # the students play in envs restricted to their teacher's most frequent label (as a specialist of that
+    # label trains), so the env's reward never pays a behaviour the teacher does not show; false: the
+    # unrestricted env, whose reward pays every label alike
+    restrict_env: bool = True
     label_episodes: int = 128  # sampled teacher self-play episodes per member measuring p_teacher(label)
 
 
@@ -225,15 +237,25 @@ def extract_config(base: ExtractConfig | Mapping[str, Any] | None = None, **over
     return SCHEMA.with_overrides(cfg, [(RENAMES.get(k, k), v) for k, v in overrides.items()])
 
 
-def student_config(cfg: ExtractConfig, teacher_cfg: PopulationConfig) -> PopulationConfig:
-    """The students' PopulationConfig: the teacher's env and model, self-play, this extraction's settings."""
+def student_config(
+    cfg: ExtractConfig, teacher_cfg: PopulationConfig, teacher_labels: Tensor | None = None
+) -> PopulationConfig:
+    """The students' PopulationConfig: the teacher's env and model, self-play, this extraction's settings.
+    With ``extract.restrict_env`` (rl) the students train as specialists of their teachers' most frequent
+    labels (from ``teacher_labels``, the teacher's self-play label counts): in self-play, each in envs
+    that pay only that label."""
     tree = population_config_to_dict(teacher_cfg)
     experiment = config_to_dict(cfg.experiment)
     experiment["eval_envs_per_pair"] = experiment.pop("eval_episodes")
     experiment["name"] = cfg.experiment.name or f"extract_{cfg.extract.method}"
     tree["experiment"].update(experiment)
+    method, targets = "selfplay", None
+    if cfg.extract.method == "rl" and cfg.extract.restrict_env:
+        if teacher_labels is None:
+            raise ValueError("extract.restrict_env needs the teacher's label counts")
+        method, targets = "specialists", modal_labels(teacher_labels)
     tree["population"].update(
-        method="selfplay", envs_per_pair=cfg.extract.envs_per_member, specialist_targets=None
+        method=method, envs_per_pair=cfg.extract.envs_per_member, specialist_targets=targets
     )
     defaults = DAGGER_DEFAULTS if cfg.extract.method == "dagger" else {}
     tree["algorithm"]["rollout_steps"] = cfg.algorithm.rollout_steps
@@ -288,24 +310,29 @@ class Extraction:
 
 
 def build_extraction(
-    cfg: ExtractConfig, teacher: Population, teacher_cfg: PopulationConfig, teacher_run: str
+    cfg: ExtractConfig,
+    teacher: Population,
+    teacher_cfg: PopulationConfig,
+    teacher_run: str,
+    labels: Tensor | None = None,
 ) -> Extraction:
     """The students as a fresh self-play population run (seeded, with envs, optimizer and collector), and
-    the teacher's self-play label distribution."""
-    students = build_trainer(student_config(cfg, teacher_cfg))
-    population = students.population
-    if (population.obs_dim, population.n_actions) != (teacher.obs_dim, teacher.n_actions):
+    the teacher's self-play label counts (measured here, or ``labels`` as a resumed run saved them)."""
+    env_sizes = seat_sizes(teacher_cfg)
+    if env_sizes != (teacher.obs_dim, teacher.n_actions):
         raise MarlError(
             f"The teacher's networks take {teacher.obs_dim} observations and {teacher.n_actions} actions, "
-            f"but its env {teacher_cfg.env.name} now gives {population.obs_dim} and {population.n_actions}."
+            f"but its env {teacher_cfg.env.name} now gives {env_sizes[0]} and {env_sizes[1]}."
         )
+    teacher = teacher.to(resolve_device(cfg.experiment.device)).eval()
+    if labels is None:
+        seed = cfg.experiment.seed + TEACHER_SEED_OFFSET
+        labels = self_play_label_counts(teacher, teacher_cfg, cfg.extract.label_episodes, seed)
+    students = build_trainer(student_config(cfg, teacher_cfg, labels))
+    population = students.population
     if cfg.extract.method == "dagger":  # imitation trains the actors only
         alg = students.cfg.algorithm
         students.optimizer = torch.optim.Adam(population.actor.parameters(), lr=alg.lr, eps=alg.adam_eps)
-    teacher = teacher.to(students.device).eval()
-    labels = self_play_label_counts(
-        teacher, teacher_cfg, cfg.extract.label_episodes, cfg.experiment.seed + TEACHER_SEED_OFFSET
-    )
     empty = (labels[:, 1:].sum(-1) == 0).nonzero().flatten().tolist()
     if cfg.extract.method == "rl" and empty:
         message = (
@@ -318,9 +345,10 @@ def build_extraction(
                 f"{message}, and extract.env_reward_scale=0 leaves them no reward at all. Raise "
                 "extract.label_episodes, give extract.env_reward_scale > 0, or use extract.method=dagger."
             )
-        warnings.warn(
-            f"{message}; they learn from extract.env_reward_scale x the env's reward alone.", stacklevel=2
-        )
+        alone = "the env's reward alone"
+        if cfg.extract.restrict_env:
+            alone = "the env's reward alone, in envs where no label pays (its shaping, if any)"
+        warnings.warn(f"{message}; they learn from extract.env_reward_scale x {alone}.", stacklevel=2)
     return Extraction(cfg, students, teacher, teacher_cfg, teacher_run, labels)
 
 
@@ -352,6 +380,8 @@ def extract(
             raise MarlError(f"{resume} is not an extraction run (written by marl population extract).")
         saved = state["extraction"]
         base = extract_config(saved["config"])
+        if not any(key.endswith("restrict_env") for key in flatten(saved["config"])):
+            base = extract_config(base, restrict_env=False)  # saved before the option: trained unrestricted
         given = {} if cfg is None or isinstance(cfg, ExtractConfig) else dict(cfg)
         new = extract_config(cfg if isinstance(cfg, ExtractConfig) else base, **{**given, **overrides})
         check_resume(base, new, RESUME_MAY_CHANGE, "extraction")
@@ -365,7 +395,8 @@ def extract(
             raise MarlError("marl population extract needs a teacher: a population run directory or a .pt.")
         cfg = extract_config(cfg, **overrides)
         teacher, teacher_cfg = load_population(teacher_run)
-    ex = build_extraction(cfg, teacher, teacher_cfg, str(teacher_run))
+    saved_labels = None if state is None else state["extraction"]["teacher_labels"]
+    ex = build_extraction(cfg, teacher, teacher_cfg, str(teacher_run), saved_labels)
     if state is not None:
         ex.load_state_dict(state)
     else:
@@ -508,6 +539,14 @@ def imitation_update(
 # ---------------------------------------------------------------------------------------------------------
 # RL pieces
 # ---------------------------------------------------------------------------------------------------------
+
+
+def modal_labels(counts: Tensor) -> list[int]:
+    """Each member's most frequent label in label counts ``[N, n_labels + 1]`` (column 0: no label), or
+    ``NO_LABEL`` for a member with no labelled episode."""
+    labelled = counts[:, 1:]
+    modal = torch.where(labelled.sum(-1) > 0, labelled.argmax(-1), NO_LABEL)
+    return modal.tolist()
 
 
 def label_reward_table(counts: Tensor, kind: str) -> Tensor:

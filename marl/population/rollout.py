@@ -24,7 +24,7 @@ from marl.agents.population import MemberLayout, seat_layout
 from marl.collector import EnvShards, LocalCollector
 from marl.envs.factory import describe_env, make_env
 from marl.errors import MarlError
-from marl.population.config import GROUP, PopulationConfig, specialist_targets
+from marl.population.config import GROUP, NO_LABEL, PopulationConfig, specialist_targets
 from marl.population.pairs import (
     SlotAssignment,
     all_pairs,
@@ -206,6 +206,6 @@ def build_shards(cfg: PopulationConfig, pairs: Tensor, device: torch.device) -> 
     shards = []
     for k, label in enumerate(torch.unique_consecutive(targets).tolist()):
         env_cfg = cfg.env_config(int((targets == label).sum()) * per_pair)
-        env_cfg.kwargs[cfg.population.restrict_kwarg] = [label]
+        env_cfg.kwargs[cfg.population.restrict_kwarg] = [] if label == NO_LABEL else [label]
         shards.append(make_env(env_cfg, device, seed + k * SHARD_SEED_STRIDE))
     return shards
