@@ -357,10 +357,11 @@ def test_rl_extraction_of_a_member_that_stopped_delivering(tmp_path, monkeypatch
 
 
 def test_rl_students_play_where_only_their_teachers_label_pays(tmp_path, monkeypatch):
-    """extract.restrict_env (the default for rl): student i trains as a specialist of teacher i's most
-    frequent label, in envs that pay only that label (none for a teacher that never delivered), so the
-    env's reward added back cannot pay a behaviour the teacher does not show; unrestricted (and DAgger),
-    the students play the teacher's own env."""
+    """extract.restrict_env (the default for rl with env_reward_scale > 0): student i trains as a
+    specialist of teacher i's most frequent label, in envs that pay only that label (none for a teacher
+    that never delivered), so the env's reward added back cannot pay a behaviour the teacher does not
+    show; unrestricted, without the env's reward, or by DAgger, the students play the teacher's own env;
+    an env with no paying set to restrict is an error that names the way out."""
     import marl.population.extract as extraction
     from marl.population.rollout import build_shards, training_pairs
 
@@ -378,14 +379,21 @@ def test_rl_students_play_where_only_their_teachers_label_pays(tmp_path, monkeyp
     paying = sorted(shard.paying_conventions.tolist() for shard in shards)
     assert paying == [[False, False, False], [False, True, False]]
 
-    for other in ({**settings, "restrict_env": False}, {**settings, "method": "dagger"}):
+    delivering = torch.tensor([[3, 0, 9, 4], [5, 0, 0, 2]])  # (no env reward: every teacher must deliver)
+    unrestricted = [({**settings, "restrict_env": False}, counts), ({**settings, "method": "dagger"}, counts)]
+    unrestricted.append(({**settings, "env_reward_scale": 0.0}, delivering))
+    for other, labels in unrestricted:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # rl's warning about member 1, as above
-            ex = extraction.build_extraction(extract_config(other), teacher, teacher_cfg, "t", counts)
+            ex = extraction.build_extraction(extract_config(other), teacher, teacher_cfg, "t", labels)
         assert (ex.students.cfg.population.method, ex.students.cfg.population.specialist_targets) == (
             "selfplay",
             None,
         )
+
+    monkeypatch.setattr(extraction, "label_count", lambda cfg: None)  # an env with no paying set
+    with pytest.raises(ConfigError, match="restrict_env=false"):
+        extraction.build_extraction(extract_config(settings), teacher, teacher_cfg, "t", counts)
 
 
 def test_an_extraction_saved_before_restrict_env_resumes_unrestricted(tmp_path):

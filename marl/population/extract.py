@@ -32,10 +32,10 @@ Extraction trains a new population of the same size from a fresh initialisation 
   students to recognise them. Both rewards make a student concentrate on the teacher's most likely
   label(s); ``prob`` still gives partial credit for the teacher's other labels. The distribution
   ``p_i`` is measured once, before training, from ``label_episodes`` sampled self-play episodes per teacher.
-  With ``restrict_env`` (the default) student ``i`` plays in envs restricted to teacher ``i``'s most
-  frequent label (``population.restrict_kwarg``, as a specialist of that label trains; none for a teacher
-  that never delivered), so the env's reward, where ``env_reward_scale`` adds it back, never pays a
-  behaviour the teacher does not show. Unrestricted, it pays every label alike: in a kitchen where the
+  Where ``env_reward_scale > 0`` adds the env's reward back, ``restrict_env`` (the default) has student
+  ``i`` play in envs restricted to teacher ``i``'s most frequent label (``population.restrict_kwarg``, as a
+  specialist of that label trains; no label for a teacher that never delivered), so that reward never pays
+  a behaviour the teacher does not show. Unrestricted, it pays every label alike: in a kitchen where the
   cooks commit blind, students paid 1 for any dish and 2 for their teacher's all settled on the dish
   found first (results/cooking_populations, the blind kitchen), as self-play does.
 
@@ -82,7 +82,7 @@ from marl.population.config import (
     population_config_to_dict,
     population_config_to_yaml,
 )
-from marl.population.evaluate import pair_outcomes
+from marl.population.evaluate import label_count, pair_outcomes
 from marl.population.members import (
     EVAL_SEED_OFFSET,
     build_population,
@@ -140,9 +140,9 @@ class ExtractSection:
     # rl
     reward: Literal["prob", "modal"] = "prob"  # p_teacher(label), or 1 for the teacher's modal label
     env_reward_scale: float = 0.0  # weight of the env's own reward added to the label reward
-    # the students play in envs restricted to their teacher's most frequent label (as a specialist of that
-    # label trains), so the env's reward never pays a behaviour the teacher does not show; false: the
-    # unrestricted env, whose reward pays every label alike
+    # with env_reward_scale > 0, the students play in envs restricted to their teacher's most frequent label
+    # (as a specialist of that label trains), so the env's reward never pays a behaviour the teacher does
+    # not show; false: the unrestricted env, whose reward pays every label alike
     restrict_env: bool = True
     label_episodes: int = 128  # sampled teacher self-play episodes per member measuring p_teacher(label)
 
@@ -238,24 +238,20 @@ def extract_config(base: ExtractConfig | Mapping[str, Any] | None = None, **over
 
 
 def student_config(
-    cfg: ExtractConfig, teacher_cfg: PopulationConfig, teacher_labels: Tensor | None = None
+    cfg: ExtractConfig, teacher_cfg: PopulationConfig, targets: list[int] | None = None
 ) -> PopulationConfig:
     """The students' PopulationConfig: the teacher's env and model, self-play, this extraction's settings.
-    With ``extract.restrict_env`` (rl) the students train as specialists of their teachers' most frequent
-    labels (from ``teacher_labels``, the teacher's self-play label counts): in self-play, each in envs
-    that pay only that label."""
+    With ``targets`` (one label per student) the students train as specialists of those labels: in
+    self-play, each in envs that pay only its label."""
     tree = population_config_to_dict(teacher_cfg)
     experiment = config_to_dict(cfg.experiment)
     experiment["eval_envs_per_pair"] = experiment.pop("eval_episodes")
     experiment["name"] = cfg.experiment.name or f"extract_{cfg.extract.method}"
     tree["experiment"].update(experiment)
-    method, targets = "selfplay", None
-    if cfg.extract.method == "rl" and cfg.extract.restrict_env:
-        if teacher_labels is None:
-            raise ValueError("extract.restrict_env needs the teacher's label counts")
-        method, targets = "specialists", modal_labels(teacher_labels)
     tree["population"].update(
-        method=method, envs_per_pair=cfg.extract.envs_per_member, specialist_targets=targets
+        method="selfplay" if targets is None else "specialists",
+        envs_per_pair=cfg.extract.envs_per_member,
+        specialist_targets=targets,
     )
     defaults = DAGGER_DEFAULTS if cfg.extract.method == "dagger" else {}
     tree["algorithm"]["rollout_steps"] = cfg.algorithm.rollout_steps
@@ -328,7 +324,18 @@ def build_extraction(
     if labels is None:
         seed = cfg.experiment.seed + TEACHER_SEED_OFFSET
         labels = self_play_label_counts(teacher, teacher_cfg, cfg.extract.label_episodes, seed)
-    students = build_trainer(student_config(cfg, teacher_cfg, labels))
+    targets = None
+    if cfg.extract.method == "rl" and cfg.extract.restrict_env and cfg.extract.env_reward_scale > 0:
+        targets = modal_labels(labels)
+        if label_count(teacher_cfg) is None:
+            kwarg = teacher_cfg.population.restrict_kwarg
+            raise ConfigError(
+                f"extract.restrict_env: {teacher_cfg.env.name} has no paying set to restrict (no argument "
+                f"population.restrict_kwarg={kwarg}, no attribute paying_{kwarg}), so the env's reward "
+                "added back (extract.env_reward_scale) would pay every label. Set extract.restrict_env=false "
+                "to accept that, or extract.env_reward_scale=0."
+            )
+    students = build_trainer(student_config(cfg, teacher_cfg, targets))
     population = students.population
     if cfg.extract.method == "dagger":  # imitation trains the actors only
         alg = students.cfg.algorithm
