@@ -27,6 +27,7 @@ from marl.population.generalist import (
     GeneralistRollout,
     advantages,
     build_partners,
+    build_trainer,
     evaluate_generalist,
     generalist_config_from_dict,
     load_generalist_config,
@@ -382,3 +383,26 @@ def test_resume_continues_exactly(tmp_path, partners, game):
     assert len(read_metrics(resumed)) == 4
     with pytest.raises(MarlError, match="model.recurrent_size"):
         train_generalist(_config(tmp_path, population, iterations=6, hidden_size=16), resume=resumed)
+
+
+def test_env_kwargs_change_the_game_for_training_and_test_partners(tmp_path):
+    """env.kwargs={retry: true}: partners (training and held-out) that learned in kitchens without retries
+    play the generalist's kitchen with them, in training, in its evaluations and in evaluate_generalist;
+    a setting that changes what a seat observes is refused with the reason."""
+    population = _cooking_partners(tmp_path / "cooking")
+    held_out = _cooking_partners(tmp_path / "held_out")
+    words = [population, f"generalist.test_population={held_out}", "env.kwargs={retry: true}"]
+    words += ["env.num_envs=4", "algorithm.rollout_steps=8", "algorithm.minibatch_size=16"]
+    words += ["experiment.iterations=1", "experiment.eval_episodes=2", "experiment.progress=false"]
+    cfg = load_generalist_config([*words, f"experiment.runs_dir={tmp_path}"])
+    assert cfg.env.kwargs == {"retry": True}
+    trainer = build_trainer(cfg)
+    assert trainer.partner_cfg.env.kwargs["retry"] and trainer.test_partners[1].env.kwargs["retry"]
+    info = trainer.collector.current["agents", "info"]
+    assert "failed_plates" in info.keys()  # noqa: SIM118 - a TensorDict's keys (only with retries)
+    run = train_generalist(cfg)
+    report = evaluate_generalist(run, held_out, episodes=2)  # the held-out partners with retries as well
+    assert len(report["success_per_partner"]) == 2
+
+    with pytest.raises(MarlError, match="change what a seat observes"):
+        build_trainer(load_generalist_config([population, "env.kwargs={signal: true}"]))

@@ -106,9 +106,12 @@ class GeneralistSection:
 
 @dataclass
 class GeneralistEnv:
-    """How many env slots run; the env itself is the partner population's."""
+    """How many env slots run; the env itself is the partner population's, with ``kwargs`` changed."""
 
     num_envs: int = 64  # env slots, each with its own partner and seat
+    # env settings changed for the generalist's training and test, e.g. {retry: true}: partners (training
+    # and held-out) that learned without them then play with them
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -250,10 +253,28 @@ def partner_snapshot(path: str | Path) -> dict:
     }
 
 
-def build_partners(snapshot: dict, device: torch.device) -> tuple[Population, PopulationConfig]:
-    """The frozen partner population (no gradients) and its config from a ``partner_snapshot``."""
+def partner_config(snapshot: dict, env_kwargs: dict[str, Any] | None = None) -> PopulationConfig:
+    """A ``partner_snapshot``'s population config, its env's settings changed by ``env_kwargs`` (the
+    generalist's ``env.kwargs``): the game the generalist plays with those partners."""
     cfg = population_config_from_dict(snapshot["config"])
-    population = build_population(cfg, weights=snapshot["weights"], device=device)
+    cfg.env.kwargs = {**cfg.env.kwargs, **(env_kwargs or {})}
+    return cfg
+
+
+def build_partners(
+    snapshot: dict, device: torch.device, env_kwargs: dict[str, Any] | None = None
+) -> tuple[Population, PopulationConfig]:
+    """The frozen partner population (no gradients) from a ``partner_snapshot``, and ``partner_config``."""
+    trained = population_config_from_dict(snapshot["config"])
+    population = build_population(trained, weights=snapshot["weights"], device=device)
+    cfg = partner_config(snapshot, env_kwargs)
+    if env_kwargs and seat_sizes(cfg) != (population.obs_dim, population.n_actions):
+        raise MarlError(
+            f"env.kwargs={env_kwargs} change what a seat observes or does ({seat_sizes(cfg)} observations "
+            f"and actions, where the partners of {snapshot['source']} take "
+            f"{(population.obs_dim, population.n_actions)}): change only settings the partners can play with "
+            "(e.g. retry), or train partners with them."
+        )
     return population.requires_grad_(False).eval(), cfg
 
 
@@ -494,7 +515,7 @@ def build_trainer(cfg: GeneralistConfig, snapshot: dict | None = None) -> Genera
     if cfg.experiment.threads:
         torch.set_num_threads(cfg.experiment.threads)
     snapshot = snapshot or partner_snapshot(cfg.generalist.population)
-    partners, partner_cfg = build_partners(snapshot, device)
+    partners, partner_cfg = build_partners(snapshot, device, cfg.env.kwargs)
     torch.manual_seed(cfg.experiment.seed)
     obs_dim, n_actions = seat_sizes(partner_cfg)
     model = RecurrentActorCritic(
@@ -518,7 +539,8 @@ def build_trainer(cfg: GeneralistConfig, snapshot: dict | None = None) -> Genera
     )
     test_partners = None
     if cfg.generalist.test_population:
-        test_partners = build_partners(partner_snapshot(cfg.generalist.test_population), device)
+        test_snapshot = partner_snapshot(cfg.generalist.test_population)
+        test_partners = build_partners(test_snapshot, device, cfg.env.kwargs)
         if not same_env(test_partners[1], partner_cfg):
             raise MarlError(
                 f"generalist.test_population={cfg.generalist.test_population} plays another env than the "
@@ -754,7 +776,7 @@ def evaluate_generalist(
     partners), in both seats, ``episodes`` held-out episodes each; -> per partner and seat success and
     return, per partner success, their mean and harmonic mean (the robustness score). ``device`` applies
     to a run; a network is evaluated where its parameters are."""
-    trained_env, run_cfg = None, None
+    trained_env, run_cfg, env_kwargs = None, None, {}
     if isinstance(generalist, RecurrentActorCritic):
         model, device = generalist, generalist.value_head.weight.device
         if partners is None:
@@ -763,11 +785,12 @@ def evaluate_generalist(
         device = torch.device(device)
         model, state = load_generalist(generalist, device)
         run_cfg = generalist_config_from_dict(state["config"])
-        trained_env = population_config_from_dict(state["partners"]["config"])
+        env_kwargs = run_cfg.env.kwargs  # partners play the generalist's game
+        trained_env = partner_config(state["partners"], env_kwargs)
         if partners is None:
-            partners = build_partners(state["partners"], device)
+            partners = build_partners(state["partners"], device, env_kwargs)
     if isinstance(partners, (str, Path)):
-        partners = build_partners(partner_snapshot(partners), device)
+        partners = build_partners(partner_snapshot(partners), device, env_kwargs)
     population, partner_cfg = partners
     if trained_env is not None and not same_env(trained_env, partner_cfg):
         raise MarlError(
