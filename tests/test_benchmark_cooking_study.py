@@ -24,6 +24,7 @@ def _args(tmp_path, **changes) -> argparse.Namespace:
         threads=1,
         kitchen=["observe_partner_cell=false"],
         xp_warmup=study.XP_WARMUP,
+        generalist_kitchen=[],
         retrain=[],
         summary=False,
         runs=str(tmp_path / "runs"),
@@ -95,6 +96,7 @@ def test_quick_study_runs_every_step_and_a_rerun_continues_it(tmp_path, monkeypa
         "precision": "float32",
         "kitchen": ["observe_partner_cell=false"],
         "xp_warmup": study.XP_WARMUP,
+        "generalist_kitchen": [],
     }
     xpmin = Path(ledger["steps"]["xpmin/0"]["run"])  # the kitchen setting reached every population
     assert "observe_partner_cell: false" in (xpmin / "config.yaml").read_text()
@@ -171,6 +173,30 @@ def test_retrain_of_an_extraction_forgets_it_and_what_is_built_on_it_only(tmp_pa
     moved = sorted(path.name for path in (tmp_path / "superseded").iterdir())
     assert moved == ["extract-rl-seed0-20261205-120000", "generalist-extract-rl-seed0-20261205-120000"]
     assert (tmp_path / "extract-rl-seed1-20261205-120000").exists()
+
+
+def test_generalist_kitchen_reaches_the_generalists_and_the_ledger(tmp_path, monkeypatch):
+    import marl.population.generalist as generalist
+
+    settings = study.Settings(
+        runs=str(tmp_path), mode="quick", scale=1.0, precision="float32", generalist_kitchen=("retry=true",)
+    )
+    seen = []
+
+    def stop(cfg, resume=None):
+        seen.append(cfg)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(generalist, "train_generalist", stop)
+    with pytest.raises(KeyboardInterrupt):
+        study.train_generalist("runs/partners", "runs/held_out", 0, settings, "generalist-x-seed0")
+    assert seen[0].env.kwargs == {"retry": True}
+
+    study.Ledger(tmp_path / "ledger.json", settings).save()
+    with pytest.raises(SystemExit, match="generalist_kitchen"):  # another study in the same folder
+        study.Ledger(tmp_path / "ledger.json", study.Settings(str(tmp_path), "quick", 1.0, "float32"))
+    note = study.generalist_kitchen_note(["retry=true"])
+    assert "retry=true" in note and study.generalist_kitchen_note([]) == ""
 
 
 def test_specialists_are_one_per_recipe_of_the_studys_kitchen(tmp_path):

@@ -107,6 +107,8 @@ class Settings:
     threads: int = 1  # torch CPU threads per step
     kitchen: tuple[str, ...] = ()  # env settings of every population, e.g. ("layout=split",)
     xp_warmup: float = XP_WARMUP  # of XP-min's frames
+    # kitchen settings changed for the generalists' training and test, e.g. ("retry=true",)
+    generalist_kitchen: tuple[str, ...] = ()
 
     def size(self, step: str) -> Size:
         return SIZES[self.mode][step]
@@ -243,6 +245,7 @@ def train_generalist(population: str, held_out: str, seed: int, settings: Settin
             f"experiment.eval_every={max(1, iterations // 6)}",
             "experiment.eval_deterministic=false",
             "experiment.progress=false",
+            f"env.kwargs={{{', '.join(s.replace('=', ': ', 1) for s in settings.generalist_kitchen)}}}",
         ]
     )
     run_dir = train(cfg, resume=unfinished_run(settings.runs, name))
@@ -290,8 +293,9 @@ class Ledger:
         saved = json.loads(path.read_text()) if path.exists() else {}
         wanted = {k: v for k, v in asdict(settings).items() if k not in ("runs", "threads")}
         wanted["kitchen"] = list(settings.kitchen)  # as JSON reads it back
+        wanted["generalist_kitchen"] = list(settings.generalist_kitchen)
         # a ledger written before a setting existed ran with its default
-        defaults = {"xp_warmup": XP_WARMUP}
+        defaults = {"xp_warmup": XP_WARMUP, "generalist_kitchen": []}
         if {**defaults, **saved.get("settings", wanted)} != wanted:
             raise SystemExit(
                 f"{path} belongs to a study with {saved['settings']}, not {wanted}: give another --runs "
@@ -449,6 +453,7 @@ def run_study(args: argparse.Namespace) -> dict[str, Any]:
         args.threads,
         tuple(args.kitchen),
         args.xp_warmup,
+        tuple(args.generalist_kitchen),
     )
     ledger = Ledger(runs / "ledger.json", settings)
     for method in args.retrain:
@@ -562,6 +567,7 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
         "scale": settings.scale,
         "precision": settings.precision,
         "kitchen": list(settings.kitchen),
+        "generalist_kitchen": list(settings.generalist_kitchen),
         "sizes": {step: asdict(size) for step, size in SIZES[settings.mode].items()},
         "xp_lambda": XP_LAMBDA,
         "xp_warmup_fraction": settings.xp_warmup,
@@ -692,7 +698,7 @@ def table(summary: dict[str, Any]) -> str:
         f"{summary['precision']} updates: mean [95% t-interval over seeds]. Held-out specialists: one "
         f"`method=specialists` population (seed {HELD_OUT_SEED}) that no population or generalist trained "
         f"with. Sampled actions in every evaluation ({summary['eval_episodes']} episodes per pair, or per "
-        "partner and seat).",
+        "partner and seat)." + generalist_kitchen_note(summary.get("generalist_kitchen", [])),
         "",
         "| population | members | " + " | ".join(heading for _, _, heading in METRICS) + " | generalist "
         "success cooking (left seat) / carrying (right seat) | population env steps (wall clock) | "
@@ -781,6 +787,16 @@ def table(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def generalist_kitchen_note(settings: list[str]) -> str:
+    """The table's sentence on kitchen settings the generalists alone played with (none: empty)."""
+    if not settings:
+        return ""
+    return (
+        f" The generalists trained and were tested in the kitchen with {', '.join(settings)} as well: their "
+        "partners and the held-out specialists, trained without, played with it."
+    )
+
+
 def _cost_cell(frames: float | None, minutes: float | None) -> str:
     return "n/a" if frames is None else f"{frames / 1e6:.2f}M ({minutes:.1f} min)"
 
@@ -844,6 +860,14 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="kitchen settings of every population (envs/native/cooking.py), e.g. layout=pairs blind=true "
         "observe_partner_cell=false",
+    )
+    parser.add_argument(
+        "--generalist-kitchen",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="kitchen settings changed for the generalists' training and test only, e.g. retry=true: the "
+        "populations and held-out specialists trained without them play with them",
     )
     parser.add_argument(
         "--xp-warmup",
