@@ -558,6 +558,10 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
         "O: extract-dagger - xpmin": paired("overfitness", "extract-dagger", "xpmin"),
         "generalist HM: extract-rl - xpmin": paired("harmonic_mean", "extract-rl", "xpmin"),
         "generalist HM: extract-dagger - xpmin": paired("harmonic_mean", "extract-dagger", "xpmin"),
+        # the harmonic mean is 0 for any generalist that fails one held-out specialist, e.g. of a dish its
+        # population never cooks; the mean success still ranks the partner sets there
+        "generalist mean success: extract-rl - xpmin": paired("success_mean", "extract-rl", "xpmin"),
+        "generalist mean success: extract-dagger - xpmin": paired("success_mean", "extract-dagger", "xpmin"),
     }
     summary = {
         "study": "cooking populations: D, S, O, capable members, generalist robustness",
