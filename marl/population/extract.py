@@ -560,13 +560,14 @@ def label_reward_table(counts: Tensor, kind: str) -> Tensor:
     """Reward ``[N, n_labels + 1]`` of ending an episode with each label (column 0: no label, pays 0) from
     the teacher's label counts: ``prob`` = its label distribution over labelled episodes, ``modal`` = 1 for
     its most frequent label."""
-    labelled = counts[:, 1:].float()
     if kind == "prob":
+        labelled = counts[:, 1:].float()
         table = labelled / labelled.sum(-1, keepdim=True).clamp_min(1)
-    else:
-        table = torch.nn.functional.one_hot(labelled.argmax(-1), labelled.shape[1]).float()
-        table = table * (labelled.sum(-1, keepdim=True) > 0)
-    return torch.cat([torch.zeros_like(table[:, :1]), table], dim=-1)
+        return torch.cat([torch.zeros_like(table[:, :1]), table], dim=-1)
+    column = torch.tensor(modal_labels(counts), device=counts.device) + 1  # NO_LABEL -> column 0 (pays 0)
+    table = torch.nn.functional.one_hot(column, counts.shape[1]).float()
+    table[:, 0] = 0
+    return table
 
 
 def with_label_rewards(rollout: Rollout, table: Tensor, member: Tensor, env_reward_scale: float) -> Rollout:

@@ -268,9 +268,10 @@ def build_partners(
     trained = population_config_from_dict(snapshot["config"])
     population = build_population(trained, weights=snapshot["weights"], device=device)
     cfg = partner_config(snapshot, env_kwargs)
-    if env_kwargs and seat_sizes(cfg) != (population.obs_dim, population.n_actions):
+    sizes = seat_sizes(cfg) if env_kwargs else (population.obs_dim, population.n_actions)
+    if sizes != (population.obs_dim, population.n_actions):
         raise MarlError(
-            f"env.kwargs={env_kwargs} change what a seat observes or does ({seat_sizes(cfg)} observations "
+            f"env.kwargs={env_kwargs} change what a seat observes or does ({sizes} observations "
             f"and actions, where the partners of {snapshot['source']} take "
             f"{(population.obs_dim, population.n_actions)}): change only settings the partners can play with "
             "(e.g. retry), or train partners with them."
