@@ -177,7 +177,10 @@ def _build_parser() -> argparse.ArgumentParser:
             "  marl pareto configs/pareto/patrol_search_heuristics.yaml --front-per env.map env.n_sensing\n"
             "      --out results/patrol_search/by_sensing    the same cached results, one front per map and\n"
             "      sensing condition\n"
-            "  marl pareto configs/pareto/patrol_search_learned.yaml --workers 8 --ray-address auto"
+            "  marl pareto configs/pareto/patrol_search_learned.yaml --workers 8 --ray-address auto\n"
+            "  marl pareto configs/pareto/patrol_search_learned_20m.yaml --seeds 0 --cached-only\n"
+            "      --out /tmp/so_far    an interim front of a long sweep: the members whose seed 0 is\n"
+            "      finished, nothing run"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -194,6 +197,18 @@ def _build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="KEY",
         help="one front per value of these grid keys (default: the file's)",
+    )
+    pareto.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        metavar="SEED",
+        help="run and report only these seeds (default: the file's); cached results are shared",
+    )
+    pareto.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="run nothing: report the members whose seeds are all finished and list the others as left out",
     )
     add_trust_argument(pareto)
 
@@ -314,7 +329,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.front_per:
                 sweep.front_per = args.front_per
                 check_keys(sweep)
-            run_pareto(sweep, args.ray_address, dry_run=args.dry_run)
+            if args.seeds:
+                sweep.seeds = list(dict.fromkeys(args.seeds))  # in order, once each
+            run_pareto(sweep, args.ray_address, dry_run=args.dry_run, cached_only=args.cached_only)
             return 0
         if args.command == "metrics":
             return _metrics(args)

@@ -290,8 +290,12 @@ def train_member(sweep: ParetoSweep, member: Member, seed: int) -> Path:
     return train(cfg, resume=directory if status == "partial" else None)
 
 
-def run_pareto(sweep: ParetoSweep, ray_address: str | None = None, dry_run: bool = False) -> dict | None:
-    """Run every (member, seed) task not yet cached, then analyse and write the outputs."""
+def run_pareto(
+    sweep: ParetoSweep, ray_address: str | None = None, dry_run: bool = False, cached_only: bool = False
+) -> dict | None:
+    """Run every (member, seed) task not yet cached, then analyse and write the outputs. `cached_only`: run
+    nothing and report the members whose seeds are all cached (an interim look at a long sweep); the others
+    are listed in the summary and table as left out."""
     members = expand(sweep)
     cache = sweep.directory / "results"
     # seed by seed: an interrupted sweep has every member's first seeds before any member's last
@@ -299,16 +303,29 @@ def run_pareto(sweep: ParetoSweep, ray_address: str | None = None, dry_run: bool
     print(
         f"Pareto sweep {sweep.name}: {len(members)} members x {len(sweep.seeds)} seeds, {len(tasks)} to run "
         f"({sum(m.policy == LEARNED for m in members)} learned members train first), "
-        f"{sweep.workers or 'no'} Ray workers -> {sweep.out}"
+        f"{'nothing run (--cached-only)' if cached_only else f'{sweep.workers or 0} Ray workers'} "
+        f"-> {sweep.out}"
     )
     if dry_run:
         for member in members:
             print(f"  {member.label}")
         return None
-    cache.mkdir(parents=True, exist_ok=True)
-    _run_tasks(sweep, tasks, cache, ray_address)
+    if cached_only:
+        unfinished = {m.label for m, _ in tasks}
+        left_out = [m for m in members if m.label in unfinished]
+        members = [m for m in members if m.label not in unfinished]
+        if not members:
+            raise MarlError(
+                f"No member of {sweep.name} has all of seeds {sweep.seeds} cached under {cache}: run "
+                "`marl pareto` on the file without --cached-only first (or pick finished seeds with --seeds)."
+            )
+    else:
+        cache.mkdir(parents=True, exist_ok=True)
+        _run_tasks(sweep, tasks, cache, ray_address)
+        left_out = []
     results = [json.loads(_cached(cache, m, s).read_text()) for m in members for s in sweep.seeds]
     summary = analyse(sweep, members, results)
+    summary["left_out"] = [m.label for m in left_out]
     write_outputs(sweep, members, summary)
     return summary
 
@@ -537,7 +554,10 @@ def write_outputs(sweep: ParetoSweep, members: list[Member], summary: dict) -> N
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     table = format_table(summary)
     (out / "table.md").write_text(table)
-    figure = plot_fronts(summary, sweep.title or sweep.name)
+    title = sweep.title or sweep.name
+    if summary.get("left_out"):
+        title += f" (interim: {len(summary['left_out'])} unfinished left out)"
+    figure = plot_fronts(summary, title)
     save(figure, out / "front.png")
     _log_tensorboard(sweep, members, summary, table, figure)
     close(figure)
@@ -562,6 +582,12 @@ def format_table(summary: dict) -> str:
         "range (over the group) by which a member must improve in all of them to be on the front (0: on it). "
         f"Hypervolume reference point: {summary['reference']}.",
     ]
+    if summary.get("left_out"):
+        lines += [
+            "",
+            f"**Interim report:** {len(summary['left_out'])} member(s) left out, their seeds not all "
+            f"finished yet (the fronts below are of the others): {', '.join(summary['left_out'])}.",
+        ]
     for name, front in summary["fronts"].items():
         lines += [
             "",
@@ -737,7 +763,7 @@ def rebuild_from_summary(sweep: ParetoSweep, path: str | Path | None = None) -> 
     if not path.exists():
         raise MarlError(f"{path} does not exist: run `marl pareto` on the file first.")
     saved = json.loads(path.read_text())
-    members = expand(sweep)
+    members = [m for m in expand(sweep) if m.label not in saved.get("left_out", [])]
     missing = [m.label for m in members if m.label not in saved["members"]]
     if missing or saved["objectives"] != sweep.objectives:
         raise MarlError(
@@ -746,6 +772,7 @@ def rebuild_from_summary(sweep: ParetoSweep, path: str | Path | None = None) -> 
         )
     sweep.seeds = list(saved["seeds"])
     summary = analyse(sweep, members, results_from_summary(saved))
+    summary["left_out"] = saved.get("left_out", [])
     write_outputs(sweep, members, summary)
     return summary
 

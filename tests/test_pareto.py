@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from marl.cli import main
-from marl.errors import ConfigError
+from marl.errors import ConfigError, MarlError
 from marl.pareto import (
     balance,
     contributions,
@@ -158,6 +158,30 @@ def test_pareto_heuristics_end_to_end(tmp_path, capsys):
         cached.unlink()
     rebuilt = rebuild_from_summary(load_pareto(path))
     assert rebuilt["fronts"] == summary["fronts"] and rebuilt["members"] == summary["members"]
+
+
+def test_cached_only_reports_the_finished_members_of_an_unfinished_sweep(tmp_path, capsys):
+    """--cached-only runs nothing: members whose seeds are all cached are analysed, the others are named
+    as left out in the summary and table; --seeds picks the seeds to run or report; nothing cached is an
+    error."""
+    grid = "  - {policy: [heuristic:random, heuristic:patrol, heuristic:fixed_roles/pso]}\n"
+    path = _pareto_file(tmp_path, grid)
+    with pytest.raises(MarlError, match="No member of tiny has all of seeds"):
+        run_pareto(load_pareto(path), cached_only=True)
+    assert main(["pareto", path, "--seeds", "0"]) == 0  # seed 0 only: 3 tasks
+    cache = tmp_path / "runs" / "tiny" / "results"
+    assert sorted(p.name.split(",seed=")[1] for p in cache.iterdir()) == ["0.json"] * 3
+    (cache / "policy=heuristic:patrol,seed=0.json").unlink()
+    capsys.readouterr()
+    assert main(["pareto", path, "--seeds", "0", "--cached-only", "--out", str(tmp_path / "so_far")]) == 0
+    assert "nothing run (--cached-only)" in capsys.readouterr().out
+    assert len(list(cache.iterdir())) == 2  # nothing was run
+    saved = json.loads((tmp_path / "so_far" / "summary.json").read_text())
+    assert saved["left_out"] == ["policy=heuristic:patrol"] and saved["seeds"] == [0]
+    assert sorted(saved["members"]) == ["policy=heuristic:fixed_roles-pso", "policy=heuristic:random"]
+    assert "**Interim report:** 1 member(s) left out" in (tmp_path / "so_far" / "table.md").read_text()
+    rebuilt = rebuild_from_summary(load_pareto(path), tmp_path / "so_far" / "summary.json")
+    assert rebuilt["left_out"] == saved["left_out"] and rebuilt["fronts"] == saved["fronts"]
 
 
 def _events(directory: Path):
