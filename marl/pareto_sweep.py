@@ -349,12 +349,24 @@ def _run_tasks(sweep: ParetoSweep, tasks: list, cache: Path, ray_address: str | 
     """In this process (workers: 0) or as Ray tasks, one CPU each; each result is cached as it arrives."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(tasks), desc=f"pareto {sweep.name}", unit="task", disable=not tasks)
+    # one bar for the learned members (training runs: their pace gives a true time left) and one for the
+    # hand-designed ones (seconds each), so that neither's pace sets the other's estimate
+    n_learned = sum(member.policy == LEARNED for member, _ in tasks)
+    kinds = [(True, "train+evaluate", n_learned), (False, "evaluate", len(tasks) - n_learned)]
+    bars = {
+        learned: tqdm(total=total, desc=f"{sweep.name} {kind}", unit="run", position=i, disable=not total)
+        for i, (learned, kind, total) in enumerate(kinds)
+    }
 
     def save(result: dict, member: Member) -> None:
         _cached(cache, member, result["seed"]).write_text(json.dumps(result) + "\n")
+        bar = bars[member.policy == LEARNED]
         bar.update(1)
         bar.set_postfix_str(f"{member.label} seed {result['seed']}: {result['seconds']:.0f}s")
+
+    def close_bars() -> None:
+        for bar in bars.values():
+            bar.close()
 
     from marl.runs import stop_signals_interrupt
 
@@ -368,7 +380,7 @@ def _run_tasks(sweep: ParetoSweep, tasks: list, cache: Path, ray_address: str | 
                 raise
             raise MarlError(_interrupted(sweep)) from None
         finally:
-            bar.close()
+            close_bars()
         return
     import ray
 
@@ -397,7 +409,7 @@ def _run_tasks(sweep: ParetoSweep, tasks: list, cache: Path, ray_address: str | 
         )
         raise MarlError(_interrupted(sweep, lost)) from None
     finally:
-        bar.close()
+        close_bars()
         stop_ray([], started)
 
 
