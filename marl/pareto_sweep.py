@@ -364,6 +364,16 @@ def _run_tasks(sweep: ParetoSweep, tasks: list, cache: Path, ray_address: str | 
         bar.update(1)
         bar.set_postfix_str(f"{member.label} seed {result['seed']}: {result['seconds']:.0f}s")
 
+    failures: list[str] = []
+
+    def fail(error: Exception, member: Member, seed: int) -> None:
+        """A member that fails (a training run that diverged, a crashed worker) is reported at the end; the
+        others go on, so one bad member does not stop a sweep of many hours."""
+        cause = getattr(error, "cause", None) or error  # a Ray task error carries the member's own
+        failures.append(f"{member.label} seed {seed}: {type(cause).__name__}: {cause}")
+        bars[member.policy == LEARNED].update(1)
+        print(f"\n{sweep.name}: {failures[-1]}\n(the other members go on)", flush=True)
+
     def close_bars() -> None:
         for bar in bars.values():
             bar.close()
@@ -374,13 +384,19 @@ def _run_tasks(sweep: ParetoSweep, tasks: list, cache: Path, ray_address: str | 
         try:
             with stop_signals_interrupt():  # a training member saves its last iteration and exits (130)
                 for member, seed in tasks:
-                    save(run_member(sweep, member, seed), member)
+                    try:
+                        result = run_member(sweep, member, seed)
+                    except Exception as error:  # reported with the others at the end
+                        fail(error, member, seed)
+                    else:
+                        save(result, member)
         except (KeyboardInterrupt, SystemExit) as stop:  # exit 130: a training member saved its checkpoint
             if isinstance(stop, SystemExit) and stop.code != 130:
                 raise
             raise MarlError(_interrupted(sweep)) from None
         finally:
             close_bars()
+        _raise_failures(sweep, failures)
         return
     import ray
 
@@ -392,11 +408,17 @@ def _run_tasks(sweep: ParetoSweep, tasks: list, cache: Path, ray_address: str | 
     try:
         with stop_signals_interrupt():  # Ctrl-C or SIGTERM: every running member saves a checkpoint
             remote = ray.remote(num_cpus=1)(_run_member_cancellable)
-            pending = {remote.remote(sweep, m, s): m for m, s in tasks}
+            pending = {remote.remote(sweep, m, s): (m, s) for m, s in tasks}
             while pending:  # short waits: a signal is handled between them, not after the next member
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
                 for ref in done:
-                    save(ray.get(ref), pending.pop(ref))
+                    member, seed = pending.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except Exception as error:  # reported with the others at the end
+                        fail(error, member, seed)
+                    else:
+                        save(result, member)
     except KeyboardInterrupt:
         for ref in pending:  # a training member stops as on Ctrl-C: it checkpoints its last iteration
             ray.cancel(ref)
@@ -411,6 +433,18 @@ def _run_tasks(sweep: ParetoSweep, tasks: list, cache: Path, ray_address: str | 
     finally:
         close_bars()
         stop_ray([], started)
+    _raise_failures(sweep, failures)
+
+
+def _raise_failures(sweep: ParetoSweep, failures: list[str]) -> None:
+    if failures:
+        raise MarlError(
+            f"Pareto sweep {sweep.name}: {len(failures)} member task(s) failed, the others are cached:\n  "
+            + "\n  ".join(failures)
+            + "\nFix what the messages name (a diverged run: a smaller learning rate for that member in "
+            "the file's grid trains it anew) and run the same command to finish; `--cached-only` draws the "
+            "fronts of the finished members meanwhile."
+        )
 
 
 def _interrupted(sweep: ParetoSweep, lost: str = "") -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from marl.cli import main
-from marl.errors import ConfigError, MarlError
+from marl.errors import ConfigError, DivergenceError, MarlError
 from marl.pareto import (
     balance,
     contributions,
@@ -182,6 +182,37 @@ def test_cached_only_reports_the_finished_members_of_an_unfinished_sweep(tmp_pat
     assert "**Interim report:** 1 member(s) left out" in (tmp_path / "so_far" / "table.md").read_text()
     rebuilt = rebuild_from_summary(load_pareto(path), tmp_path / "so_far" / "summary.json")
     assert rebuilt["left_out"] == saved["left_out"] and rebuilt["fronts"] == saved["fronts"]
+
+
+def test_a_failing_member_is_reported_and_the_others_go_on(tmp_path, monkeypatch):
+    """One member's task raises (as a diverged training run does): every other member is still run and
+    cached, and the sweep ends with one error naming the failed member and seed and what to do."""
+    import marl.pareto_sweep as pareto_sweep
+
+    grid = "  - {policy: [heuristic:random, heuristic:patrol]}\n"
+    path = _pareto_file(tmp_path, grid)
+    run = pareto_sweep.run_member
+
+    def flaky(sweep, member, seed):
+        if member.label == "policy=heuristic:random" and seed == 0:
+            raise DivergenceError(
+                "Training diverged in iteration 3: the policy moved by an approximate KL of 25."
+            )
+        return run(sweep, member, seed)
+
+    monkeypatch.setattr(pareto_sweep, "run_member", flaky)
+    with pytest.raises(MarlError, match="1 member task\\(s\\) failed") as failed:
+        run_pareto(load_pareto(path))
+    assert "policy=heuristic:random seed 0: DivergenceError: Training diverged in iteration 3" in str(
+        failed.value
+    )
+    cached = sorted(p.name for p in (tmp_path / "runs" / "tiny" / "results").iterdir())
+    assert cached == [
+        f"policy=heuristic:{name},seed={seed}.json" for name in ("patrol",) for seed in (0, 1)
+    ] + ["policy=heuristic:random,seed=1.json"]
+    monkeypatch.setattr(pareto_sweep, "run_member", run)  # fixed: the same command runs only what failed
+    summary = run_pareto(load_pareto(path))
+    assert sorted(summary["members"]) == ["policy=heuristic:patrol", "policy=heuristic:random"]
 
 
 def _events(directory: Path):

@@ -163,3 +163,24 @@ def process_gone(pids: set[int], wait_s: float = 30.0) -> bool:
             return True
         time.sleep(0.5)
     return False
+
+
+def test_a_pareto_member_that_fails_on_a_ray_worker_leaves_the_others_running(tmp_path):
+    """A learned member whose run cannot continue (its checkpoint is unreadable) fails on its Ray worker; the
+    other member still trains and is cached, and the sweep ends with an error naming the failed one."""
+    from marl.errors import MarlError
+    from marl.pareto_sweep import load_pareto, run_pareto
+
+    sweep = tmp_path / "sweep.yaml"
+    text = PARETO.format(out=tmp_path / "out", runs=tmp_path / "pareto", workers=1)
+    text = text.replace("experiment.total_frames=50000000", "experiment.total_frames=600")
+    sweep.write_text(text.replace("sharing: [shared]", "sharing: [shared, independent]"))
+    runs = tmp_path / "pareto" / "interrupted" / "runs"
+    broken = runs / "sharing=shared,policy=learned,seed=0-20260101-000000"  # a partial run to continue
+    (broken / "checkpoints").mkdir(parents=True)
+    (broken / "checkpoints" / "iter_0000001.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(MarlError, match="1 member task\\(s\\) failed") as failed:
+        run_pareto(load_pareto(sweep))
+    assert "sharing=shared,policy=learned seed 0:" in str(failed.value)
+    cached = [p.name for p in (tmp_path / "pareto" / "interrupted" / "results").iterdir()]
+    assert cached == ["sharing=independent,policy=learned,seed=0.json"]
