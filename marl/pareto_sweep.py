@@ -438,9 +438,10 @@ def _run_tasks(sweep: ParetoSweep, tasks: list, cache: Path, ray_address: str | 
 
 def _raise_failures(sweep: ParetoSweep, failures: list[str]) -> None:
     if failures:
+        shown = failures[:10] + ([f"... and {len(failures) - 10} more"] if len(failures) > 10 else [])
         raise MarlError(
             f"Pareto sweep {sweep.name}: {len(failures)} member task(s) failed, the others are cached:\n  "
-            + "\n  ".join(failures)
+            + "\n  ".join(shown)
             + "\nFix what the messages name (a diverged run: a smaller learning rate for that member in "
             "the file's grid trains it anew) and run the same command to finish; `--cached-only` draws the "
             "fronts of the finished members meanwhile."
