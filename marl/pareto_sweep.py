@@ -41,6 +41,7 @@ import itertools
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -374,6 +375,15 @@ def _run_tasks(sweep: ParetoSweep, tasks: list, cache: Path, ray_address: str | 
         bars[member.policy == LEARNED].update(1)
         print(f"\n{sweep.name}: {failures[-1]}\n(the other members go on)", flush=True)
 
+    def settle(member: Member, seed: int, outcome: Callable[[], dict]) -> None:
+        """Cache the member's result, or report its failure at the end while the others go on."""
+        try:
+            result = outcome()
+        except Exception as error:
+            fail(error, member, seed)
+        else:
+            save(result, member)
+
     def close_bars() -> None:
         for bar in bars.values():
             bar.close()
@@ -384,12 +394,7 @@ def _run_tasks(sweep: ParetoSweep, tasks: list, cache: Path, ray_address: str | 
         try:
             with stop_signals_interrupt():  # a training member saves its last iteration and exits (130)
                 for member, seed in tasks:
-                    try:
-                        result = run_member(sweep, member, seed)
-                    except Exception as error:  # reported with the others at the end
-                        fail(error, member, seed)
-                    else:
-                        save(result, member)
+                    settle(member, seed, lambda: run_member(sweep, member, seed))  # noqa: B023 - called at once
         except (KeyboardInterrupt, SystemExit) as stop:  # exit 130: a training member saved its checkpoint
             if isinstance(stop, SystemExit) and stop.code != 130:
                 raise
@@ -413,12 +418,7 @@ def _run_tasks(sweep: ParetoSweep, tasks: list, cache: Path, ray_address: str | 
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
                 for ref in done:
                     member, seed = pending.pop(ref)
-                    try:
-                        result = ray.get(ref)
-                    except Exception as error:  # reported with the others at the end
-                        fail(error, member, seed)
-                    else:
-                        save(result, member)
+                    settle(member, seed, lambda: ray.get(ref))  # noqa: B023 - called at once
     except KeyboardInterrupt:
         for ref in pending:  # a training member stops as on Ctrl-C: it checkpoints its last iteration
             ray.cancel(ref)
