@@ -24,6 +24,7 @@ def _args(tmp_path, **changes) -> argparse.Namespace:
         threads=1,
         kitchen=["observe_partner_cell=false"],
         xp_warmup=study.XP_WARMUP,
+        xp_gate=False,
         generalist_kitchen=[],
         retrain=[],
         summary=False,
@@ -97,6 +98,7 @@ def test_quick_study_runs_every_step_and_a_rerun_continues_it(tmp_path, monkeypa
         "kitchen": ["observe_partner_cell=false"],
         "xp_warmup": study.XP_WARMUP,
         "generalist_kitchen": [],
+        "xp_gate": False,
     }
     xpmin = Path(ledger["steps"]["xpmin/0"]["run"])  # the kitchen setting reached every population
     assert "observe_partner_cell: false" in (xpmin / "config.yaml").read_text()
@@ -197,6 +199,25 @@ def test_generalist_kitchen_reaches_the_generalists_and_the_ledger(tmp_path, mon
         study.Ledger(tmp_path / "ledger.json", study.Settings(str(tmp_path), "quick", 1.0, "float32"))
     note = study.generalist_kitchen_note(["retry=true"])
     assert "retry=true" in note and study.generalist_kitchen_note([]) == ""
+
+
+def test_xp_gate_reaches_xpmin_and_the_ledger(tmp_path, monkeypatch):
+    import marl.population.xpmin as xpmin
+
+    settings = study.Settings(runs=str(tmp_path), mode="quick", scale=1.0, precision="float32", xp_gate=True)
+    seen = []
+
+    def stop(cfg, resume=None):
+        seen.append(cfg)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(xpmin, "train", stop)
+    with pytest.raises(KeyboardInterrupt):
+        study.train_population("xpmin", 0, settings)
+    assert seen[0].population.xp_gate is True
+    study.Ledger(tmp_path / "ledger.json", settings).save()
+    with pytest.raises(SystemExit, match="xp_gate"):  # an ungated study does not continue a gated one
+        study.Ledger(tmp_path / "ledger.json", study.Settings(str(tmp_path), "quick", 1.0, "float32"))
 
 
 def test_specialists_are_one_per_recipe_of_the_studys_kitchen(tmp_path):

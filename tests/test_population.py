@@ -28,6 +28,7 @@ from marl.population.pairs import (
     all_pairs,
     assign_slots,
     best_partners,
+    gated_lambda,
     sampled_pairs,
     seat_weights,
     self_play_pairs,
@@ -184,6 +185,25 @@ def test_pair_schedules_and_xpmin_weights():
     pairs = sampled_pairs(4, 2, "bandit", torch.rand(4, 4), torch.Generator().manual_seed(0))
     assert pairs.shape == (4 + 2 * 4 * 2, 2)
     assert (pairs[:4, 0] == pairs[:4, 1]).all() and (pairs[4:, 0] != pairs[4:, 1]).all()
+
+
+def test_gated_lambda_spares_members_that_do_better_with_a_stranger_than_with_themselves():
+    """population.xp_gate: the XP term weighs only on members whose self-play return is at least their
+    return with their best partner; a member still learning (or never seen in self-play) trains as in
+    self-play, and its cross-play seats drop out of the update (weight 0)."""
+    nan = float("nan")
+    returns = torch.tensor([[1.0, 0.6, 0.0], [0.8, 0.2, 0.1], [0.0, 0.5, nan]])
+    best = best_partners(returns)  # (0,1) 0.7, (0,2) 0.0, (1,2) 0.3
+    assert best.tolist() == [1, 0, 1]
+    lam = gated_lambda(returns, best, 0.3)
+    # member 0: 1.0 >= 0.7 (gated in); member 1: 0.2 < 0.7 (spared); member 2: self-play never seen (spared)
+    assert lam.tolist() == pytest.approx([0.3, 0.0, 0.0])
+    slots = assign_slots(all_pairs(3), envs_per_pair=1)
+    weights = seat_weights(slots.member, best, lam)
+    for (first, second), weight in zip(slots.member.tolist(), weights.tolist()):
+        for seat, (member, partner) in enumerate([(first, second), (second, first)]):
+            expected = 1.0 if member == partner else -0.15 if member == 0 and partner == 1 else 0.0
+            assert weight[seat] == pytest.approx(expected)
 
 
 def test_cross_play_samples_leave_the_self_play_term_at_its_own_scale():
@@ -364,6 +384,21 @@ def test_xpmin_warmup_trains_self_play_first(tmp_path):
     assert [row["train/xp_lambda"] for row in rows] == [0.0, 0.0, lam, lam]
     with pytest.raises(ConfigError, match="xp_warmup_frames"):
         _run_config(tmp_path, "preset=matrix_game_xpmin", "population.xp_warmup_frames=-1")
+
+
+def test_xp_gate_counts_the_members_the_cross_play_term_weighs_on(tmp_path):
+    cfg = _run_config(
+        tmp_path,
+        "preset=matrix_game_xpmin",
+        "population.xp_gate=true",
+        "experiment.iterations=3",
+        "experiment.eval_every=0",
+        "experiment.checkpoint_every=0",
+    )
+    rows = read_metrics(train(cfg))
+    n = cfg.population.size
+    assert all(0 <= row["train/xp_gated_open"] <= n for row in rows)
+    assert any(row["train/xp_gated_open"] < n for row in rows)  # untrained: some do better with others
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])

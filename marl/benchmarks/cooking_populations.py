@@ -109,6 +109,7 @@ class Settings:
     xp_warmup: float = XP_WARMUP  # of XP-min's frames
     # kitchen settings changed for the generalists' training and test, e.g. ("retry=true",)
     generalist_kitchen: tuple[str, ...] = ()
+    xp_gate: bool = False  # XP-min's population.xp_gate: spare members that do better with a stranger
 
     def size(self, step: str) -> Size:
         return SIZES[self.mode][step]
@@ -171,6 +172,7 @@ def train_population(method: str, seed: int, settings: Settings) -> dict[str, An
                 ("population.pairs", "all"),
                 ("population.xp_lambda", XP_LAMBDA),
                 ("population.xp_warmup_frames", round(settings.xp_warmup * size.frames * settings.scale)),
+                ("population.xp_gate", settings.xp_gate),
             ],
         )
     iterations = settings.iterations(method, rollout_frames(cfg))
@@ -295,7 +297,7 @@ class Ledger:
         wanted["kitchen"] = list(settings.kitchen)  # as JSON reads it back
         wanted["generalist_kitchen"] = list(settings.generalist_kitchen)
         # a ledger written before a setting existed ran with its default
-        defaults = {"xp_warmup": XP_WARMUP, "generalist_kitchen": []}
+        defaults = {"xp_warmup": XP_WARMUP, "generalist_kitchen": [], "xp_gate": False}
         if {**defaults, **saved.get("settings", wanted)} != wanted:
             raise SystemExit(
                 f"{path} belongs to a study with {saved['settings']}, not {wanted}: give another --runs "
@@ -454,6 +456,7 @@ def run_study(args: argparse.Namespace) -> dict[str, Any]:
         tuple(args.kitchen),
         args.xp_warmup,
         tuple(args.generalist_kitchen),
+        args.xp_gate,
     )
     ledger = Ledger(runs / "ledger.json", settings)
     for method in args.retrain:
@@ -575,6 +578,7 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
         "sizes": {step: asdict(size) for step, size in SIZES[settings.mode].items()},
         "xp_lambda": XP_LAMBDA,
         "xp_warmup_fraction": settings.xp_warmup,
+        "xp_gate": settings.xp_gate,
         "held_out_specialists": done.get("held-out", {}).get("run"),
         "held_out_cost": {k: done.get("held-out", {}).get(k) for k in ("frames", "wall_time_s")},
         "unfinished_steps": unfinished,
@@ -880,6 +884,13 @@ def main() -> None:
         metavar="FRACTION",
         help=f"XP-min's self-play warm-up, a fraction of its env steps (default {XP_WARMUP}; 0: the "
         "cross-play term from the start)",
+    )
+    parser.add_argument(
+        "--xp-gate",
+        action="store_true",
+        help="XP-min's cross-play term only for members that do at least as well with themselves as with "
+        "their best partner (population.xp_gate): members that cannot cook yet learn from self-play instead "
+        "of being pushed off every dish they try",
     )
     parser.add_argument(
         "--retrain",

@@ -110,7 +110,22 @@ def best_partners(xp_estimate: Tensor) -> Tensor:
     return scores.argmax(-1)
 
 
-def seat_weights(member: Tensor, best_partner: Tensor | None, xp_lambda: float) -> Tensor:
+def gated_lambda(xp_estimate: Tensor, best_partner: Tensor, xp_lambda: float) -> Tensor:
+    """XP-min's cross-play weight per member ``[N]``, switched off for a member that does worse with itself
+    than with its best partner (``R[i, i] < (R[i, j*] + R[j*, i]) / 2``, or ``R[i, i]`` never seen).
+
+    Why: a member that cannot yet cook with itself meets strangers that can. Whatever its cooks start to do
+    right succeeds with them first (the stranger is reliable, its own other cook not yet), so the cross-play
+    term pushes it away from every dish it tries before self-play can reward one, and it ends cooking
+    nothing. Gated, such a member learns from self-play alone until it succeeds with itself at least as
+    well as with its best partner; from then on it has XP-min's objective, as every member that does."""
+    self_play = xp_estimate.diagonal()
+    cross_play = symmetric_returns(xp_estimate).gather(1, best_partner.unsqueeze(1)).squeeze(1)
+    capable = self_play >= cross_play.nan_to_num(nan=-torch.inf)  # NaN self-play: not capable
+    return capable.to(xp_estimate.dtype) * xp_lambda
+
+
+def seat_weights(member: Tensor, best_partner: Tensor | None, xp_lambda: float | Tensor) -> Tensor:
     """Per-seat advantage weights ``[envs, 2]`` of an assignment ``member [envs, 2]`` for XP-min's objective
     ``J_SP(i) - xp_lambda * J_XP(i, j*)``, ``J_XP`` the mean over the seat orders played.
 
@@ -122,6 +137,7 @@ def seat_weights(member: Tensor, best_partner: Tensor | None, xp_lambda: float) 
     ``i``'s. So member ``i``'s summed policy gradient estimates ``n_sp(i) * grad[J_SP - lambda * J_XP]``
     exactly; with all pairs and equal slots per pair the XP weight is ``-lambda / 2`` (a plain ``-lambda``
     per seat would optimise ``J_SP - lambda * (J_XP(i, j*) + J_XP(j*, i))``, twice the cross-play weight).
+    ``xp_lambda`` is one weight for all, or one per member ``[N]`` (``gated_lambda``).
     Without ``best_partner`` (self-play training) only the self-play weights are set.
     """
     partner = member.flip(-1)
@@ -135,5 +151,6 @@ def seat_weights(member: Tensor, best_partner: Tensor | None, xp_lambda: float) 
     n_sp = slots[member, member]
     own_order = slots[member[:, 0], member[:, 1]].unsqueeze(-1)  # both seats play the slot's ordered pair
     n_orders = (slots[member, best] > 0).float() + (slots[best, member] > 0).float()
-    xp = xp_lambda * n_sp / (n_orders.clamp_min(1) * own_order)
+    lam = xp_lambda[member] if isinstance(xp_lambda, Tensor) else xp_lambda
+    xp = lam * n_sp / (n_orders.clamp_min(1) * own_order)
     return torch.where(plays_best, -xp, weight)

@@ -77,6 +77,7 @@ from marl.population.pairs import (
     all_pairs,
     assign_slots,
     best_partners,
+    gated_lambda,
     pair_matrix,
     seat_weights,
     symmetric_returns,
@@ -266,7 +267,8 @@ def train_iteration(
     #    at most 3N of the N*N slots. The others' advantages would be multiplied by 0, so they are skipped.
     population.train()
     lam = xp_lambda(cfg, trainer.frames)  # frames before this rollout
-    weight = seat_weights(assignment.member, best, lam)  # [E, 2]
+    member_lam = gated_lambda(trainer.xp_estimate, best, lam) if pop.xp_gate and best is not None else lam
+    weight = seat_weights(assignment.member, best, member_lam)  # [E, 2]
     learning, member = rollout, assignment.member
     active = (weight != 0).any(-1)
     if not bool(active.all()):
@@ -287,6 +289,8 @@ def train_iteration(
     metrics.update(speed)
     if pop.method == "xpmin":
         metrics["train/xp_lambda"] = lam
+        if isinstance(member_lam, Tensor):  # members the XP term weighs on (the others are still learning)
+            metrics["train/xp_gated_open"] = float((member_lam > 0).sum())
     return metrics
 
 
