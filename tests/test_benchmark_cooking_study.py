@@ -177,6 +177,16 @@ def test_retrain_of_an_extraction_forgets_it_and_what_is_built_on_it_only(tmp_pa
     assert (tmp_path / "extract-rl-seed1-20261205-120000").exists()
 
 
+def _record_config_and_stop(seen: list):
+    """A stand-in for a training function: records the config it was given and stops at once."""
+
+    def stop(cfg, resume=None):
+        seen.append(cfg)
+        raise KeyboardInterrupt
+
+    return stop
+
+
 def test_generalist_kitchen_reaches_the_generalists_and_the_ledger(tmp_path, monkeypatch):
     import marl.population.generalist as generalist
 
@@ -184,12 +194,7 @@ def test_generalist_kitchen_reaches_the_generalists_and_the_ledger(tmp_path, mon
         runs=str(tmp_path), mode="quick", scale=1.0, precision="float32", generalist_kitchen=("retry=true",)
     )
     seen = []
-
-    def stop(cfg, resume=None):
-        seen.append(cfg)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(generalist, "train_generalist", stop)
+    monkeypatch.setattr(generalist, "train_generalist", _record_config_and_stop(seen))
     with pytest.raises(KeyboardInterrupt):
         study.train_generalist("runs/partners", "runs/held_out", 0, settings, "generalist-x-seed0")
     assert seen[0].env.kwargs == {"retry": True}
@@ -206,12 +211,7 @@ def test_xp_gate_reaches_xpmin_and_the_ledger(tmp_path, monkeypatch):
 
     settings = study.Settings(runs=str(tmp_path), mode="quick", scale=1.0, precision="float32", xp_gate=True)
     seen = []
-
-    def stop(cfg, resume=None):
-        seen.append(cfg)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(xpmin, "train", stop)
+    monkeypatch.setattr(xpmin, "train", _record_config_and_stop(seen))
     with pytest.raises(KeyboardInterrupt):
         study.train_population("xpmin", 0, settings)
     assert seen[0].population.xp_gate is True
