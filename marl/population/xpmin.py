@@ -23,7 +23,7 @@ One iteration, for all N members at once (agents/population.py holds them as one
    advantages would be multiplied by 0, so the critic learns where the policy does. With all N*N pairs a
    member sits in 2N seats and learns from 4 (its two self-play seats and j*'s pair in each order).
    With ``population.xp_gate`` a member that does worse with itself than with j* gets no cross-play
-   weight (``pairs.gated_lambda``): it learns from self-play alone until it can cook.
+   weight (``pairs.gated_lambda``): it learns from self-play alone until it does as well with itself.
    Latent variables (the optional ``alpha * I(z; o, a)`` term) are not implemented.
 5. **PPO update of all members at once**, in the member-major layout ``[N, samples, ...]``: every member's
    loss is its own PPO loss (per-member means; advantages normalised by the member's self-play samples and
