@@ -88,7 +88,8 @@ class PopulationSection:
     xp_lambda: float = 0.3  # XP-min: weight of the best other partner's cross-play return
     xp_warmup_frames: int = 0  # XP-min: env steps of self-play objective (lambda 0) before the XP term starts
     # XP-min: the XP term applies to a member only while it does at least as well with itself as with its
-    # best partner (pairs.gated_lambda: members that cannot cook yet are not pushed off every dish they try)
+    # best partner (pairs.gated_lambda: a member that cannot yet succeed with itself is not pushed off
+    # every behaviour it tries)
     xp_gate: bool = False
     pairs: Literal["all", "sampled"] = "all"  # xpmin: all N*N ordered pairs, or SP + sampled partners
     partners_per_member: int = 2  # pairs=sampled: XP partners per member per iteration (both seat orders)

@@ -114,11 +114,12 @@ def gated_lambda(xp_estimate: Tensor, best_partner: Tensor, xp_lambda: float) ->
     """XP-min's cross-play weight per member ``[N]``, switched off for a member that does worse with itself
     than with its best partner (``R[i, i] < (R[i, j*] + R[j*, i]) / 2``, or ``R[i, i]`` never seen).
 
-    Why: a member that cannot yet cook with itself meets strangers that can. Whatever its cooks start to do
-    right succeeds with them first (the stranger is reliable, its own other cook not yet), so the cross-play
-    term pushes it away from every dish it tries before self-play can reward one, and it ends cooking
-    nothing. Gated, such a member learns from self-play alone until it succeeds with itself at least as
-    well as with its best partner; from then on it has XP-min's objective, as every member that does."""
+    Why: a member that cannot yet succeed with itself meets partners that can. Whatever its one seat starts
+    to do right succeeds with them first (the partner is reliable, its own other seat not yet), so the
+    cross-play term pushes it off every behaviour it tries before self-play can reward one, and it can end
+    doing nothing (cooks that cook nothing, results/cooking_populations). Gated, such a member learns from
+    self-play alone until it does as well with itself as with its best partner; from then on it has
+    XP-min's objective, as every member that does."""
     self_play = xp_estimate.diagonal()
     cross_play = symmetric_returns(xp_estimate).gather(1, best_partner.unsqueeze(1)).squeeze(1)
     capable = self_play >= cross_play.nan_to_num(nan=-torch.inf)  # NaN self-play: not capable
