@@ -367,20 +367,16 @@ def _run_tasks(sweep: ParetoSweep, tasks: list, cache: Path, ray_address: str | 
 
     failures: list[str] = []
 
-    def fail(error: Exception, member: Member, seed: int) -> None:
-        """A member that fails (a training run that diverged, a crashed worker) is reported at the end; the
-        others go on, so one bad member does not stop a sweep of many hours."""
-        cause = getattr(error, "cause", None) or error  # a Ray task error carries the member's own
-        failures.append(f"{member.label} seed {seed}: {type(cause).__name__}: {cause}")
-        bars[member.policy == LEARNED].update(1)
-        print(f"\n{sweep.name}: {failures[-1]}\n(the other members go on)", flush=True)
-
     def settle(member: Member, seed: int, outcome: Callable[[], dict]) -> None:
-        """Cache the member's result, or report its failure at the end while the others go on."""
+        """Cache the member's result. A member that fails (a training run that diverged, a crashed worker)
+        is reported at the end and the others go on, so one bad member does not stop a sweep of hours."""
         try:
             result = outcome()
         except Exception as error:
-            fail(error, member, seed)
+            cause = getattr(error, "cause", None) or error  # a Ray task error carries the member's own
+            failures.append(f"{member.label} seed {seed}: {type(cause).__name__}: {cause}")
+            bars[member.policy == LEARNED].update(1)
+            print(f"\n{sweep.name}: {failures[-1]}\n(the other members go on)", flush=True)
         else:
             save(result, member)
 
