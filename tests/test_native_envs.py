@@ -13,9 +13,11 @@ from marl.envs.native.cooking import (
     DOWN,
     HELD,
     INTERACT,
+    KITCHENS,
     LEFT,
     NOOP,
     ON_COUNTER,
+    PLATE_COUNTER,
     RIGHT,
     SIGNAL,
     UP,
@@ -183,7 +185,7 @@ def test_episode_ends_at_the_horizon_without_delivery():
     assert _info(out, "recipe").item() == -1 and _info(out, "success").item() == 0
 
 
-@pytest.mark.parametrize("layout", ["classic", "split", "pairs"])
+@pytest.mark.parametrize("layout", ["classic", "split", "pairs", "pairs_even"])
 def test_random_rollout_keeps_the_kitchen_consistent(layout):
     env = CookingEnv(num_envs=256, max_steps=50, seed=1, layout=layout)
     td = env.reset()
@@ -197,11 +199,11 @@ def test_random_rollout_keeps_the_kitchen_consistent(layout):
         assert not ((env.held[:, 1] != 0) & (env.plate_place == HELD)).any()  # an ingredient or the plate
         if layout == "classic":
             assert (env.held[:, 1] == 0).all()  # the right cook reaches no dispenser
-        if layout == "pairs":  # ingredients come ready (9-16): the left cook's are 0-3, the right cook's 4-7
+        if layout.startswith("pairs"):  # ingredients come ready (9-16): the left cook's 0-3, the right's 4-7
             assert torch.isin(env.held[:, 0], torch.tensor([0, 9, 10, 11, 12])).all()
             assert torch.isin(env.held[:, 1], torch.tensor([0, 13, 14, 15, 16])).all()
         assert (env.tables["popcount"][env.plate_mask] <= 2).all()
-    assert td["agents", "observation"].shape == (256, 2, 60 if layout == "pairs" else 40)
+    assert td["agents", "observation"].shape == (256, 2, 60 if layout.startswith("pairs") else 40)
 
 
 def _cook(env: CookingEnv, left: list[int], right: list[int]) -> TensorDict:
@@ -288,6 +290,32 @@ def test_pairs_kitchen_cooks_that_chose_different_dishes_fail(right):
     out = _cook(env, [], ([] if right else [LEFT]) + PAIRS_RIGHT_DELIVERS)
     assert out["terminated"].all() and _info(out, "delivered").item() == 1
     assert _info(out, "recipe").item() == -1 and _info(out, "success").item() == 0
+
+
+def _steps_to_dispensers(layout: str) -> dict[int, int]:
+    """Ingredient -> fewest moves from its cook's plate cell to the floor cell that reaches its dispenser."""
+    tables = CookingEnv(layout=layout).tables
+    floor, station, moves = tables["floor"], tables["station"], tables["move"][1:5].tolist()
+    steps = {}
+    for plate_cell in (station == PLATE_COUNTER).nonzero().flatten().tolist():
+        distance, frontier = {plate_cell: 0}, [plate_cell]
+        while frontier:
+            cell = frontier.pop(0)
+            for neighbour in (cell + move for move in moves):
+                if floor[neighbour] and neighbour not in distance:
+                    distance[neighbour] = distance[cell] + 1
+                    frontier.append(neighbour)
+        steps |= {station[c].item() - 1: d for c, d in distance.items() if 1 <= station[c].item() <= 8}
+    return steps
+
+
+def test_even_pairs_kitchen_puts_every_dish_equally_far_and_pairs_puts_onion_egg_nearest():
+    dishes = KITCHENS["pairs"].recipes
+    assert KITCHENS["pairs_even"].recipes == dishes and len(dishes) == 4
+    even, pairs = _steps_to_dispensers("pairs_even"), _steps_to_dispensers("pairs")
+    assert sorted(even) == sorted(pairs) == list(range(8))  # every dispenser reachable by its cook
+    assert [sorted((even[left], even[right])) for left, right in dishes] == [[1, 2]] * 4  # a near and a far
+    assert [pairs[left] + pairs[right] for left, right in dishes] == [3, 3, 2, 4]  # onion+egg nearest
 
 
 def test_with_retries_a_plate_that_does_not_pay_comes_back_and_the_cooks_try_again():

@@ -1,18 +1,21 @@
 """Two-cook, multi-recipe kitchen split by a divider: every dish needs a hand-over. Pure batched torch.
 
-Three layouts (`layout`), 5 rows x 7 columns each; column 3 is the divider, a full wall except the plate
+Four layouts (`layout`), 5 rows x 7 columns each; column 3 is the divider, a full wall except the plate
 counter P:
 
-    classic (default)        split                    pairs
-    col 0 1 2 3 4 5 6        col 0 1 2 3 4 5 6        col 0 1 2 3 4 5 6
-    row 0   # 0 1 # # # #    row 0   # 0 1 # 2 3 #    row 0   # 0 1 # 4 5 #    0-7  ingredient dispensers
-    row 1   # . . # . . #    row 1   # . . # . . #    row 1   # . . # . . #    B    chopping board
-    row 2   B . . P . . S    row 2   B . . P . . B    row 2   2 . . P . . S    P    plate counter (divider)
-    row 3   # . . # . . #    row 3   # . . # . . #    row 3   # . . # . . #    S    serving counter
-    row 4   # 2 3 # # # #    row 4   # # # # # S #    row 4   # 3 # # 6 7 #    .  floor  # wall / counter
+    classic (default)        split                    pairs                    pairs_even
+    col 0 1 2 3 4 5 6        col 0 1 2 3 4 5 6        col 0 1 2 3 4 5 6        col 0 1 2 3 4 5 6
+    row 0   # 0 1 # # # #    row 0   # 0 1 # 2 3 #    row 0   # 0 1 # 4 5 #    row 0   # 0 1 # 4 5 #
+    row 1   # . . # . . #    row 1   # . . # . . #    row 1   # . . # . . #    row 1   # . . # . . #
+    row 2   B . . P . . S    row 2   B . . P . . B    row 2   2 . . P . . S    row 2   # . . P . . S
+    row 3   # . . # . . #    row 3   # . . # . . #    row 3   # . . # . . #    row 3   # . . # . . #
+    row 4   # 2 3 # # # #    row 4   # # # # # S #    row 4   # 3 # # 6 7 #    row 4   # 2 3 # 6 7 #
 
-Ingredients: classic and split 0 tomato, 1 lettuce, 2 onion, 3 carrot; pairs 0-3 as those (left cook) and
-4 rice, 5 fish, 6 egg, 7 beans (right cook).
+    0-7 ingredient dispensers, B chopping board, P plate counter (divider), S serving counter,
+    . floor, # wall / counter
+
+Ingredients: classic and split 0 tomato, 1 lettuce, 2 onion, 3 carrot; pairs and pairs_even 0-3 as those
+(left cook) and 4 rice, 5 fish, 6 egg, 7 beans (right cook).
 
 `seat_0` (the left cook) lives on columns 1-2, `seat_1` (the right cook) on columns 4-5; both reach the plate
 counter, from (2, 2) and (2, 4), and only the right cook reaches the serving counter. In the classic kitchen
@@ -21,11 +24,12 @@ carries whatever plate it is handed. In the split kitchen each cook has two ingr
 own, and a salad needs one ingredient from each side, so the dish is a joint choice: two cooks who put
 ingredients that make no recipe together on the plate fail (see "Why three layouts" below). In the pairs
 kitchen each cook holds four ingredients, ready to plate (no board), and each dish pairs one from each
-side. With `blind=True` (any kitchen) the cooks work blind: neither sees the other's hands, and the plate
-is under a lid (a cook sees how many ingredients it holds, not which); with `observe_partner_cell=False`
-as well, each cook commits to its half of a dish before it can know its partner's. Every floor cell
-touches at most one station, so `interact` needs no facing direction: it acts on the station next to the
-cook (nothing, next to none).
+side. `pairs_even` is the pairs kitchen with the dispensers placed so that no dish is nearer than another
+(see "Why an even kitchen" below). With `blind=True` (any kitchen) the cooks work blind: neither sees the
+other's hands, and the plate is under a lid (a cook sees how many ingredients it holds, not which); with
+`observe_partner_cell=False` as well, each cook commits to its half of a dish before it can know its
+partner's. Every floor cell touches at most one station, so `interact` needs no facing direction: it acts on
+the station next to the cook (nothing, next to none).
 
 Actions (categorical, 6): 0 no-op, 1 up, 2 down, 3 left, 4 right (blocked by walls), 5 interact; with
 `signal=True` a seventh, 6 signal: the cook stays where it is and lights its lamp for that step.
@@ -106,6 +110,16 @@ way out (every dish needs both cooks, and two members with different dishes fail
 follows the other), and `blind=True` with `observe_partner_cell=False` the first (each cook chooses its
 half without seeing the other's), so that conventions clash as in a matrix game (four of them).
 
+Why an even kitchen (`layout=pairs_even`): in the pairs kitchen onion and egg are each one step from
+their cook's plate cell, carrot and beans two, and tomato+rice and lettuce+fish one and two, so onion+egg is
+the quickest dish to find and to cook: every self-play member there cooks it, and no population member
+ever cooked carrot+beans. In `pairs_even` each side has two dispensers one step from its plate cell and
+two two steps away, mirrored top and bottom, and every dish pairs a near ingredient with a far one (dishes
+0 and 2 the left cook's far one and the right cook's near one, 1 and 3 the other way round), so every dish
+takes the same number of steps from a random start (8.7 on average, both cooks moving at once), and two
+cooks acting at random find each of the four about equally often (blind, with lamps and retries: 0.55-0.64%
+of 50,000 episodes each, against 0.48-0.75% in `pairs`, where onion+egg is the most found).
+
 Why a lamp (`signal=True`): blind and without its partner's cell, a cook can hardly tell its self-play
 partner from a stranger, so there is no room for a handshake, and no overfitness (the published finding
 that extraction removes). The lamp is a channel that carries nothing about the task: a signal costs its
@@ -164,6 +178,12 @@ KITCHENS = {
     # four ingredients a side, ready to plate; a dish pairs one from each side
     "pairs": Kitchen(
         rows=("#01#45#", "#..#..#", "2..P..S", "#..#..#", "#3##67#"),
+        ingredients=("tomato", "lettuce", "onion", "carrot", "rice", "fish", "egg", "beans"),
+        recipes=((0, 4), (1, 5), (2, 6), (3, 7)),
+    ),
+    # the same dishes, each a near ingredient (one step from its cook's plate cell) with a far one (two)
+    "pairs_even": Kitchen(
+        rows=("#01#45#", "#..#..#", "#..P..S", "#..#..#", "#23#67#"),
         ingredients=("tomato", "lettuce", "onion", "carrot", "rice", "fish", "egg", "beans"),
         recipes=((0, 4), (1, 5), (2, 6), (3, 7)),
     ),
