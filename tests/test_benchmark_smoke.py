@@ -82,6 +82,18 @@ def test_quick_population_training_benchmark_measures_both_precisions(tmp_path):
     assert data["hardware"]["cores"] >= 1
 
 
+def test_cooking_kitchens_benchmark_counts_the_dish_random_cooks_serve_first(tmp_path):
+    from marl.benchmarks import cooking_kitchens
+
+    data = cooking_kitchens.main(["--layouts", "pairs_even", "--episodes", "3000", "--out", str(tmp_path)])
+    assert json.loads((tmp_path / "cooking_kitchens.json").read_text())["rows"] == data["rows"]
+    rates = [row["random_rate"] for row in data["rows"]]
+    names = ["tomato+rice", "lettuce+fish", "onion+egg", "carrot+beans"]
+    assert [row["name"] for row in data["rows"]] == names
+    assert all(0 < rate < 0.05 for rate in rates)  # a few random pairs of cooks in a thousand serve a dish
+    assert all(row["random_rate_stderr"] > 0 for row in data["rows"])
+
+
 @pytest.mark.parametrize("method", ["xpmin", "selfplay"])
 def test_conventions_benchmark_keeps_four_minibatches_per_rollout_at_every_size(
     tmp_path, monkeypatch, method

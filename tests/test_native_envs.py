@@ -24,6 +24,7 @@ from marl.envs.native.cooking import (
 )
 from tensordict import TensorDict
 
+from marl.benchmarks.cooking_kitchens import cell_touching, dish_steps, fewest_moves
 from marl.config import load_config
 from marl.errors import ConfigError
 from marl.run_logger import read_metrics
@@ -292,30 +293,15 @@ def test_pairs_kitchen_cooks_that_chose_different_dishes_fail(right):
     assert _info(out, "recipe").item() == -1 and _info(out, "success").item() == 0
 
 
-def _steps_to_dispensers(layout: str) -> dict[int, int]:
-    """Ingredient -> fewest moves from its cook's plate cell to the floor cell that reaches its dispenser."""
-    tables = CookingEnv(layout=layout).tables
-    floor, station, moves = tables["floor"], tables["station"], tables["move"][1:5].tolist()
-    steps = {}
-    for plate_cell in (station == PLATE_COUNTER).nonzero().flatten().tolist():
-        distance, frontier = {plate_cell: 0}, [plate_cell]
-        while frontier:
-            cell = frontier.pop(0)
-            for neighbour in (cell + move for move in moves):
-                if floor[neighbour] and neighbour not in distance:
-                    distance[neighbour] = distance[cell] + 1
-                    frontier.append(neighbour)
-        steps |= {station[c].item() - 1: d for c, d in distance.items() if 1 <= station[c].item() <= 8}
-    return steps
-
-
 def test_even_pairs_kitchen_puts_every_dish_equally_far_and_pairs_puts_onion_egg_nearest():
-    dishes = KITCHENS["pairs"].recipes
-    assert KITCHENS["pairs_even"].recipes == dishes and len(dishes) == 4
-    even, pairs = _steps_to_dispensers("pairs_even"), _steps_to_dispensers("pairs")
-    assert sorted(even) == sorted(pairs) == list(range(8))  # every dispenser reachable by its cook
-    assert [sorted((even[left], even[right])) for left, right in dishes] == [[1, 2]] * 4  # a near and a far
-    assert [pairs[left] + pairs[right] for left, right in dishes] == [3, 3, 2, 4]  # onion+egg nearest
+    assert KITCHENS["pairs_even"].recipes == KITCHENS["pairs"].recipes
+    even, pairs = dish_steps("pairs_even"), dish_steps("pairs")
+    assert even == pytest.approx([8 + 2 / 3] * 4)  # averaged over the 36 pairs of start cells
+    assert pairs[2] == min(pairs) < even[0] < pairs[3] == max(pairs)  # onion+egg nearest, carrot+beans last
+    tables = CookingEnv(layout="pairs_even").tables
+    plate = cell_touching(tables, PLATE_COUNTER, 0)
+    dispensers = [cell_touching(tables, ingredient + 1, 0) for ingredient in range(4)]
+    assert [fewest_moves(tables, plate)[c] for c in dispensers] == [2, 1, 2, 1]  # the left cook's, mirrored
 
 
 def test_with_retries_a_plate_that_does_not_pay_comes_back_and_the_cooks_try_again():

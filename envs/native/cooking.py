@@ -117,8 +117,9 @@ ever cooked carrot+beans. In `pairs_even` each side has two dispensers one step 
 two two steps away, mirrored top and bottom, and every dish pairs a near ingredient with a far one (dishes
 0 and 2 the left cook's far one and the right cook's near one, 1 and 3 the other way round), so every dish
 takes the same number of steps from a random start (8.7 on average, both cooks moving at once), and two
-cooks acting at random find each of the four about equally often (blind, with lamps and retries: 0.55-0.64%
-of 50,000 episodes each, against 0.48-0.75% in `pairs`, where onion+egg is the most found).
+cooks acting at random find each of the four about equally often (blind, with lamps and retries: first in
+0.57-0.62% of 100,000 episodes each, against 0.49-0.73% in `pairs`, where onion+egg is the most found;
+`python -m marl.benchmarks.cooking_kitchens`).
 
 Why a lamp (`signal=True`): blind and without its partner's cell, a cook can hardly tell its self-play
 partner from a stranger, so there is no room for a handshake, and no overfitness (the published finding
