@@ -11,7 +11,9 @@ in the panel's legend, the same colour and marker for the same family in every f
   all members below that gap (the random team) would squeeze the rest into a corner. It is drawn as an arrow
   head at the axis edge, pointing to where it lies; its values are in the legend, as for every member.
 - Numbers beside the points are placed where they overlap no other number or marker (a leader line joins a
-  number set further away to its point).
+  number set further away to its point). Members drawn on the same spot (teams that behave alike, e.g. a
+  switching team whose every agent searches and the fixed-roles team of all searchers) share one label,
+  their numbers joined by "=", so no marker hides another unnamed.
 """
 
 from __future__ import annotations
@@ -336,9 +338,17 @@ def _place_numbers(
     def crowding(i: int) -> float:
         return sum(math.dist(pixels[i], q) < 30 * scale for q in pixels)
 
-    order = sorted(range(len(positions)), key=lambda i: (not on_front[i], -crowding(i), i))
-    for i in order:
-        text = axis.text(0, 0, str(i + 1), fontsize=7)
+    spots: list[list[int]] = []  # members drawn within a pixel of each other: one label for all
+    for i, pixel in enumerate(pixels):
+        spot = next((spot for spot in spots if math.dist(pixels[spot[0]], pixel) < 1.0), None)
+        if spot is None:
+            spots.append([i])
+        else:
+            spot.append(i)
+    spots.sort(key=lambda spot: (not any(on_front[i] for i in spot), -crowding(spot[0]), spot[0]))
+    for spot in spots:
+        i, label = spot[0], "=".join(str(j + 1) for j in spot)
+        text = axis.text(0, 0, label, fontsize=7)
         extent = text.get_window_extent(renderer)
         text.remove()
         width, height = extent.width + 2, extent.height
@@ -369,7 +379,7 @@ def _place_numbers(
         cx, cy, box, ring = best
         taken.append(box)
         axis.annotate(
-            str(i + 1),
+            label,
             positions[i],
             xytext=((cx - px) / scale, (cy - py) / scale),
             textcoords="offset points",

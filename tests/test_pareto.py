@@ -416,6 +416,20 @@ def test_front_figure_names_every_member_in_its_panels_legend(tmp_path):
     assert png_array(figure).shape[2] == 3 and (tmp_path / "front.png").stat().st_size > 10_000
 
 
+def test_members_on_the_same_spot_share_one_label_that_names_them_all():
+    summary = _summary()
+    group = next(iter(summary["fronts"]))
+    first, second = summary["fronts"][group]["members"][1:3]
+    summary["members"][second]["objectives"] = summary["members"][first]["objectives"]  # the same team twice
+    figure = plot_fronts(summary, "Two members on one spot", fronts=[group])
+    axis = next(axis for axis in figure.axes if axis.get_legend() is not None)
+    numbers = [t.get_text() for t in axis.texts if t.get_text()[0].isdigit()]
+    joint = [label for label in numbers if "=" in label]
+    assert len(joint) == 1 and len(joint[0].split("=")) == 2  # the two members, one label
+    named = [int(n) for label in numbers for n in label.split("=")]
+    assert sorted(named) == list(range(1, len(summary["fronts"][group]["members"]) + 1))  # each number once
+
+
 def test_learned_teams_beside_hand_designed_ones_get_their_hypervolume_gain(tmp_path):
     """A front group with learned and hand-designed members reports the hand-designed members' hypervolume
     alone and what the learned ones add, paired by seed: 0 where a learned team is dominated, positive
