@@ -1,6 +1,6 @@
-"""How far each dish is, and how often cooks acting at random find it, in the two-dish-per-pair kitchens.
+"""How far each dish is, and how often cooks acting at random find it, in the pairs kitchens.
 
-    python -m marl.benchmarks.cooking_kitchens [--layouts pairs pairs_even] [--episodes 50000] [--seed 0]
+    python -m marl.benchmarks.cooking_kitchens [--layouts pairs pairs_even] [--episodes 100000] [--seed 0]
                                                [--out results]
 
 For each layout (envs/native/cooking.py) and dish:
@@ -29,6 +29,7 @@ from marl.envs.native.cooking import KITCHENS, PLATE_COUNTER, SERVE, CookingEnv
 
 # The kitchen of the population studies (results/cooking_populations): both cooks commit blind.
 STUDY_KITCHEN = {"blind": True, "observe_partner_cell": False, "signal": True, "retry": True}
+PAIRS_LAYOUTS = ("pairs", "pairs_even")  # every dish one ingredient from each cook
 
 
 def fewest_moves(tables: dict[str, torch.Tensor], start: int) -> dict[int, int]:
@@ -62,9 +63,8 @@ def dish_steps(layout: str) -> list[float]:
         dispenser = cell_touching(tables, ingredient + 1, side)  # station code of dispenser i is i + 1
         to_plate = fewest_moves(tables, dispenser)[plate[side]]
         starts = tables["side_cells"][side].tolist()
-        return [
-            fewest_moves(tables, s)[dispenser] + 1 + to_plate + 1 for s in starts
-        ]  # walk, take, walk, plate
+        # walk to the dispenser, take, walk to the plate counter, plate
+        return [fewest_moves(tables, s)[dispenser] + 1 + to_plate + 1 for s in starts]
 
     means = []
     for left, right in KITCHENS[layout].recipes:
@@ -92,8 +92,8 @@ def random_rates(layout: str, episodes: int, seed: int) -> list[float]:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--layouts", nargs="+", default=["pairs", "pairs_even"], choices=list(KITCHENS))
-    parser.add_argument("--episodes", type=int, default=50_000)
+    parser.add_argument("--layouts", nargs="+", default=list(PAIRS_LAYOUTS), choices=PAIRS_LAYOUTS)
+    parser.add_argument("--episodes", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results")
     args = parser.parse_args(argv)
