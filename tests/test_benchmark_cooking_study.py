@@ -274,3 +274,23 @@ def test_stages_report_the_lamp_only_where_the_kitchen_has_one():
     out = study.stages([{"xp_outcomes": lamp}, {"xp_outcomes": lamp}])
     assert out["self_play"][study.LAMP] == 1.0 and out["cross_play"][study.LAMP] == 0.5
     assert out["self_play"]["success"] == 0.75 and out["cross_play"]["success"] == 0.0
+
+
+def test_intervals_over_seeds_stay_within_each_measures_range():
+    """Over three seeds a t-interval of a success rate reaches past [0, 1] (0, 0.1, 0.99: about -0.65 to
+    1.38); the summary cuts it to the range, and leaves an interval inside the range as it is."""
+    from marl.compare import mean_interval
+
+    spread = study.within_range([0.0, 0.1, 0.99], *study.RANGES["harmonic_mean"])
+    mean, t_low, t_high = mean_interval([0.0, 0.1, 0.99])
+    assert t_low < 0 and t_high > 1  # the uncut interval is impossible on both sides
+    assert (spread["mean"], spread["low"], spread["high"]) == (pytest.approx(mean), 0.0, 1.0)
+    assert spread["per_seed"] == [0.0, 0.1, 0.99]
+    inside = study.within_range([1.21, 0.97, None, 1.26], *study.RANGES["diversity"])  # None: unfinished
+    assert (inside["low"], inside["high"]) == pytest.approx(mean_interval([1.21, 0.97, 1.26])[1:])
+    # a paired difference of success rates lies in [-1, 1]; of diversities it is unbounded
+    assert study.difference_range("harmonic_mean") == (-1.0, 1.0)
+    assert study.difference_range("diversity") == (None, None)
+    assert study.within_range([-0.9, 0.9, 0.95], *study.difference_range("success_mean"))["low"] == -1.0
+    one_seed = study.within_range([0.5], 0.0, 1.0)
+    assert one_seed["mean"] == 0.5 and all(v != v for v in (one_seed["low"], one_seed["high"]))  # NaN

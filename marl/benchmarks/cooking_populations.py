@@ -32,8 +32,9 @@ where it stopped; an unfinished step continues from its run's last checkpoint. `
 summary of what the ledger holds at any time, the unfinished steps shown as n/a and listed. The ledger
 records the git commit each step ran with; `--retrain xpmin` trains a method's populations again (and what
 is built on them) after a change to its training, keeping the other steps. The summary goes to
-<out>/summary.json, table.md and summary.png: per seed, mean and 95% t-interval over seeds, paired
-differences for the paper's claims, env steps and wall-clock time of every step.
+<out>/summary.json, table.md and summary.png: per seed, mean and 95% t-interval over seeds (cut to each
+measure's range: a success rate's stays in [0, 1]), paired differences for the paper's claims, env steps
+and wall-clock time of every step.
 """
 
 from __future__ import annotations
@@ -483,6 +484,40 @@ METRICS = (  # (key, where it comes from, table heading)
     ("harmonic_mean", "generalist", "generalist: harmonic-mean success with held-out specialists"),
     ("success_mean", "generalist", "generalist: mean success"),
 )
+# Each measure's range (None: unbounded on that side). A t-interval over three seeds easily reaches past it
+# (a success rate of -0.98); the mean it covers lies in the range, so the interval is cut to the range,
+# which keeps its coverage. A paired difference of two measures lies in [low - high, high - low].
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "diversity": (0.0, None),
+    "specialisation": (0.0, 1.0),
+    "capable_members": (0.0, None),  # and at most the population's size
+    "overfitness": (-1.0, 1.0),  # a member's self-play success minus its success with a stranger
+    "xp_success_within": (0.0, 1.0),
+    "harmonic_mean": (0.0, 1.0),
+    "success_mean": (0.0, 1.0),
+}
+
+
+def within_range(values: list, low: float | None = None, high: float | None = None) -> dict[str, Any]:
+    """Mean and 95% t-interval over seeds of the finished seeds' ``values`` (None: unfinished), the
+    interval cut to the quantity's range [low, high]."""
+    from marl.compare import mean_interval
+
+    finite = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    mean, t_low, t_high = mean_interval(finite) if finite else (float("nan"),) * 3
+    if low is not None and not math.isnan(t_low):
+        t_low = max(t_low, low)
+    if high is not None and not math.isnan(t_high):
+        t_high = min(t_high, high)
+    return {"per_seed": values, "mean": mean, "low": t_low, "high": t_high}
+
+
+def difference_range(key: str) -> tuple[float | None, float | None]:
+    """The range of a paired difference of measure ``key``: [low - high, high - low]."""
+    low, high = RANGES[key]
+    if low is None or high is None:
+        return None, None
+    return low - high, high - low
 
 
 def steps_by_commit(done: dict[str, Any]) -> dict[str, list[str]]:
@@ -494,13 +529,6 @@ def steps_by_commit(done: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from marl.compare import mean_interval
-
-    def stat(values: list) -> dict[str, Any]:
-        finite = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-        mean, low, high = mean_interval(finite) if finite else (float("nan"),) * 3
-        return {"per_seed": values, "mean": mean, "low": low, "high": high}
-
     seeds = args.seeds
     every_step = study_steps(seeds, settings)
     unfinished = [name for name in every_step if name not in done]
@@ -518,8 +546,16 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
     for population in POPULATIONS:
         evaluations = results("evaluate", population)
         row: dict[str, Any] = {"population": population}
+        row["sp_label"] = [None if e is None else e["sp_label"] for e in evaluations]
+        labels = next(filter(None, row["sp_label"]), None)
+        row["members"] = len(labels) if labels else MEMBERS.get(population, "n/a")
         for key, source, _ in METRICS:
-            row[key] = stat([None if r is None else r[key] for r in results(source, population)])
+            low, high = RANGES[key]
+            if key == "capable_members" and labels:  # at most every member
+                high = len(labels)
+            row[key] = within_range(
+                [None if r is None else r[key] for r in results(source, population)], low, high
+            )
         for key in PER_SEED:  # each seed's own interval (over its evaluation episodes)
             row[key]["seed_intervals"] = [
                 [None if e is None else e.get(f"{key}{end}") for end in ("_low", "_high")]
@@ -541,18 +577,16 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
             None if g is None else g.get("harmonic_mean_curve") or held_out_curve(g["run"])
             for g in results("generalist", population)
         ]
-        row["sp_label"] = [None if e is None else e["sp_label"] for e in evaluations]
-        labels = next(filter(None, row["sp_label"]), None)
-        row["members"] = len(labels) if labels else MEMBERS.get(population, "n/a")
         row["stages"] = stages(list(filter(None, evaluations)))
         row["cross_play_by_recipe"] = [None if e is None else by_recipe(e) for e in evaluations]
         rows.append(row)
     by_name = {row["population"]: row for row in rows}
 
     def paired(key: str, a: str, b: str) -> dict[str, Any]:
-        """``a - b`` seed by seed: mean and 95% t-interval of the differences."""
+        """``a - b`` seed by seed: mean and 95% t-interval of the differences (cut to their range)."""
         pairs = zip(by_name[a][key]["per_seed"], by_name[b][key]["per_seed"])
-        return stat([None if None in (x, y) else x - y for x, y in pairs])
+        differences = [None if None in (x, y) else x - y for x, y in pairs]
+        return within_range(differences, *difference_range(key))
 
     differences = {
         "D: xpmin - selfplay": paired("diversity", "xpmin", "selfplay"),
@@ -703,7 +737,8 @@ def table(summary: dict[str, Any]) -> str:
     lines = [
         f"Cooking kitchen{' (' + ', '.join(summary['kitchen']) + ')' if summary['kitchen'] else ''}, seeds "
         f"{seeds}, {summary['mode']} sizes x {summary['scale']}, "
-        f"{summary['precision']} updates: mean [95% t-interval over seeds]. Held-out specialists: one "
+        f"{summary['precision']} updates: mean [95% t-interval over seeds, cut to the measure's range]. "
+        "Held-out specialists: one "
         f"`method=specialists` population (seed {HELD_OUT_SEED}) that no population or generalist trained "
         f"with. Sampled actions in every evaluation ({summary['eval_episodes']} episodes per pair, or per "
         "partner and seat)." + generalist_kitchen_note(summary.get("generalist_kitchen", [])),
@@ -778,7 +813,11 @@ def table(summary: dict[str, Any]) -> str:
         kinds = ("same", "different")
         cells = [" / ".join(number(seed and seed[k]) for seed in row["cross_play_by_recipe"]) for k in kinds]
         lines.append(f"| P_{row['population']} | " + " | ".join(cells) + " |")
-    lines += ["", "Paired by seed (a - b; mean [95% t-interval], per seed):", ""]
+    lines += [
+        "",
+        "Paired by seed (a - b; mean [95% t-interval, cut to the difference's range], per seed):",
+        "",
+    ]
     for name, d in summary["paired_differences"].items():
         per_seed = ", ".join(number(v) for v in d["per_seed"])
         lines.append(f"- {name}: {cell(d)} ({per_seed})")
