@@ -85,6 +85,7 @@ def test_quick_study_runs_every_step_and_a_rerun_continues_it(tmp_path, monkeypa
     )
     assert claims["(b) XP-min O above 0"]["holds"] is True
     assert claims["(a) XP-min D above self-play's"]["holds"] is False  # the same interval: not apart
+    assert claims["(a) XP-min D above self-play's (paired by seed)"]["holds"] is True  # differences > 0
     for file in ("summary.json", "table.md", "summary.png"):
         assert (tmp_path / "out" / file).stat().st_size > 0
     assert "The paper's claims" in (tmp_path / "out" / "table.md").read_text()
