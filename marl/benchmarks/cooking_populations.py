@@ -500,7 +500,9 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
 
 def within_range(values: list, low: float | None = None, high: float | None = None) -> dict[str, Any]:
     """Mean and 95% t-interval over seeds of the finished seeds' ``values`` (None: unfinished), the
-    interval cut to the quantity's range [low, high]."""
+    interval cut to the quantity's range [low, high]. Cut, not rebuilt on a bounded scale as
+    ``marl.pareto.interval`` does for the fronts: inside the range it stays the plain t-interval the
+    study's verdicts (intervals apart, paired differences excluding 0) are defined on."""
     from marl.compare import mean_interval
 
     finite = [float(v) for v in values if v is not None and not math.isnan(float(v))]
