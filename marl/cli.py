@@ -167,7 +167,8 @@ def _build_parser() -> argparse.ArgumentParser:
             "hypervolumes with seed intervals, a front figure and a table to the file's `out`, and "
             "HParams to TensorBoard. "
             "Members run as Ray tasks (workers: N), so the same command spreads over a cluster "
-            "(--ray-address). Running it again only runs what is missing. The file format is in "
+            "(--ray-address). Each result joins the ledger <out>/results.jsonl; running it again (here or on "
+            "a clone that holds the ledger) only runs what is missing. The file format is in "
             "marl/pareto_sweep.py."
         ),
         epilog=(
@@ -175,7 +176,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "  marl pareto configs/pareto/patrol_search_heuristics.yaml     hand-designed teams, both maps\n"
             "  marl pareto configs/pareto/patrol_search_heuristics.yaml --dry-run   list the members\n"
             "  marl pareto configs/pareto/patrol_search_heuristics.yaml --front-per env.map env.n_sensing\n"
-            "      --out results/patrol_search/by_sensing    the same cached results, one front per map and\n"
+            "      --out results/patrol_search/by_sensing    the same results, one front per map and\n"
             "      sensing condition\n"
             "  marl pareto configs/pareto/patrol_search_learned.yaml --workers 8 --ray-address auto\n"
             "  marl pareto configs/pareto/patrol_search_learned_20m.yaml --seeds 0 --cached-only\n"
@@ -203,7 +204,7 @@ def _build_parser() -> argparse.ArgumentParser:
         nargs="+",
         type=int,
         metavar="SEED",
-        help="run and report only these seeds (default: the file's); cached results are shared",
+        help="run and report only these seeds (default: the file's); the ledger holds every seed's results",
     )
     pareto.add_argument(
         "--cached-only",

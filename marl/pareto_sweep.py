@@ -22,15 +22,18 @@ A Pareto file (YAML, e.g. configs/pareto/patrol_search_heuristics.yaml):
     workers: 2                  # Ray tasks at once (0: in this process); ray.address joins a cluster
 
 Every (member, seed) is one task: a heuristic is evaluated; a learned member is trained with `marl train`
-(its run goes to `<runs_dir>/<name>/runs`, resumable) and its deterministic policy then evaluated. Results are
-cached as JSON, so running the command again only does what is missing.
+(its run goes to `<runs_dir>/<name>/runs`, resumable) and its deterministic policy then evaluated. Each
+result is added to a ledger beside the outputs as it arrives (`<out>/results.jsonl`, one line per member and
+seed: its objectives, team return, frames and seconds), so running the command again only does what is
+missing. The ledger is small and belongs with the results: committed, it lets a study of many hours go on
+from a fresh clone on another machine (only the training runs of unfinished members are lost there).
 
 Intervals (objectives and hypervolumes) are 95% over seeds, built within each objective's `bounds` (a
 hypervolume is >= 0), so they never show impossible values (`marl.pareto.interval`). The figure is drawn
 by `marl.pareto_plot`.
 
-Without the cache (e.g. results committed without their runs), the analysis, figure, table and TensorBoard
-logs can be rebuilt from the per-seed values in an earlier `summary.json`:
+Without the ledger (an older study that committed only its summary), the analysis, figure, table and
+TensorBoard logs can be rebuilt from the per-seed values in an earlier `summary.json`:
 
     python -m marl.pareto_sweep configs/pareto/patrol_search_learned.yaml --from-summary
 """
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -99,6 +103,10 @@ class ParetoSweep:
     runs_dir: str = "results/pareto"
     title: str | None = None
     bounds: list[list[float | None]] | None = None  # per objective [low, high]; None: unbounded
+    ledger: str = ""  # finished (member, seed) results, JSON lines; default <out>/results.jsonl
+
+    def __post_init__(self) -> None:
+        self.ledger = self.ledger or str(Path(self.out) / "results.jsonl")  # stays there when --out moves out
 
     @property
     def directory(self) -> Path:
@@ -265,6 +273,8 @@ def run_member(sweep: ParetoSweep, member: Member, seed: int) -> dict:
         "return_mean": metrics["return_mean"],
         "train_frames": frames,
         "seconds": time.time() - started,
+        "episodes": sweep.episodes,
+        "eval_seed": sweep.eval_seed,
     }
 
 
@@ -298,9 +308,9 @@ def run_pareto(
     nothing and report the members whose seeds are all cached (an interim look at a long sweep); the others
     are listed in the summary and table as left out."""
     members = expand(sweep)
-    cache = sweep.directory / "results"
+    finished = load_results(sweep)
     # seed by seed: an interrupted sweep has every member's first seeds before any member's last
-    tasks = [(m, s) for s in sweep.seeds for m in members if not _cached(cache, m, s).exists()]
+    tasks = [(m, s) for s in sweep.seeds for m in members if (m.label, s) not in finished]
     print(
         f"Pareto sweep {sweep.name}: {len(members)} members x {len(sweep.seeds)} seeds, {len(tasks)} to run "
         f"({sum(m.policy == LEARNED for m in members)} learned members train first), "
@@ -317,18 +327,52 @@ def run_pareto(
         members = [m for m in members if m.label not in unfinished]
         if not members:
             raise MarlError(
-                f"No member of {sweep.name} has all of seeds {sweep.seeds} cached under {cache}: run "
+                f"No member of {sweep.name} has all of seeds {sweep.seeds} in {sweep.ledger}: run "
                 "`marl pareto` on the file without --cached-only first (or pick finished seeds with --seeds)."
             )
     else:
-        cache.mkdir(parents=True, exist_ok=True)
-        _run_tasks(sweep, tasks, cache, ray_address)
+        write_ledger(sweep, finished)  # results of an earlier cache (per-member files) join the ledger
+        _run_tasks(sweep, tasks, finished, ray_address)
         left_out = []
-    results = [json.loads(_cached(cache, m, s).read_text()) for m in members for s in sweep.seeds]
+    results = [finished[m.label, s] for m in members for s in sweep.seeds]
     summary = analyse(sweep, members, results)
     summary["left_out"] = [m.label for m in left_out]
     write_outputs(sweep, members, summary)
     return summary
+
+
+def load_results(sweep: ParetoSweep) -> dict[tuple[str, int], dict]:
+    """The finished (member, seed) results: the ledger's lines, and the per-member JSON files that sweeps
+    cached under `<runs_dir>/<name>/results` before the ledger existed. Results evaluated on other held-out
+    episodes than the file's are an error (they would not be comparable)."""
+    finished: dict[tuple[str, int], dict] = {}
+    ledger = Path(sweep.ledger)
+    lines = ledger.read_text().splitlines() if ledger.exists() else []
+    earlier = sorted((sweep.directory / "results").glob("*.json"))
+    for where, text in [
+        *((f"{ledger}:{i + 1}", t) for i, t in enumerate(lines)),
+        *((str(p), p.read_text()) for p in earlier),
+    ]:
+        if not text.strip():
+            continue
+        result = json.loads(text)
+        evaluated = (result.get("episodes", sweep.episodes), result.get("eval_seed", sweep.eval_seed))
+        if evaluated != (sweep.episodes, sweep.eval_seed):
+            raise MarlError(
+                f"{where}: {result['member']} seed {result['seed']} was evaluated on {evaluated[0]} episodes "
+                f"from seed {evaluated[1]}, the file asks for {sweep.episodes} from {sweep.eval_seed}. Move "
+                f"{ledger} away (or give the sweep another name and out) to evaluate every member anew."
+            )
+        finished.setdefault((result["member"], result["seed"]), result)
+    return finished
+
+
+def write_ledger(sweep: ParetoSweep, finished: dict[tuple[str, int], dict]) -> None:
+    """Rewrite the ledger with every finished result, in a stable order (seed, then member)."""
+    ledger = Path(sweep.ledger)
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    ordered = sorted(finished.values(), key=lambda r: (r["seed"], r["member"]))
+    ledger.write_text("".join(json.dumps(r) + "\n" for r in ordered))
 
 
 def _run_member_cancellable(sweep: ParetoSweep, member: Member, seed: int) -> dict:
@@ -342,12 +386,9 @@ def _run_member_cancellable(sweep: ParetoSweep, member: Member, seed: int) -> di
     return run_member(sweep, member, seed)
 
 
-def _cached(cache: Path, member: Member, seed: int) -> Path:
-    return cache / f"{member.label},seed={seed}.json"
-
-
-def _run_tasks(sweep: ParetoSweep, tasks: list, cache: Path, ray_address: str | None) -> None:
-    """In this process (workers: 0) or as Ray tasks, one CPU each; each result is cached as it arrives."""
+def _run_tasks(sweep: ParetoSweep, tasks: list, finished: dict, ray_address: str | None) -> None:
+    """In this process (workers: 0) or as Ray tasks, one CPU each; each result joins `finished` and the
+    ledger as it arrives."""
     from tqdm.auto import tqdm
 
     # one bar for the learned members (training runs: their pace gives a true time left) and one for the
@@ -360,7 +401,9 @@ def _run_tasks(sweep: ParetoSweep, tasks: list, cache: Path, ray_address: str | 
     }
 
     def save(result: dict, member: Member) -> None:
-        _cached(cache, member, result["seed"]).write_text(json.dumps(result) + "\n")
+        finished[member.label, result["seed"]] = result
+        with open(sweep.ledger, "a") as ledger:  # one line at a time: an interrupted sweep keeps the rest
+            ledger.write(json.dumps(result) + "\n")
         bar = bars[member.policy == LEARNED]
         bar.update(1)
         bar.set_postfix_str(f"{member.label} seed {result['seed']}: {result['seconds']:.0f}s")
@@ -436,7 +479,8 @@ def _raise_failures(sweep: ParetoSweep, failures: list[str]) -> None:
     if failures:
         shown = failures[:10] + ([f"... and {len(failures) - 10} more"] if len(failures) > 10 else [])
         raise MarlError(
-            f"Pareto sweep {sweep.name}: {len(failures)} member task(s) failed, the others are cached:\n  "
+            f"Pareto sweep {sweep.name}: {len(failures)} member task(s) failed, the others are in its "
+            "ledger:\n  "
             + "\n  ".join(shown)
             + "\nFix what the messages name (a diverged run: a smaller learning rate for that member in "
             "the file's grid trains it anew) and run the same command to finish; `--cached-only` draws the "
@@ -446,9 +490,9 @@ def _raise_failures(sweep: ParetoSweep, failures: list[str]) -> None:
 
 def _interrupted(sweep: ParetoSweep, lost: str = "") -> str:
     return (
-        f"Pareto sweep {sweep.name} interrupted: finished members are cached, and the learned members that "
-        f"were training saved a checkpoint of their last iteration.{lost} Run the same `marl pareto` command "
-        "again to continue where it stopped."
+        f"Pareto sweep {sweep.name} interrupted: finished members are in its ledger, and the learned members "
+        f"that were training saved a checkpoint of their last iteration.{lost} Run the same `marl pareto` "
+        "command again to continue where it stopped."
     )
 
 
@@ -492,10 +536,11 @@ def analyse(sweep: ParetoSweep, members: list[Member], results: list[dict]) -> d
                     f"{bounds[k]}; correct `bounds` in the Pareto file."
                 ) from None
             entry["objectives"][objective] = {"per_seed": per_seed, "mean": mean, "low": low, "high": high}
+        # a result recovered from an earlier record may lack its return or seconds (None): averaged without it
         entry["return_per_seed"] = [runs[s]["return_mean"] for s in sweep.seeds]
-        entry["return_mean"] = sum(entry["return_per_seed"]) / len(sweep.seeds)
+        entry["return_mean"] = _mean_known(entry["return_per_seed"])
         entry["train_frames"] = max(runs[s]["train_frames"] for s in sweep.seeds)
-        entry["seconds"] = sum(runs[s]["seconds"] for s in sweep.seeds) / len(sweep.seeds)
+        entry["seconds"] = _mean_known([runs[s]["seconds"] for s in sweep.seeds])
         summary["members"][member.label] = entry
 
     for front_name, group in _partition(members, sweep.front_per).items():
@@ -548,6 +593,15 @@ def analyse(sweep: ParetoSweep, members: list[Member], results: list[dict]) -> d
                 "high": high,
             }
     return summary
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _mean_known(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
 
 
 def interval_description(objectives: list[str], bounds: list[list[float | None]]) -> str:
@@ -651,7 +705,7 @@ def format_table(summary: dict) -> str:
             if label == front["most_balanced"]:
                 on_front += " (most balanced)"
             lines.append(
-                f"| {label} | " + " | ".join(cells) + f" | {entry['return_mean']:.2f} | {on_front} | "
+                f"| {label} | " + " | ".join(cells) + f" | {_number(entry['return_mean'])} | {on_front} | "
                 f"{entry['rank']} | {entry['contribution']:.1f} | {entry['balance']:.3f} | "
                 f"{entry.get('front_distance', 0.0):.3f} |"
             )
@@ -703,7 +757,7 @@ def hparams_metrics(sweep: ParetoSweep, summary: dict, label: str) -> dict[str, 
     for name, stats in objectives:
         metrics[f"pareto/{name}_low"] = stats["low"]
         metrics[f"pareto/{name}_high"] = stats["high"]
-    metrics["pareto/return_mean"] = entry["return_mean"]
+    metrics["pareto/return_mean"] = math.nan if entry["return_mean"] is None else entry["return_mean"]
     return metrics
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -112,7 +113,7 @@ def test_pareto_file_errors(tmp_path):
 
 def test_pareto_heuristics_end_to_end(tmp_path, capsys):
     """Four hand-designed teams on one map: patrol-only cannot be beaten on idleness and random teams are
-    dominated; outputs, TensorBoard HParams and the result cache are written; a rerun runs nothing."""
+    dominated; outputs, TensorBoard HParams and the results ledger are written; a rerun runs nothing."""
     grid = (
         "  - {policy: [heuristic:random, heuristic:patrol, heuristic:fixed_roles/ecoli]}\n"
         "  - {env.n_searchers: [3], policy: [heuristic:fixed_roles/pso]}\n"
@@ -153,9 +154,8 @@ def test_pareto_heuristics_end_to_end(tmp_path, capsys):
     capsys.readouterr()
     assert main(["pareto", path]) == 0
     assert "0 to run" in capsys.readouterr().out
-    # without the cache, the same analysis comes back from the summary's per-seed values
-    for cached in (tmp_path / "runs" / "tiny" / "results").iterdir():
-        cached.unlink()
+    # without the ledger, the same analysis comes back from the summary's per-seed values
+    (tmp_path / "out" / "results.jsonl").unlink()
     rebuilt = rebuild_from_summary(load_pareto(path))
     assert rebuilt["fronts"] == summary["fronts"] and rebuilt["members"] == summary["members"]
 
@@ -169,13 +169,17 @@ def test_cached_only_reports_the_finished_members_of_an_unfinished_sweep(tmp_pat
     with pytest.raises(MarlError, match="No member of tiny has all of seeds"):
         run_pareto(load_pareto(path), cached_only=True)
     assert main(["pareto", path, "--seeds", "0"]) == 0  # seed 0 only: 3 tasks
-    cache = tmp_path / "runs" / "tiny" / "results"
-    assert sorted(p.name.split(",seed=")[1] for p in cache.iterdir()) == ["0.json"] * 3
-    (cache / "policy=heuristic:patrol,seed=0.json").unlink()
+    ledger = tmp_path / "out" / "results.jsonl"
+    lines = ledger.read_text().splitlines()
+    assert [json.loads(line)["seed"] for line in lines] == [0, 0, 0]
+    ledger.write_text("".join(line + "\n" for line in lines if "heuristic:patrol" not in line))
     capsys.readouterr()
     assert main(["pareto", path, "--seeds", "0", "--cached-only", "--out", str(tmp_path / "so_far")]) == 0
     assert "nothing run (--cached-only)" in capsys.readouterr().out
-    assert len(list(cache.iterdir())) == 2  # nothing was run
+    assert (
+        len(ledger.read_text().splitlines()) == 2
+    )  # nothing was run, and the ledger stays at the file's out
+    assert not (tmp_path / "so_far" / "results.jsonl").exists()
     saved = json.loads((tmp_path / "so_far" / "summary.json").read_text())
     assert saved["left_out"] == ["policy=heuristic:patrol"] and saved["seeds"] == [0]
     assert sorted(saved["members"]) == ["policy=heuristic:fixed_roles-pso", "policy=heuristic:random"]
@@ -186,7 +190,7 @@ def test_cached_only_reports_the_finished_members_of_an_unfinished_sweep(tmp_pat
 
 def test_a_failing_member_is_reported_and_the_others_go_on(tmp_path, monkeypatch):
     """One member's task raises (as a diverged training run does): every other member is still run and
-    cached, and the sweep ends with one error naming the failed member and seed and what to do."""
+    in the ledger, and the sweep ends with one error naming the failed member and seed and what to do."""
     import marl.pareto_sweep as pareto_sweep
 
     grid = "  - {policy: [heuristic:random, heuristic:patrol]}\n"
@@ -206,15 +210,51 @@ def test_a_failing_member_is_reported_and_the_others_go_on(tmp_path, monkeypatch
     assert "policy=heuristic:random seed 0: DivergenceError: Training diverged in iteration 3" in str(
         failed.value
     )
-    cached = sorted(p.name for p in (tmp_path / "runs" / "tiny" / "results").iterdir())
-    assert cached == [
-        "policy=heuristic:patrol,seed=0.json",
-        "policy=heuristic:patrol,seed=1.json",
-        "policy=heuristic:random,seed=1.json",
+    ledger = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert sorted((r["member"], r["seed"]) for r in ledger) == [
+        ("policy=heuristic:patrol", 0),
+        ("policy=heuristic:patrol", 1),
+        ("policy=heuristic:random", 1),
     ]
     monkeypatch.setattr(pareto_sweep, "run_member", run)  # fixed: the same command runs only what failed
     summary = run_pareto(load_pareto(path))
     assert sorted(summary["members"]) == ["policy=heuristic:patrol", "policy=heuristic:random"]
+
+
+def test_a_committed_ledger_continues_the_sweep_on_a_fresh_clone(tmp_path, capsys):
+    """A clone holds the outputs (the ledger among them) but no runs: the sweep runs only the member the
+    ledger lacks. Results cached as files by an earlier version join the ledger; a result recovered without
+    its return is analysed (its return averaged without it); results of other held-out episodes are an
+    error that says what to do."""
+    grid = "  - {policy: [heuristic:random, heuristic:patrol]}\n"
+    path = _pareto_file(tmp_path, grid)
+    assert main(["pareto", path, "--seeds", "0"]) == 0
+    ledger = tmp_path / "out" / "results.jsonl"
+    first = [json.loads(line) for line in ledger.read_text().splitlines()]
+    assert {(r["member"], r["episodes"], r["eval_seed"]) for r in first} == {
+        ("policy=heuristic:random", 6, 20261124),
+        ("policy=heuristic:patrol", 6, 20261124),
+    }
+    shutil.rmtree(tmp_path / "runs")  # the fresh clone: no runs, no TensorBoard
+    # the patrol team's seed 1 as an older version cached it, and the random team's without its return
+    patrol = next(r for r in first if r["member"] == "policy=heuristic:patrol")
+    older = tmp_path / "runs" / "tiny" / "results"
+    older.mkdir(parents=True)
+    (older / "policy=heuristic:patrol,seed=1.json").write_text(json.dumps({**patrol, "seed": 1}))
+    random_team = next(r for r in first if r["member"] == "policy=heuristic:random")
+    with ledger.open("a") as file:
+        file.write(json.dumps({**random_team, "seed": 1, "return_mean": None, "seconds": None}) + "\n")
+    capsys.readouterr()
+    summary = run_pareto(load_pareto(path))
+    assert "0 to run" in capsys.readouterr().out
+    assert len(ledger.read_text().splitlines()) == 4  # the older file joined the ledger
+    assert summary["members"]["policy=heuristic:random"]["return_mean"] == random_team["return_mean"]
+    patrol_idleness = summary["members"]["policy=heuristic:patrol"]["objectives"]["info/mean_idleness"]
+    assert patrol_idleness["per_seed"] == [patrol["objectives"][0]] * 2
+    with pytest.raises(MarlError, match="evaluated on 6 episodes from seed 20261124, the file asks for 8"):
+        sweep = load_pareto(path)
+        sweep.episodes = 8
+        run_pareto(sweep)
 
 
 def _events(directory: Path):
