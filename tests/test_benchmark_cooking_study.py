@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -295,3 +296,30 @@ def test_intervals_over_seeds_stay_within_each_measures_range():
     assert study.within_range([-0.9, 0.9, 0.95], *study.difference_range("success_mean"))["low"] == -1.0
     one_seed = study.within_range([0.5], 0.0, 1.0)
     assert one_seed["mean"] == 0.5 and all(v != v for v in (one_seed["low"], one_seed["high"]))  # NaN
+
+
+def test_an_earlier_summary_is_judged_again_from_its_per_seed_values(tmp_path):
+    """--from-summary: a study whose runs are gone is judged by the current rules from the per-seed values
+    its summary.json keeps; those stay as measured, every interval comes back inside its range, and the
+    paired claims are added."""
+    source = (
+        Path(__file__).parents[1] / "results" / "cooking_populations" / "pairs_lamp_retry" / "summary.json"
+    )
+    earlier = json.loads(source.read_text())
+    xpmin = next(row for row in earlier["rows"] if row["population"] == "xpmin")
+    xpmin["harmonic_mean"].update(low=-0.23, high=0.37)  # as an earlier version wrote it: uncut
+    del earlier["claims"]["(a) XP-min D above self-play's (paired by seed)"]
+    (tmp_path / "summary.json").write_text(json.dumps(earlier))
+    again = study.resummarise(tmp_path / "summary.json")
+    for before, after in zip(earlier["rows"], again["rows"]):
+        for key, _, _ in study.METRICS:
+            assert after[key]["per_seed"] == before[key]["per_seed"]
+            low, high = study.RANGES[key]
+            interval = [after[key]["low"], after[key]["high"]]  # NaN where a measure has one seed
+            assert low is None or math.isnan(interval[0]) or interval[0] >= low
+            assert high is None or math.isnan(interval[1]) or interval[1] <= high
+    rows = {row["population"]: row for row in again["rows"]}
+    assert rows["xpmin"]["harmonic_mean"]["low"] == 0.0  # 0.21, 0.00, 0.00: the t-interval reaches -0.23
+    assert "(a) XP-min D above self-play's (paired by seed)" in again["claims"]
+    assert "cut to the measure's range" in (tmp_path / "table.md").read_text()
+    assert (tmp_path / "summary.png").stat().st_size > 10_000

@@ -583,25 +583,7 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
         row["cross_play_by_recipe"] = [None if e is None else by_recipe(e) for e in evaluations]
         rows.append(row)
     by_name = {row["population"]: row for row in rows}
-
-    def paired(key: str, a: str, b: str) -> dict[str, Any]:
-        """``a - b`` seed by seed: mean and 95% t-interval of the differences (cut to their range)."""
-        pairs = zip(by_name[a][key]["per_seed"], by_name[b][key]["per_seed"])
-        differences = [None if None in (x, y) else x - y for x, y in pairs]
-        return within_range(differences, *difference_range(key))
-
-    differences = {
-        "D: xpmin - selfplay": paired("diversity", "xpmin", "selfplay"),
-        "S: xpmin - selfplay": paired("specialisation", "xpmin", "selfplay"),
-        "O: extract-rl - xpmin": paired("overfitness", "extract-rl", "xpmin"),
-        "O: extract-dagger - xpmin": paired("overfitness", "extract-dagger", "xpmin"),
-        "generalist HM: extract-rl - xpmin": paired("harmonic_mean", "extract-rl", "xpmin"),
-        "generalist HM: extract-dagger - xpmin": paired("harmonic_mean", "extract-dagger", "xpmin"),
-        # the harmonic mean is 0 for any generalist that fails one held-out specialist, e.g. of a dish its
-        # population never cooks; the mean success still ranks the partner sets there
-        "generalist mean success: extract-rl - xpmin": paired("success_mean", "extract-rl", "xpmin"),
-        "generalist mean success: extract-dagger - xpmin": paired("success_mean", "extract-dagger", "xpmin"),
-    }
+    differences = paired_differences(by_name)
     summary = {
         "study": "cooking populations: D, S, O, capable members, generalist robustness",
         "seeds": seeds,
@@ -625,13 +607,69 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
         "paired_differences": differences,
         "claims": claims(by_name, differences),
     }
-    out = Path(args.out)
+    write_summary(summary, Path(args.out))
+    return summary
+
+
+def paired_differences(by_name: dict[str, dict]) -> dict[str, dict[str, Any]]:
+    """The paper's comparisons, each ``a - b`` seed by seed: mean and 95% t-interval of the differences (cut
+    to their range)."""
+
+    def paired(key: str, a: str, b: str) -> dict[str, Any]:
+        pairs = zip(by_name[a][key]["per_seed"], by_name[b][key]["per_seed"])
+        differences = [None if None in (x, y) else x - y for x, y in pairs]
+        return within_range(differences, *difference_range(key))
+
+    return {
+        "D: xpmin - selfplay": paired("diversity", "xpmin", "selfplay"),
+        "S: xpmin - selfplay": paired("specialisation", "xpmin", "selfplay"),
+        "O: extract-rl - xpmin": paired("overfitness", "extract-rl", "xpmin"),
+        "O: extract-dagger - xpmin": paired("overfitness", "extract-dagger", "xpmin"),
+        "generalist HM: extract-rl - xpmin": paired("harmonic_mean", "extract-rl", "xpmin"),
+        "generalist HM: extract-dagger - xpmin": paired("harmonic_mean", "extract-dagger", "xpmin"),
+        # the harmonic mean is 0 for any generalist that fails one held-out specialist, e.g. of a dish its
+        # population never cooks; the mean success still ranks the partner sets there
+        "generalist mean success: extract-rl - xpmin": paired("success_mean", "extract-rl", "xpmin"),
+        "generalist mean success: extract-dagger - xpmin": paired("success_mean", "extract-dagger", "xpmin"),
+    }
+
+
+def write_summary(summary: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "table.md").write_text(table(summary))
     plot(summary, out / "summary.png")
     print(table(summary))
     print(f"Wrote {out}/summary.json, table.md and summary.png")
+
+
+def resummarise(path: Path, out: Path | None = None) -> dict[str, Any]:
+    """Judge an earlier study again from the per-seed values its summary.json holds, by this script's
+    current rules (intervals cut to each measure's range, claim (a) also paired by seed), and rewrite its
+    summary, table and figure (in ``out``, default beside it): for a study whose ledger and runs are gone.
+    Only what is computed over seeds changes; every per-seed value stays as measured."""
+    summary = json.loads(path.read_text())
+    seeds = summary["seeds"]
+    for row in summary["rows"]:
+        labels = next(filter(None, row["sp_label"]), None)
+        for key, _, _ in METRICS:
+            low, high = RANGES[key]
+            if key == "capable_members" and labels:
+                high = len(labels)
+            kept = {k: v for k, v in row[key].items() if k not in ("per_seed", "mean", "low", "high")}
+            row[key] = {**within_range(row[key]["per_seed"], low, high), **kept}
+        # fields older summaries did not have yet
+        row.setdefault("members", len(labels) if labels else MEMBERS.get(row["population"], "n/a"))
+        row.setdefault("stages", {"self_play": {}, "cross_play": {}})
+        row.setdefault("cross_play_by_recipe", [None] * len(seeds))
+        for key in PER_SEED:
+            row[key].setdefault("seed_intervals", [[None, None]] * len(seeds))
+    by_name = {row["population"]: row for row in summary["rows"]}
+    summary["paired_differences"] = paired_differences(by_name)
+    summary["claims"] = claims(by_name, summary["paired_differences"])
+    summary.setdefault("unfinished_steps", [])
+    summary["resummarised"] = {"by_commit": source_commit(), "date": time.strftime("%Y-%m-%d")}
+    write_summary(summary, out or path.parent)
     return summary
 
 
@@ -954,9 +992,20 @@ def main() -> None:
         action="store_true",
         help="run nothing: write the summary of the steps the ledger holds now (unfinished ones: n/a)",
     )
+    parser.add_argument(
+        "--from-summary",
+        metavar="SUMMARY_JSON",
+        help="run nothing: judge an earlier study again from the per-seed values of its summary.json (the "
+        "intervals, paired differences and claims by this script's current rules) and rewrite its summary, "
+        "table and figure (in --out if given, else beside it)",
+    )
     parser.add_argument("--runs", default="results/runs/cooking_populations")
     parser.add_argument("--out", default="results/cooking_populations")
     arguments = parser.parse_args()
+    if arguments.from_summary:
+        out = None if arguments.out == parser.get_default("out") else Path(arguments.out)
+        resummarise(Path(arguments.from_summary), out)
+        return
     try:
         run_study(arguments)
     except KeyboardInterrupt:  # a terminal's Ctrl-C reaches the workers too: each step checkpoints
