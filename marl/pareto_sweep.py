@@ -21,8 +21,9 @@ A Pareto file (YAML, e.g. configs/pareto/patrol_search_heuristics.yaml):
     compare_by: [policy]        # also the hypervolume of each value's members alone (which family wins)
     workers: 2                  # Ray tasks at once (0: in this process); ray.address joins a cluster
 
-Every (member, seed) is one task: a heuristic is evaluated; a learned member is trained with `marl train`
-(its run goes to `<runs_dir>/<name>/runs`, resumable) and its deterministic policy then evaluated. Each
+Every (member, seed) is one task: a heuristic is evaluated (first: seconds each); a learned member is
+trained with `marl train` (its run goes to `<runs_dir>/<name>/runs`, resumable) and its deterministic policy
+then evaluated. Each
 result is added to a ledger beside the outputs as it arrives (`<out>/results.jsonl`, one line per member and
 seed: its objectives, team return, frames and seconds), so running the command again only does what is
 missing. The ledger is small and belongs with the results: committed, it lets a study of many hours go on
@@ -309,11 +310,14 @@ def run_pareto(
     are listed in the summary and table as left out."""
     members = expand(sweep)
     finished = load_results(sweep)
-    # seed by seed: an interrupted sweep has every member's first seeds before any member's last
+    # hand-designed members first (seconds each: an interim look at a long sweep has their whole front),
+    # then the learned ones seed by seed (an interrupted sweep has every member's first seeds before any
+    # member's last)
     tasks = [(m, s) for s in sweep.seeds for m in members if (m.label, s) not in finished]
+    tasks.sort(key=lambda task: task[0].policy == LEARNED)  # stable: seed by seed within each kind
     print(
         f"Pareto sweep {sweep.name}: {len(members)} members x {len(sweep.seeds)} seeds, {len(tasks)} to run "
-        f"({sum(m.policy == LEARNED for m in members)} learned members train first), "
+        f"(hand-designed first, then {sum(m.policy == LEARNED for m in members)} learned members train), "
         f"{'nothing run (--cached-only)' if cached_only else f'{sweep.workers or 0} Ray workers'} "
         f"-> {sweep.out}"
     )

@@ -221,6 +221,40 @@ def test_a_failing_member_is_reported_and_the_others_go_on(tmp_path, monkeypatch
     assert sorted(summary["members"]) == ["policy=heuristic:patrol", "policy=heuristic:random"]
 
 
+def test_hand_designed_members_run_before_learned_ones(tmp_path, monkeypatch):
+    """Seconds each, the hand-designed members come first (an interim look at a long sweep has their whole
+    front); the learned members follow seed by seed."""
+    import marl.pareto_sweep as pareto_sweep
+
+    grid = "  - {sharing: [shared], policy: [learned]}\n  - {policy: [heuristic:random, heuristic:patrol]}\n"
+    sweep = load_pareto(_pareto_file(tmp_path, grid))
+    order = []
+
+    def record(sweep, member, seed):
+        order.append((member.policy, seed))
+        objectives = [10.0 + seed, 20.0]
+        return {
+            "member": member.label,
+            "seed": seed,
+            "objectives": objectives,
+            "return_mean": 0.0,
+            "train_frames": 0,
+            "seconds": 1.0,
+        }
+
+    monkeypatch.setattr(pareto_sweep, "run_member", record)
+    monkeypatch.setattr(pareto_sweep, "write_outputs", lambda *a: None)
+    run_pareto(sweep)
+    assert order == [
+        ("heuristic:random", 0),
+        ("heuristic:patrol", 0),
+        ("heuristic:random", 1),
+        ("heuristic:patrol", 1),
+        ("learned", 0),
+        ("learned", 1),
+    ]
+
+
 def test_a_committed_ledger_continues_the_sweep_on_a_fresh_clone(tmp_path, capsys):
     """A clone holds the outputs (the ledger among them) but no runs: the sweep runs only the member the
     ledger lacks. Results cached as files by an earlier version join the ledger; a result recovered without
