@@ -27,6 +27,7 @@ def _args(tmp_path, **changes) -> argparse.Namespace:
         xp_warmup=study.XP_WARMUP,
         xp_gate=False,
         generalist_kitchen=[],
+        extract_kitchen=[],
         retrain=[],
         summary=False,
         runs=str(tmp_path / "runs"),
@@ -220,6 +221,32 @@ def test_xp_gate_reaches_xpmin_and_the_ledger(tmp_path, monkeypatch):
     study.Ledger(tmp_path / "ledger.json", settings).save()
     with pytest.raises(SystemExit, match="xp_gate"):  # an ungated study does not continue a gated one
         study.Ledger(tmp_path / "ledger.json", study.Settings(str(tmp_path), "quick", 1.0, "float32"))
+
+
+def test_extract_kitchen_reaches_the_rl_students_only_and_the_ledger(tmp_path, monkeypatch):
+    """--extract-kitchen shaping=paying: the RL extraction's students get it (parsed as YAML values), the
+    DAgger students do not; the ledger keeps it, so a study without it does not continue this one."""
+    import marl.population.extract as extraction
+
+    settings = study.Settings(
+        runs=str(tmp_path), mode="quick", scale=1.0, precision="float32", extract_kitchen=("shaping=paying",)
+    )
+    calls = []
+    monkeypatch.setattr(extraction, "extract", lambda *a, **kwargs: calls.append(kwargs) or tmp_path)
+    monkeypatch.setattr(study, "_cost", lambda run: {"run": str(run)})
+    study.extract_population("rl", "teacher", 0, settings)
+    study.extract_population("dagger", "teacher", 0, settings)
+    assert calls[0]["student_env"] == {"shaping": "paying"} and "student_env" not in calls[1]
+    assert study.kitchen_settings(("retry=true", "layout=pairs_even")) == {
+        "retry": True,
+        "layout": "pairs_even",
+    }
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        study.kitchen_settings(("shaping",))
+    study.Ledger(tmp_path / "ledger.json", settings).save()
+    with pytest.raises(SystemExit, match="extract_kitchen"):
+        study.Ledger(tmp_path / "ledger.json", study.Settings(str(tmp_path), "quick", 1.0, "float32"))
+    assert "shaping=paying" in study.extract_kitchen_note(["shaping=paying"])
 
 
 def test_specialists_are_one_per_recipe_of_the_studys_kitchen(tmp_path):

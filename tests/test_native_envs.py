@@ -154,6 +154,50 @@ def test_salad_label_and_restricted_recipe_set():
     assert _reward(out).tolist() == pytest.approx([-0.01, 9.99, -0.01])  # out of set: nothing
 
 
+def test_paying_shaping_pays_only_the_ingredients_of_the_paying_recipes():
+    """shaping=paying: where only lettuce pays, chopping and plating a tomato and picking up its plate earn
+    nothing (the stages still count them), and the lettuce then earns each shaping reward once."""
+    env = _kitchen(recipes=[1], shaping="paying")
+    tomato = [UP, INTERACT, DOWN, INTERACT, RIGHT, RIGHT, INTERACT]  # take, chop, plate
+    rewards = [_reward(_step(env, [action, NOOP])).item() for action in tomato]
+    assert rewards == pytest.approx([-0.01] * len(tomato))
+    out = _step(env, [NOOP, LEFT])
+    out = _step(env, [NOOP, INTERACT])  # the right cook picks up the tomato's plate
+    assert _reward(out).item() == pytest.approx(-0.01) and env.plate_place.item() == HELD
+    assert [_info(out, key).item() for key in ("chopped", "plated", "picked_up")] == [1, 1, 1]
+    env.reset()
+    lettuce = [UP, RIGHT, INTERACT, LEFT, DOWN, INTERACT, RIGHT, RIGHT, INTERACT]
+    rewards = [_reward(_step(env, [action, NOOP])).item() for action in lettuce]
+    assert rewards == pytest.approx([-0.01] * 5 + [0.49, -0.01, -0.01, 0.49])
+    with pytest.raises(ConfigError, match="no shaping 'some'"):
+        CookingEnv(shaping="some")
+
+
+def test_default_shaping_is_any_and_paying_pays_no_more():
+    """Random cooks in restricted kitchens: shaping=any is the default, step for step; shaping=paying pays
+    the same delivery and step cost and never more shaping."""
+    kitchens = {
+        shaping: CookingEnv(num_envs=256, seed=2, layout="pairs_even", recipes=[3], **kwargs)
+        for shaping, kwargs in (
+            ("default", {}),
+            ("any", {"shaping": "any"}),
+            ("paying", {"shaping": "paying"}),
+        )
+    }
+    tds = {name: env.reset() for name, env in kitchens.items()}
+    generator = torch.Generator().manual_seed(0)
+    totals = {name: torch.zeros(256) for name in kitchens}  # per kitchen over its episodes (same resets)
+    for _ in range(120):
+        actions = torch.randint(0, 6, (256, 2), generator=generator)
+        for name, env in kitchens.items():
+            tds[name]["agents", "action"] = actions
+            out, tds[name] = env.step_and_maybe_reset(tds[name])
+            totals[name] += out["next", "agents", "reward"][:, 0, 0]
+    assert torch.equal(totals["default"], totals["any"])
+    assert (totals["paying"] <= totals["any"] + 1e-4).all()
+    assert (totals["paying"] < totals["any"] - 0.4).any()  # random cooks take unpaid ingredients
+
+
 def test_plate_takes_two_different_ingredients_only_while_on_the_counter():
     env = _kitchen(num_envs=3)
     env.cell[:, 0] = _cell(2, 2)

@@ -391,6 +391,13 @@ def test_rl_students_play_where_only_their_teachers_label_pays(tmp_path, monkeyp
             None,
         )
 
+    # extract.student_env: env settings for the students only, on top of the teacher's
+    every_step = {**settings, "student_env": {"reward_every_step": True}}
+    with pytest.warns(UserWarning, match="never ended"):
+        ex = extraction.build_extraction(extract_config(every_step), teacher, teacher_cfg, "t", counts)
+    assert ex.students.cfg.env.kwargs == {**teacher_cfg.env.kwargs, "reward_every_step": True}
+    assert not teacher_cfg.env.kwargs.get("reward_every_step")
+
     monkeypatch.setattr(extraction, "label_count", lambda cfg: None)  # an env with no paying set
     with pytest.raises(ConfigError, match="restrict_env=false"):
         extraction.build_extraction(extract_config(settings), teacher, teacher_cfg, "t", counts)

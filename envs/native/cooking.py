@@ -49,7 +49,10 @@ dispensers); split 4 tomato + onion, 5 lettuce + carrot (one ingredient from eac
 dishes, each one ingredient from each side, 0 tomato + rice, 1 lettuce + fish, 2 onion + egg, 3 carrot +
 beans; no single ingredient is a dish. Any other plate is not a recipe.
 `recipes` restricts the paying set: delivering a recipe outside it, or a non-recipe, pays nothing and is
-not a success (a specialist is trained on one recipe).
+not a success (a specialist is trained on one recipe). `shaping="paying"` restricts the shaping rewards
+below to the ingredients of the paying recipes as well: then taking, chopping or plating another
+ingredient, or picking up a plate that holds one, pays nothing (the default `"any"` pays the first of each,
+whatever the ingredient).
 
 Shared reward (both cooks get it; all configurable): `delivery_reward` 10 for delivering a recipe in
 `recipes`; once per episode each `chop_reward` 0.5 (first ingredient chopped), `plate_reward` 0.5 (first
@@ -191,6 +194,7 @@ KITCHENS = {
 }
 ROWS, COLS = len(KITCHENS["classic"].rows), len(KITCHENS["classic"].rows[0])
 DIVIDER_COL = 3
+SHAPINGS = ("any", "paying")  # which ingredients earn the shaping rewards: every one, or the paying recipes'
 MAX_INGREDIENTS = 8
 
 # Station codes (what a floor cell touches): none, dispensers 1-8 (ingredient + 1), board, plate, serve.
@@ -270,6 +274,7 @@ class CookingEnv(NativeEnv):
         "chopped_once",
         "plated_once",
         "picked_once",
+        "shaping_paid",
         "recipe",
         "success",
         "delivered",
@@ -292,6 +297,7 @@ class CookingEnv(NativeEnv):
         blind: bool = False,
         signal: bool = False,
         retry: bool = False,
+        shaping: str = "any",
         layout: str = "classic",
         num_envs: int = 1,
         max_steps: int = 200,
@@ -305,11 +311,22 @@ class CookingEnv(NativeEnv):
                 f"CookingEnv has no layout {layout!r}; choose one of {', '.join(KITCHENS)} "
                 "(env.kwargs.layout=split: each cook holds two ingredients)."
             )
+        if shaping not in SHAPINGS:
+            raise ConfigError(
+                f"CookingEnv has no shaping {shaping!r}; choose one of {', '.join(SHAPINGS)} (paying: only "
+                "the ingredients of the paying recipes earn the shaping rewards)."
+            )
         super().__init__(num_envs, max_steps, device, seed)
         self.layout, self.kitchen = layout, KITCHENS[layout]
         self.n_ingredients = len(self.kitchen.ingredients)
         self.has_board = self.kitchen.has_board  # without one, ingredients leave the dispenser ready to plate
         self.paying_recipes = index_mask(recipes, len(self.kitchen.recipes), "recipes", self.device)
+        # ingredients whose taking, chopping and plating earn the shaping rewards (bit i: ingredient i)
+        shaped = range(self.n_ingredients)
+        if shaping == "paying":
+            paying = self.paying_recipes.tolist()
+            shaped = {i for r, contents in enumerate(self.kitchen.recipes) if paying[r] for i in contents}
+        self.shaped_ingredients = sum(1 << i for i in shaped)
         self.delivery_reward, self.chop_reward = float(delivery_reward), float(chop_reward)
         self.plate_reward, self.pickup_reward = float(plate_reward), float(pickup_reward)
         self.step_cost, self.chop_steps, self.random_start = float(step_cost), chop_steps, random_start
@@ -325,6 +342,7 @@ class CookingEnv(NativeEnv):
         self.recipe = torch.full((n,), -1, **long)
         flag = {"dtype": torch.bool, "device": self.device}
         self.chopped_once, self.plated_once, self.picked_once = (torch.zeros(n, **flag) for _ in range(3))
+        self.shaping_paid = torch.zeros(n, 3, **flag)  # the chop, plate and pick-up rewards paid this episode
         self.success, self.delivered = torch.zeros(n, **flag), torch.zeros(n, **flag)
         self.lamp = torch.zeros(n, 2, **flag)  # each cook's lamp, lit by a signal at the last step
         self.signalled = torch.zeros(n, **flag)  # either lamp lit at some step of this episode
@@ -363,6 +381,7 @@ class CookingEnv(NativeEnv):
         for name in ("chopped_once", "plated_once", "picked_once", "success", "delivered", "signalled"):
             getattr(self, name).masked_fill_(mask, False)
         self.lamp.masked_fill_(mask.unsqueeze(-1), False)
+        self.shaping_paid.masked_fill_(mask.unsqueeze(-1), False)
 
     # ------------------------------------------------------------------------------------------- step
     def _advance(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -410,9 +429,15 @@ class CookingEnv(NativeEnv):
         self.chop_progress[:, seat] = torch.where(chop_done | drop, 0, progress)
         self.plate_mask = torch.where(plate_add, self.plate_mask | bit, self.plate_mask)
         prepared = chop_done if self.has_board else take
-        first_chop, first_plate = prepared & ~self.chopped_once, plate_add & ~self.plated_once
         self.chopped_once |= prepared
         self.plated_once |= plate_add
+        # the ingredient prepared (now held ready to plate) and the one plated (its bit), if they earn shaping
+        prepared_bit = torch.ones_like(held) << (held - ready).clamp(min=0)
+        prepared = prepared & ((prepared_bit & self.shaped_ingredients) != 0)
+        plate_add = plate_add & ((bit & self.shaped_ingredients) != 0)
+        first_chop, first_plate = prepared & ~self.shaping_paid[:, 0], plate_add & ~self.shaping_paid[:, 1]
+        self.shaping_paid[:, 0] |= prepared
+        self.shaping_paid[:, 1] |= plate_add
         return first_chop * self.chop_reward + first_plate * self.plate_reward
 
     def _plate_interacts(
@@ -425,8 +450,10 @@ class CookingEnv(NativeEnv):
         pick = at_plate & (self.plate_place == ON_COUNTER)
         put = at_plate & (self.plate_place == HELD)
         deliver = interact & (station == SERVE) & (self.plate_place == HELD) & (self.plate_mask != 0)
-        first_pick = pick & (self.plate_mask != 0) & ~self.picked_once
-        self.picked_once |= first_pick
+        self.picked_once |= pick & (self.plate_mask != 0)
+        shaped_plate = (self.plate_mask & ~self.shaped_ingredients) == 0  # nothing unshaped on it
+        first_pick = pick & (self.plate_mask != 0) & shaped_plate & ~self.shaping_paid[:, 2]
+        self.shaping_paid[:, 2] |= first_pick
         label = self.tables["recipe_of_mask"][self.plate_mask]
         paid = deliver & (label >= 0) & self.paying_recipes[label.clamp(min=0)]
         self.plate_place = torch.where(pick, HELD, torch.where(put, ON_COUNTER, self.plate_place))

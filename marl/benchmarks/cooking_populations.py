@@ -111,6 +111,8 @@ class Settings:
     # kitchen settings changed for the generalists' training and test, e.g. ("retry=true",)
     generalist_kitchen: tuple[str, ...] = ()
     xp_gate: bool = False  # XP-min's population.xp_gate: spare members that do better with a stranger
+    # kitchen settings changed for the RL extraction's students only, e.g. ("shaping=paying",)
+    extract_kitchen: tuple[str, ...] = ()
 
     def size(self, step: str) -> Size:
         return SIZES[self.mode][step]
@@ -195,7 +197,8 @@ def extract_population(method: str, teacher: str, seed: int, settings: Settings)
     # rl: the label reward (paid only when an episode ends with a recipe) plus a tenth of the kitchen's own
     # reward, so the students get the sub-goal shaping the populations trained with. The students' kitchens
     # pay only their teacher's recipe (extract.restrict_env): its delivery pays 1 + 1, any other 0.
-    settings_rl = {"env_reward_scale": 0.1} if method == "rl" else {}
+    settings_rl = {"env_reward_scale": 0.1, "student_env": kitchen_settings(settings.extract_kitchen)}
+    settings_rl = settings_rl if method == "rl" else {}
     batch = {"minibatch_size": size.minibatch_size} if size.minibatch_size else {}
     run_dir = extract(
         teacher,
@@ -213,6 +216,17 @@ def extract_population(method: str, teacher: str, seed: int, settings: Settings)
         eval_every=0,
     )
     return _cost(run_dir)
+
+
+def kitchen_settings(settings: tuple[str, ...]) -> dict[str, Any]:
+    """``("shaping=paying", "retry=true")`` -> ``{"shaping": "paying", "retry": True}`` (YAML values)."""
+    import yaml
+
+    pairs = [setting.partition("=") for setting in settings]
+    bad = [key for key, equals, _ in pairs if not equals or not key]
+    if bad:
+        raise SystemExit(f"Kitchen settings are KEY=VALUE, e.g. shaping=paying; got {list(settings)}.")
+    return {key: yaml.safe_load(value) for key, _, value in pairs}
 
 
 def evaluate_population(run: str, held_out: str, settings: Settings) -> dict[str, Any]:
@@ -297,8 +311,9 @@ class Ledger:
         wanted = {k: v for k, v in asdict(settings).items() if k not in ("runs", "threads")}
         wanted["kitchen"] = list(settings.kitchen)  # as JSON reads it back
         wanted["generalist_kitchen"] = list(settings.generalist_kitchen)
+        wanted["extract_kitchen"] = list(settings.extract_kitchen)
         # a ledger written before a setting existed ran with its default
-        defaults = {"xp_warmup": XP_WARMUP, "generalist_kitchen": [], "xp_gate": False}
+        defaults = {"xp_warmup": XP_WARMUP, "generalist_kitchen": [], "xp_gate": False, "extract_kitchen": []}
         if {**defaults, **saved.get("settings", wanted)} != wanted:
             raise SystemExit(
                 f"{path} belongs to a study with {saved['settings']}, not {wanted}: give another --runs "
@@ -458,6 +473,7 @@ def run_study(args: argparse.Namespace) -> dict[str, Any]:
         args.xp_warmup,
         tuple(args.generalist_kitchen),
         args.xp_gate,
+        tuple(args.extract_kitchen),
     )
     ledger = Ledger(runs / "ledger.json", settings)
     for method in args.retrain:
@@ -593,6 +609,7 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
         "precision": settings.precision,
         "kitchen": list(settings.kitchen),
         "generalist_kitchen": list(settings.generalist_kitchen),
+        "extract_kitchen": list(settings.extract_kitchen),
         "sizes": {step: asdict(size) for step, size in SIZES[settings.mode].items()},
         "xp_lambda": XP_LAMBDA,
         "xp_warmup_fraction": settings.xp_warmup,
@@ -786,7 +803,9 @@ def table(summary: dict[str, Any]) -> str:
         "Held-out specialists: one "
         f"`method=specialists` population (seed {HELD_OUT_SEED}) that no population or generalist trained "
         f"with. Sampled actions in every evaluation ({summary['eval_episodes']} episodes per pair, or per "
-        "partner and seat)." + generalist_kitchen_note(summary.get("generalist_kitchen", [])),
+        "partner and seat)."
+        + generalist_kitchen_note(summary.get("generalist_kitchen", []))
+        + extract_kitchen_note(summary.get("extract_kitchen", [])),
         "",
         "| population | members | " + " | ".join(heading for _, _, heading in METRICS) + " | generalist "
         "success cooking (left seat) / carrying (right seat) | population env steps (wall clock) | "
@@ -889,6 +908,13 @@ def generalist_kitchen_note(settings: list[str]) -> str:
     )
 
 
+def extract_kitchen_note(settings: list[str]) -> str:
+    """The table's sentence on kitchen settings the RL extraction's students alone trained with."""
+    if not settings:
+        return ""
+    return f" The RL extraction's students trained in kitchens with {', '.join(settings)} as well."
+
+
 def _cost_cell(frames: float | None, minutes: float | None) -> str:
     return "n/a" if frames is None else f"{frames / 1e6:.2f}M ({minutes:.1f} min)"
 
@@ -960,6 +986,15 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="kitchen settings changed for the generalists' training and test only, e.g. retry=true: the "
         "populations and held-out specialists trained without them play with them",
+    )
+    parser.add_argument(
+        "--extract-kitchen",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="kitchen settings changed for the RL extraction's students only, e.g. shaping=paying: the "
+        "shaping rewards of a student's kitchen (restricted to its teacher's dish) then pay only that "
+        "dish's ingredients",
     )
     parser.add_argument(
         "--xp-warmup",

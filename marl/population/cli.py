@@ -150,10 +150,12 @@ examples:
 
 The teacher is a population run directory (or checkpoint) of marl population train. Sections: extract
 (method, envs_per_member; dagger: beta0, beta_decay, window, student_actions; rl: reward, env_reward_scale,
-label_episodes), algorithm (rollout_steps, lr, epochs, minibatch_size, entropy_coef; null = the method's
-default), experiment; `marl config show extract` lists every key, method= is short for extract.method=. The
-students get the teacher run's env, networks and other PPO settings. Ctrl-C saves a checkpoint and prints
-the resume command. The run directory loads like any population run (marl population evaluate).
+restrict_env, label_episodes; student_env: env settings for the students only, e.g.
+extract.student_env.shaping=paying), algorithm (rollout_steps, lr, epochs, minibatch_size, entropy_coef;
+null = the method's default), experiment; `marl config show extract` lists every key, method= is short for
+extract.method=. The students get the teacher run's env, networks and other PPO settings. Ctrl-C saves a
+checkpoint and prints the resume command. The run directory loads like any population run
+(marl population evaluate).
 """
 
 

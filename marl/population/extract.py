@@ -145,6 +145,9 @@ class ExtractSection:
     # not show; false: the unrestricted env, whose reward pays every label alike
     restrict_env: bool = True
     label_episodes: int = 128  # sampled teacher self-play episodes per member measuring p_teacher(label)
+    # env settings changed for the students only, e.g. {shaping: paying}: the cooking kitchen's shaping
+    # rewards then pay only the ingredients of the student's own (restricted) recipe
+    student_env: dict[str, Any] = field(default_factory=dict, metadata={"merge": True})
 
 
 @dataclass
@@ -248,6 +251,7 @@ def student_config(
     experiment["eval_envs_per_pair"] = experiment.pop("eval_episodes")
     experiment["name"] = cfg.experiment.name or f"extract_{cfg.extract.method}"
     tree["experiment"].update(experiment)
+    tree["env"]["kwargs"] = {**tree["env"]["kwargs"], **cfg.extract.student_env}
     tree["population"].update(
         method="selfplay" if targets is None else "specialists",
         envs_per_pair=cfg.extract.envs_per_member,
