@@ -102,6 +102,7 @@ def test_quick_study_runs_every_step_and_a_rerun_continues_it(tmp_path, monkeypa
         "xp_warmup": study.XP_WARMUP,
         "generalist_kitchen": [],
         "xp_gate": False,
+        "extract_kitchen": [],
     }
     xpmin = Path(ledger["steps"]["xpmin/0"]["run"])  # the kitchen setting reached every population
     assert "observe_partner_cell: false" in (xpmin / "config.yaml").read_text()
@@ -247,6 +248,16 @@ def test_extract_kitchen_reaches_the_rl_students_only_and_the_ledger(tmp_path, m
     with pytest.raises(SystemExit, match="extract_kitchen"):
         study.Ledger(tmp_path / "ledger.json", study.Settings(str(tmp_path), "quick", 1.0, "float32"))
     assert "shaping=paying" in study.extract_kitchen_note(["shaping=paying"])
+    # every generalist plays the study's kitchen: what only the students changed goes back to its default
+    both = study.Settings(
+        str(tmp_path),
+        "quick",
+        1.0,
+        "float32",
+        generalist_kitchen=("retry=true",),
+        extract_kitchen=("shaping=paying",),
+    )
+    assert study.generalist_env(both) == {"shaping": "any", "retry": True}
 
 
 def test_specialists_are_one_per_recipe_of_the_studys_kitchen(tmp_path):

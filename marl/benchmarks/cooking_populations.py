@@ -262,9 +262,9 @@ def train_generalist(population: str, held_out: str, seed: int, settings: Settin
             f"experiment.eval_every={max(1, iterations // 6)}",
             "experiment.eval_deterministic=false",
             "experiment.progress=false",
-            f"env.kwargs={{{', '.join(s.replace('=', ': ', 1) for s in settings.generalist_kitchen)}}}",
         ]
     )
+    cfg.env.kwargs.update(generalist_env(settings))
     run_dir = train(cfg, resume=unfinished_run(settings.runs, name))
     summary = json.loads((run_dir / "generalist.json").read_text())
     test = summary["test_partners"]
@@ -279,6 +279,19 @@ def train_generalist(population: str, held_out: str, seed: int, settings: Settin
         "train_partner_success": summary["train_partners"]["success_mean"],
         "harmonic_mean_curve": held_out_curve(run_dir),
     }
+
+
+def generalist_env(settings: Settings) -> dict[str, Any]:
+    """Kitchen settings of every generalist's games (training and held-out test partners alike): the
+    study's --generalist-kitchen, and the kitchen's defaults for what --extract-kitchen changed (the RL
+    students' own settings were for their training; the generalists play the study's kitchen)."""
+    import inspect
+
+    from marl.envs.native.cooking import CookingEnv
+
+    defaults = inspect.signature(CookingEnv.__init__).parameters
+    students = {key: defaults[key].default for key in kitchen_settings(settings.extract_kitchen)}
+    return {**students, **kitchen_settings(settings.generalist_kitchen)}
 
 
 def held_out_curve(run_dir: str | Path) -> list[list[float]] | None:
