@@ -23,11 +23,11 @@ A Pareto file (YAML, e.g. configs/pareto/patrol_search_heuristics.yaml):
 
 Every (member, seed) is one task: a heuristic is evaluated (first: seconds each); a learned member is
 trained with `marl train` (its run goes to `<runs_dir>/<name>/runs`, resumable) and its deterministic policy
-then evaluated. Each
-result is added to a ledger beside the outputs as it arrives (`<out>/results.jsonl`, one line per member and
-seed: its objectives, team return, frames and seconds), so running the command again only does what is
-missing. The ledger is small and belongs with the results: committed, it lets a study of many hours go on
-from a fresh clone on another machine (only the training runs of unfinished members are lost there).
+then evaluated. Each result joins a ledger beside the outputs as it arrives (`<out>/results.jsonl`, one line
+per member and seed: its objectives, team return, frames, seconds and held-out episodes), so running the
+command again only does what is missing. The ledger is small and belongs with the results: committed, it
+lets a study of many hours go on from a fresh clone on another machine (only the training runs of
+unfinished members are lost there).
 
 Intervals (objectives and hypervolumes) are 95% over seeds, built within each objective's `bounds` (a
 hypervolume is >= 0), so they never show impossible values (`marl.pareto.interval`). The figure is drawn
@@ -305,9 +305,9 @@ def train_member(sweep: ParetoSweep, member: Member, seed: int) -> Path:
 def run_pareto(
     sweep: ParetoSweep, ray_address: str | None = None, dry_run: bool = False, cached_only: bool = False
 ) -> dict | None:
-    """Run every (member, seed) task not yet cached, then analyse and write the outputs. `cached_only`: run
-    nothing and report the members whose seeds are all cached (an interim look at a long sweep); the others
-    are listed in the summary and table as left out."""
+    """Run every (member, seed) task the ledger lacks, then analyse and write the outputs. `cached_only`:
+    run nothing and report the members whose seeds are all in the ledger (an interim look at a long sweep);
+    the others are listed in the summary and table as left out."""
     members = expand(sweep)
     finished = load_results(sweep)
     # hand-designed members first (seconds each: an interim look at a long sweep has their whole front),
