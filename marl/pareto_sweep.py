@@ -379,15 +379,22 @@ def write_ledger(sweep: ParetoSweep, finished: dict[tuple[str, int], dict]) -> N
     ledger.write_text("".join(json.dumps(r) + "\n" for r in ordered))
 
 
-def _run_member_cancellable(sweep: ParetoSweep, member: Member, seed: int) -> dict:
+def _run_member_cancellable(sweep: ParetoSweep, member: Member, seed: int) -> dict | None:
     """`run_member` on a Ray worker. Ray cancels a running task by interrupting the worker's main thread,
     which does nothing where SIGINT is ignored (a sweep started in the background hands that on to its
     workers): Python's own handler is put back, so a cancelled member stops like a Ctrl-C and a training one
-    saves a checkpoint of its last iteration."""
+    saves a checkpoint of its last iteration. Its exit (SystemExit 130, which would end the Ray worker
+    process and have Ray report an "unrecoverable failure" per member) becomes an ordinary return of None:
+    the worker lives on to be shut down with the others."""
     import signal
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    return run_member(sweep, member, seed)
+    try:
+        return run_member(sweep, member, seed)
+    except (KeyboardInterrupt, SystemExit) as stop:
+        if isinstance(stop, SystemExit) and stop.code != 130:
+            raise
+        return None
 
 
 def _run_tasks(sweep: ParetoSweep, tasks: list, finished: dict, ray_address: str | None) -> None:
@@ -419,6 +426,8 @@ def _run_tasks(sweep: ParetoSweep, tasks: list, finished: dict, ray_address: str
         is reported at the end and the others go on, so one bad member does not stop a sweep of hours."""
         try:
             result = outcome()
+            if result is None:  # stopped on its worker (a signal there): it continues when the sweep is rerun
+                raise MarlError("stopped before it finished; rerunning the sweep continues it")
         except Exception as error:
             cause = getattr(error, "cause", None) or error  # a Ray task error carries the member's own
             failures.append(f"{member.label} seed {seed}: {type(cause).__name__}: {cause}")
