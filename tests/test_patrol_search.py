@@ -51,6 +51,28 @@ def test_composition_sets_roles_names_and_sensors():
         make(n_agents=2, n_searchers=1, n_sensing=3)
 
 
+def test_heading_mode_drives_every_non_zero_action_at_full_strength():
+    """velocity: a weak action moves the agent slowly; heading: as fast as a full one, in its direction."""
+
+    def distance_after(mode: str, action: tuple[float, float], steps: int = 10) -> torch.Tensor:
+        env = make(n_agents=1, n_searchers=0, action_mode=mode)
+        env.reset()
+        place(env, 0, (-0.5, -0.3))
+        for _ in range(steps):
+            env.step([torch.tensor([action])])
+        return env.agents[0].state.pos[0] - torch.tensor([-0.5, -0.3])
+
+    full, weak = distance_after("velocity", (1.0, 0.0)), distance_after("velocity", (0.2, 0.0))
+    assert full[0] > 2 * weak[0] > 0
+    heading = distance_after("heading", (0.2, 0.0))
+    assert torch.allclose(heading, full, atol=1e-5)  # same direction, full strength
+    diagonal = distance_after("heading", (0.1, 0.1))
+    assert torch.allclose(diagonal[0], diagonal[1]) and diagonal.norm().item() == pytest.approx(full.norm().item(), rel=1e-4)
+    assert torch.all(distance_after("heading", (0.0, 0.0)) == 0)  # no action, no motion
+    with pytest.raises(ConfigError, match="action_mode='steer' is not one of velocity, heading"):
+        make(action_mode="steer")
+
+
 def test_idleness_grows_and_resets_within_visit_radius():
     env = make(n_agents=2, n_searchers=1, patrol_reward="drop")
     env.reset()
