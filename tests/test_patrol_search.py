@@ -67,7 +67,8 @@ def test_heading_mode_drives_every_non_zero_action_at_full_strength():
     heading = distance_after("heading", (0.2, 0.0))
     assert torch.allclose(heading, full, atol=1e-5)  # same direction, full strength
     diagonal = distance_after("heading", (0.1, 0.1))
-    assert torch.allclose(diagonal[0], diagonal[1]) and diagonal.norm().item() == pytest.approx(full.norm().item(), rel=1e-4)
+    assert torch.allclose(diagonal[0], diagonal[1])
+    assert diagonal.norm().item() == pytest.approx(full.norm().item(), rel=1e-4)
     assert torch.all(distance_after("heading", (0.0, 0.0)) == 0)  # no action, no motion
     with pytest.raises(ConfigError, match="action_mode='steer' is not one of velocity, heading"):
         make(action_mode="steer")
