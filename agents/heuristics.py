@@ -39,13 +39,14 @@ def check_heuristic(spec: str, env_name: str) -> tuple[str, str]:
     return team, search
 
 
-def make_heuristic(spec: str, env_info: EnvInfo, seed: int = 0):
-    """The policy `spec` names, for the env `env_info` describes, with its own seeded random stream."""
+def make_heuristic(spec: str, env_info: EnvInfo, seed: int = 0, **tuning):
+    """The policy `spec` names, for the env `env_info` describes, with its own seeded random stream;
+    `tuning`: the controller's keyword numbers (e.g. run_steps=1, see PatrolSearchHeuristic)."""
     from marl.envs.scenarios.patrol_search_heuristics import ObservationLayout, PatrolSearchHeuristic
 
     team, search = check_heuristic(spec, env_info.name)
     controller = PatrolSearchHeuristic(
-        ObservationLayout.from_kwargs(env_info.kwargs), team=team, search=search, seed=seed
+        ObservationLayout.from_kwargs(env_info.kwargs), team=team, search=search, seed=seed, **tuning
     )
     # The scenario numbers patrollers first, then searchers; the env lists agents group by group.
     n_patrollers = sum(name.startswith("patroller_") for name in env_info.agent_names)

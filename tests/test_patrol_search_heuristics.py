@@ -213,3 +213,21 @@ def evaluate(  # VMAS directly, without the platform, so a controller is tested 
         actions = policy(torch.stack(obs, dim=1))
         obs, _, _, infos = env.step(list(actions.unbind(1)))
     return infos[0]
+
+
+def test_action_strength_benchmark_records_norms_and_pushes_to_full_strength():
+    """The benchmark's learned rows: actions recorded as they come, then the same direction at the bound."""
+    from tensordict import TensorDict
+
+    from marl.benchmarks.patrol_search_actions import full_strength, with_actions
+
+    action = torch.tensor([[[0.3, -0.6], [0.0, 0.2]]])  # [envs, agents, 2]
+    pushed = full_strength(action)
+    assert torch.allclose(pushed, torch.tensor([[[0.5, -1.0], [0.0, 1.0]]]))
+    group = type("Group", (), {"name": "team"})()
+    env_info = type("EnvInfo", (), {"groups": [group]})()
+    norms: list[torch.Tensor] = []
+    policy = lambda td: td.set(("team", "action"), action.clone())  # noqa: E731
+    td = with_actions(policy, env_info, full_strength, norms)(TensorDict({}, batch_size=[1]))
+    assert torch.allclose(td["team", "action"], pushed)
+    assert torch.allclose(norms[0], torch.tensor([0.6708, 0.2]), atol=1e-4)  # before the change
