@@ -532,3 +532,36 @@ def test_learned_teams_beside_hand_designed_ones_get_their_hypervolume_gain(tmp_
     hyper = analyse(sweep, members, results)["members"]["sharing=hyper,policy=learned"]
     # (50, 59) against patrol's (40, 40) over ranges 31-50 and 40-59: min(10 / 19, 19 / 19)
     assert hyper["front_distance"] == pytest.approx(10 / 19)
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "pareto"
+
+
+@pytest.mark.parametrize("path", sorted(SHIPPED.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_pareto_file_loads_with_its_members_configs(path):
+    """Each study in configs/pareto reads, every member's config validates, and its front keys are grid
+    keys: a typo in a study of hours fails here rather than when its first member starts."""
+    from marl.pareto_sweep import check_keys, load_pareto
+
+    sweep = load_pareto(path)
+    assert len(check_keys(sweep)) > 0 and sweep.objectives
+
+
+def test_the_heading_study_is_the_velocity_study_under_heading_control():
+    """The two 20M patrol/search studies differ in action mode only (and in name, output and ledger)."""
+    from marl.config import load_config
+    from marl.pareto_sweep import expand, load_pareto
+
+    velocity = load_pareto(SHIPPED / "patrol_search_learned_20m.yaml")
+    heading = load_pareto(SHIPPED / "patrol_search_heading_20m.yaml")
+    assert [m.label for m in expand(velocity)] == [m.label for m in expand(heading)]
+    assert (velocity.seeds, velocity.episodes, velocity.eval_seed) == (
+        heading.seeds,
+        heading.episodes,
+        heading.eval_seed,
+    )
+    assert velocity.ledger != heading.ledger
+    modes = [
+        load_config(expand(sweep)[0].overrides).env.kwargs["action_mode"] for sweep in (velocity, heading)
+    ]
+    assert modes == ["velocity", "heading"]
