@@ -392,9 +392,15 @@ def _run_member_cancellable(sweep: ParetoSweep, member: Member, seed: int) -> di
     try:
         return run_member(sweep, member, seed)
     except (KeyboardInterrupt, SystemExit) as stop:
-        if isinstance(stop, SystemExit) and stop.code != 130:
+        if not _stopped(stop):
             raise
         return None
+
+
+def _stopped(stop: BaseException) -> bool:
+    """Whether `stop` is a member stopping on a signal: Ctrl-C itself, or the exit 130 of a training run
+    that saved a checkpoint of its last iteration (any other exit is a real failure)."""
+    return not isinstance(stop, SystemExit) or stop.code == 130
 
 
 def _run_tasks(sweep: ParetoSweep, tasks: list, finished: dict, ray_address: str | None) -> None:
@@ -448,7 +454,7 @@ def _run_tasks(sweep: ParetoSweep, tasks: list, finished: dict, ray_address: str
                 for member, seed in tasks:
                     settle(member, seed, lambda: run_member(sweep, member, seed))  # noqa: B023 - called at once
         except (KeyboardInterrupt, SystemExit) as stop:  # exit 130: a training member saved its checkpoint
-            if isinstance(stop, SystemExit) and stop.code != 130:
+            if not _stopped(stop):
                 raise
             raise MarlError(_interrupted(sweep)) from None
         finally:
