@@ -15,6 +15,8 @@ find, averaged over --seeds (the hand-designed controllers' random streams):
   and deterministic with each action pushed to full strength in the same direction, with the quantiles of
   its action norms (before the env's heading normalisation, if any).
 
+Action norms are the policy's own, before any scaling or pushing (a hand-designed row: its first seed's).
+
 Writes <out>/action_strength.json and prints each row as it comes (about 5 s a row on one core).
 """
 
