@@ -548,13 +548,21 @@ def test_every_shipped_pareto_file_loads_with_its_members_configs(path):
 
 
 def test_the_heading_study_is_the_velocity_study_under_heading_control():
-    """The two 20M patrol/search studies differ in action mode only (and in name, output and ledger)."""
+    """The two 20M patrol/search studies differ in action mode (and in name, output and ledger), and the
+    heading study adds the team-reward team on every front."""
     from marl.config import load_config
     from marl.pareto_sweep import expand, load_pareto
 
     velocity = load_pareto(SHIPPED / "patrol_search_learned_20m.yaml")
     heading = load_pareto(SHIPPED / "patrol_search_heading_20m.yaml")
-    assert [m.label for m in expand(velocity)] == [m.label for m in expand(heading)]
+    velocity_labels = [m.label for m in expand(velocity)]
+    heading_members = expand(heading)
+    added = [m for m in heading_members if m.label not in velocity_labels]
+    assert [m.label for m in heading_members if m.label in velocity_labels] == velocity_labels
+    assert len(added) == 4  # one per map and sensing
+    for member in added:
+        cfg = load_config(member.overrides)
+        assert cfg.env.kwargs["reward_mode"] == "team" and cfg.sharing.critic.scheme == "shared"
     assert (velocity.seeds, velocity.episodes, velocity.eval_seed) == (
         heading.seeds,
         heading.episodes,
