@@ -361,3 +361,22 @@ def test_an_earlier_summary_is_judged_again_from_its_per_seed_values(tmp_path):
     assert "(a) XP-min D above self-play's (paired by seed)" in again["claims"]
     assert "cut to the measure's range" in (tmp_path / "table.md").read_text()
     assert (tmp_path / "summary.png").stat().st_size > 10_000
+
+
+def test_a_named_study_sets_its_flags_and_a_given_flag_still_wins():
+    from marl.benchmarks.cooking_populations import parse_arguments
+
+    long_form = [
+        "--xp-warmup", "0", "--xp-gate",
+        "--kitchen", "layout=pairs_even", "blind=true", "observe_partner_cell=false", "signal=true",
+        "retry=true",
+        "--extract-kitchen", "shaping=paying",
+        "--runs", "results/runs/pairs_even_paying", "--out", "results/cooking_populations/pairs_even_paying",
+    ]  # fmt: skip
+    named = vars(parse_arguments(["--study", "pairs_even_paying"])[1])
+    assert {**named, "study": None} == vars(parse_arguments(long_form)[1])
+    assert vars(parse_arguments([])[1])["kitchen"] == []  # no study: the classic kitchen
+    overridden = parse_arguments(["--study", "pairs_even_paying", "--seeds", "3", "--out", "elsewhere"])[1]
+    assert (overridden.seeds, overridden.out, overridden.xp_gate) == ([3], "elsewhere", True)
+    with pytest.raises(SystemExit):
+        parse_arguments(["--study", "no_such_study"])
