@@ -351,7 +351,8 @@ def test_an_earlier_summary_is_judged_again_from_its_per_seed_values(tmp_path):
     again = study.resummarise(tmp_path / "summary.json")
     for before, after in zip(earlier["rows"], again["rows"]):
         for key, _, _ in study.METRICS:
-            assert after[key]["per_seed"] == before[key]["per_seed"]
+            if key in before:  # a measure added since is computed from the per-seed values kept
+                assert after[key]["per_seed"] == before[key]["per_seed"]
             low, high = study.RANGES[key]
             interval = [after[key]["low"], after[key]["high"]]  # NaN where a measure has one seed
             assert low is None or math.isnan(interval[0]) or interval[0] >= low
@@ -359,8 +360,29 @@ def test_an_earlier_summary_is_judged_again_from_its_per_seed_values(tmp_path):
     rows = {row["population"]: row for row in again["rows"]}
     assert rows["xpmin"]["harmonic_mean"]["low"] == 0.0  # 0.21, 0.00, 0.00: the t-interval reaches -0.23
     assert "(a) XP-min D above self-play's (paired by seed)" in again["claims"]
+    for name in ("xpmin", "extract-rl"):  # judged on XP-min's dishes, seed by seed
+        expected = [
+            study.covered_harmonic_mean(success, labels)
+            for success, labels in zip(
+                rows[name]["generalist_success_per_partner"], rows["xpmin"]["sp_label"], strict=True
+            )
+        ]
+        assert rows[name]["harmonic_mean_covered"]["per_seed"] == expected
+    assert "generalist HM on covered dishes: extract-rl - xpmin" in again["paired_differences"]
     assert "cut to the measure's range" in (tmp_path / "table.md").read_text()
     assert (tmp_path / "summary.png").stat().st_size > 10_000
+
+
+def test_covered_harmonic_mean_counts_only_the_dishes_a_capable_member_cooks():
+    """A held-out specialist of a dish no member cooks (the 0.0 here) is left out; so is an incapable
+    member's label (-1); with no dish covered, or unfinished steps, there is no value."""
+    success = [1.0, 0.5, 0.25, 0.0]  # held-out specialist r cooks recipe r
+    assert study.covered_harmonic_mean(success, [0, 1, 1, -1]) == pytest.approx(2 / (1 / 1.0 + 1 / 0.5))
+    assert study.covered_harmonic_mean(success, [2, 0, 1, 2]) == pytest.approx(3 / (1 + 2 + 4))
+    assert study.covered_harmonic_mean(success, [0, 3]) == 0.0  # a covered dish it fails
+    assert study.covered_harmonic_mean(success, [-1, -1]) is None
+    assert study.covered_harmonic_mean(None, [0, 1]) is None
+    assert study.covered_harmonic_mean(success, None) is None
 
 
 def test_a_named_study_sets_its_flags_and_a_given_flag_still_wins():

@@ -513,6 +513,7 @@ METRICS = (  # (key, where it comes from, table heading)
     ("overfitness", "evaluate", "O"),
     ("xp_success_within", "evaluate", "cross-play success between members"),
     ("harmonic_mean", "generalist", "generalist: harmonic-mean success with held-out specialists"),
+    ("harmonic_mean_covered", "generalist", "generalist: the same over the dishes its population cooks"),
     ("success_mean", "generalist", "generalist: mean success"),
 )
 # Each measure's range (None: unbounded on that side). A t-interval over three seeds easily reaches past it
@@ -525,8 +526,27 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "overfitness": (-1.0, 1.0),  # a member's self-play success minus its success with a stranger
     "xp_success_within": (0.0, 1.0),
     "harmonic_mean": (0.0, 1.0),
+    "harmonic_mean_covered": (0.0, 1.0),
     "success_mean": (0.0, 1.0),
 }
+# Whose dishes count as covered in `harmonic_mean_covered`: an extracted population is judged on its
+# teacher's dishes, so that it and raw XP-min are compared, seed by seed, over the same held-out partners.
+COVERAGE_OF = {"extract-rl": "xpmin", "extract-dagger": "xpmin"}
+
+
+def covered_harmonic_mean(success_per_partner: list[float] | None, labels: list[int] | None) -> float | None:
+    """The generalist's harmonic-mean success with those held-out specialists whose dish a capable member
+    of its population cooks in self-play (``labels``, -1 for a member that cooks none). Held-out
+    specialist r cooks recipe r (`method=specialists`). It separates the two reasons a generalist fails a
+    stranger: a dish no partner ever showed it (coverage), and conventions it learned that strangers do not
+    share (the overfitness extraction removes). None when unfinished or no dish is covered."""
+    from marl.population.evaluate import harmonic_mean
+
+    if success_per_partner is None or labels is None:
+        return None
+    dishes = {label for label in labels if label >= 0}
+    covered = [success for dish, success in enumerate(success_per_partner) if dish in dishes]
+    return harmonic_mean(covered) if covered else None
 
 
 def within_range(values: list, low: float | None = None, high: float | None = None) -> dict[str, Any]:
@@ -575,6 +595,14 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
         for evaluation in filter(None, results("evaluate", population)):
             _, within = self_and_cross(evaluation["xp_success"])
             evaluation["xp_success_within"] = sum(within) / len(within)
+    for population in POPULATIONS:
+        coverage = results("evaluate", COVERAGE_OF.get(population, population))
+        for generalist, evaluation in zip(results("generalist", population), coverage):
+            if generalist is not None:
+                labels = None if evaluation is None else evaluation["sp_label"]
+                generalist["harmonic_mean_covered"] = covered_harmonic_mean(
+                    generalist["success_per_partner"], labels
+                )
     rows = []
     for population in POPULATIONS:
         evaluations = results("evaluate", population)
@@ -659,6 +687,12 @@ def paired_differences(by_name: dict[str, dict]) -> dict[str, dict[str, Any]]:
         "O: extract-dagger - xpmin": paired("overfitness", "extract-dagger", "xpmin"),
         "generalist HM: extract-rl - xpmin": paired("harmonic_mean", "extract-rl", "xpmin"),
         "generalist HM: extract-dagger - xpmin": paired("harmonic_mean", "extract-dagger", "xpmin"),
+        "generalist HM on covered dishes: extract-rl - xpmin": paired(
+            "harmonic_mean_covered", "extract-rl", "xpmin"
+        ),
+        "generalist HM on covered dishes: extract-dagger - xpmin": paired(
+            "harmonic_mean_covered", "extract-dagger", "xpmin"
+        ),
         # the harmonic mean is 0 for any generalist that fails one held-out specialist, e.g. of a dish its
         # population never cooks; the mean success still ranks the partner sets there
         "generalist mean success: extract-rl - xpmin": paired("success_mean", "extract-rl", "xpmin"),
@@ -682,6 +716,15 @@ def resummarise(path: Path, out: Path | None = None) -> dict[str, Any]:
     Only what is computed over seeds changes; every per-seed value stays as measured."""
     summary = json.loads(path.read_text())
     seeds = summary["seeds"]
+    by_name = {row["population"]: row for row in summary["rows"]}
+    for row in summary["rows"]:  # measures added since: from the per-seed values kept
+        if "harmonic_mean_covered" not in row:
+            labels = by_name[COVERAGE_OF.get(row["population"], row["population"])]["sp_label"]
+            successes = row["generalist_success_per_partner"]  # finished seeds only: align if all are
+            successes = successes if len(successes) == len(seeds) else [None] * len(seeds)
+            row["harmonic_mean_covered"] = {
+                "per_seed": [covered_harmonic_mean(s, lab) for s, lab in zip(successes, labels)]
+            }
     for row in summary["rows"]:
         labels = next(filter(None, row["sp_label"]), None)
         for key, _, _ in METRICS:
@@ -794,6 +837,11 @@ def claims(rows: dict[str, dict], differences: dict[str, dict]) -> dict[str, dic
         checks[f"(c) generalist with {method} beats raw XP-min (paired)"] = verdict(
             gain["low"], test=gain["low"] > 0
         )
+        gain = differences.get(f"generalist HM on covered dishes: {method} - xpmin")
+        if gain is not None:  # (older summaries, judged again, may lack it)
+            checks[f"(c) generalist with {method} beats raw XP-min on the covered dishes (paired)"] = verdict(
+                gain["low"], test=gain["low"] > 0
+            )
     return {name: {"holds": held} for name, held in checks.items()}
 
 
@@ -843,8 +891,9 @@ def table(summary: dict[str, Any]) -> str:
         "Per seed (D, S, O with their 95% intervals over the evaluation episodes; the generalist's harmonic "
         "mean):",
         "",
-        "| population | seed | D | S | O | generalist HM | self-play recipe of each member |",
-        "|---|---|---|---|---|---|---|",
+        "| population | seed | D | S | O | generalist HM | HM on covered dishes | self-play recipe of each "
+        "member |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in summary["rows"]:
         for i, seed in enumerate(seeds):
@@ -855,7 +904,9 @@ def table(summary: dict[str, Any]) -> str:
             lines.append(
                 f"| P_{row['population']} | {seed} | "
                 + " | ".join(stats)
-                + f" | {number(row['harmonic_mean']['per_seed'][i])} | {row['sp_label'][i] or 'n/a'} |"
+                + f" | {number(row['harmonic_mean']['per_seed'][i])}"
+                + f" | {number(row['harmonic_mean_covered']['per_seed'][i])}"
+                + f" | {row['sp_label'][i] or 'n/a'} |"
             )
     lines += [
         "",
