@@ -837,11 +837,10 @@ def claims(rows: dict[str, dict], differences: dict[str, dict]) -> dict[str, dic
         checks[f"(c) generalist with {method} beats raw XP-min (paired)"] = verdict(
             gain["low"], test=gain["low"] > 0
         )
-        gain = differences.get(f"generalist HM on covered dishes: {method} - xpmin")
-        if gain is not None:  # (older summaries, judged again, may lack it)
-            checks[f"(c) generalist with {method} beats raw XP-min on the covered dishes (paired)"] = verdict(
-                gain["low"], test=gain["low"] > 0
-            )
+        gain = differences[f"generalist HM on covered dishes: {method} - xpmin"]
+        checks[f"(c) generalist with {method} beats raw XP-min on the covered dishes (paired)"] = verdict(
+            gain["low"], test=gain["low"] > 0
+        )
     return {name: {"holds": held} for name, held in checks.items()}
 
 
