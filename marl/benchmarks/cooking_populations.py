@@ -739,7 +739,6 @@ def resummarise(path: Path, out: Path | None = None) -> dict[str, Any]:
         row.setdefault("cross_play_by_recipe", [None] * len(seeds))
         for key in PER_SEED:
             row[key].setdefault("seed_intervals", [[None, None]] * len(seeds))
-    by_name = {row["population"]: row for row in summary["rows"]}
     summary["paired_differences"] = paired_differences(by_name)
     summary["claims"] = claims(by_name, summary["paired_differences"])
     summary.setdefault("unfinished_steps", [])
