@@ -369,6 +369,7 @@ def test_rl_students_play_where_only_their_teachers_label_pays(tmp_path, monkeyp
     teacher, teacher_cfg = load_population(save_teacher(tmp_path, cfg))
     counts = torch.tensor([[3, 0, 9, 4], [5, 0, 0, 0]])  # member 0: mostly label 1; member 1: never a label
     assert extraction.modal_labels(counts) == [1, -1]
+    assert extraction.modal_labels(torch.tensor([[5], [2]])) == [-1, -1]  # no episode of any member labelled
 
     settings = dict(method="rl", env_reward_scale=0.1, runs_dir=str(tmp_path), progress=False)
     with pytest.warns(UserWarning, match=r"\[1\] never ended.*where no label pays"):

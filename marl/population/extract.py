@@ -556,6 +556,8 @@ def modal_labels(counts: Tensor) -> list[int]:
     """Each member's most frequent label in label counts ``[N, n_labels + 1]`` (column 0: no label), or
     ``NO_LABEL`` for a member with no labelled episode."""
     labelled = counts[:, 1:]
+    if labelled.shape[1] == 0:  # no member ended any episode with a label
+        return [NO_LABEL] * counts.shape[0]
     modal = torch.where(labelled.sum(-1) > 0, labelled.argmax(-1), NO_LABEL)
     return modal.tolist()
 
