@@ -14,8 +14,9 @@ from marl.benchmarks import cooking_populations as study
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 # Episodes of 48 steps, not the kitchen's 200: the held-out evaluations play whole episodes and were most of
-# this file's time (110 s -> 45 s). Toy-trained cooks deliver no dish in 48 steps, so the RL extraction takes
-# its no-label path (warned; its labelled path is tested in test_population_extract.py).
+# this file's time (119 s -> 49 s, measured beside two busy cores). Toy-trained cooks deliver no dish in 48
+# steps, so the RL extraction takes its no-label path (warned; its labelled path is tested in
+# test_population_extract.py).
 QUICK_HORIZON = 48
 
 
