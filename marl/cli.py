@@ -207,6 +207,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help="run and report only these seeds (default: the file's); the ledger holds every seed's results",
     )
     pareto.add_argument(
+        "--first",
+        nargs="+",
+        metavar="KEY=VALUE",
+        default=[],
+        help="train the learned members with these grid settings (every seed) before the other learned "
+        "members, e.g. --first env.reward_mode=team",
+    )
+    pareto.add_argument(
         "--cached-only",
         action="store_true",
         help="run nothing: report the members whose seeds are all finished and list the others as left out",
@@ -332,7 +340,13 @@ def main(argv: list[str] | None = None) -> int:
                 check_keys(sweep)
             if args.seeds:
                 sweep.seeds = list(dict.fromkeys(args.seeds))  # in order, once each
-            run_pareto(sweep, args.ray_address, dry_run=args.dry_run, cached_only=args.cached_only)
+            run_pareto(
+                sweep,
+                args.ray_address,
+                dry_run=args.dry_run,
+                cached_only=args.cached_only,
+                first=args.first,
+            )
             return 0
         if args.command == "metrics":
             return _metrics(args)

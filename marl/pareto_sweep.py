@@ -50,6 +50,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from marl.agents.heuristics import check_heuristic, is_heuristic
 from marl.config import load_config, read_yaml, resolve_config_path
 from marl.errors import ConfigError, MarlError
@@ -302,19 +304,51 @@ def train_member(sweep: ParetoSweep, member: Member, seed: int) -> Path:
     return train(cfg, resume=directory if status == "partial" else None)
 
 
+def matching(members: list[Member], settings: list[str]) -> set[str]:
+    """The labels of the members whose grid choices match every `key=value` of `settings` (a value as YAML
+    reads it, or as written: env.n_sensing=3, algorithm.lr=5.0e-4, policy=learned)."""
+    keys = {k for m in members for k in m.choices}
+    wanted = {}
+    for setting in settings:
+        key, equals, value = setting.partition("=")
+        if not equals or key not in keys:
+            raise ConfigError(
+                f"{setting!r}: give a grid key and one of its values as key=value, e.g. env.map=rooms; the "
+                f"grid keys are {sorted(keys)}."
+            )
+        try:
+            wanted[key] = (value, yaml.safe_load(value))
+        except yaml.YAMLError:
+            wanted[key] = (value,)
+    chosen = {
+        m.label
+        for m in members
+        if all(k in m.choices and m.choices[k] in values for k, values in wanted.items())
+    }
+    if not chosen:
+        raise ConfigError(f"No member has all of {settings}: `marl pareto FILE --dry-run` lists the members.")
+    return chosen
+
+
 def run_pareto(
-    sweep: ParetoSweep, ray_address: str | None = None, dry_run: bool = False, cached_only: bool = False
+    sweep: ParetoSweep,
+    ray_address: str | None = None,
+    dry_run: bool = False,
+    cached_only: bool = False,
+    first: list[str] = (),
 ) -> dict | None:
     """Run every (member, seed) task the ledger lacks, then analyse and write the outputs. `cached_only`:
     run nothing and report the members whose seeds are all in the ledger (an interim look at a long sweep);
-    the others are listed in the summary and table as left out."""
+    the others are listed in the summary and table as left out. `first` (key=value settings): the learned
+    members that match them train all their seeds before the other learned members."""
     members = expand(sweep)
     finished = load_results(sweep)
+    prior = matching(members, list(first)) if first else set()
     # hand-designed members first (seconds each: an interim look at a long sweep has their whole front),
     # then the learned ones seed by seed (an interrupted sweep has every member's first seeds before any
-    # member's last)
+    # member's last), those matching `first` before the others
     tasks = [(m, s) for s in sweep.seeds for m in members if (m.label, s) not in finished]
-    tasks.sort(key=lambda task: task[0].policy == LEARNED)  # stable: seed by seed within each kind
+    tasks.sort(key=lambda task: (task[0].policy == LEARNED, task[0].label not in prior))  # stable
     print(
         f"Pareto sweep {sweep.name}: {len(members)} members x {len(sweep.seeds)} seeds, {len(tasks)} to run "
         f"(hand-designed first, then {sum(m.policy == LEARNED for m in members)} learned members train), "

@@ -255,6 +255,48 @@ def test_hand_designed_members_run_before_learned_ones(tmp_path, monkeypatch):
     ]
 
 
+def test_first_trains_the_matching_learned_members_every_seed_before_the_others(tmp_path, monkeypatch):
+    """--first key=value puts the learned members that match it (all their seeds) ahead of the other
+    learned members, the hand-designed ones still first; a setting that is no grid key, or that no member
+    has, is an error that says what to give."""
+    import marl.pareto_sweep as pareto_sweep
+
+    grid = (
+        "  - {sharing: [shared], algorithm.lr: [1.0e-3, 5.0e-4], policy: [learned]}\n"
+        "  - {policy: [heuristic:patrol]}\n"
+    )
+    path = _pareto_file(tmp_path, grid)
+    order = []
+
+    def record(sweep, member, seed):
+        order.append((member.choices.get("algorithm.lr", member.policy), seed))
+        return {
+            "member": member.label,
+            "seed": seed,
+            "objectives": [10.0 + seed + len(order), 20.0 - len(order)],
+            "return_mean": 0.0,
+            "train_frames": 0,
+            "seconds": 1.0,
+        }
+
+    monkeypatch.setattr(pareto_sweep, "run_member", record)
+    monkeypatch.setattr(pareto_sweep, "write_outputs", lambda *a: None)
+    run_pareto(load_pareto(path), first=["algorithm.lr=5.0e-4", "sharing=shared"])
+    assert order == [
+        ("heuristic:patrol", 0),
+        ("heuristic:patrol", 1),
+        (5.0e-4, 0),
+        (5.0e-4, 1),
+        (1.0e-3, 0),
+        (1.0e-3, 1),
+    ]
+    with pytest.raises(ConfigError, match="grid keys are"):
+        run_pareto(load_pareto(path), first=["env.map=rooms"])
+    with pytest.raises(ConfigError, match="No member has all of"):
+        run_pareto(load_pareto(path), first=["sharing=hyper"])
+    assert main(["pareto", path, "--first", "algorithm.lr=0.0005", "--dry-run"]) == 0
+
+
 def test_a_committed_ledger_continues_the_sweep_on_a_fresh_clone(tmp_path, capsys):
     """A clone holds the outputs (the ledger among them) but no runs: the sweep runs only the member the
     ledger lacks. Results cached as files by an earlier version join the ledger; a result recovered without
