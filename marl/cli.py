@@ -174,7 +174,7 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog=(
             "examples:\n"
             "  marl pareto configs/pareto/patrol_search_heuristics.yaml     hand-designed teams, both maps\n"
-            "  marl pareto configs/pareto/patrol_search_heuristics.yaml --dry-run   list the members\n"
+            "  marl pareto configs/pareto/patrol_search_heuristics.yaml --dry-run   each seed, done or not\n"
             "  marl pareto configs/pareto/patrol_search_heuristics.yaml --front-per env.map env.n_sensing\n"
             "      --out results/patrol_search/by_sensing    the same results, one front per map and\n"
             "      sensing condition\n"
@@ -187,7 +187,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     pareto.add_argument("file", help="Pareto YAML file (configs/pareto/*.yaml)")
     pareto.add_argument("overrides", nargs="*", metavar="key=value", help="overrides added to every member")
-    pareto.add_argument("--dry-run", action="store_true", help="list the members, run nothing")
+    pareto.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the members, where each seed stands (done, trained part way, to run) and what runs next; "
+        "run nothing",
+    )
     pareto.add_argument(
         "--workers", type=count(0, 4096), help="Ray tasks at once (default: the file's; 0: in process)"
     )

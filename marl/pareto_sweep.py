@@ -330,6 +330,30 @@ def matching(members: list[Member], settings: list[str]) -> set[str]:
     return chosen
 
 
+def seeds_status(sweep: ParetoSweep, member: Member, finished: dict) -> str:
+    """Where each seed of a member stands: in the ledger, trained part way (its last checkpoint), or not
+    started; e.g. "seed 0 done, seed 1 at 5.3M frames, seed 2 to run"."""
+    from marl.run_logger import read_metrics
+    from marl.sweep import latest_run
+
+    status = []
+    for seed in sweep.seeds:
+        if (member.label, seed) in finished:
+            status.append(f"seed {seed} done")
+            continue
+        state, directory = "new", None
+        if member.policy == LEARNED:
+            state, directory = latest_run(sweep.directory / "runs", f"{member.label},seed={seed}")
+        if state == "new":
+            status.append(f"seed {seed} to run")
+            continue
+        saved = max(int(p.stem.rsplit("_", 1)[-1]) for p in (directory / "checkpoints").glob("iter_*.pt"))
+        frames = next((r["frames"] for r in read_metrics(directory) if r.get("iteration") == saved), None)
+        at = f"{frames / 1e6:.1f}M frames" if frames else f"iteration {saved}"
+        status.append(f"seed {seed} {'trained, to evaluate' if state == 'done' else f'at {at}'}")
+    return ", ".join(status)
+
+
 def run_pareto(
     sweep: ParetoSweep,
     ray_address: str | None = None,
@@ -357,7 +381,9 @@ def run_pareto(
     )
     if dry_run:
         for member in members:
-            print(f"  {member.label}")
+            print(f"  {member.label}: {seeds_status(sweep, member, finished)}")
+        for number, (member, seed) in enumerate(tasks[: max(sweep.workers, 1)], start=1):
+            print(f"next ({number}): {member.label} seed {seed}")
         return None
     if cached_only:
         unfinished = {m.label for m, _ in tasks}

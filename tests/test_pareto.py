@@ -255,10 +255,13 @@ def test_hand_designed_members_run_before_learned_ones(tmp_path, monkeypatch):
     ]
 
 
-def test_first_trains_the_matching_learned_members_every_seed_before_the_others(tmp_path, monkeypatch):
+def test_first_trains_the_matching_learned_members_every_seed_before_the_others(
+    tmp_path, monkeypatch, capsys
+):
     """--first key=value puts the learned members that match it (all their seeds) ahead of the other
     learned members, the hand-designed ones still first; a setting that is no grid key, or that no member
-    has, is an error that says what to give."""
+    has, is an error that says what to give. --dry-run lists each member's seeds as done, part-trained or
+    to run, and the tasks that run next."""
     import marl.pareto_sweep as pareto_sweep
 
     grid = (
@@ -279,6 +282,19 @@ def test_first_trains_the_matching_learned_members_every_seed_before_the_others(
             "seconds": 1.0,
         }
 
+    # the dry run says where each seed stands (a run stopped at a checkpoint, by its frames) and what is next
+    label = "sharing=shared,lr=0.0005,policy=learned"
+    stopped = tmp_path / "runs" / "tiny" / "runs" / f"{label},seed=1-20261207-001500"
+    (stopped / "checkpoints").mkdir(parents=True)
+    (stopped / "checkpoints" / "iter_0000003.pt").touch()
+    rows = [{"iteration": i, "frames": 1_100_000 * i} for i in (3, 4)]  # iteration 4 was not checkpointed
+    (stopped / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    capsys.readouterr()
+    assert main(["pareto", path, "--first", "algorithm.lr=0.0005", "--dry-run"]) == 0
+    listed = capsys.readouterr().out
+    assert f"  {label}: seed 0 to run, seed 1 at 3.3M frames" in listed
+    assert "next (1): policy=heuristic:patrol seed 0" in listed
+    shutil.rmtree(stopped)
     monkeypatch.setattr(pareto_sweep, "run_member", record)
     monkeypatch.setattr(pareto_sweep, "write_outputs", lambda *a: None)
     run_pareto(load_pareto(path), first=["algorithm.lr=5.0e-4", "sharing=shared"])
@@ -294,7 +310,8 @@ def test_first_trains_the_matching_learned_members_every_seed_before_the_others(
         run_pareto(load_pareto(path), first=["env.map=rooms"])
     with pytest.raises(ConfigError, match="No member has all of"):
         run_pareto(load_pareto(path), first=["sharing=hyper"])
-    assert main(["pareto", path, "--first", "algorithm.lr=0.0005", "--dry-run"]) == 0
+    assert main(["pareto", path, "--dry-run"]) == 0
+    assert f"  {label}: seed 0 done, seed 1 done" in capsys.readouterr().out
 
 
 def test_a_committed_ledger_continues_the_sweep_on_a_fresh_clone(tmp_path, capsys):
