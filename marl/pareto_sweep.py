@@ -344,13 +344,13 @@ def seeds_status(sweep: ParetoSweep, member: Member, finished: dict) -> str:
         state, directory = "new", None
         if member.policy == LEARNED:
             state, directory = latest_run(sweep.directory / "runs", f"{member.label},seed={seed}")
-        if state == "new":
-            status.append(f"seed {seed} to run")
+        if state != "partial":
+            status.append(f"seed {seed} {'to run' if state == 'new' else 'trained, to evaluate'}")
             continue
-        saved = max(int(p.stem.rsplit("_", 1)[-1]) for p in (directory / "checkpoints").glob("iter_*.pt"))
+        iterations = [p.stem.removeprefix("iter_") for p in (directory / "checkpoints").glob("iter_*.pt")]
+        saved = max((int(i) for i in iterations if i.isdigit()), default=None)
         frames = next((r["frames"] for r in read_metrics(directory) if r.get("iteration") == saved), None)
-        at = f"{frames / 1e6:.1f}M frames" if frames else f"iteration {saved}"
-        status.append(f"seed {seed} {'trained, to evaluate' if state == 'done' else f'at {at}'}")
+        status.append(f"seed {seed} at {f'{frames / 1e6:.1f}M frames' if frames else 'a checkpoint'}")
     return ", ".join(status)
 
 
