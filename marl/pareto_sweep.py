@@ -50,10 +50,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from marl.agents.heuristics import check_heuristic, is_heuristic
-from marl.config import load_config, read_yaml, resolve_config_path
+from marl.config import load_config, parse_value, read_yaml, resolve_config_path
 from marl.errors import ConfigError, MarlError
 from marl.pareto import (
     balance,
@@ -305,8 +303,8 @@ def train_member(sweep: ParetoSweep, member: Member, seed: int) -> Path:
 
 
 def matching(members: list[Member], settings: list[str]) -> set[str]:
-    """The labels of the members whose grid choices match every `key=value` of `settings` (a value as YAML
-    reads it, or as written: env.n_sensing=3, algorithm.lr=5.0e-4, policy=learned)."""
+    """The labels of the members whose grid choices match every `key=value` of `settings` (a value parsed
+    as an override is, or as written: env.n_sensing=3, algorithm.lr=5.0e-4, policy=learned)."""
     keys = {k for m in members for k in m.choices}
     wanted = {}
     for setting in settings:
@@ -316,10 +314,7 @@ def matching(members: list[Member], settings: list[str]) -> set[str]:
                 f"{setting!r}: give a grid key and one of its values as key=value, e.g. env.map=rooms; the "
                 f"grid keys are {sorted(keys)}."
             )
-        try:
-            wanted[key] = (value, yaml.safe_load(value))
-        except yaml.YAMLError:
-            wanted[key] = (value,)
+        wanted[key] = (value, parse_value(key, value))  # as written, or as the grid's YAML reads it
     chosen = {
         m.label
         for m in members
