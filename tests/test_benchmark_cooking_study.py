@@ -408,3 +408,9 @@ def test_a_named_study_sets_its_flags_and_a_given_flag_still_wins():
     assert (overridden.seeds, overridden.out, overridden.xp_gate) == ([3], "elsewhere", True)
     with pytest.raises(SystemExit):
         parse_arguments(["--study", "no_such_study"])
+    # the orders study is the same study with one change to the kitchen, its own folders
+    orders = vars(parse_arguments(["--study", "pairs_even_orders"])[1])
+    assert orders["kitchen"] == named["kitchen"] + ["order_bonus=5.0"]
+    assert orders["runs"] != named["runs"] and orders["out"] != named["out"]
+    same = {k: v for k, v in orders.items() if k not in ("study", "kitchen", "runs", "out")}
+    assert same == {k: v for k, v in named.items() if k in same}

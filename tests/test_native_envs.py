@@ -367,6 +367,38 @@ def test_with_retries_a_plate_that_does_not_pay_comes_back_and_the_cooks_try_aga
     assert env.failed_plates.item() == 0
 
 
+@pytest.mark.parametrize("paying", [None, [2]], ids=["all-pay", "specialist"])
+def test_an_order_is_drawn_per_episode_seen_by_both_cooks_and_pays_its_bonus_only_when_cooked(paying):
+    """order_bonus > 0: one of the layout's recipes per episode, one-hot at the end of both cooks'
+    observations; the ordered dish pays the bonus on top of its delivery (only if it pays at all)."""
+    plain = CookingEnv(num_envs=512, seed=4, layout="pairs", blind=True)
+    env = CookingEnv(num_envs=512, seed=4, layout="pairs", blind=True, recipes=paying, order_bonus=5.0)
+    seen = env.reset()["agents", "observation"]
+    assert seen.shape[-1] == plain.reset()["agents", "observation"].shape[-1] + 4  # four dishes
+    orders = seen[..., -4:]
+    assert torch.equal(orders[:, 0], orders[:, 1]) and (orders.sum(-1) == 1).all()
+    assert torch.equal(orders[:, 0].argmax(-1), env.order)
+    assert torch.bincount(env.order, minlength=4).min() > 90  # every dish ordered (512 kitchens, 4 dishes)
+    assert "on_order" not in plain.reset()["agents", "info"]
+    for order, reward in ((2, 14.99), (1, 9.99)):  # onion + egg ordered (the bonus), or lettuce + fish
+        env = _kitchen(layout="pairs", blind=True, recipes=paying, order_bonus=5.0)
+        env.order[:] = order
+        _cook(env, PAIRS_LEFT_PLATES_ONION, PAIRS_RIGHT_PLATES_EGG)
+        out = _cook(env, [], PAIRS_RIGHT_DELIVERS)  # onion + egg delivered
+        assert _info(out, "recipe").item() == 2 and _info(out, "success").item() == 1
+        assert _reward(out).item() == pytest.approx(reward)
+        assert _info(out, "on_order").item() == (order == 2)
+        env.reset()
+        assert not env.on_order.any()
+    env = _kitchen(layout="pairs", blind=True, recipes=[1], order_bonus=5.0)  # onion + egg does not pay
+    env.order[:] = 2
+    _cook(env, PAIRS_LEFT_PLATES_ONION, PAIRS_RIGHT_PLATES_EGG)
+    out = _cook(env, [], PAIRS_RIGHT_DELIVERS)
+    assert _reward(out).item() == pytest.approx(-0.01) and _info(out, "on_order").item() == 0
+    with pytest.raises(ConfigError, match="order_bonus >= 0"):
+        CookingEnv(order_bonus=-1.0)
+
+
 def test_blind_cooks_see_their_partners_cell_unless_it_is_hidden_too():
     seen = CookingEnv(num_envs=4, seed=3, layout="pairs").reset()["agents", "observation"]
     blind = CookingEnv(num_envs=4, seed=3, layout="pairs", blind=True).reset()["agents", "observation"]

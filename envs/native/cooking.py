@@ -55,16 +55,17 @@ ingredient, or picking up a plate that holds one, pays nothing (the default `"an
 whatever the ingredient).
 
 Shared reward (both cooks get it; all configurable): `delivery_reward` 10 for delivering a recipe in
-`recipes`; once per episode each `chop_reward` 0.5 (first ingredient chopped), `plate_reward` 0.5 (first
-ingredient on the plate) and `pickup_reward` 0.5 (the right cook first picks up a non-empty plate); minus
-`step_cost` 0.01 every step.
+`recipes`, plus `order_bonus` (default 0: no orders) when it is the episode's order; once per episode
+each `chop_reward` 0.5 (first ingredient chopped), `plate_reward` 0.5 (first ingredient on the plate) and
+`pickup_reward` 0.5 (the right cook first picks up a non-empty plate); minus `step_cost` 0.01 every step.
 
 Observation of a cook (40 floats with m = 4 ingredients, 60 in the pairs kitchen's m = 8): side (0 left,
 1 right) [1], own cell one-hot among its side's 6 floor cells [6], partner's cell likewise [6], own held
 item [2m + 1] (raw ingredient m, chopped ingredient m, plate 1; zeros: empty hands), partner's held item
 [2m + 1], plate place one-hot (counter, held, delivered) [3], plate contents (one flag per ingredient) [m],
 own chopping progress (fraction of `chop_steps`) [1], time `t / max_steps` [1]; with `signal=True` also
-the two lamps, own and partner's, as lit by the last step [2] (seen blind too). With
+the two lamps, own and partner's, as lit by the last step [2] (seen blind too); with `order_bonus > 0`
+also the episode's order, one-hot over the layout's recipes [number of recipes] (seen by both cooks). With
 `observe_partner_cell=False` the partner's cell is all zeros: a cook knows
 its partner only by what it holds and what lands on the plate, which removes the positional signals
 ("stand here, then I deliver") that cross-play minimisation can use to tell its self-play partner from
@@ -82,6 +83,7 @@ ends at the first delivery, the value at the last step is the episode's outcome)
     picked_up   1.0 once the right cook has picked up a non-empty plate
     signalled   (with `signal=True` only) 1.0 once either cook has lit its lamp
     failed_plates (with `retry=True` only) how many plates were thrown away this episode
+    on_order    (with `order_bonus > 0` only) 1.0 once the episode's ordered dish has been delivered and paid
 (chopped, plated and picked_up say how far a failed episode got: where a pair of cooks stopped working
 together; signalled, whether a pair used the lamp at all)
 
@@ -137,6 +139,16 @@ not pay is thrown away and the empty plate comes back to the counter (seen by bo
 episode goes on until a dish pays or time runs out. A cook that remembers its failures (a recurrent
 generalist) can then try another half, so robustness to unknown partners is learnable while the dishes
 still clash. The shaping rewards stay once per episode, so a retry pays only through the dish.
+
+Why orders (`order_bonus > 0`): blind, a self-play pair must fix one dish, since nothing both cooks see
+varies between episodes, so every member, self-play or XP-min, cooks one dish always and specialisation
+(S, the share of the dishes' entropy that the member explains) is 1 for every population: it cannot tell
+them apart. With orders, each episode one of the layout's recipes is drawn at random (whatever pays) and
+shown to both cooks, and delivering it pays `order_bonus` more than another dish. A self-play pair can
+then follow the order (its dish varies with the episode: S near 0), and members of a population that must
+fail with each other (XP-min) cannot all follow it: the question of specialisation becomes measurable.
+A specialist (only its recipe pays) sees the orders too, and is paid the bonus only when the order is its
+dish, so it learns to cook its dish whatever is ordered.
 """
 
 from __future__ import annotations
@@ -215,11 +227,12 @@ FLOOR_CELLS_PER_SIDE = 6
 START_CELLS = ((2, 1), (2, 5))  # fixed starts (random_start=False): next to the board / the serving counter
 
 
-def observation_size(n_ingredients: int, signal: bool = False) -> int:
+def observation_size(n_ingredients: int, signal: bool = False, n_orders: int = 0) -> int:
     """Observation floats: side, own and partner's cell and held item, plate place and contents, chop
-    progress, time, and with ``signal`` both lamps."""
+    progress, time, with ``signal`` both lamps, and the episode's order (one-hot over ``n_orders`` recipes;
+    0: a kitchen without orders)."""
     items = 2 * n_ingredients + 1
-    return 1 + 2 * FLOOR_CELLS_PER_SIDE + 2 * items + 3 + n_ingredients + 1 + 1 + 2 * signal
+    return 1 + 2 * FLOOR_CELLS_PER_SIDE + 2 * items + 3 + n_ingredients + 1 + 1 + 2 * signal + n_orders
 
 
 def _layout_tables(layout: str) -> dict[str, torch.Tensor]:
@@ -281,6 +294,8 @@ class CookingEnv(NativeEnv):
         "lamp",
         "signalled",
         "failed_plates",
+        "order",
+        "on_order",
     )
 
     def __init__(
@@ -298,6 +313,7 @@ class CookingEnv(NativeEnv):
         signal: bool = False,
         retry: bool = False,
         shaping: str = "any",
+        order_bonus: float = 0.0,
         layout: str = "classic",
         num_envs: int = 1,
         max_steps: int = 200,
@@ -316,6 +332,11 @@ class CookingEnv(NativeEnv):
                 f"CookingEnv has no shaping {shaping!r}; choose one of {', '.join(SHAPINGS)} (paying: only "
                 "the ingredients of the paying recipes earn the shaping rewards)."
             )
+        if order_bonus < 0:
+            raise ConfigError(
+                f"CookingEnv needs order_bonus >= 0, got {order_bonus} (0: no orders; e.g. 5: the ordered "
+                "dish pays 5 more than the others)."
+            )
         super().__init__(num_envs, max_steps, device, seed)
         self.layout, self.kitchen = layout, KITCHENS[layout]
         self.n_ingredients = len(self.kitchen.ingredients)
@@ -332,6 +353,9 @@ class CookingEnv(NativeEnv):
         self.step_cost, self.chop_steps, self.random_start = float(step_cost), chop_steps, random_start
         self.observe_partner_cell, self.blind, self.signal = observe_partner_cell, blind, signal
         self.retry = retry
+        # orders: a dish drawn per episode among all the layout's recipes, seen by both cooks, paying
+        # `order_bonus` on top of its delivery reward (when it pays at all)
+        self.order_bonus, self.n_orders = float(order_bonus), len(self.kitchen.recipes) if order_bonus else 0
         self.tables = {name: t.to(self.device) for name, t in _layout_tables(layout).items()}
         n, long = num_envs, {"dtype": torch.long, "device": self.device}
         self.cell = torch.zeros(n, 2, **long)  # flat cell index r * COLS + c of each cook
@@ -347,13 +371,17 @@ class CookingEnv(NativeEnv):
         self.lamp = torch.zeros(n, 2, **flag)  # each cook's lamp, lit by a signal at the last step
         self.signalled = torch.zeros(n, **flag)  # either lamp lit at some step of this episode
         self.failed_plates = torch.zeros(n, **long)  # plates thrown away this episode (retry=True)
+        self.order = torch.zeros(n, **long)  # this episode's ordered recipe (order_bonus > 0)
+        self.on_order = torch.zeros(n, **flag)  # the ordered dish was delivered and paid
         self.info_keys = (
             *CookingEnv.info_keys,
             *(("signalled",) if signal else ()),
             *(("failed_plates",) if retry else ()),
+            *(("on_order",) if self.n_orders else ()),
         )
         n_actions = len(MOVES) if signal else SIGNAL
-        self._make_specs(obs_dim=observation_size(self.n_ingredients, signal), n_actions=n_actions)
+        obs_dim = observation_size(self.n_ingredients, signal, self.n_orders)
+        self._make_specs(obs_dim=obs_dim, n_actions=n_actions)
 
     def restore(self, state: bytes | None) -> None:
         super().restore(state)
@@ -372,13 +400,24 @@ class CookingEnv(NativeEnv):
         else:
             start = torch.tensor([r * COLS + c for r, c in START_CELLS], device=self.device).expand(n, 2)
         self.cell = torch.where(mask.unsqueeze(-1), start, self.cell)
+        if self.n_orders:  # drawn only in a kitchen with orders: the others' random streams stay as they were
+            order = torch.randint(0, self.n_orders, (n,), generator=self.generator, device=self.device)
+            self.order = torch.where(mask, order, self.order)
         for name in ("held", "chop_progress"):
             getattr(self, name).masked_fill_(mask.unsqueeze(-1), 0)
         self.plate_mask.masked_fill_(mask, 0)
         self.plate_place.masked_fill_(mask, ON_COUNTER)
         self.recipe.masked_fill_(mask, -1)
         self.failed_plates.masked_fill_(mask, 0)
-        for name in ("chopped_once", "plated_once", "picked_once", "success", "delivered", "signalled"):
+        for name in (
+            "chopped_once",
+            "plated_once",
+            "picked_once",
+            "success",
+            "delivered",
+            "signalled",
+            "on_order",
+        ):
             getattr(self, name).masked_fill_(mask, False)
         self.lamp.masked_fill_(mask.unsqueeze(-1), False)
         self.shaping_paid.masked_fill_(mask.unsqueeze(-1), False)
@@ -465,7 +504,10 @@ class CookingEnv(NativeEnv):
         self.recipe = torch.where(deliver, label, self.recipe)
         self.success |= paid
         self.delivered |= deliver
+        on_order = paid & (label == self.order) if self.n_orders else torch.zeros_like(paid)
+        self.on_order |= on_order
         reward = reward + first_pick * self.pickup_reward + paid * self.delivery_reward
+        reward = reward + on_order * self.order_bonus
         return reward, deliver & ~thrown
 
     # ------------------------------------------------------------------------------------ observation
@@ -488,6 +530,11 @@ class CookingEnv(NativeEnv):
         lamps = (
             [self.lamp.float().unsqueeze(-1), self.lamp.flip(1).float().unsqueeze(-1)] if self.signal else []
         )
+        orders = (
+            [F.one_hot(self.order, self.n_orders).float().unsqueeze(1).expand(n, 2, -1)]
+            if self.n_orders
+            else []
+        )
         return torch.cat(
             [
                 side.unsqueeze(-1),
@@ -499,6 +546,7 @@ class CookingEnv(NativeEnv):
                 progress.unsqueeze(-1),
                 time.unsqueeze(-1),
                 *lamps,
+                *orders,
             ],
             dim=-1,
         )
@@ -515,4 +563,5 @@ class CookingEnv(NativeEnv):
             }
             | ({"signalled": self.signalled} if self.signal else {})
             | ({"failed_plates": self.failed_plates} if self.retry else {})
+            | ({"on_order": self.on_order} if self.n_orders else {})
         )

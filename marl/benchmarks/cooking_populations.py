@@ -1043,6 +1043,23 @@ STUDIES: dict[str, dict[str, Any]] = {
         runs="results/runs/pairs_even_paying",
         out="results/cooking_populations/pairs_even_paying",
     ),
+    # the same, with an order per episode seen by both cooks (its dish pays 5 more): self-play can follow
+    # it, so a member's dish may vary between episodes and specialisation (S) can tell populations apart
+    "pairs_even_orders": dict(
+        kitchen=[
+            "layout=pairs_even",
+            "blind=true",
+            "observe_partner_cell=false",
+            "signal=true",
+            "retry=true",
+            "order_bonus=5.0",
+        ],
+        extract_kitchen=["shaping=paying"],
+        xp_warmup=0.0,
+        xp_gate=True,
+        runs="results/runs/pairs_even_orders",
+        out="results/cooking_populations/pairs_even_orders",
+    ),
 }
 
 
