@@ -221,14 +221,15 @@ def extract_population(method: str, teacher: str, seed: int, settings: Settings)
 
 
 def kitchen_settings(settings: tuple[str, ...]) -> dict[str, Any]:
-    """``("shaping=paying", "retry=true")`` -> ``{"shaping": "paying", "retry": True}`` (YAML values)."""
-    import yaml
+    """``("shaping=paying", "retry=true")`` -> ``{"shaping": "paying", "retry": True}`` (values parsed as
+    ``key=value`` overrides are)."""
+    from marl.config import parse_value
 
     pairs = [setting.partition("=") for setting in settings]
     bad = [key for key, equals, _ in pairs if not equals or not key]
     if bad:
         raise SystemExit(f"Kitchen settings are KEY=VALUE, e.g. shaping=paying; got {list(settings)}.")
-    return {key: yaml.safe_load(value) for key, _, value in pairs}
+    return {key: parse_value(key, value) for key, _, value in pairs}
 
 
 def evaluate_population(run: str, held_out: str, settings: Settings) -> dict[str, Any]:
