@@ -1027,37 +1027,23 @@ def plot(summary: dict[str, Any], path: Path) -> None:
 
 # --study NAME: a study that results/cooking_populations reports, by name instead of its flags. Its settings
 # are defaults: a flag given as well still wins.
+# four equally far dishes, both cooks blind, a lamp, retries; XP-min gated from the first step; the RL
+# students' shaping paying their teacher's dish only (the study that answers the paper's claims)
+PAIRS_EVEN_PAYING: dict[str, Any] = dict(
+    kitchen=["layout=pairs_even", "blind=true", "observe_partner_cell=false", "signal=true", "retry=true"],
+    extract_kitchen=["shaping=paying"],
+    xp_warmup=0.0,
+    xp_gate=True,
+    runs="results/runs/pairs_even_paying",
+    out="results/cooking_populations/pairs_even_paying",
+)
 STUDIES: dict[str, dict[str, Any]] = {
-    # four equally far dishes, both cooks blind, a lamp, retries; XP-min gated from the first step; the RL
-    # students' shaping paying their teacher's dish only (the study that answers the paper's claims)
-    "pairs_even_paying": dict(
-        kitchen=[
-            "layout=pairs_even",
-            "blind=true",
-            "observe_partner_cell=false",
-            "signal=true",
-            "retry=true",
-        ],
-        extract_kitchen=["shaping=paying"],
-        xp_warmup=0.0,
-        xp_gate=True,
-        runs="results/runs/pairs_even_paying",
-        out="results/cooking_populations/pairs_even_paying",
-    ),
+    "pairs_even_paying": PAIRS_EVEN_PAYING,
     # the same, with an order per episode seen by both cooks (its dish pays 5 more): self-play can follow
     # it, so a member's dish may vary between episodes and specialisation (S) can tell populations apart
-    "pairs_even_orders": dict(
-        kitchen=[
-            "layout=pairs_even",
-            "blind=true",
-            "observe_partner_cell=false",
-            "signal=true",
-            "retry=true",
-            "order_bonus=5.0",
-        ],
-        extract_kitchen=["shaping=paying"],
-        xp_warmup=0.0,
-        xp_gate=True,
+    "pairs_even_orders": PAIRS_EVEN_PAYING
+    | dict(
+        kitchen=[*PAIRS_EVEN_PAYING["kitchen"], "order_bonus=5.0"],
         runs="results/runs/pairs_even_orders",
         out="results/cooking_populations/pairs_even_orders",
     ),
