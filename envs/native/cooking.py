@@ -147,8 +147,10 @@ them apart. With orders, each episode one of the layout's recipes is drawn at ra
 shown to both cooks, and delivering it pays `order_bonus` more than another dish. A self-play pair can
 then follow the order (its dish varies with the episode: S near 0), and members of a population that must
 fail with each other (XP-min) cannot all follow it: the question of specialisation becomes measurable.
-A specialist (only its recipe pays) sees the orders too, and is paid the bonus only when the order is its
-dish, so it learns to cook its dish whatever is ordered.
+Measured at `order_bonus=5`: seven self-play members of eight still fix one dish, so S only falls to 0.93
+(results/cooking_populations/README.md, "A kitchen with orders"). A specialist (only its recipe pays)
+sees the orders too, and is paid the bonus only when the order is its dish, so it learns to cook its dish
+whatever is ordered.
 """
 
 from __future__ import annotations
