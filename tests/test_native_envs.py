@@ -390,6 +390,8 @@ def test_an_order_is_drawn_per_episode_seen_by_both_cooks_and_pays_its_bonus_onl
         assert _info(out, "on_order").item() == (order == 2)
         env.reset()
         assert not env.on_order.any()
+    if paying is not None:
+        return
     env = _kitchen(layout="pairs", blind=True, recipes=[1], order_bonus=5.0)  # onion + egg does not pay
     env.order[:] = 2
     _cook(env, PAIRS_LEFT_PLATES_ONION, PAIRS_RIGHT_PLATES_EGG)
