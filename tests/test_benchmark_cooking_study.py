@@ -31,6 +31,7 @@ def _args(tmp_path, **changes) -> argparse.Namespace:
         kitchen=["observe_partner_cell=false", f"max_steps={QUICK_HORIZON}"],
         xp_warmup=study.XP_WARMUP,
         xp_gate=False,
+        xp_gate_margin=study.XP_GATE_MARGIN,
         generalist_kitchen=[],
         extract_kitchen=[],
         retrain=[],
@@ -225,9 +226,34 @@ def test_xp_gate_reaches_xpmin_and_the_ledger(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         study.train_population("xpmin", 0, settings)
     assert seen[0].population.xp_gate is True
+    assert seen[0].population.xp_gate_margin == study.XP_GATE_MARGIN
     study.Ledger(tmp_path / "ledger.json", settings).save()
     with pytest.raises(SystemExit, match="xp_gate"):  # an ungated study does not continue a gated one
         study.Ledger(tmp_path / "ledger.json", study.Settings(str(tmp_path), "quick", 1.0, "float32"))
+    exact = study.Settings(str(tmp_path), "quick", 1.0, "float32", xp_gate=True, xp_gate_margin=0.0)
+    with pytest.raises(SystemExit, match="xp_gate_margin"):  # nor one gated exactly a gated one with margin
+        study.Ledger(tmp_path / "ledger.json", exact)
+
+
+def test_a_ledger_from_before_the_gate_margin_continues_as_it_ran(tmp_path):
+    """Ledgers written before the margin existed: gated ones ran the exact gate (margin 0); ungated ones
+    continue whatever the margin, which only the gate reads."""
+    gated = study.Settings(str(tmp_path), "quick", 1.0, "float32", xp_gate=True, xp_gate_margin=0.0)
+    ledger = study.Ledger(tmp_path / "ledger.json", gated)
+    del ledger.settings["xp_gate_margin"]
+    ledger.save()
+    study.Ledger(tmp_path / "ledger.json", gated)  # continues
+    with pytest.raises(SystemExit, match="xp_gate_margin"):
+        study.Ledger(
+            tmp_path / "ledger.json", study.Settings(str(tmp_path), "quick", 1.0, "float32", xp_gate=True)
+        )
+    ungated = tmp_path / "ungated"
+    ungated.mkdir()
+    old = study.Ledger(ungated / "ledger.json", study.Settings(str(ungated), "quick", 1.0, "float32"))
+    old.save()
+    study.Ledger(
+        ungated / "ledger.json", study.Settings(str(ungated), "quick", 1.0, "float32", xp_gate_margin=0.1)
+    )
 
 
 def test_extract_kitchen_reaches_the_rl_students_only_and_the_ledger(tmp_path, monkeypatch):
@@ -395,7 +421,7 @@ def test_a_named_study_sets_its_flags_and_a_given_flag_still_wins():
     from marl.benchmarks.cooking_populations import parse_arguments
 
     long_form = [
-        "--xp-warmup", "0", "--xp-gate",
+        "--xp-warmup", "0", "--xp-gate", "--xp-gate-margin", "0",
         "--kitchen", "layout=pairs_even", "blind=true", "observe_partner_cell=false", "signal=true",
         "retry=true",
         "--extract-kitchen", "shaping=paying",
@@ -412,5 +438,7 @@ def test_a_named_study_sets_its_flags_and_a_given_flag_still_wins():
     orders = vars(parse_arguments(["--study", "pairs_even_orders"])[1])
     assert orders["kitchen"] == named["kitchen"] + ["order_bonus=5.0"]
     assert orders["runs"] != named["runs"] and orders["out"] != named["out"]
-    same = {k: v for k, v in orders.items() if k not in ("study", "kitchen", "runs", "out")}
+    assert (named["xp_gate_margin"], orders["xp_gate_margin"]) == (0.0, study.XP_GATE_MARGIN)  # as each ran
+    changed = ("study", "kitchen", "runs", "out", "xp_gate_margin")
+    same = {k: v for k, v in orders.items() if k not in changed}
     assert same == {k: v for k, v in named.items() if k in same}

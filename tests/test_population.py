@@ -206,6 +206,27 @@ def test_gated_lambda_spares_members_that_do_better_with_a_stranger_than_with_th
             assert weight[seat] == pytest.approx(expected)
 
 
+def test_gate_margin_keeps_the_cross_play_term_on_members_that_cook_alike():
+    """Eight members that cook alike (true return 12.7 for every pair, estimated with noise): j* is the best
+    of seven noisy estimates, so an exact gate spares many of them; a 25% margin keeps XP-min's term on all
+    of them, and still spares a member that cannot cook with itself, and does so for negative returns too."""
+    generator = torch.Generator().manual_seed(0)
+    returns = 12.7 + torch.randn(8, 8, generator=generator)
+    best = best_partners(returns)
+    exact = gated_lambda(returns, best, 0.3)
+    assert int((exact > 0).sum()) <= 4  # the flicker seen in training: about half shut at any time
+    assert gated_lambda(returns, best, 0.3, margin=0.25).tolist() == pytest.approx([0.3] * 8)
+
+    returns[2, 2] = 0.5  # member 2 cannot cook with itself yet: spared whatever the margin
+    lam = gated_lambda(returns, best_partners(returns), 0.3, margin=0.25)
+    assert lam[2] == 0.0 and int((lam > 0).sum()) == 7
+    negative = torch.tensor([[-1.1, -1.0], [-1.0, -1.0]])  # costs: within 25% of the partner's -1.0
+    assert gated_lambda(negative, best_partners(negative), 0.3, margin=0.25).tolist() == pytest.approx(
+        [0.3] * 2
+    )
+    assert gated_lambda(negative, best_partners(negative), 0.3).tolist() == pytest.approx([0.0, 0.3])
+
+
 def test_cross_play_samples_leave_the_self_play_term_at_its_own_scale():
     """Switching XP-min's cross-play term on adds -lambda * grad J_XP; it must not shrink the self-play
     term (a mean over more samples, a std over the mixture) or strengthen the entropy bonus against it."""
@@ -391,6 +412,7 @@ def test_xp_gate_counts_the_members_the_cross_play_term_weighs_on(tmp_path):
         tmp_path,
         "preset=matrix_game_xpmin",
         "population.xp_gate=true",
+        "population.xp_gate_margin=0",  # exact: untrained members differ, some do better with others
         "experiment.iterations=3",
         "experiment.eval_every=0",
         "experiment.checkpoint_every=0",
@@ -399,6 +421,8 @@ def test_xp_gate_counts_the_members_the_cross_play_term_weighs_on(tmp_path):
     n = cfg.population.size
     assert all(0 <= row["train/xp_gated_open"] <= n for row in rows)
     assert any(row["train/xp_gated_open"] < n for row in rows)  # untrained: some do better with others
+    with pytest.raises(ConfigError, match="xp_gate_margin"):
+        _run_config(tmp_path, "preset=matrix_game_xpmin", "population.xp_gate_margin=1.5")
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])

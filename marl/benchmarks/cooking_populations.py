@@ -96,6 +96,7 @@ SIZES = {
 PER_SEED = ("diversity", "specialisation", "overfitness")  # evaluated with their own 95% interval
 XP_WARMUP = 0.1  # of XP-min's frames: the self-play objective alone, then the cross-play term
 XP_LAMBDA = 0.3  # LIPO's
+XP_GATE_MARGIN = 0.25  # population.xp_gate_margin's default
 EVAL_EPISODES = {"full": 32, "quick": 2}  # per ordered pair (populations), per partner and seat (generalists)
 
 
@@ -115,6 +116,7 @@ class Settings:
     xp_gate: bool = False  # XP-min's population.xp_gate: spare members that do better with a stranger
     # kitchen settings changed for the RL extraction's students only, e.g. ("shaping=paying",)
     extract_kitchen: tuple[str, ...] = ()
+    xp_gate_margin: float = XP_GATE_MARGIN  # population.xp_gate_margin: the gate's tolerance
 
     def size(self, step: str) -> Size:
         return SIZES[self.mode][step]
@@ -178,6 +180,7 @@ def train_population(method: str, seed: int, settings: Settings) -> dict[str, An
                 ("population.xp_lambda", XP_LAMBDA),
                 ("population.xp_warmup_frames", round(settings.xp_warmup * size.frames * settings.scale)),
                 ("population.xp_gate", settings.xp_gate),
+                ("population.xp_gate_margin", settings.xp_gate_margin),
             ],
         )
     iterations = settings.iterations(method, rollout_frames(cfg))
@@ -329,7 +332,16 @@ class Ledger:
         wanted["generalist_kitchen"] = list(settings.generalist_kitchen)
         wanted["extract_kitchen"] = list(settings.extract_kitchen)
         # a ledger written before a setting existed ran with its default
-        defaults = {"xp_warmup": XP_WARMUP, "generalist_kitchen": [], "xp_gate": False, "extract_kitchen": []}
+        defaults = {
+            "xp_warmup": XP_WARMUP,
+            "generalist_kitchen": [],
+            "xp_gate": False,
+            "extract_kitchen": [],
+            "xp_gate_margin": 0.0,  # the gate had none
+        }
+        if not settings.xp_gate:  # the gate's margin means nothing without the gate
+            wanted.pop("xp_gate_margin")
+            defaults.pop("xp_gate_margin")
         if {**defaults, **saved.get("settings", wanted)} != wanted:
             raise SystemExit(
                 f"{path} belongs to a study with {saved['settings']}, not {wanted}: give another --runs "
@@ -490,6 +502,7 @@ def run_study(args: argparse.Namespace) -> dict[str, Any]:
         tuple(args.generalist_kitchen),
         args.xp_gate,
         tuple(args.extract_kitchen),
+        args.xp_gate_margin,
     )
     ledger = Ledger(runs / "ledger.json", settings)
     for method in args.retrain:
@@ -658,6 +671,7 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
         "xp_lambda": XP_LAMBDA,
         "xp_warmup_fraction": settings.xp_warmup,
         "xp_gate": settings.xp_gate,
+        "xp_gate_margin": settings.xp_gate_margin if settings.xp_gate else None,
         "held_out_specialists": done.get("held-out", {}).get("run"),
         "held_out_cost": {k: done.get("held-out", {}).get(k) for k in ("frames", "wall_time_s")},
         "unfinished_steps": unfinished,
@@ -1034,16 +1048,19 @@ PAIRS_EVEN_PAYING: dict[str, Any] = dict(
     extract_kitchen=["shaping=paying"],
     xp_warmup=0.0,
     xp_gate=True,
+    xp_gate_margin=0.0,  # as it ran: the exact gate, which flickers for members that cook alike
     runs="results/runs/pairs_even_paying",
     out="results/cooking_populations/pairs_even_paying",
 )
 STUDIES: dict[str, dict[str, Any]] = {
     "pairs_even_paying": PAIRS_EVEN_PAYING,
     # the same, with an order per episode seen by both cooks (its dish pays 5 more): self-play can follow
-    # it, so a member's dish may vary between episodes and specialisation (S) can tell populations apart
+    # it, so a member's dish may vary between episodes and specialisation (S) can tell populations apart;
+    # and the gate with its margin, so it no longer spares members that cook alike
     "pairs_even_orders": PAIRS_EVEN_PAYING
     | dict(
         kitchen=[*PAIRS_EVEN_PAYING["kitchen"], "order_bonus=5.0"],
+        xp_gate_margin=XP_GATE_MARGIN,
         runs="results/runs/pairs_even_orders",
         out="results/cooking_populations/pairs_even_orders",
     ),
@@ -1107,6 +1124,14 @@ def parse_arguments(argv: list[str] | None = None) -> tuple[argparse.ArgumentPar
         help="XP-min's cross-play term only for members that do at least as well with themselves as with "
         "their best partner (population.xp_gate): members that cannot cook yet learn from self-play instead "
         "of being pushed off every dish they try",
+    )
+    parser.add_argument(
+        "--xp-gate-margin",
+        type=float,
+        default=XP_GATE_MARGIN,
+        metavar="FRACTION",
+        help="with --xp-gate: the term stays on while a member's self-play return is at least (1 - FRACTION) "
+        f"times its return with its best partner (population.xp_gate_margin, default {XP_GATE_MARGIN})",
     )
     parser.add_argument(
         "--retrain",

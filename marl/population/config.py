@@ -91,6 +91,10 @@ class PopulationSection:
     # best partner (pairs.gated_lambda: a member that cannot yet succeed with itself is not pushed off
     # every behaviour it tries)
     xp_gate: bool = False
+    # the gate's tolerance, a fraction of the best partner's return: the term stays on while self-play is at
+    # least (1 - margin) times it. Members that cook alike have equal returns up to noise, and j* is the best
+    # of N-1 noisy estimates, so without a margin the gate flickers shut for about half of them
+    xp_gate_margin: float = 0.25
     pairs: Literal["all", "sampled"] = "all"  # xpmin: all N*N ordered pairs, or SP + sampled partners
     partners_per_member: int = 2  # pairs=sampled: XP partners per member per iteration (both seat orders)
     partner_sampling: Literal["uniform", "bandit"] = "bandit"  # pairs=sampled: how partners are drawn
@@ -254,6 +258,11 @@ def check_config(cfg: PopulationConfig) -> None:
             "collector.num_workers": cfg.collector.num_workers,
             "ray.num_cpus": cfg.ray.num_cpus,
         },
+    )
+    require(
+        0 <= pop.xp_gate_margin < 1,
+        f"'population.xp_gate_margin' must be in [0, 1) (a fraction of the best partner's return), got "
+        f"{pop.xp_gate_margin}.",
     )
     require(
         0 <= pop.xp_estimate_decay < 1,

@@ -110,19 +110,26 @@ def best_partners(xp_estimate: Tensor) -> Tensor:
     return scores.argmax(-1)
 
 
-def gated_lambda(xp_estimate: Tensor, best_partner: Tensor, xp_lambda: float) -> Tensor:
-    """XP-min's cross-play weight per member ``[N]``, switched off for a member that does worse with itself
-    than with its best partner (``R[i, i] < (R[i, j*] + R[j*, i]) / 2``, or ``R[i, i]`` never seen).
+def gated_lambda(xp_estimate: Tensor, best_partner: Tensor, xp_lambda: float, margin: float = 0.0) -> Tensor:
+    """XP-min's cross-play weight per member ``[N]``, switched off for a member that does clearly worse with
+    itself than with its best partner (``R[i, i] < X - margin * |X|`` with ``X = (R[i, j*] + R[j*, i]) / 2``,
+    or ``R[i, i]`` never seen).
 
     Why: a member that cannot yet succeed with itself meets partners that can. Whatever its one seat starts
     to do right succeeds with them first (the partner is reliable, its own other seat not yet), so the
     cross-play term pushes it off every behaviour it tries before self-play can reward one, and it can end
     doing nothing (cooks that cook nothing, results/cooking_populations). Gated, such a member learns from
-    self-play alone until it does as well with itself as with its best partner; from then on it has
-    XP-min's objective, as every member that does."""
+    self-play alone until it does about as well with itself as with its best partner; from then on it has
+    XP-min's objective, as every member that does.
+
+    Why a margin: members that behave alike have the same true returns, and ``X`` is the largest of N-1
+    noisy estimates, so it is above the member's own noisy ``R[i, i]`` most of the time. Without a margin
+    the gate spares about half of a group of identical members at any time, exactly those XP-min must push
+    apart (results/cooking_populations, "A kitchen with orders")."""
     self_play = xp_estimate.diagonal()
     cross_play = symmetric_returns(xp_estimate).gather(1, best_partner.unsqueeze(1)).squeeze(1)
-    capable = self_play >= cross_play.nan_to_num(nan=-torch.inf)  # NaN self-play: not capable
+    threshold = (cross_play - margin * cross_play.abs()).nan_to_num(nan=-torch.inf)
+    capable = self_play >= threshold  # NaN self-play: not capable
     return capable.to(xp_estimate.dtype) * xp_lambda
 
 

@@ -22,8 +22,9 @@ One iteration, for all N members at once (agents/population.py holds them as one
    ``j*`` changes from one iteration to the next. Weight-0 seats are left out of GAE and the update: their
    advantages would be multiplied by 0, so the critic learns where the policy does. With all N*N pairs a
    member sits in 2N seats and learns from 4 (its two self-play seats and j*'s pair in each order).
-   With ``population.xp_gate`` a member that does worse with itself than with j* gets no cross-play
-   weight (``pairs.gated_lambda``): it learns from self-play alone until it does as well with itself.
+   With ``population.xp_gate`` a member that does clearly worse with itself than with j* (by more than
+   ``population.xp_gate_margin``) gets no cross-play weight (``pairs.gated_lambda``): it learns from
+   self-play alone until it does about as well with itself.
    Latent variables (the optional ``alpha * I(z; o, a)`` term) are not implemented.
 5. **PPO update of all members at once**, in the member-major layout ``[N, samples, ...]``: every member's
    loss is its own PPO loss (per-member means; advantages normalised by the member's self-play samples and
@@ -269,7 +270,8 @@ def train_iteration(
     #    at most 3N of the N*N slots. The others' advantages would be multiplied by 0, so they are skipped.
     population.train()
     lam = xp_lambda(cfg, trainer.frames)  # frames before this rollout
-    member_lam = gated_lambda(trainer.xp_estimate, best, lam) if pop.xp_gate and best is not None else lam
+    gated = pop.xp_gate and best is not None
+    member_lam = gated_lambda(trainer.xp_estimate, best, lam, pop.xp_gate_margin) if gated else lam
     weight = seat_weights(assignment.member, best, member_lam)  # [E, 2]
     learning, member = rollout, assignment.member
     active = (weight != 0).any(-1)
