@@ -114,3 +114,21 @@ def test_conventions_benchmark_keeps_four_minibatches_per_rollout_at_every_size(
     for size in (2, 4, 8):
         assert conventions.distinct_conventions(method, size, k=8, seed=0, iterations=2, runs=tmp_path) == 3
     assert seen == [(2, 4), (4, 4), (8, 4)]
+
+
+def test_hardware_names_the_cpu_generation_and_its_vector_instructions(tmp_path, monkeypatch):
+    """Two 'AMD EPYC' machines can differ twice in speed: the record carries family/model and torch's ISA,
+    read from the first processor's block of /proc/cpuinfo."""
+    import marl.benchmarks.machine as machine
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
+        "model name\t: AMD EPYC\n\n"
+        "processor\t: 1\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: other\n"
+    )
+    real_path = machine.Path
+    monkeypatch.setattr(machine, "Path", lambda p: info if p == "/proc/cpuinfo" else real_path(p))
+    record = machine.hardware()
+    assert (record["cpu"], record["cpu_family_model"]) == ("AMD EPYC", "26/2")
+    assert record["cpu_isa"] in {"DEFAULT", "VSX", "Z VECTOR", "NO AVX", "AVX2", "AVX512", "SVE256"}

@@ -19,19 +19,29 @@ def package_version(package: str) -> str | None:
 
 
 def hardware(device: torch.device | None = None, packages: tuple[str, ...] = ()) -> dict:
-    """CPU model (from /proc/cpuinfo), cores, torch threads, GPU, and the versions of `packages`."""
+    """CPU model (from /proc/cpuinfo), cores, torch threads, GPU, and the versions of `packages`.
+
+    A model name can hide generations twice apart in speed ("AMD EPYC" on a Zen 3 or a Zen 5), so the CPU's
+    family and model numbers and the vector instructions torch uses (AVX2, AVX512) come with it."""
     cpu = platform.processor() or platform.machine()
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "cpu family", "model"):
+                fields.setdefault(key.strip(), value.strip())
+            if not line.strip():  # the first processor's block is enough
                 break
     except OSError:
         pass
+    cpu = fields.get("model name", cpu)
+    family = f"{fields['cpu family']}/{fields['model']}" if {"cpu family", "model"} <= fields.keys() else None
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     device = device or torch.device("cpu")
     return {
         "cpu": cpu,
+        "cpu_family_model": family,
+        "cpu_isa": torch.backends.cpu.get_cpu_capability(),
         "cores": os.cpu_count(),
         "usable_cores": usable,
         "torch_threads": torch.get_num_threads(),
