@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -442,3 +443,38 @@ def test_a_named_study_sets_its_flags_and_a_given_flag_still_wins():
     changed = ("study", "kitchen", "runs", "out", "xp_gate_margin")
     same = {k: v for k, v in orders.items() if k not in changed}
     assert same == {k: v for k, v in named.items() if k in same}
+
+
+def test_a_study_continues_from_its_recorded_ledger_on_a_machine_without_its_runs(tmp_path):
+    """The ledger's copy in the results folder continues the study on a fresh clone: finished steps keep
+    what they measured, and a lost run that a step still to run needs is trained again first."""
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    settings = study.Settings(runs=str(runs), mode="quick", scale=1.0, precision="float32")
+    trained: list[str] = []
+
+    def make(name: str) -> dict:
+        trained.append(name)
+        run = runs / f"{name}-{len(trained)}"
+        run.mkdir(parents=True)
+        return {"run": str(run), "value": len(trained)}
+
+    def built_on(name: str, needed_run: str) -> dict:
+        assert Path(needed_run).exists()  # what it needs is on this machine
+        return make(name)
+
+    steps = {
+        "held-out": study.Step((), make, ("held-out",)),
+        "generalist/0": study.Step(("held-out",), built_on, ("generalist/0", "held-out")),
+    }
+    study.Ledger(runs / "ledger.json", settings, record=out / "ledger.json").run(study.InlinePool(), steps, 1)
+    first = json.loads((out / "ledger.json").read_text())["steps"]
+    assert trained == ["held-out", "generalist/0"] and set(first) == {"held-out", "generalist/0"}
+
+    shutil.rmtree(runs)  # a fresh clone: the results folder only
+    steps["generalist/1"] = study.Step(("held-out",), built_on, ("generalist/1", "held-out"))
+    ledger = study.Ledger(runs / "ledger.json", settings, record=out / "ledger.json")
+    ledger.run(study.InlinePool(), steps, 1)
+    assert trained[2:] == ["held-out", "generalist/1"]  # seed 0's generalist keeps its result
+    assert ledger.done["generalist/0"] == first["generalist/0"]
+    assert ledger.done["held-out"]["replaced"] == first["held-out"]
+    assert json.loads((runs / "ledger.json").read_text()) == json.loads((out / "ledger.json").read_text())

@@ -30,7 +30,10 @@ results/population_training.json for what each buys on a CPU). `--quick` runs th
 Every run is an ordinary run directory under --runs (TensorBoard, checkpoints, config). Each step starts as
 soon as the steps it needs are done (`study_steps` gives the order), --jobs at a time. A ledger
 (<runs>/ledger.json) records finished steps, so an interrupted study re-run with the same arguments picks up
-where it stopped; an unfinished step continues from its run's last checkpoint. `--summary` writes the
+where it stopped; an unfinished step continues from its run's last checkpoint. Its copy <out>/ledger.json
+goes with the results: on a fresh clone the study continues from it, each finished step keeping what it
+measured, and a lost run that a step still to run needs (the held-out specialists) trained again with its
+seed. `--summary` writes the
 summary of what the ledger holds at any time, the unfinished steps shown as n/a and listed. The ledger
 records the git commit each step ran with; `--retrain xpmin` trains a method's populations again (and what
 is built on them) after a change to its training, keeping the other steps. The summary goes to
@@ -322,11 +325,17 @@ def _cost(run_dir: Path) -> dict[str, Any]:
 
 class Ledger:
     """Finished steps by name, saved as each one ends (so a re-run skips them), and the study's settings
-    (a re-run with other sizes or precision would mix two studies: refused)."""
+    (a re-run with other sizes or precision would mix two studies: refused).
 
-    def __init__(self, path: Path, settings: Settings):
-        self.path = path
-        saved = json.loads(path.read_text()) if path.exists() else {}
+    ``record``: a copy kept with the results (``<out>/ledger.json``, small enough to commit), from which a
+    study continues on a machine whose runs folder is empty, e.g. a fresh clone. Steps whose run directory
+    is not on that machine keep what they measured; one that a step still to run needs (the held-out
+    specialists, a teacher) is trained again first, with its seed (``Ledger.run``)."""
+
+    def __init__(self, path: Path, settings: Settings, record: Path | None = None):
+        self.path, self.record = path, record
+        source = path if path.exists() or record is None or not record.exists() else record
+        saved = json.loads(source.read_text()) if source.exists() else {}
         wanted = {k: v for k, v in asdict(settings).items() if k not in ("runs", "threads")}
         wanted["kitchen"] = list(settings.kitchen)  # as JSON reads it back
         wanted["generalist_kitchen"] = list(settings.generalist_kitchen)
@@ -348,6 +357,7 @@ class Ledger:
                 "folder, or the same settings to continue it."
             )
         self.done: dict[str, Any] = saved.get("steps", {})
+        self.replaced: dict[str, Any] = {}  # records of steps trained again because their run was lost
         self.settings = wanted
         self.commit = source_commit()
 
@@ -357,6 +367,7 @@ class Ledger:
         commit of the code that ran it."""
         started = time.time()
         waiting = {name: step for name, step in steps.items() if name not in self.done}
+        self.retrain_lost(steps, waiting)
         running: dict[Future, str] = {}
         while waiting or running:
             ready = [name for name, step in waiting.items() if all(n in self.done for n in step.needs)]
@@ -371,12 +382,39 @@ class Ledger:
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 name = running.pop(future)
-                self.done[name] = {**future.result(), "commit": self.commit}
-                self.save()
+                self.record_finished(name, future.result())
                 print(f"  {name}: done ({(time.time() - started) / 60:.1f} min in)", flush=True)
 
+    def retrain_lost(self, steps: dict[str, Step], waiting: dict[str, Step]) -> None:
+        """Put back in ``waiting`` every finished step whose run directory is not on this machine and that
+        a waiting step needs (and so on, for what that one needs). Its old record is kept as
+        ``replaced`` in the new one, beside what the steps built on the old run measured."""
+        lost = [n for s in waiting.values() for n in s.needs if n in self.done and self._lost(n)]
+        while lost:
+            name = lost.pop()
+            if name in waiting or name not in steps:
+                continue
+            print(f"  {name}: its run {self.done[name]['run']} is not here: training it again", flush=True)
+            self.replaced[name] = self.done.pop(name)
+            waiting[name] = steps[name]
+            lost += [n for n in steps[name].needs if n in self.done and self._lost(n)]
+
+    def _lost(self, name: str) -> bool:
+        run = self.done[name].get("run")
+        return run is not None and not Path(run).exists()
+
+    def record_finished(self, name: str, result: dict[str, Any]) -> None:
+        self.done[name] = {**result, "commit": self.commit}
+        if name in self.replaced:
+            self.done[name]["replaced"] = self.replaced.pop(name)
+        self.save()
+
     def save(self) -> None:
-        self.path.write_text(json.dumps({"settings": self.settings, "steps": self.done}, indent=2) + "\n")
+        text = json.dumps({"settings": self.settings, "steps": self.done}, indent=2) + "\n"
+        for path in (self.path, self.record):
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
 
     def retrain(self, method: str, seeds: list[int]) -> list[str]:
         """Forget ``method``'s populations of ``seeds`` and every step built on them (XP-min: its
@@ -504,7 +542,7 @@ def run_study(args: argparse.Namespace) -> dict[str, Any]:
         tuple(args.extract_kitchen),
         args.xp_gate_margin,
     )
-    ledger = Ledger(runs / "ledger.json", settings)
+    ledger = Ledger(runs / "ledger.json", settings, record=Path(args.out) / "ledger.json")
     for method in args.retrain:
         forgotten = ledger.retrain(method, args.seeds)
         print(f"--retrain {method}: forgot {', '.join(forgotten) or 'nothing (not trained yet)'}", flush=True)
