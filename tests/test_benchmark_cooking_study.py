@@ -446,35 +446,43 @@ def test_a_named_study_sets_its_flags_and_a_given_flag_still_wins():
 
 
 def test_a_study_continues_from_its_recorded_ledger_on_a_machine_without_its_runs(tmp_path):
-    """The ledger's copy in the results folder continues the study on a fresh clone: finished steps keep
-    what they measured, and a lost run that a step still to run needs is trained again first."""
+    """The ledger's copy in the results folder continues the study on a fresh clone: a finished seed keeps
+    what it measured; a lost run that a step still to run needs is trained again first, with what the
+    unfinished seed built on it, so each seed meets one set of held-out specialists and one teacher."""
     runs, out = tmp_path / "runs", tmp_path / "out"
     settings = study.Settings(runs=str(runs), mode="quick", scale=1.0, precision="float32")
-    trained: list[str] = []
+    ran: list[str] = []
 
-    def make(name: str) -> dict:
-        trained.append(name)
-        run = runs / f"{name}-{len(trained)}"
+    def make(name: str, *needed_runs: str) -> dict:
+        assert all(Path(run).exists() for run in needed_runs)  # what it needs is on this machine
+        ran.append(name)
+        run = runs / f"{name.replace('/', '-')}-{len(ran)}"
         run.mkdir(parents=True)
-        return {"run": str(run), "value": len(trained)}
+        return {"run": str(run), "value": len(ran)}
 
-    def built_on(name: str, needed_run: str) -> dict:
-        assert Path(needed_run).exists()  # what it needs is on this machine
-        return make(name)
+    def step(name: str, *needs: str) -> study.Step:
+        return study.Step(needs, make, (name, *needs))
 
     steps = {
-        "held-out": study.Step((), make, ("held-out",)),
-        "generalist/0": study.Step(("held-out",), built_on, ("generalist/0", "held-out")),
+        "held-out": step("held-out"),
+        "xpmin/0": step("xpmin/0"),
+        "evaluate-xpmin/0": step("evaluate-xpmin/0", "xpmin/0", "held-out"),
+        "xpmin/1": step("xpmin/1"),
+        "evaluate-xpmin/1": step("evaluate-xpmin/1", "xpmin/1", "held-out"),
     }
-    study.Ledger(runs / "ledger.json", settings, record=out / "ledger.json").run(study.InlinePool(), steps, 1)
-    first = json.loads((out / "ledger.json").read_text())["steps"]
-    assert trained == ["held-out", "generalist/0"] and set(first) == {"held-out", "generalist/0"}
-
-    shutil.rmtree(runs)  # a fresh clone: the results folder only
-    steps["generalist/1"] = study.Step(("held-out",), built_on, ("generalist/1", "held-out"))
     ledger = study.Ledger(runs / "ledger.json", settings, record=out / "ledger.json")
     ledger.run(study.InlinePool(), steps, 1)
-    assert trained[2:] == ["held-out", "generalist/1"]  # seed 0's generalist keeps its result
-    assert ledger.done["generalist/0"] == first["generalist/0"]
+    first = json.loads((out / "ledger.json").read_text())["steps"]
+    assert len(ran) == 5 and set(first) == set(steps)
+
+    shutil.rmtree(runs)  # a fresh clone, and seed 1 gets a step it has not run
+    steps["extract-rl/1"] = step("extract-rl/1", "xpmin/1")
+    steps["generalist-extract-rl/1"] = step("generalist-extract-rl/1", "extract-rl/1", "held-out")
+    ledger = study.Ledger(runs / "ledger.json", settings, record=out / "ledger.json")
+    ledger.run(study.InlinePool(), steps, 1)
+    # seed 0 is finished: kept; seed 1 runs again on its new teacher and held-out specialists
+    assert sorted(ran[5:]) == sorted(["held-out", "xpmin/1", "evaluate-xpmin/1", *list(steps)[-2:]])
+    assert ledger.done["evaluate-xpmin/0"] == first["evaluate-xpmin/0"]
     assert ledger.done["held-out"]["replaced"] == first["held-out"]
+    assert ledger.done["evaluate-xpmin/1"]["replaced"] == first["evaluate-xpmin/1"]
     assert json.loads((runs / "ledger.json").read_text()) == json.loads((out / "ledger.json").read_text())

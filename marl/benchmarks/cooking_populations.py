@@ -31,9 +31,10 @@ Every run is an ordinary run directory under --runs (TensorBoard, checkpoints, c
 soon as the steps it needs are done (`study_steps` gives the order), --jobs at a time. A ledger
 (<runs>/ledger.json) records finished steps, so an interrupted study re-run with the same arguments picks up
 where it stopped; an unfinished step continues from its run's last checkpoint. Its copy <out>/ledger.json
-goes with the results: on a fresh clone the study continues from it, each finished step keeping what it
-measured, and a lost run that a step still to run needs (the held-out specialists) trained again with its
-seed. `--summary` writes the
+goes with the results: on a fresh clone the study continues from it. A seed with every step finished keeps
+what it measured; a lost run that a step still to run needs (the held-out specialists, a teacher) is trained
+again with its seed, and so is what an unfinished seed built on it (one teacher and one set of held-out
+specialists per seed). `--summary` writes the
 summary of what the ledger holds at any time, the unfinished steps shown as n/a and listed. The ledger
 records the git commit each step ran with; `--retrain xpmin` trains a method's populations again (and what
 is built on them) after a change to its training, keeping the other steps. The summary goes to
@@ -328,9 +329,7 @@ class Ledger:
     (a re-run with other sizes or precision would mix two studies: refused).
 
     ``record``: a copy kept with the results (``<out>/ledger.json``, small enough to commit), from which a
-    study continues on a machine whose runs folder is empty, e.g. a fresh clone. Steps whose run directory
-    is not on that machine keep what they measured; one that a step still to run needs (the held-out
-    specialists, a teacher) is trained again first, with its seed (``Ledger.run``)."""
+    study continues on a machine whose runs folder is empty, e.g. a fresh clone (``retrain_lost``)."""
 
     def __init__(self, path: Path, settings: Settings, record: Path | None = None):
         self.path, self.record = path, record
@@ -387,17 +386,21 @@ class Ledger:
 
     def retrain_lost(self, steps: dict[str, Step], waiting: dict[str, Step]) -> None:
         """Put back in ``waiting`` every finished step whose run directory is not on this machine and that
-        a waiting step needs (and so on, for what that one needs). Its old record is kept as
-        ``replaced`` in the new one, beside what the steps built on the old run measured."""
+        a waiting step needs (and so on, for what that one needs), with the finished steps built on it in
+        the seeds still open: a seed is measured against one teacher and one set of held-out specialists.
+        Seeds with nothing left to run keep every result. A step trained again keeps its old record as
+        ``replaced``."""
+        open_seeds = {seed_of(name) for name in waiting}
         lost = [n for s in waiting.values() for n in s.needs if n in self.done and self._lost(n)]
         while lost:
             name = lost.pop()
-            if name in waiting or name not in steps:
+            if name in waiting or name not in self.done or name not in steps:
                 continue
-            print(f"  {name}: its run {self.done[name]['run']} is not here: training it again", flush=True)
+            print(f"  {name}: its run {self.done[name].get('run')} is not here: running it again", flush=True)
             self.replaced[name] = self.done.pop(name)
             waiting[name] = steps[name]
             lost += [n for n in steps[name].needs if n in self.done and self._lost(n)]
+            lost += [n for n, s in steps.items() if name in s.needs and seed_of(n) in open_seeds]
 
     def _lost(self, name: str) -> bool:
         run = self.done[name].get("run")
@@ -434,6 +437,11 @@ class Ledger:
                         shutil.move(run, superseded / run.name)
         self.save()
         return forgotten
+
+
+def seed_of(step: str) -> str | None:
+    """``"generalist-xpmin/2"`` -> ``"2"``; None for the steps every seed shares (``"held-out"``)."""
+    return step.rpartition("/")[2] if "/" in step else None
 
 
 def source_commit() -> str | None:
