@@ -391,19 +391,26 @@ class Ledger:
         Seeds with nothing left to run keep every result. A step trained again keeps its old record as
         ``replaced``."""
         open_seeds = {seed_of(name) for name in waiting}
-        lost = [n for s in waiting.values() for n in s.needs if n in self.done and self._lost(n)]
-        while lost:
-            name = lost.pop()
+        redo = [
+            (n, "its run is not on this machine") for s in waiting.values() for n in s.needs if self._lost(n)
+        ]
+        while redo:
+            name, why = redo.pop()
             if name in waiting or name not in self.done or name not in steps:
                 continue
-            print(f"  {name}: its run {self.done[name].get('run')} is not here: running it again", flush=True)
+            print(f"  {name}: running it again ({why})", flush=True)
             self.replaced[name] = self.done.pop(name)
             waiting[name] = steps[name]
-            lost += [n for n in steps[name].needs if n in self.done and self._lost(n)]
-            lost += [n for n, s in steps.items() if name in s.needs and seed_of(n) in open_seeds]
+            redo += [(n, "its run is not on this machine") for n in steps[name].needs if self._lost(n)]
+            redo += [
+                (n, f"built on {name}")
+                for n, s in steps.items()
+                if name in s.needs and seed_of(n) in open_seeds
+            ]
 
     def _lost(self, name: str) -> bool:
-        run = self.done[name].get("run")
+        """A finished step whose run directory is not on this machine."""
+        run = self.done.get(name, {}).get("run")
         return run is not None and not Path(run).exists()
 
     def record_finished(self, name: str, result: dict[str, Any]) -> None:
