@@ -632,3 +632,26 @@ def test_the_heading_study_is_the_velocity_study_under_heading_control():
         load_config(expand(sweep)[0].overrides).env.kwargs["action_mode"] for sweep in (velocity, heading)
     ]
     assert modes == ["velocity", "heading"]
+
+
+def test_the_bfloat16_check_is_the_heading_studys_team_reward_member_with_a_bfloat16_update():
+    """patrol_search_heading_bf16.yaml trains one heading-study member again, differing only in the
+    update's precision, on the same seeds and held-out episodes: its results compare seed by seed."""
+    from marl.config import config_to_dict, load_config
+    from marl.pareto_sweep import expand, load_pareto
+
+    heading = load_pareto(SHIPPED / "patrol_search_heading_20m.yaml")
+    check = load_pareto(SHIPPED / "patrol_search_heading_bf16.yaml")
+    (member,) = expand(check)
+    twin = next(
+        m
+        for m in expand(heading)
+        if m.label == "map=open,n_sensing=3,reward_mode=team,sharing=shared,scheme=shared,policy=learned"
+    )
+    ours, theirs = (config_to_dict(load_config(m.overrides)) for m in (member, twin))
+    assert ours["algorithm"].pop("precision") == "bfloat16"
+    assert theirs["algorithm"].pop("precision") == "float32"
+    assert ours == theirs
+    same = ("seeds", "episodes", "eval_seed", "objectives", "reference", "bounds")
+    assert [getattr(check, k) for k in same] == [getattr(heading, k) for k in same]
+    assert check.ledger != heading.ledger
