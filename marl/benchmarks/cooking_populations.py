@@ -391,9 +391,11 @@ class Ledger:
         Seeds with nothing left to run keep every result. A step trained again keeps its old record as
         ``replaced``."""
         open_seeds = {seed_of(name) for name in waiting}
-        redo = [
-            (n, "its run is not on this machine") for s in waiting.values() for n in s.needs if self._lost(n)
-        ]
+
+        def lost_needs(step: Step) -> list[tuple[str, str]]:
+            return [(n, "its run is not on this machine") for n in step.needs if self._lost(n)]
+
+        redo = [pair for step in waiting.values() for pair in lost_needs(step)]
         while redo:
             name, why = redo.pop()
             if name in waiting or name not in self.done or name not in steps:
@@ -401,7 +403,7 @@ class Ledger:
             print(f"  {name}: running it again ({why})", flush=True)
             self.replaced[name] = self.done.pop(name)
             waiting[name] = steps[name]
-            redo += [(n, "its run is not on this machine") for n in steps[name].needs if self._lost(n)]
+            redo += lost_needs(steps[name])
             redo += [
                 (n, f"built on {name}")
                 for n, s in steps.items()
