@@ -338,6 +338,20 @@ def test_cross_play_by_recipe_splits_pairs_by_their_self_play_recipes():
     assert study.by_recipe({"sp_label": [0, 1], "xp_success": [[1, 0], [0, 1]]})["same"] is None
 
 
+def test_order_following_names_the_members_that_deliver_the_order_above_chance():
+    """With orders drawn from 4 recipes, a pair that ignores them delivers the order in success / 4 of its
+    episodes; member 0 (20 of 32) follows it, member 1 (8 of 32) and member 2 (cooks nothing) do not."""
+    on_order = [[20 / 32, 0.0, 0.0], [0.0, 8 / 32, 0.0], [0.0, 0.0, 0.0]]
+    evaluation = {"sp_success": [1.0, 1.0, 0.0], "xp_outcomes": {"on_order": on_order}}
+    following = study.order_following(evaluation, recipes=4, episodes=32)
+    assert following["followers"] == [0]
+    assert following["on_order"] == [20 / 32, 8 / 32, 0.0] and following["chance"] == [0.25, 0.25, 0.0]
+    assert study.order_following({"sp_success": [1.0], "xp_outcomes": {}}, 4, 32) is None  # no orders
+    assert study.binomial_tail(0, 10, 0.3) == pytest.approx(1.0)
+    assert study.binomial_tail(10, 10, 0.5) == pytest.approx(0.5**10)
+    assert study.binomial_tail(2, 3, 0.5) == pytest.approx(0.5)
+
+
 def test_stages_report_the_lamp_only_where_the_kitchen_has_one():
     """Each stage is the fraction of self-play (diagonal) and cross-play (off-diagonal) episodes that
     reached it, over seeds; a kitchen with lamps adds how often a pair lit one."""

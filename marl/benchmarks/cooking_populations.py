@@ -672,6 +672,8 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
                 generalist["harmonic_mean_covered"] = covered_harmonic_mean(
                     generalist["success_per_partner"], labels
                 )
+    # the kitchen's recipes, one held-out specialist each: how many dishes an order is drawn from
+    recipes = next((len(e["sp_label"]) for e in results("evaluate", "specialists") if e), None)
     rows = []
     for population in POPULATIONS:
         evaluations = results("evaluate", population)
@@ -708,6 +710,9 @@ def summarise(done: dict[str, Any], args: argparse.Namespace, settings: Settings
             for g in results("generalist", population)
         ]
         row["stages"] = stages(list(filter(None, evaluations)))
+        row["order_following"] = [
+            None if e is None else order_following(e, recipes, settings.eval_episodes) for e in evaluations
+        ]
         row["cross_play_by_recipe"] = [None if e is None else by_recipe(e) for e in evaluations]
         rows.append(row)
     by_name = {row["population"]: row for row in rows}
@@ -849,6 +854,29 @@ def stages(evaluations: list[dict]) -> dict[str, dict[str, float]]:
             out["self_play"][stage] = sum(sp) / len(sp)
             out["cross_play"][stage] = sum(xp) / len(xp) if xp else float("nan")
     return out
+
+
+def order_following(evaluation: dict, recipes: int | None, episodes: int) -> dict[str, Any] | None:
+    """In a kitchen with orders: how often each member, with itself, delivers the episode's order, against
+    chance for a pair that ignores the order (its success over the recipes the order is drawn from), and
+    which members follow the order (one-sided binomial test against that chance, p < 0.01). None in a
+    kitchen without orders."""
+    on_order = (evaluation.get("xp_outcomes") or {}).get("on_order")
+    if on_order is None or not recipes:
+        return None
+    delivered, _ = self_and_cross(on_order)
+    chance = [success / recipes for success in evaluation["sp_success"]]
+    followers = [
+        member
+        for member, (rate, p) in enumerate(zip(delivered, chance))
+        if binomial_tail(round(rate * episodes), episodes, p) < 0.01
+    ]
+    return {"on_order": delivered, "chance": chance, "followers": followers}
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
 
 
 def by_recipe(evaluation: dict) -> dict[str, float | None]:
@@ -1011,6 +1039,22 @@ def table(summary: dict[str, Any]) -> str:
         kinds = ("same", "different")
         cells = [" / ".join(number(seed and seed[k]) for seed in row["cross_play_by_recipe"]) for k in kinds]
         lines.append(f"| P_{row['population']} | " + " | ".join(cells) + " |")
+    if any(any(row.get("order_following") or []) for row in summary["rows"]):
+        lines += [
+            "",
+            "Orders: self-play episodes that deliver the episode's order, per seed: the members that follow "
+            "it (above chance, one-sided binomial p < 0.01) with their rate / chance (a member that ignores "
+            "the order: its success over the recipes), and the mean over members:",
+            "",
+            "| population | " + " | ".join(f"seed {seed}" for seed in seeds) + " |",
+            "|---" * (len(seeds) + 1) + "|",
+        ]
+        for row in summary["rows"]:
+            lines.append(
+                f"| P_{row['population']} | "
+                + " | ".join(_order_cell(f) for f in row.get("order_following") or [None] * len(seeds))
+                + " |"
+            )
     lines += [
         "",
         "Paired by seed (a - b; mean [95% t-interval, cut to the difference's range], per seed):",
@@ -1047,6 +1091,14 @@ def extract_kitchen_note(settings: list[str]) -> str:
     if not settings:
         return ""
     return f" The RL extraction's students trained in kitchens with {', '.join(settings)} as well."
+
+
+def _order_cell(following: dict[str, Any] | None) -> str:
+    if following is None:
+        return "n/a"
+    rate, chance = following["on_order"], following["chance"]
+    members = ", ".join(f"member {m}: {rate[m]:.2f} / {chance[m]:.2f}" for m in following["followers"])
+    return f"{members or 'none'}; mean {mean_of(rate):.2f} / {mean_of(chance):.2f}"
 
 
 def _cost_cell(frames: float | None, minutes: float | None) -> str:
