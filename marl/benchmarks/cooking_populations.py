@@ -1004,17 +1004,13 @@ def table(summary: dict[str, Any]) -> str:
                 + f" | {number(row['harmonic_mean_covered']['per_seed'][i])}"
                 + f" | {row['sp_label'][i] or 'n/a'} |"
             )
-    lines += [
-        "",
+    lines += per_seed_table(
+        summary,
         "The generalist's harmonic mean with the held-out specialists over its training, per seed (first, "
         "middle and last evaluation, at the env steps shown):",
-        "",
-        "| population | " + " | ".join(f"seed {seed}" for seed in seeds) + " |",
-        "|---" * (len(seeds) + 1) + "|",
-    ]
-    for row in summary["rows"]:
-        cells = [_curve_cell(curve) for curve in row.get("generalist_curve") or [None] * len(seeds)]
-        lines.append(f"| P_{row['population']} | " + " | ".join(cells) + " |")
+        "generalist_curve",
+        _curve_cell,
+    )
     lines += [
         "",
         "How far episodes got (fraction that reached each stage; self-play / cross-play between members"
@@ -1039,22 +1035,15 @@ def table(summary: dict[str, Any]) -> str:
         kinds = ("same", "different")
         cells = [" / ".join(number(seed and seed[k]) for seed in row["cross_play_by_recipe"]) for k in kinds]
         lines.append(f"| P_{row['population']} | " + " | ".join(cells) + " |")
-    if any(any(row.get("order_following") or []) for row in summary["rows"]):
-        lines += [
-            "",
+    if any(any(row.get("order_following") or []) for row in summary["rows"]):  # a kitchen with orders
+        lines += per_seed_table(
+            summary,
             "Orders: self-play episodes that deliver the episode's order, per seed: the members that follow "
             "it (above chance, one-sided binomial p < 0.01) with their rate / chance (a member that ignores "
             "the order: its success over the recipes), and the mean over members:",
-            "",
-            "| population | " + " | ".join(f"seed {seed}" for seed in seeds) + " |",
-            "|---" * (len(seeds) + 1) + "|",
-        ]
-        for row in summary["rows"]:
-            lines.append(
-                f"| P_{row['population']} | "
-                + " | ".join(_order_cell(f) for f in row.get("order_following") or [None] * len(seeds))
-                + " |"
-            )
+            "order_following",
+            _order_cell,
+        )
     lines += [
         "",
         "Paired by seed (a - b; mean [95% t-interval, cut to the difference's range], per seed):",
@@ -1074,6 +1063,17 @@ def table(summary: dict[str, Any]) -> str:
     if summary["unfinished_steps"]:
         lines += ["", f"Not finished yet (n/a above): {', '.join(summary['unfinished_steps'])}."]
     return "\n".join(lines) + "\n"
+
+
+def per_seed_table(summary: dict[str, Any], heading: str, key: str, cell: Callable[[Any], str]) -> list[str]:
+    """A table of one value per population and seed (``row[key]``, one entry per seed), under ``heading``."""
+    seeds = summary["seeds"]
+    lines = ["", heading, "", "| population | " + " | ".join(f"seed {seed}" for seed in seeds) + " |"]
+    lines.append("|---" * (len(seeds) + 1) + "|")
+    for row in summary["rows"]:
+        cells = [cell(value) for value in row.get(key) or [None] * len(seeds)]
+        lines.append(f"| P_{row['population']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def generalist_kitchen_note(settings: list[str]) -> str:
