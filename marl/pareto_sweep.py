@@ -232,7 +232,9 @@ def expand(sweep: ParetoSweep) -> list[Member]:
 
 def run_member(sweep: ParetoSweep, member: Member, seed: int) -> dict:
     """Evaluate (after training, for a learned member) one member with one seed on the held-out episodes;
-    -> its objectives, team return, and the frames and seconds it cost."""
+    -> its objectives, team return, and the frames and seconds it cost (a learned member's seconds: its
+    run's collection and update time over every session that trained it, from its checkpoint, so a run
+    resumed across sessions counts all of them, plus this evaluation)."""
     import torch
 
     from marl.agents.heuristics import make_heuristic
@@ -250,6 +252,7 @@ def run_member(sweep: ParetoSweep, member: Member, seed: int) -> dict:
         run_dir = train_member(sweep, member, seed)
         trainer, state, _ = load_trained(run_dir, device="cpu")
         frames = state["frames"]
+        started = time.time() - state["wall_time"]  # count its training time, not this call's
         result = evaluation_episodes(trainer, sweep.episodes, deterministic=True, seed=sweep.eval_seed)
         env_info = trainer.env_info
     else:

@@ -6,6 +6,7 @@ import itertools
 import json
 import random
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -655,3 +656,31 @@ def test_the_bfloat16_check_is_the_heading_studys_team_reward_member_with_a_bflo
     same = ("seeds", "episodes", "eval_seed", "objectives", "reference", "bounds")
     assert [getattr(check, k) for k in same] == [getattr(heading, k) for k in same]
     assert check.ledger != heading.ledger
+
+
+def test_a_learned_members_seconds_count_every_session_of_its_run(tmp_path, monkeypatch):
+    """A learned member's seconds are its run's training time over every session that trained it (from its
+    checkpoint) plus its evaluation, so a run interrupted and resumed in a later session is not recorded as
+    costing only its last part."""
+    import marl.evaluation
+    import marl.pareto_sweep as pareto_sweep
+
+    grid = (
+        "  - {sharing: [shared], experiment.total_frames: [160], experiment.frames_per_batch: [80], "
+        "env.num_envs: [2], algorithm.minibatch_size: [40], experiment.eval_every: [0], policy: [learned]}\n"
+    )
+    sweep = load_pareto(_pareto_file(tmp_path, grid))
+    (member,) = pareto_sweep.expand(sweep)
+    first = pareto_sweep.run_member(sweep, member, seed=0)  # trains, then evaluates
+    assert first["train_frames"] == 160 and first["seconds"] > 0
+    load_trained = marl.evaluation.load_trained
+
+    def after_earlier_sessions(run, device="auto"):  # as if earlier sessions had trained it for 1000 s
+        trainer, state, path = load_trained(run, device)
+        return trainer, {**state, "wall_time": state["wall_time"] + 1000.0}, path
+
+    monkeypatch.setattr(marl.evaluation, "load_trained", after_earlier_sessions)
+    started = time.time()
+    again = pareto_sweep.run_member(sweep, member, seed=0)  # finished: evaluated only
+    assert again["objectives"] == first["objectives"]
+    assert 1000.0 < again["seconds"] < 1000.0 + first["seconds"] + (time.time() - started)
