@@ -110,6 +110,22 @@ def contributions(points: Sequence[Point], reference: Point) -> list[float]:
     ]
 
 
+def with_interval(stat: dict, digits: int) -> str:
+    """A seed statistic (`mean`, `low`, `high`, `per_seed`) as "mean [low, high]", or the mean alone when it
+    comes from one seed, which gives no interval (its ends would only repeat the mean)."""
+    text = f"{stat['mean']:.{digits}f}"
+    if len(stat.get("per_seed", ())) == 1:
+        return text
+    return f"{text} [{stat['low']:.{digits}f}, {stat['high']:.{digits}f}]"
+
+
+def seeds_description(seeds: list[int], intervals: str) -> str:
+    """What a table's or figure's numbers are: "mean [interval] over seeds [0, 1, 2]", or one seed's value."""
+    if len(seeds) == 1:
+        return f"the values of seed {seeds[0]} (one seed: no interval)"
+    return f"mean [{intervals}] over seeds {seeds}"
+
+
 def interval(
     values: Sequence[float], low: float | None = None, high: float | None = None
 ) -> tuple[float, float, float]:

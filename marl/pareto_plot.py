@@ -8,8 +8,9 @@ in the panel's legend, the same colour and marker for the same family in every f
   objective's range). Filled markers are on the front (joined by its staircase), hollow ones dominated; the
   most balanced member is ringed.
 - Off-scale members: a dominated member that lies beyond a gap in one objective wider than the spread of
-  all members below that gap (the random team) would squeeze the rest into a corner. It is drawn as an arrow
-  head at the axis edge, pointing to where it lies; its values are in the legend, as for every member.
+  all members below that gap (the random team), or further beyond the front's worst value than 1.5 times the
+  front's own extent in that objective, would squeeze the front into a corner. It is drawn as an arrow head
+  at the axis edge, pointing to where it lies; its values are in the legend, as for every member.
 - Numbers beside the points are placed where they overlap no other number or marker (a leader line joins a
   number set further away to its point). Members drawn on the same spot (teams that behave alike, e.g. a
   switching team whose every agent searches and the fixed-roles team of all searchers) share one label,
@@ -21,6 +22,8 @@ from __future__ import annotations
 import math
 import textwrap
 import zlib
+
+from marl.pareto import with_interval
 
 # family -> (colour, marker); the order is the legend's order
 FAMILY_STYLES: dict[str, tuple[str, str]] = {
@@ -38,6 +41,7 @@ FAMILY_STYLES: dict[str, tuple[str, str]] = {
 }
 _OTHER_COLOURS = ["#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354"]
 _OTHER_MARKERS = ["H", "<", ">", "8", "d"]
+FAR_FROM_FRONT = 1.5  # off scale beyond the front's worst value + this x the front's extent (one objective)
 LEGEND_FONT = 7.5
 
 
@@ -100,17 +104,27 @@ def member_text(summary: dict, label: str) -> str:
 
 
 def off_scale(values: list[float], dominated: list[bool]) -> set[int]:
-    """Indices of the dominated values that lie above a gap wider than the (non-zero) spread of the values
-    below it (at most half of them, at least 3 stay; never a front member)."""
+    """Indices of the dominated values drawn off scale in one objective: those above a gap wider than the
+    (non-zero) spread of the values below it (a random team), and those further beyond the front's worst
+    value than `FAR_FROM_FRONT` times the front's own extent (a few dominated teams far from a narrow front).
+    At most half of the values, and never a front member."""
     order = sorted(range(len(values)), key=lambda i: values[i])
     ranked = [values[i] for i in order]
+    beyond_gap: set[int] = set()
     for j in range(max(3, math.ceil(len(values) / 2)), len(values)):
         gap = ranked[j] - ranked[j - 1]
         spread = ranked[j - 1] - ranked[0]  # (equal values below: nothing to squeeze)
         if spread > 0 and gap > spread:
             above = order[j:]
-            return set(above) if all(dominated[i] for i in above) else set()
-    return set()
+            beyond_gap = set(above) if all(dominated[i] for i in above) else set()
+            break
+    front = [v for v, d in zip(values, dominated, strict=True) if not d]
+    far: set[int] = set()
+    if len(front) >= 2 and max(front) > min(front):
+        limit = max(front) + FAR_FROM_FRONT * (max(front) - min(front))
+        far = {i for i, v in enumerate(values) if dominated[i] and v > limit}
+    both = beyond_gap | far
+    return both if len(both) <= len(values) // 2 else beyond_gap
 
 
 def plot_fronts(summary: dict, title: str, fronts: list[str] | None = None):
@@ -142,9 +156,15 @@ def plot_fronts(summary: dict, title: str, fronts: list[str] | None = None):
     wrap = int(width * 72 / (10.5 * 0.56))
     intervals = summary.get("interval", "95% interval over seeds")
     heading = textwrap.wrap(title, wrap)
+    seeds = summary["seeds"]
+    points = (
+        f"Points: mean over seeds {seeds}; bars: {intervals}."
+        if len(seeds) > 1
+        else f"Points: seed {seeds[0]} alone (one seed: no interval bars)."
+    )
     note = textwrap.wrap(
-        f"Points: mean over seeds {summary['seeds']}; bars: {intervals}. Filled: on the front (joined by the "
-        "staircase), hollow: dominated, ringed: the most balanced front member.",
+        f"{points} Filled: on the front (joined by the staircase), hollow: dominated, ringed: the most "
+        "balanced front member.",
         int(wrap * 10.5 / 9),
     )
     top = 0.25 + 0.2 * len(heading) + 0.17 * len(note) + 0.35  # the headings, then the panel title
@@ -248,7 +268,7 @@ def _draw_panel(figure, axis, summary: dict, name: str, x_name: str, y_name: str
         axis.plot(*positions[best], "o", mfc="none", mec="black", ms=16, zorder=4)
     hv = front["hypervolume"]["all"]
     panel = name.replace(",", ", ") + ": " if name != "all" else ""
-    axis.set_title(f"{panel}hypervolume {hv['mean']:.0f} [{hv['low']:.0f}, {hv['high']:.0f}]", fontsize=10)
+    axis.set_title(f"{panel}hypervolume {with_interval(hv, 0)}", fontsize=10)
     axis.set_xlabel(f"{x_name} (lower is better)")
     axis.set_ylabel(f"{y_name} (lower is better)")
     axis.grid(alpha=0.3)

@@ -61,6 +61,8 @@ from marl.pareto import (
     hypervolume,
     interval,
     non_dominated,
+    seeds_description,
+    with_interval,
 )
 from marl.pareto_plot import member_family
 from marl.sweep import check_envs_build
@@ -747,8 +749,9 @@ def format_table(summary: dict) -> str:
     objectives = summary["objectives"]
     intervals = summary.get("interval", "95% Student-t interval over seeds")
     lines = [
-        f"Objectives (all minimised): {', '.join(objectives)}; mean [{intervals}] over seeds "
-        f"{summary['seeds']}, each on the same {summary['episodes']} held-out episodes (eval seed "
+        f"Objectives (all minimised): {', '.join(objectives)}; "
+        f"{seeds_description(summary['seeds'], intervals)}, each on the same {summary['episodes']} held-out "
+        f"episodes (eval seed "
         f"{summary['eval_seed']}). Front: not dominated by any member of the same front group (seed means); "
         "rank: 1 on the front, 2 on the front of the rest, and so on. Contribution: the hypervolume the "
         "front loses without the member. Balance: Chebyshev distance to the ideal point with each objective "
@@ -774,10 +777,7 @@ def format_table(summary: dict) -> str:
         ]
         for label in front["members"]:
             entry = summary["members"][label]
-            cells = [
-                f"{s['mean']:.2f} [{s['low']:.2f}, {s['high']:.2f}]"
-                for s in (entry["objectives"][o] for o in objectives)
-            ]
+            cells = [with_interval(entry["objectives"][o], 2) for o in objectives]
             on_front = "**yes**" if label in front["front"] else ""
             if label == front["most_balanced"]:
                 on_front += " (most balanced)"
@@ -793,10 +793,11 @@ def format_table(summary: dict) -> str:
                 f"Nearest learned team to the front: {nearest['member']} (distance "
                 f"{nearest['front_distance']:.3f}{', on it' if nearest['front_distance'] == 0 else ''}).",
             ]
-        lines += ["", "| members | hypervolume (mean [95% CI]; per seed) |", "|---|---|"]
+        what = "mean [95% CI]; per seed" if len(summary["seeds"]) > 1 else f"seed {summary['seeds'][0]}"
+        lines += ["", f"| members | hypervolume ({what}) |", "|---|---|"]
         for family, hv in hypervolume_rows(front):
             per_seed = ", ".join(f"{v:.1f}" for v in hv["per_seed"])
-            lines.append(f"| {family} | {hv['mean']:.1f} [{hv['low']:.1f}, {hv['high']:.1f}]; {per_seed} |")
+            lines.append(f"| {family} | {with_interval(hv, 1)}; {per_seed} |")
     return "\n".join(lines) + "\n"
 
 
@@ -896,7 +897,8 @@ def _log_tensorboard(sweep: ParetoSweep, members: list[Member], summary: dict, t
 def hypervolume_table(summary: dict) -> str:
     """The hypervolumes of every front group and family as one short Markdown table."""
     lines = [
-        f"Hypervolume against {summary['reference']} (mean [{summary.get('interval', '95% interval')}]).",
+        f"Hypervolume against {summary['reference']}: "
+        f"{seeds_description(summary['seeds'], summary.get('interval', '95% interval'))}.",
         "",
         "| front group | members | hypervolume | per seed |",
         "|---|---|---|---|",
@@ -904,9 +906,7 @@ def hypervolume_table(summary: dict) -> str:
     for name, front in summary["fronts"].items():
         for family, hv in hypervolume_rows(front):
             per_seed = ", ".join(f"{v:.0f}" for v in hv["per_seed"])
-            lines.append(
-                f"| {name} | {family} | {hv['mean']:.0f} [{hv['low']:.0f}, {hv['high']:.0f}] | {per_seed} |"
-            )
+            lines.append(f"| {name} | {family} | {with_interval(hv, 0)} | {per_seed} |")
     return "\n".join(lines) + "\n"
 
 

@@ -22,6 +22,8 @@ from marl.pareto import (
     hypervolume,
     interval,
     non_dominated,
+    seeds_description,
+    with_interval,
 )
 from marl.pareto_plot import (
     FAMILY_STYLES,
@@ -184,7 +186,12 @@ def test_cached_only_reports_the_finished_members_of_an_unfinished_sweep(tmp_pat
     saved = json.loads((tmp_path / "so_far" / "summary.json").read_text())
     assert saved["left_out"] == ["policy=heuristic:patrol"] and saved["seeds"] == [0]
     assert sorted(saved["members"]) == ["policy=heuristic:fixed_roles-pso", "policy=heuristic:random"]
-    assert "**Interim report:** 1 member(s) left out" in (tmp_path / "so_far" / "table.md").read_text()
+    table = (tmp_path / "so_far" / "table.md").read_text()
+    assert "**Interim report:** 1 member(s) left out" in table
+    # one seed gives no interval: the table says so instead of repeating each value as its interval's ends
+    assert "the values of seed 0 (one seed: no interval)" in table and "95%" not in table
+    random_row = next(line for line in table.splitlines() if line.startswith("| policy=heuristic:random"))
+    assert "[" not in random_row
     rebuilt = rebuild_from_summary(load_pareto(path), tmp_path / "so_far" / "summary.json")
     assert rebuilt["left_out"] == saved["left_out"] and rebuilt["fronts"] == saved["fronts"]
 
@@ -417,6 +424,14 @@ def test_interval_stays_inside_the_objectives_range():
         interval([-1.0, 2.0], 0.0)
 
 
+def test_a_statistic_from_one_seed_is_shown_without_an_interval():
+    three = {"per_seed": [1.0, 2.0, 3.0], "mean": 2.0, "low": 0.5, "high": 3.5}
+    assert with_interval(three, 1) == "2.0 [0.5, 3.5]"
+    assert with_interval({"per_seed": [2.0], "mean": 2.0, "low": 2.0, "high": 2.0}, 0) == "2"
+    assert seeds_description([0, 1, 2], "95% t-interval") == "mean [95% t-interval] over seeds [0, 1, 2]"
+    assert seeds_description([4], "95% t-interval") == "the values of seed 4 (one seed: no interval)"
+
+
 def test_front_ranks_and_contributions():
     points = [(1, 3), (2, 2), (3, 1), (3, 3), (4, 4)]
     assert front_ranks(points) == [1, 1, 1, 2, 3]
@@ -457,6 +472,17 @@ def test_off_scale_only_takes_far_dominated_outliers():
     assert off_scale([41.9, 43.6, 44.1, 46.2, 47.1, 48.5, 50.9], [True] * 7) == set()
     assert off_scale([1.0, 2.0], [True, True]) == set() == off_scale([1.0, 1.0, 1.0, 9.0], [True] * 4)
     assert off_scale([1.0, 1.1, 1.2, 9.0], [True] * 4) == {3}
+
+
+def test_off_scale_takes_dominated_members_far_beyond_a_narrow_front():
+    # the front spans 41.9-44.0 (extent 2.1): beyond 44.0 + 1.5 x 2.1 = 47.15 a dominated member is off scale
+    values = [41.9, 42.4, 43.1, 44.0, 44.7, 45.4, 48.2, 51.6]
+    front = [False, False, False, False, True, True, True, True]
+    assert off_scale(values, front) == {6, 7}
+    assert off_scale([41.9, 42.4, 43.1, 44.0, 44.7, 45.4, 47.0, 47.1], front) == set()  # near enough
+    # a front of one member has no extent to measure by; never more than half the members go off scale
+    assert off_scale([41.9, 60.0, 61.0, 62.0], [False, True, True, True]) == set()
+    assert off_scale([41.9, 42.0, 50.0, 51.0, 52.0], [False, False, True, True, True]) == set()
 
 
 def _summary(n_members: int = 6) -> dict:
