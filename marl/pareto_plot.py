@@ -33,6 +33,7 @@ FAMILY_STYLES: dict[str, tuple[str, str]] = {
     "heuristic:switch/pso": ("#1f77b4", "s"),
     "heuristic:switch/ecoli": ("#17becf", "D"),
     "learned/shared": ("#9467bd", "^"),
+    "learned/shared/team-reward": ("#3f007d", "8"),  # a shared actor paid the team reward, not role rewards
     "learned/grouped": ("#d62728", "P"),
     "learned/hyper": ("#e377c2", "*"),
     "learned/independent": ("#bcbd22", "h"),
@@ -54,11 +55,13 @@ def family_of(entry: dict) -> str:
 
 
 def member_family(choices: dict, policy: str) -> str:
-    """`learned/<sharing>` for a learned member whose grid sets a sharing scheme, else the policy."""
-    if policy == "learned":
-        sharing = [v for k, v in choices.items() if k.split(".")[-1] == "sharing"]
-        return f"learned/{sharing[0]}" if sharing else "learned"
-    return policy
+    """`learned/<sharing>` for a learned member whose grid sets a sharing scheme (`.../team-reward` when it
+    is paid the team reward instead of role rewards), else the policy."""
+    if policy != "learned":
+        return policy
+    setting = {k.split(".")[-1]: v for k, v in choices.items()}
+    family = f"learned/{setting['sharing']}" if "sharing" in setting else "learned"
+    return family + ("/team-reward" if setting.get("reward_mode") == "team" else "")
 
 
 def family_style(family: str) -> tuple[str, str]:
@@ -98,8 +101,12 @@ def panel_members(summary: dict, front_name: str) -> list[str]:
 def member_text(summary: dict, label: str) -> str:
     """A member's name without the settings the panel title and the family already say."""
     entry = summary["members"][label]
-    hidden = {*summary["front_per"], "policy", "sharing"}
-    rest = [f"{k.split('.')[-1]}={v}" for k, v in entry["choices"].items() if k.split(".")[-1] not in hidden]
+    hidden = {*summary["front_per"], "policy", "sharing", "reward_mode"}
+    rest = [
+        f"{'critic' if k.endswith('critic.scheme') else k.split('.')[-1]}={v}"
+        for k, v in entry["choices"].items()
+        if k.split(".")[-1] not in hidden
+    ]
     return " ".join([display_name(family_of(entry)), *rest])
 
 

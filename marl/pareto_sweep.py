@@ -797,7 +797,8 @@ def format_table(summary: dict) -> str:
         lines += ["", f"| members | hypervolume ({what}) |", "|---|---|"]
         for family, hv in hypervolume_rows(front):
             per_seed = ", ".join(f"{v:.1f}" for v in hv["per_seed"])
-            lines.append(f"| {family} | {with_interval(hv, 1)}; {per_seed} |")
+            one_seed = len(hv["per_seed"]) == 1  # its value is the mean: not repeated
+            lines.append(f"| {family} | {with_interval(hv, 1)}{'' if one_seed else f'; {per_seed}'} |")
     return "\n".join(lines) + "\n"
 
 

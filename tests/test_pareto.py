@@ -462,6 +462,10 @@ def test_family_styles_are_fixed_and_distinct():
     assert member_family({"sharing": "hyper"}, "learned") == "learned/hyper"
     assert member_family({"agents.sharing": "grouped"}, "learned") == "learned/grouped"
     assert member_family({}, "learned") == "learned"
+    team = {"env.reward_mode": "team", "sharing": "shared", "sharing.critic.scheme": "shared"}
+    assert member_family(team, "learned") == "learned/shared/team-reward"
+    assert family_style("learned/shared/team-reward") != family_style("learned/shared")
+    assert member_family({**team, "env.reward_mode": "role"}, "learned") == "learned/shared"
     assert member_family({"sharing": "hyper"}, "heuristic:patrol") == "heuristic:patrol"
 
 
