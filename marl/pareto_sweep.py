@@ -751,12 +751,12 @@ def format_table(summary: dict) -> str:
     lines = [
         f"Objectives (all minimised): {', '.join(objectives)}; "
         f"{seeds_description(summary['seeds'], intervals)}, each on the same {summary['episodes']} held-out "
-        f"episodes (eval seed "
-        f"{summary['eval_seed']}). Front: not dominated by any member of the same front group (seed means); "
-        "rank: 1 on the front, 2 on the front of the rest, and so on. Contribution: the hypervolume the "
-        "front loses without the member. Balance: Chebyshev distance to the ideal point with each objective "
-        "scaled to [0, 1] over the group (0 best). Distance to the front: the share of every objective's "
-        "range (over the group) by which a member must improve in all of them to be on the front (0: on it). "
+        f"episodes (eval seed {summary['eval_seed']}). Front: not dominated by any member of the same front "
+        "group (seed means); rank: 1 on the front, 2 on the front of the rest, and so on. Contribution: the "
+        "hypervolume the front loses without the member. Balance: Chebyshev distance to the ideal point with "
+        "each objective scaled to [0, 1] over the group (0 best). Distance to the front: the share of every "
+        "objective's range (over the group) by which a member must improve in all of them to be on the front "
+        "(0: on it). "
         f"Hypervolume reference point: {summary['reference']}.",
     ]
     if summary.get("left_out"):
