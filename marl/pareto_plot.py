@@ -44,6 +44,7 @@ _OTHER_COLOURS = ["#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182b
 _OTHER_MARKERS = ["H", "<", ">", "8", "d"]
 FAR_FROM_FRONT = 1.5  # off scale beyond the front's worst value + this x the front's extent (one objective)
 LEGEND_FONT = 7.5
+STAIRCASE_COST = 0.02  # per square pixel of a number on the staircase: below 1 for a number's width
 
 
 def family_of(entry: dict) -> str:
@@ -290,7 +291,9 @@ def _draw_panel(figure, axis, summary: dict, name: str, x_name: str, y_name: str
             va="bottom",
             color="0.3",
         )
-    _place_numbers(figure, axis, positions, on_front, ringed=best if best in inside else None)
+    _place_numbers(
+        figure, axis, positions, on_front, ringed=best if best in inside else None, staircase=points
+    )
 
     handles = []
     for i, entry in enumerate(entries):
@@ -344,17 +347,33 @@ def _limits(stats: list[dict], bound: list) -> tuple[float, float]:
 
 
 def _place_numbers(
-    figure, axis, positions: list[tuple[float, float]], on_front: list[bool], ringed: int | None
+    figure,
+    axis,
+    positions: list[tuple[float, float]],
+    on_front: list[bool],
+    ringed: int | None,
+    staircase: list[tuple[float, float]] = (),
 ) -> None:
     """Write each member's number next to its point where it overlaps no marker, no other number and stays
-    inside the axes; front members first, then the most crowded points. A leader line joins a number that
-    had to move away from its point."""
+    inside the axes, and off the front's staircase where a spot as near allows (a number on the staircase
+    reads as belonging to the step's corner); front members first, then the most crowded points. A leader
+    line joins a number that had to move away from its point."""
     renderer = figure.canvas.get_renderer()
     frame = axis.get_window_extent(renderer)
     pixels = [tuple(axis.transData.transform(p)) for p in positions]
     scale = figure.dpi / 72
     radius = 5 * scale
     taken = [(px - radius, py - radius, px + radius, py + radius) for px, py in pixels]
+    steps = [tuple(axis.transData.transform(p)) for p in staircase]
+    half = scale  # the staircase's segments as thin boxes, each step across, then down to the next point
+    lines = [
+        box
+        for (x0, y0), (x1, y1) in zip(steps, steps[1:])
+        for box in (
+            (min(x0, x1) - half, y0 - half, max(x0, x1) + half, y0 + half),
+            (x1 - half, min(y0, y1) - half, x1 + half, max(y0, y1) + half),
+        )
+    ]
     if ringed is not None:  # the ring around the most balanced member
         px, py = pixels[ringed]
         taken.append((px - 8 * scale, py - 8 * scale, px + 8 * scale, py + 8 * scale))
@@ -397,6 +416,7 @@ def _place_numbers(
                 cy = py + uy * distance + uy * height / 2
                 box = (cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2)
                 cost = sum(_overlap(box, other) for other in taken) + ring * 0.01
+                cost += STAIRCASE_COST * sum(_overlap(box, line) for line in lines)
                 if box[0] < frame.x0 or box[2] > frame.x1 or box[1] < frame.y0 or box[3] > frame.y1:
                     cost += 1e6
                 if cost < best_cost:
