@@ -11,10 +11,11 @@ in the panel's legend, the same colour and marker for the same family in every f
   all members below that gap (the random team), or further beyond the front's worst value than 1.5 times the
   front's own extent in that objective, would squeeze the front into a corner. It is drawn as an arrow head
   at the axis edge, pointing to where it lies; its values are in the legend, as for every member.
-- Numbers beside the points are placed where they overlap no other number or marker (a leader line joins a
-  number set further away to its point). Members drawn on the same spot (teams that behave alike, e.g. a
-  switching team whose every agent searches and the fixed-roles team of all searchers) share one label,
-  their numbers joined by "=", so no marker hides another unnamed.
+- Numbers beside the points are placed where they overlap no other number or marker, and off the front's
+  staircase where a spot as near allows (a leader line joins a number set further away to its point).
+  Members drawn on the same spot (teams that behave alike, e.g. a switching team whose every agent searches
+  and the fixed-roles team of all searchers) share one label, their numbers joined by "=", so no marker
+  hides another unnamed.
 """
 
 from __future__ import annotations

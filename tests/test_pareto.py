@@ -580,6 +580,35 @@ def test_front_figure_names_every_member_in_its_panels_legend(tmp_path):
     assert png_array(figure).shape[2] == 3 and (tmp_path / "front.png").stat().st_size > 10_000
 
 
+def test_numbers_keep_off_the_fronts_staircase_when_a_spot_as_near_is_free():
+    """A number on a step of the staircase reads as the corner's: given the staircase, none sits on it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from marl.pareto_plot import _place_numbers
+
+    points = [(1.0, 9.0), (1.6, 8.7), (2.0, 8.0), (2.2, 7.5), (5.0, 5.0), (8.0, 2.0)]
+
+    def numbers_on_the_staircase(staircase) -> int:
+        figure = plt.figure(figsize=(4, 3), dpi=110)
+        axis = figure.add_axes((0.1, 0.1, 0.8, 0.8), xlim=(0, 10), ylim=(0, 10))
+        _place_numbers(figure, axis, points, [True] * len(points), None, staircase=staircase)
+        renderer = figure.canvas.get_renderer()
+        steps = [tuple(axis.transData.transform(p)) for p in points]
+        hits = 0
+        for box in (text.get_window_extent(renderer) for text in axis.texts):
+            for (x0, y0), (x1, y1) in zip(steps, steps[1:]):
+                hits += box.x0 < max(x0, x1) and box.x1 > min(x0, x1) and box.y0 < y0 < box.y1  # across
+                hits += box.y0 < max(y0, y1) and box.y1 > min(y0, y1) and box.x0 < x1 < box.x1  # down
+        plt.close(figure)
+        return hits
+
+    assert numbers_on_the_staircase(()) > 0  # the layout where numbers fall on it when it is not known
+    assert numbers_on_the_staircase(points) == 0
+
+
 def test_members_on_the_same_spot_share_one_label_that_names_them_all():
     summary = _summary()
     group = next(iter(summary["fronts"]))
