@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import textwrap
 import zlib
+from collections.abc import Sequence
 
 from marl.pareto import with_interval
 
@@ -353,7 +354,7 @@ def _place_numbers(
     positions: list[tuple[float, float]],
     on_front: list[bool],
     ringed: int | None,
-    staircase: list[tuple[float, float]] = (),
+    staircase: Sequence[tuple[float, float]] = (),
 ) -> None:
     """Write each member's number next to its point where it overlaps no marker, no other number and stays
     inside the axes, and off the front's staircase where a spot as near allows (a number on the staircase

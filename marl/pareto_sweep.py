@@ -793,12 +793,12 @@ def format_table(summary: dict) -> str:
                 f"Nearest learned team to the front: {nearest['member']} (distance "
                 f"{nearest['front_distance']:.3f}{', on it' if nearest['front_distance'] == 0 else ''}).",
             ]
-        what = "mean [95% CI]; per seed" if len(summary["seeds"]) > 1 else f"seed {summary['seeds'][0]}"
+        one_seed = len(summary["seeds"]) == 1  # the value is the seed's: no per-seed list to repeat it
+        what = f"seed {summary['seeds'][0]}" if one_seed else "mean [95% CI]; per seed"
         lines += ["", f"| members | hypervolume ({what}) |", "|---|---|"]
         for family, hv in hypervolume_rows(front):
-            per_seed = ", ".join(f"{v:.1f}" for v in hv["per_seed"])
-            one_seed = len(hv["per_seed"]) == 1  # its value is the mean: not repeated
-            lines.append(f"| {family} | {with_interval(hv, 1)}{'' if one_seed else f'; {per_seed}'} |")
+            per_seed = "" if one_seed else "; " + ", ".join(f"{v:.1f}" for v in hv["per_seed"])
+            lines.append(f"| {family} | {with_interval(hv, 1)}{per_seed} |")
     return "\n".join(lines) + "\n"
 
 
