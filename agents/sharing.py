@@ -29,11 +29,40 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import FunctionCtx
+
+
+class _SigmoidTanh(torch.autograd.Function):
+    """tanh(x) computed as 2 sigmoid(2x) - 1, with tanh's own backward, grad (1 - y^2)."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: Tensor) -> Tensor:
+        y = x.mul(2.0).sigmoid_().mul_(2.0).sub_(1.0)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, grad: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.tanh_backward(grad, y)
+
+
+def tanh(x: Tensor) -> Tensor:
+    """The hidden layers' tanh. On CPU it goes through ``sigmoid``, whose PyTorch kernel is far faster than
+    ``tanh``'s: 4 against 15 ms for one [6, 8192, 128] float32 tensor on one core of an AMD EPYC (AVX-512),
+    where ``torch.tanh`` took a fifth of a patrol/search training iteration. The result differs from
+    ``torch.tanh`` by at most 2e-7 (float32 rounding near +-1, and a dead zone of 3e-8 around 0); the
+    gradient is tanh's. On a GPU, whose tanh is one instruction, it is ``torch.tanh``.
+    """
+    if x.device.type != "cpu":
+        return torch.tanh(x)
+    return _SigmoidTanh.apply(x)
+
 
 SCHEMES = ("shared", "independent", "grouped", "hyper")
 HYPER_VARIANTS = ("linear", "mlp", "mip")
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "tanh": torch.tanh,
+    "tanh": tanh,
     "relu": F.relu,
     "elu": F.elu,
     "gelu": F.gelu,

@@ -132,3 +132,20 @@ def test_hardware_names_the_cpu_generation_and_its_vector_instructions(tmp_path,
     record = machine.hardware()
     assert (record["cpu"], record["cpu_family_model"]) == ("AMD EPYC", "26/2")
     assert record["cpu_isa"] in {"DEFAULT", "VSX", "Z VECTOR", "NO AVX", "AVX2", "AVX512", "SVE256"}
+
+
+def test_quick_activation_benchmark_times_both_tanhs(tmp_path):
+    from marl.benchmarks import activation_speed
+
+    args = ["--quick", "--schemes", "shared", "--iterations", "1", "--repeats", "1", "--out", str(tmp_path)]
+    record = activation_speed.main(args)
+    data = json.loads((tmp_path / "activation_speed.json").read_text())
+    assert data == json.loads(json.dumps(record))
+    assert [row["implementation"] for row in data["op"]] == list(activation_speed.IMPLEMENTATIONS)
+    for row in data["op"]:
+        assert row["forward_ms"] > 0 and row["forward_backward_ms"] > 0
+        assert row["max_abs_difference_from_torch_tanh"] < 1e-6
+    (training,) = data["training"]
+    assert training["scheme"] == "shared"
+    assert set(training["frames_per_s"]) == set(activation_speed.IMPLEMENTATIONS)
+    assert all(fps > 0 for fps in training["frames_per_s"].values())

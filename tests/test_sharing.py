@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from marl.agents.sharing import ACTIVATIONS, TeamMLP, magnitude_invariant_encoding
+from marl.agents.sharing import ACTIVATIONS, TeamMLP, magnitude_invariant_encoding, tanh
 
 N, IN, OUT, HIDDEN = 4, 6, 3, (16, 16)
 ROLES = [0, 0, 1, 1]
@@ -117,6 +117,25 @@ def test_every_activation_runs(activation):
     for name in ("shared", "independent"):
         y = make(name, activation=activation)(torch.randn(5, N, IN))
         assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_tanh_through_sigmoid_matches_torch_tanh(dtype):
+    # Saturated, ordinary and tiny inputs, infinities and NaN.
+    x = torch.cat([torch.linspace(-20, 20, 4001, dtype=dtype), torch.tensor([1e-9, -1e-9], dtype=dtype)])
+    tolerance = 2.5e-7 if dtype == torch.float32 else 1e-15
+    torch.testing.assert_close(tanh(x), torch.tanh(x), rtol=0, atol=tolerance)
+    special = tanh(torch.tensor([float("inf"), -float("inf"), float("nan")], dtype=dtype))
+    assert special[:2].tolist() == [1.0, -1.0] and special[2].isnan()
+    assert tanh(x).abs().max() <= 1
+
+
+def test_tanh_through_sigmoid_has_tanh_gradient():
+    x = torch.randn(64, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(tanh, (x,))
+    grad_out = torch.randn(64, dtype=torch.float64)
+    (grad,) = torch.autograd.grad(tanh(x), x, grad_out)
+    torch.testing.assert_close(grad, grad_out * (1 - torch.tanh(x.detach()) ** 2))
 
 
 def test_no_hidden_layers_is_one_linear_layer():
@@ -381,6 +400,8 @@ def test_runs_on_cuda_and_matches_cpu(name):
     y_gpu = net_gpu(x.cuda())
     assert y_gpu.device.type == "cuda"
     torch.testing.assert_close(y_gpu.cpu(), y_cpu, rtol=1e-3, atol=1e-4)
+    x_gpu = torch.linspace(-5, 5, 101, device="cuda")
+    torch.testing.assert_close(tanh(x_gpu), torch.tanh(x_gpu))  # the GPU keeps its own tanh
     y_shared = net_gpu(x[..., 0, :].cuda(), shared_input=True)
     y_shared.sum().backward()
     assert all(p.grad is not None for p in net_gpu.parameters())
