@@ -1,5 +1,5 @@
 """The hidden layers' tanh on CPU: PyTorch's `torch.tanh` against the project's `tanh` (2 sigmoid(2x) - 1,
-`marl/agents/sharing.py`), alone and in a whole training iteration.
+`agents/sharing.py`), alone and in a whole training iteration.
 
     python -m marl.benchmarks.activation_speed [--schemes shared grouped hyper] [--iterations 2]
         [--out results]
