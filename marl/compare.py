@@ -2,8 +2,9 @@
 
 Runs are grouped by everything in their config except the seed (and bookkeeping like the run name); each
 group's curves are the mean over seeds with a 95% t-interval, against environment frames. Outputs, in
-`--out`: `curves.png` (one row per metric, one column per algorithm), `table.md` and `summary.json`
-(final values per seed, mean and interval, training wall-clock time, hardware).
+`--out`: `curves.png` (one row per metric, one column per algorithm; a group that is one team family has the
+front figures' colour of that family), `table.md` and `summary.json` (final values per seed, mean and
+interval, training wall-clock time, hardware).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from marl.errors import MarlError
+from marl.pareto_plot import family_style, member_family
 from marl.run_logger import flatten, read_metrics
 
 IGNORED_KEYS = {
@@ -357,7 +359,9 @@ def _plot(
         label: ",".join(p for p in label.split(",") if p.split("=")[0] != facet_key) or label
         for label in groups
     }
-    colour_of = {name: colours(i % 10) for i, name in enumerate(dict.fromkeys(legend.values()))}
+    colour_of = _family_colours(groups, legend) or {
+        name: colours(i % 10) for i, name in enumerate(dict.fromkeys(legend.values()))
+    }
     for label, members in groups.items():
         column = facets.index(str(members[0].config.get(facet)))
         colour = colour_of[legend[label]]
@@ -384,6 +388,21 @@ def _plot(
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _family_colours(groups: dict[str, list[Run]], legend: dict[str, str]) -> dict[str, str] | None:
+    """The front figures' colour of each legend name's team family (`learned/hyper`, `learned/shared/team-
+    reward`, ...: `marl.pareto_plot.FAMILY_STYLES`), so a team looks the same in every figure; None where two
+    names share a family (e.g. two learning rates of one scheme), which the tab10 palette then tells apart."""
+    family_of_name: dict[str, str] = {}
+    for label, members in groups.items():
+        config = members[0].config
+        settings = {"sharing": config.get("sharing.scheme"), "env.reward_mode": config.get("env.reward_mode")}
+        choices = {key: value for key, value in settings.items() if value is not None}
+        family_of_name.setdefault(legend[label], member_family(choices, "learned"))
+    if len(set(family_of_name.values())) < len(family_of_name):
+        return None
+    return {name: family_style(family)[0] for name, family in family_of_name.items()}
 
 
 def _resolve(metric: str, runs: list[Run]) -> str:

@@ -187,6 +187,32 @@ def test_curve_smoothing_is_a_trailing_mean_per_run():
     assert [s[0] for s in stats] == [1.0, 1.5, 2.5, 3.5]
 
 
+def test_curves_take_the_front_figures_family_colours_where_each_group_is_one_family():
+    from pathlib import Path
+
+    from marl.compare import Run, _family_colours
+    from marl.pareto_plot import FAMILY_STYLES
+
+    def group(scheme, reward_mode="role", lr=1e-3):
+        config = {"sharing.scheme": scheme, "env.reward_mode": reward_mode, "algorithm.lr": lr}
+        return [Run(Path("."), config, [], None)]
+
+    groups = {"a": group("hyper"), "b": group("grouped"), "c": group("shared"), "d": group("shared", "team")}
+    legend = {label: label for label in groups}
+    assert _family_colours(groups, legend) == {
+        "a": FAMILY_STYLES["learned/hyper"][0],
+        "b": FAMILY_STYLES["learned/grouped"][0],
+        "c": FAMILY_STYLES["learned/shared"][0],
+        "d": FAMILY_STYLES["learned/shared/team-reward"][0],
+    }
+    # two learning rates of one scheme share a family: no family colours (the palette tells them apart)
+    assert _family_colours({"x": group("hyper"), "y": group("hyper", lr=5e-4)}, {"x": "x", "y": "y"}) is None
+    # one name over several panels (legend without the facet's setting) is one family, not two
+    assert _family_colours({"x1": group("hyper"), "x2": group("hyper")}, {"x1": "x", "x2": "x"}) == {
+        "x": FAMILY_STYLES["learned/hyper"][0]
+    }
+
+
 def test_sweep_whose_env_cannot_be_built_fails_before_training(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(
