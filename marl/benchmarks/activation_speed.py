@@ -21,7 +21,6 @@ smoke test; its numbers mean nothing).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
 from functools import partial
@@ -30,7 +29,7 @@ from pathlib import Path
 import torch
 
 from marl.agents import sharing
-from marl.benchmarks.machine import hardware
+from marl.benchmarks.machine import hardware, write_json
 from marl.config import load_config
 from marl.training import build_trainer, train_iteration
 
@@ -151,8 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
         "training": training,
     }
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "activation_speed.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_json(out / "activation_speed.json", record)
     print(f"Wrote {out / 'activation_speed.json'}")
     return record
 

@@ -17,7 +17,6 @@ and the machine. tests/test_config_fuzz.py runs a few hundred of the same inputs
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import signal
 import time
@@ -343,13 +342,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds before an input counts as a hang")
     parser.add_argument("--out", default="results")
     args = parser.parse_args()
-    from marl.benchmarks.machine import hardware
+    from marl.benchmarks.machine import hardware, write_json
 
     report = fuzz(args.inputs, args.seed, args.timeout)
     report["hardware"] = hardware()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config_fuzz.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out / "config_fuzz.json", report)
     c = report["counts"]
     print(
         f"{report['inputs']:,} inputs (seed {report['seed']}): {c['accepted']:,} accepted, "

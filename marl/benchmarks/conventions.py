@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from marl.benchmarks.machine import hardware
+from marl.benchmarks.machine import hardware, write_json
 from marl.compare import mean_interval
 from marl.population.config import apply_overrides, load_population_config, rollout_frames
 from marl.population.xpmin import train
@@ -96,8 +96,7 @@ def main() -> None:
         "rows": rows,
     }
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "population_conventions.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_json(out / "population_conventions.json", record)
     lines = [
         f"Distinct conventions played in self-play after {args.iterations} iterations, one-shot matrix game "
         f"with K = {args.k}; mean [95% t-interval] over seeds {args.seeds}.",

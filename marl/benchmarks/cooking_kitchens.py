@@ -17,14 +17,13 @@ A dish that is nearer, or found more often by chance, is the one populations set
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections import deque
 from pathlib import Path
 
 import torch
 
-from marl.benchmarks.machine import hardware
+from marl.benchmarks.machine import hardware, write_json
 from marl.envs.native.cooking import KITCHENS, PLATE_COUNTER, SERVE, CookingEnv
 
 # The kitchen of the population studies (results/cooking_populations): both cooks commit blind.
@@ -127,8 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
         "rows": rows,
     }
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "cooking_kitchens.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out / "cooking_kitchens.json", result)
     print(f"Wrote {out / 'cooking_kitchens.json'}")
     return result
 

@@ -59,7 +59,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from marl.benchmarks.machine import hardware
+from marl.benchmarks.machine import hardware, write_json
 
 EXTRACTIONS = ("rl", "dagger")  # of every XP-min population
 POPULATIONS = ("specialists", "selfplay", "xpmin", *(f"extract-{method}" for method in EXTRACTIONS))
@@ -776,8 +776,7 @@ def paired_differences(by_name: dict[str, dict]) -> dict[str, dict[str, Any]]:
 
 
 def write_summary(summary: dict[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "summary.json", summary)
     (out / "table.md").write_text(table(summary))
     plot(summary, out / "summary.png")
     print(table(summary))

@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     import torch
 
-    from marl.benchmarks.machine import hardware
+    from marl.benchmarks.machine import hardware, write_json
 
     torch.set_num_threads(1)  # as each run (experiment.threads=1), so the hardware record says so
     rows = []
@@ -198,8 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         "rows": rows,
     }
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "image_training.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out / "image_training.json", result)
     print(f"Hardware: {result['hardware']}\nWrote {out / 'image_training.json'}")
 
 

@@ -1,7 +1,9 @@
-"""What a benchmark ran on: CPU model, cores, threads, GPU, library versions and the date."""
+"""What a benchmark ran on (CPU model, cores, threads, GPU, library versions, the date), and writing its
+record."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from datetime import datetime
@@ -53,3 +55,10 @@ def hardware(device: torch.device | None = None, packages: tuple[str, ...] = ())
         "platform": platform.platform(),
         "date": datetime.now().astimezone().isoformat(timespec="seconds"),
     }
+
+
+def write_json(path: Path, record: dict) -> Path:
+    """Write a benchmark's record as indented JSON (its folder made if missing); returns `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path

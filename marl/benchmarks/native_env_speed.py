@@ -17,13 +17,12 @@ Batched steps per measurement: `--frames / envs`, clamped to [100, 3000]. On CUD
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 
-from marl.benchmarks.machine import hardware
+from marl.benchmarks.machine import hardware, write_json
 from marl.envs.native import NATIVE_ENVS
 
 ENV_KWARGS = {
@@ -120,8 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         "rows": rows,
     }
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "native_env_speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out / "native_env_speed.json", result)
     print(f"Hardware: {result['hardware']}\nWrote {out / 'native_env_speed.json'}")
 
 

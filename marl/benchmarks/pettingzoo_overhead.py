@@ -18,14 +18,13 @@ Writes <out>/pettingzoo_overhead.json.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from marl.benchmarks.machine import hardware
+from marl.benchmarks.machine import hardware, write_json
 from marl.envs.pettingzoo_env import BatchedPettingZooEnv, load_factory
 
 ENTRY_POINT = "mpe2.simple_spread_v3:parallel_env"
@@ -110,8 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         "rows": rows,
     }
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "pettingzoo_overhead.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out / "pettingzoo_overhead.json", result)
     print(f"Hardware: {result['hardware']}\nWrote {out / 'pettingzoo_overhead.json'}")
 
 

@@ -21,14 +21,13 @@ Writes <out>/population_rollout.json.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 
 from marl.agents.population import Population, sample_categorical, seat_layout
-from marl.benchmarks.machine import hardware
+from marl.benchmarks.machine import hardware, write_json
 from marl.envs.native import CookingEnv
 from marl.population.pairs import all_pairs, assign_slots
 from marl.population.rollout import PairCollector
@@ -171,8 +170,7 @@ def main(argv: list[str] | None = None) -> None:
         "rows": rows,
     }
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "population_rollout.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out / "population_rollout.json", result)
     print(f"Hardware: {result['hardware']}\nWrote {out / 'population_rollout.json'}")
 
 

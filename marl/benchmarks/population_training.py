@@ -15,12 +15,11 @@ Writes <out>/population_training.json. `--quick`: a tiny population, for tests.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
-from marl.benchmarks.machine import hardware
+from marl.benchmarks.machine import hardware, write_json
 from marl.population.config import load_population_config
 from marl.population.xpmin import build_trainer, train_iteration
 
@@ -90,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
     }
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "population_training.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out / "population_training.json", result)
     print(f"Hardware: {result['hardware']}\nWrote {out / 'population_training.json'}")
     return 0
 

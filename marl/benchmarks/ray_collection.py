@@ -17,13 +17,12 @@ plain env, on a 2-core machine.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 
-from marl.benchmarks.machine import hardware
+from marl.benchmarks.machine import hardware, write_json
 from marl.config import load_config
 from marl.training import build_trainer
 
@@ -111,8 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         "summary": summary,
     }
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ray_collection.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out / "ray_collection.json", result)
     _plot(results, out / "ray_collection.png", result["hardware"])
     print(f"Wrote {out / 'ray_collection.json'} and {out / 'ray_collection.png'}")
 
