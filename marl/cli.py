@@ -284,6 +284,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--title", help="figure title")
     compare.add_argument(
+        "--facet",
+        nargs="+",
+        metavar="KEY",
+        help="one column of curves per value of this setting, or per combination of these settings "
+        "(default algorithm.name; e.g. --facet env.map env.n_sensing)",
+    )
+    compare.add_argument(
         "--smooth",
         type=count(1, 10**6),
         default=1,
@@ -372,7 +379,13 @@ def main(argv: list[str] | None = None) -> int:
             from marl.compare import compare
 
             metrics = tuple(args.metric or ("eval/return_mean", "team/*/snd"))
-            options = dict(window=args.window, title=args.title, baseline=args.baseline, smooth=args.smooth)
+            options = dict(
+                window=args.window,
+                title=args.title,
+                baseline=args.baseline,
+                smooth=args.smooth,
+                facet=tuple(args.facet) if args.facet else None,
+            )
             compare(args.runs, args.out, metrics, **options)
             print(f"Wrote {args.out}/curves.png, table.md and summary.json")
             return 0

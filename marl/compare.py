@@ -29,6 +29,9 @@ IGNORED_KEYS = {
     "experiment.keep_checkpoints",
     "experiment.checkpoint_every",
 }
+# Curves get an interval band from this many seeds on: two seeds' t-interval is 12.7 standard errors wide
+# (t at one degree of freedom), wider than it tells anything.
+BAND_MIN_SEEDS = 3
 # two-sided 95% Student-t quantiles by degrees of freedom (1.96 beyond the table)
 T_975 = [
     12.706,
@@ -99,13 +102,19 @@ def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
     by_signature: dict[tuple, list[Run]] = {}
     for run in runs:
         by_signature.setdefault(signature(run), []).append(run)
-    varying = [k for i, k in enumerate(keys) if len({sig[i] for sig in by_signature}) > 1]
+    varying = _varying_keys(runs)
     groups = {}
     for sig, members in by_signature.items():
         values = dict(zip(keys, sig, strict=True))
         label = _sweep_label(members) or ", ".join(f"{_short(k)}={values[k]}" for k in varying) or "all runs"
         groups[label] = sorted(members, key=lambda r: r.seed)
     return groups
+
+
+def _varying_keys(runs: list[Run]) -> list[str]:
+    """The settings (seed and bookkeeping aside) whose values differ between `runs`."""
+    keys = sorted({k for run in runs for k in run.config} - IGNORED_KEYS)
+    return [k for k in keys if len({_hashable(run.config.get(k)) for run in runs}) > 1]
 
 
 def _sweep_label(members: list[Run]) -> str | None:
@@ -161,7 +170,7 @@ def compare(
     directory: str | Path,
     out: str | Path,
     metrics: tuple[str, ...] = ("eval/return_mean", "team/*/snd"),
-    facet: str = "algorithm.name",
+    facet: str | tuple[str, ...] | None = None,
     window: int = 3,
     title: str | None = None,
     baseline: str | None = None,
@@ -171,8 +180,19 @@ def compare(
 
     `baseline` ("sharing=shared"): for every group, also report from which frame on its first metric stays
     clearly above (95% intervals apart) the group that differs from it only in that setting. `smooth`: the
-    curves (and that separation) use a trailing mean over each run's last `smooth` logged points."""
+    curves (and that separation) use a trailing mean over each run's last `smooth` logged points. `facet`: the
+    setting (or settings) whose every value (or combination) gets its own column of curves; by default the
+    algorithm's name."""
     runs = load_runs(directory)
+    if facet is None:
+        facet = ("algorithm.name",) if any("algorithm.name" in run.config for run in runs) else ()
+    facet = (facet,) if isinstance(facet, str) else tuple(facet)
+    missing = [key for key in facet if all(key not in run.config for run in runs)]
+    if missing:
+        raise MarlError(
+            f"No run under {directory} has the setting {', '.join(missing)} to split the curves by. Settings "
+            f"that differ between these runs: {', '.join(_varying_keys(runs)) or 'none'}."
+        )
     groups = group_runs(runs)
     metrics = tuple(_resolve(m, runs) for m in metrics)
     out = Path(out)
@@ -341,29 +361,46 @@ def _no_nan(value):
 
 
 def _plot(
-    groups: dict[str, list[Run]], metrics: tuple[str, ...], facet: str, path: Path, title, smooth: int = 1
+    groups: dict[str, list[Run]],
+    metrics: tuple[str, ...],
+    facet: tuple[str, ...],
+    path: Path,
+    title: str | None,
+    smooth: int = 1,
 ) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    facets = sorted({str(r.config.get(facet)) for members in groups.values() for r in members})
+    def facet_of(run: Run) -> str:
+        return ", ".join(f"{_facet_name(key)}={run.config.get(key)}" for key in facet) or "all runs"
+
+    facets = sorted({facet_of(r) for members in groups.values() for r in members})
     fig, axes = plt.subplots(
         len(metrics), len(facets), figsize=(5.5 * len(facets), 3.6 * len(metrics)), squeeze=False, dpi=110
     )
     colours = plt.get_cmap("tab10")
-    facet_key = _short(facet)
-    # The same setting gets the same colour in every panel: labels without the facet's own setting.
-    legend = {
-        label: ",".join(p for p in label.split(",") if p.split("=")[0] != facet_key) or label
-        for label in groups
+    # The same setting gets the same colour in every panel: labels without the facet's own settings (by
+    # their full or short name, or their last part, as `marl sweep` and `marl pareto` name runs), and
+    # without what every group has in common.
+    facet_names = {name for key in facet for name in (key, _short(key), key.split(".")[-1])}
+    parts = {
+        label: [p for p in label.split(",") if p.split("=")[0].strip() not in facet_names] for label in groups
     }
+    common = set.intersection(*(set(p) for p in parts.values())) if len(parts) > 1 else set()
+    legend = {label: ",".join(p for p in parts[label] if p not in common) or label for label in groups}
     colour_of = _family_colours(groups, legend) or {
         name: colours(i % 10) for i, name in enumerate(dict.fromkeys(legend.values()))
     }
+    # A metric no run ever logged below 0 (a time, a count, an idleness) keeps its band at or above 0.
+    rows = [row for members in groups.values() for run in members for row in run.rows]
+    floor = {
+        metric: 0.0 if all(row[metric] >= 0 for row in rows if row.get(metric) is not None) else -math.inf
+        for metric in metrics
+    }
     for label, members in groups.items():
-        column = facets.index(str(members[0].config.get(facet)))
+        column = facets.index(facet_of(members[0]))
         colour = colour_of[legend[label]]
         for row, metric in enumerate(metrics):
             frames, stats = curve(members, metric, smooth)
@@ -372,16 +409,18 @@ def _plot(
             ax = axes[row][column]
             mean = [s[0] for s in stats]
             ax.plot(frames, mean, color=colour, label=f"{legend[label]} (n={len(members)})")
-            ax.fill_between(frames, [s[1] for s in stats], [s[2] for s in stats], color=colour, alpha=0.15)
+            if len(members) >= BAND_MIN_SEEDS:
+                low = [max(s[1], floor[metric]) for s in stats]
+                ax.fill_between(frames, low, [s[2] for s in stats], color=colour, alpha=0.15)
     for row, metric in enumerate(metrics):
         for column, value in enumerate(facets):
             ax = axes[row][column]
-            ax.set_title(f"{metric} ({facet_key}={value})", fontsize=9)
+            ax.set_title(f"{metric} ({value})", fontsize=9)
             ax.set_xlabel("environment frames")
             ax.grid(alpha=0.3)
             if ax.lines:
                 ax.legend(fontsize=7)
-    note = "mean and 95% t-interval over seeds"
+    note = f"mean over seeds; band: 95% t-interval, for a group of {BAND_MIN_SEEDS} seeds or more"
     if smooth > 1:
         note += f"; trailing mean of {smooth} points"
     fig.suptitle(f"{title}\n{note}" if title else note, fontsize=10)
@@ -397,7 +436,9 @@ def _family_colours(groups: dict[str, list[Run]], legend: dict[str, str]) -> dic
     family_of_name: dict[str, str] = {}
     for label, members in groups.items():
         config = members[0].config
-        settings = {"sharing": config.get("sharing.scheme"), "env.reward_mode": config.get("env.reward_mode")}
+        scheme = config.get("sharing.actor.scheme", config.get("sharing.scheme"))  # the actors' sharing
+        reward_mode = config.get("env.kwargs.reward_mode", config.get("env.reward_mode"))
+        settings = {"sharing": scheme, "env.reward_mode": reward_mode}
         choices = {key: value for key, value in settings.items() if value is not None}
         family_of_name.setdefault(legend[label], member_family(choices, "learned"))
     if len(set(family_of_name.values())) < len(family_of_name):
@@ -420,6 +461,11 @@ def _resolve(metric: str, runs: list[Run]) -> str:
                 ):
                     return key
     return metric
+
+
+def _facet_name(key: str) -> str:
+    """A facet setting's name in a panel title: its short name, or the last part of its key."""
+    return _short(key) if _short(key) != key else key.split(".")[-1]
 
 
 def _short(key: str) -> str:

@@ -194,7 +194,7 @@ def test_curves_take_the_front_figures_family_colours_where_each_group_is_one_fa
     from marl.pareto_plot import FAMILY_STYLES
 
     def group(scheme, reward_mode="role", lr=1e-3):
-        config = {"sharing.scheme": scheme, "env.reward_mode": reward_mode, "algorithm.lr": lr}
+        config = {"sharing.actor.scheme": scheme, "env.kwargs.reward_mode": reward_mode, "algorithm.lr": lr}
         return [Run(Path("."), config, [], None)]
 
     groups = {"a": group("hyper"), "b": group("grouped"), "c": group("shared"), "d": group("shared", "team")}
@@ -211,6 +211,34 @@ def test_curves_take_the_front_figures_family_colours_where_each_group_is_one_fa
     assert _family_colours({"x1": group("hyper"), "x2": group("hyper")}, {"x1": "x", "x2": "x"}) == {
         "x": FAMILY_STYLES["learned/hyper"][0]
     }
+
+
+def test_curves_split_into_one_column_per_combination_of_facet_settings(tmp_path):
+    import struct
+
+    def png_width(path):
+        return struct.unpack(">I", path.read_bytes()[16:20])[0]
+
+    for map_name in ("open", "rooms"):
+        for sensing in (3, 6):
+            for scheme in ("hyper", "grouped"):
+                run = tmp_path / f"{map_name}{sensing}{scheme}"
+                run.mkdir()
+                name = f"map={map_name},n_sensing={sensing},sharing={scheme},seed=0"
+                config = {
+                    "experiment": {"seed": 0, "name": name},
+                    "env": {"map": map_name, "n_sensing": sensing},
+                    "sharing": {"scheme": scheme},
+                }
+                (run / "config.yaml").write_text(json.dumps(config))
+                rows = [{"frames": 10 * i, "eval/return_mean": float(i)} for i in range(3)]
+                (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    compare(tmp_path, tmp_path / "out", ("eval/return_mean",), facet=("env.map", "env.n_sensing"))
+    assert png_width(tmp_path / "out" / "curves.png") == round(5.5 * 4 * 110)  # open/rooms x 3/6 sensing
+    compare(tmp_path, tmp_path / "one", ("eval/return_mean",), facet="env.map")
+    assert png_width(tmp_path / "one" / "curves.png") == round(5.5 * 2 * 110)
+    with pytest.raises(MarlError, match="setting env.speed to split.*differ between these runs: env.map"):
+        compare(tmp_path, tmp_path / "bad", ("eval/return_mean",), facet=("env.map", "env.speed"))
 
 
 def test_sweep_whose_env_cannot_be_built_fails_before_training(tmp_path):
