@@ -24,6 +24,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from marl.intervals import mean_interval
+
 Point = Sequence[float]
 
 
@@ -138,8 +140,6 @@ def interval(
     -log(high - x) with an upper one, the logit log((x - low) / (high - x)) with both. It is close to the
     t-interval while the spread is small against the distance to the bounds, grows lopsided near a bound,
     and never leaves the range (with 2 widely spread seeds it can span nearly all of it, as it should)."""
-    from marl.compare import mean_interval
-
     values = [float(v) for v in values]
     if not values:
         raise ValueError("An interval needs at least one value.")

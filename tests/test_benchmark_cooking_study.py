@@ -366,7 +366,7 @@ def test_stages_report_the_lamp_only_where_the_kitchen_has_one():
 def test_intervals_over_seeds_stay_within_each_measures_range():
     """Over three seeds a t-interval of a success rate reaches past [0, 1] (0, 0.1, 0.99: about -0.99 to
     1.72); the summary cuts it to the range, and leaves an interval inside the range as it is."""
-    from marl.compare import mean_interval
+    from marl.intervals import mean_interval
 
     spread = study.within_range([0.0, 0.1, 0.99], *study.RANGES["harmonic_mean"])
     mean, t_low, t_high = mean_interval([0.0, 0.1, 0.99])

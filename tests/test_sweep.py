@@ -6,7 +6,8 @@ import math
 import pytest
 
 from marl.cli import main
-from marl.compare import compare, group_runs, load_runs, mean_interval, separation_frames
+from marl.compare import compare, group_runs, load_runs, separation_frames
+from marl.intervals import mean_interval
 from marl.errors import ConfigError, MarlError
 from marl.sweep import expand, load_sweep, run_status, run_sweep
 

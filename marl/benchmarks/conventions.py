@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from marl.benchmarks.machine import hardware, write_json
-from marl.compare import mean_interval
+from marl.intervals import mean_interval
 from marl.population.config import apply_overrides, load_population_config, rollout_frames
 from marl.population.xpmin import train
 

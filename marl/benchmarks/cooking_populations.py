@@ -623,7 +623,7 @@ def within_range(values: list, low: float | None = None, high: float | None = No
     interval cut to the quantity's range [low, high]. Cut, not rebuilt on a bounded scale as
     ``marl.pareto.interval`` does for the fronts: inside the range it stays the plain t-interval the
     study's verdicts (intervals apart, paired differences excluding 0) are defined on."""
-    from marl.compare import mean_interval
+    from marl.intervals import mean_interval
 
     finite = [float(v) for v in values if v is not None and not math.isnan(float(v))]
     mean, t_low, t_high = mean_interval(finite) if finite else (float("nan"),) * 3
