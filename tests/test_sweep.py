@@ -7,8 +7,8 @@ import pytest
 
 from marl.cli import main
 from marl.compare import compare, group_runs, load_runs, separation_frames
-from marl.intervals import mean_interval
 from marl.errors import ConfigError, MarlError
+from marl.intervals import mean_interval
 from marl.sweep import expand, load_sweep, run_status, run_sweep
 
 
