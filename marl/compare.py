@@ -1,10 +1,10 @@
 """`marl compare`: turn a folder of runs (a sweep) into learning curves, SND curves and a results table.
 
 Runs are grouped by everything in their config except the seed (and bookkeeping like the run name); each
-group's curves are the mean over seeds with a 95% t-interval, against environment frames. Outputs, in
-`--out`: `curves.png` (one row per metric, one column per algorithm; a group that is one team family has the
-front figures' colour of that family), `table.md` and `summary.json` (final values per seed, mean and
-interval, training wall-clock time, hardware).
+group's curves are the mean over seeds, with a 95% t-interval band from 3 seeds on, against environment
+frames. Outputs, in `--out`: `curves.png` (one row per metric, one column per algorithm or per combination
+of the `facet` settings; a group that is one team family has the front figures' colour of that family),
+`table.md` and `summary.json` (final values per seed, mean and interval, training wall-clock time, hardware).
 """
 
 from __future__ import annotations
