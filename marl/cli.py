@@ -284,6 +284,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--title", help="figure title")
     compare.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="leave out runs still training (an interim look at a running sweep: a group's curve runs only "
+        "as far as all its runs logged)",
+    )
+    compare.add_argument(
         "--facet",
         nargs="+",
         metavar="KEY",
@@ -385,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
                 baseline=args.baseline,
                 smooth=args.smooth,
                 facet=tuple(args.facet) if args.facet else None,
+                finished_only=args.finished_only,
             )
             compare(args.runs, args.out, metrics, **options)
             print(f"Wrote {args.out}/curves.png, table.md and summary.json")

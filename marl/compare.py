@@ -131,6 +131,7 @@ def compare(
     title: str | None = None,
     baseline: str | None = None,
     smooth: int = 1,
+    finished_only: bool = False,
 ) -> dict:
     """Write curves.png, table.md and summary.json for the runs under `directory`; returns the summary.
 
@@ -138,8 +139,13 @@ def compare(
     clearly above (95% intervals apart) the group that differs from it only in that setting. `smooth`: the
     curves (and that separation) use a trailing mean over each run's last `smooth` logged points. `facet`: the
     setting (or settings) whose every value (or combination) gets its own column of curves; by default the
-    algorithm's name."""
+    algorithm's name. `finished_only`: leave out runs still training (no summary.json), whose shorter curves
+    would cut their group's short (a group's curve runs as far as all its runs logged)."""
     runs = load_runs(directory)
+    if finished_only:
+        runs = [run for run in runs if run.summary is not None]
+        if not runs:
+            raise MarlError(f"No run under {directory} has finished (written summary.json) yet.")
     if facet is None:
         facet = ("algorithm.name",) if any("algorithm.name" in run.config for run in runs) else ()
     facet = (facet,) if isinstance(facet, str) else tuple(facet)

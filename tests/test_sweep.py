@@ -240,6 +240,11 @@ def test_curves_split_into_one_column_per_combination_of_facet_settings(tmp_path
     assert png_width(tmp_path / "one" / "curves.png") == round(5.5 * 2 * 110)
     with pytest.raises(MarlError, match="setting env.speed to split.*differ between these runs: env.map"):
         compare(tmp_path, tmp_path / "bad", ("eval/return_mean",), facet=("env.map", "env.speed"))
+    with pytest.raises(MarlError, match="has finished"):  # none wrote summary.json
+        compare(tmp_path, tmp_path / "done", ("eval/return_mean",), finished_only=True)
+    (tmp_path / "open3hyper" / "summary.json").write_text(json.dumps({"wall_time_s": 1.0, "hardware": {}}))
+    summary = compare(tmp_path, tmp_path / "done", ("eval/return_mean",), finished_only=True)
+    assert list(summary["groups"]) == ["map=open,n_sensing=3,sharing=hyper"]
 
 
 def test_sweep_whose_env_cannot_be_built_fails_before_training(tmp_path):
