@@ -149,9 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
         "op": ops,
         "training": training,
     }
-    out = Path(args.out)
-    write_json(out / "activation_speed.json", record)
-    print(f"Wrote {out / 'activation_speed.json'}")
+    print(f"Wrote {write_json(Path(args.out) / 'activation_speed.json', record)}")
     return record
 
 

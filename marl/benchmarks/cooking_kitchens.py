@@ -125,9 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
         "config": {"episodes": args.episodes, "seed": args.seed, "max_steps": 200, "kitchen": STUDY_KITCHEN},
         "rows": rows,
     }
-    out = Path(args.out)
-    write_json(out / "cooking_kitchens.json", result)
-    print(f"Wrote {out / 'cooking_kitchens.json'}")
+    print(f"Wrote {write_json(Path(args.out) / 'cooking_kitchens.json', result)}")
     return result
 
 
