@@ -294,7 +294,8 @@ def _build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="KEY",
         help="one column of curves per value of this setting, or per combination of these settings "
-        "(default algorithm.name; e.g. --facet env.map env.n_sensing)",
+        "(default algorithm.name; e.g. --facet env.kwargs.map env.kwargs.n_sensing, as a run's config.yaml "
+        "spells them)",
     )
     compare.add_argument(
         "--smooth",
