@@ -1,4 +1,5 @@
-"""Intervals over seeds: the 95% Student-t interval every table, curve and front of the project reports."""
+"""Intervals over seeds: the 95% Student-t interval that the tables, curves and fronts build on (the fronts
+map it onto a bounded objective's range: `marl.pareto.interval`)."""
 
 from __future__ import annotations
 
